@@ -1,0 +1,106 @@
+"""Small shared helpers: atomic writes, file hashes, argument validation."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+
+def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Return the SHA-256 hex digest of a file, read in chunks.
+
+    Parameters
+    ----------
+    path : path-like
+        File to hash.
+    chunk_size : int
+        Bytes read at a time.
+
+    Returns
+    -------
+    digest : str
+        Hexadecimal SHA-256 digest.
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk_size), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_not_input(path: Path, inputs: Iterable[str | os.PathLike] = ()) -> None:
+    """Refuse to write to ``path`` if it is one of the ``inputs``.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` resolves to one of ``inputs``.
+    """
+    target = Path(path).resolve()
+    for inp in inputs:
+        if Path(inp).resolve() == target:
+            raise FileExistsError(
+                f"Refusing to write {target}: it is an input file of this analysis. "
+                "Inputs are never modified; choose another output path."
+            )
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = ()) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; move it onto ``path`` on success.
+
+    The temporary file lives in the same directory, so the final
+    :func:`os.replace` is atomic: readers see either the old file or the new
+    one, never a half-written file. On error the temporary file is removed.
+
+    Parameters
+    ----------
+    path : path-like
+        Final destination.
+    inputs : iterable of path-like
+        Input files of the computation; writing onto one of them is refused.
+
+    Yields
+    ------
+    tmp : pathlib.Path
+        Where the caller writes.
+    """
+    path = Path(path)
+    check_not_input(path, inputs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, **kwargs: Any) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; see :func:`atomic_path`."""
+    with atomic_path(path, **kwargs) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, **kwargs: Any) -> Path:
+    """Write ``data`` to ``path`` atomically; see :func:`atomic_path`."""
+    with atomic_path(path, **kwargs) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def check_option(name: str, value: Any, allowed: Iterable[Any]) -> Any:
+    """Raise a ValueError naming ``name`` if ``value`` is not in ``allowed``."""
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ValueError(f"Invalid value for {name!r}: {value!r}. Expected one of {allowed}.")
+    return value

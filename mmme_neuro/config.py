@@ -1,0 +1,315 @@
+"""The one configuration model that drives every analysis.
+
+A configuration is a TOML file validated by :class:`Config`. Every field has
+a documented default, so an empty file (or no file) is a valid configuration;
+unknown keys are errors, so a typo never silently falls back to a default.
+
+Examples
+--------
+>>> from mmme_neuro.config import Config
+>>> cfg = Config()
+>>> cfg.bands["theta"]
+(4.0, 8.0)
+>>> len(cfg.hash())
+16
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "CodingConfig",
+    "Config",
+    "ConfigError",
+    "EmgConfig",
+    "EpochConfig",
+    "MeRule",
+    "NetworkConfig",
+    "PathsConfig",
+    "PreprocessingConfig",
+    "RejectionConfig",
+    "SimulationConfig",
+    "StatsConfig",
+    "SyncConfig",
+    "load_config",
+]
+
+DEFAULT_BANDS: dict[str, tuple[float, float]] = {
+    "delta": (1.0, 4.0),
+    "theta": (4.0, 8.0),
+    "alpha": (8.0, 13.0),
+    "beta": (13.0, 30.0),
+    "gamma": (30.0, 47.0),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is invalid."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class PathsConfig(_Section):
+    """Where inputs are read and outputs written. Relative paths are relative to the working directory."""
+
+    data_dir: Path = Field(
+        Path("data"),
+        description="Root for generated data: synthetic studies go to data_dir/synthetic/<scale>-seed<seed>/.",
+    )
+    figures_dir: Path = Field(Path("figures"), description="Root of the figures and result tables of analyses.")
+    raw_root: Path | None = Field(
+        None, description="Raw study directory (coding file + <subject>_<yyyymmdd>.<ext> recordings). None: the synthetic default study."
+    )
+    bids_root: Path | None = Field(None, description="BIDS root of a converted study. None: derived from raw_root.")
+    coding_file: Path | None = Field(None, description="MMME coding file (xlsx/csv). None: the one found in raw_root.")
+
+
+class MeRule(_Section):
+    """How an expression is labelled micro (ME) or macro (MaE) when the coding file has no ``Macro/Micro`` column.
+
+    Default: the CASME II convention, ME if total duration <= 500 ms or onset-to-apex <= 250 ms.
+    """
+
+    max_duration_s: float = Field(0.5, gt=0, description="ME if offset - onset <= this (s).")
+    max_onset_to_apex_s: float = Field(0.25, gt=0, description="ME if apex - onset <= this (s).")
+    combine: Literal["or", "and"] = Field("or", description="How the two criteria combine (CASME II: 'or').")
+    use_column: bool = Field(True, description="Use the 'Macro/Micro' column when the file has one; the rule fills only missing labels.")
+
+
+class CodingConfig(_Section):
+    """Reading and validating the MMME coding file."""
+
+    duplicate_policy: Literal["latest", "first", "drop", "keep_all"] = Field(
+        "latest",
+        description=(
+            "Which of several codings of the same expression (same subject, clip and onset) is kept: "
+            "'latest' annotation date (a recoding supersedes), 'first' in file order, 'drop' all of them, "
+            "'keep_all' (then they are flagged but analysed). Dropped codings go to the exclusion report."
+        ),
+    )
+    me_rule: MeRule = Field(default_factory=MeRule)
+    nominal_fps: float = Field(150.0, gt=0, description="Nominal camera frame rate (Hz) of the face video.")
+    fps_tolerance: float = Field(
+        0.1, gt=0, lt=1, description="Relative deviation of the effective frame rate from nominal that is reported."
+    )
+    max_clip_time_s: float = Field(
+        90.0, gt=0, description="Clip-relative times beyond this (s) are flagged as outside the clip."
+    )
+
+
+class SimulationConfig(_Section):
+    """The embedded synthetic MMME-like study."""
+
+    scale: Literal["ci", "default", "full"] = Field("default", description="Study size: 'ci' (seconds), 'default' (minutes), 'full' (MMME scale).")
+    null: bool = Field(False, description="Plant no effect (null control study).")
+    eeg_format: Literal["eeglab", "brainvision"] = Field("eeglab", description="Raw EEG format written.")
+    seed: int | None = Field(None, description="Seed of the generator; None uses the top-level seed.")
+
+
+class SyncConfig(_Section):
+    """Cross-modal synchronisation of EEG and physiology clocks."""
+
+    min_matched_markers: int = Field(5, ge=2, description="Fewest clip markers shared by both recordings.")
+    max_residual_ms: float = Field(2.0, gt=0, description="Largest tolerated marker residual after the offset+drift fit (ms).")
+
+
+class PreprocessingConfig(_Section):
+    """EEG preprocessing applied to padded segments around epochs."""
+
+    l_freq: float | None = Field(0.1, description="High-pass edge (Hz); None: no high-pass.")
+    h_freq: float | None = Field(45.0, description="Low-pass edge (Hz); None: no low-pass.")
+    notch_freq: float | None = Field(50.0, description="Mains frequency (Hz), 50 in China; None: no notch.")
+    reference: Literal["average", "mastoids"] = Field("average", description="Re-reference: common average or linked mastoids M1/M2.")
+    resample_sfreq: float | None = Field(250.0, description="Sampling rate (Hz) after preprocessing; None keeps the original.")
+    ica: bool = Field(True, description="Remove ocular (VEO/HEO) ICA components.")
+
+    @model_validator(mode="after")
+    def _check_band(self) -> PreprocessingConfig:
+        if self.l_freq is not None and self.h_freq is not None and self.l_freq >= self.h_freq:
+            raise ValueError(f"l_freq ({self.l_freq} Hz) must be below h_freq ({self.h_freq} Hz)")
+        return self
+
+
+class EpochConfig(_Section):
+    """Epochs aligned to expressions.
+
+    The default baseline (-1.0 to -0.5 s) ends well before the coded onset so
+    that pre-movement (readiness) activity, which precedes visible facial
+    movement by several hundred ms, is not removed as "baseline".
+    """
+
+    align: Literal["onset", "apex", "offset"] = Field("onset", description="Expression landmark at t = 0.")
+    tmin: float = Field(-1.0, description="Epoch start relative to the landmark (s).")
+    tmax: float = Field(1.5, description="Epoch end relative to the landmark (s).")
+    baseline: tuple[float, float] | None = Field((-1.0, -0.5), description="Baseline window (s); None: no baseline correction.")
+    ne_min_distance_s: float = Field(3.0, ge=0, description="No-expression epochs start at least this far (s) from any coded expression.")
+    min_epochs_per_condition: int = Field(3, ge=1, description="Subjects with fewer epochs in a condition are excluded from that contrast (reported).")
+    equalize_counts: bool = Field(False, description="Equalise epoch counts across conditions within subject for count-biased estimates.")
+
+    @model_validator(mode="after")
+    def _check_window(self) -> EpochConfig:
+        if self.tmin >= self.tmax:
+            raise ValueError(f"tmin ({self.tmin} s) must be below tmax ({self.tmax} s)")
+        if self.baseline is not None:
+            b0, b1 = self.baseline
+            if not (self.tmin <= b0 < b1 <= self.tmax):
+                raise ValueError(f"baseline {self.baseline} must lie inside [tmin, tmax] = [{self.tmin}, {self.tmax}] s with start < end")
+        return self
+
+
+class RejectionConfig(_Section):
+    """Per-epoch rejection thresholds (EEG channels, µV)."""
+
+    peak_to_peak_uv: float | None = Field(150.0, gt=0, description="Reject an epoch whose peak-to-peak amplitude exceeds this (µV).")
+    flat_uv: float | None = Field(0.5, gt=0, description="Reject an epoch whose peak-to-peak amplitude is below this on any channel (µV).")
+
+
+class EmgConfig(_Section):
+    """Facial-EMG contamination measures stored per epoch."""
+
+    band: tuple[float, float] = Field((30.0, 100.0), description="Band (Hz) of the EMG power measured over temporal channels.")
+    temporal_channels: tuple[str, ...] = Field(("FT7", "FT8", "T7", "T8", "TP7", "TP8"), description="EEG channels nearest the facial muscles.")
+
+
+class NetworkConfig(_Section):
+    """Functional networks."""
+
+    method: Literal["plv", "ppc", "wpli", "coh"] = Field("plv", description="Connectivity estimator.")
+    density_start: float = Field(0.05, gt=0, le=1, description="Lowest edge density of the proportional thresholds.")
+    density_stop: float = Field(0.50, gt=0, le=1, description="Highest edge density.")
+    density_step: float = Field(0.05, gt=0, le=1, description="Density step.")
+
+    @model_validator(mode="after")
+    def _check_densities(self) -> NetworkConfig:
+        if self.density_start > self.density_stop:
+            raise ValueError("density_start must not exceed density_stop")
+        return self
+
+    def densities(self) -> tuple[float, ...]:
+        """Return the density grid, rounded to 1e-9."""
+        n = int(round((self.density_stop - self.density_start) / self.density_step)) + 1
+        return tuple(round(self.density_start + i * self.density_step, 9) for i in range(n))
+
+
+class StatsConfig(_Section):
+    """Statistical testing."""
+
+    alpha: float = Field(0.05, gt=0, lt=1, description="Significance level.")
+    n_permutations: int = Field(1000, ge=100, description="Permutations of cluster and permutation tests.")
+    cluster_forming_p: float = Field(0.05, gt=0, lt=1, description="Two-sided p of the cluster-forming threshold.")
+    fdr_method: Literal["fdr_bh", "fdr_by"] = Field("fdr_bh", description="False-discovery-rate procedure.")
+
+
+class Config(_Section):
+    """Effective configuration of mmme-neuro. All sections have documented defaults."""
+
+    seed: int = Field(42, ge=0, description="Master random seed: same inputs + config + seed give identical results.")
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+    coding: CodingConfig = Field(default_factory=CodingConfig)
+    simulation: SimulationConfig = Field(default_factory=SimulationConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
+    bands: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: dict(DEFAULT_BANDS),
+        description="Frequency bands (Hz), [low, high). MMME defaults: delta 1-4, theta 4-8, alpha 8-13, beta 13-30, gamma 30-47.",
+    )
+    preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
+    epochs: EpochConfig = Field(default_factory=EpochConfig)
+    rejection: RejectionConfig = Field(default_factory=RejectionConfig)
+    emg: EmgConfig = Field(default_factory=EmgConfig)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
+    stats: StatsConfig = Field(default_factory=StatsConfig)
+
+    @field_validator("bands")
+    @classmethod
+    def _check_bands(cls, bands: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        if not bands:
+            raise ValueError("at least one frequency band is needed")
+        for name, (lo, hi) in bands.items():
+            if not 0 <= lo < hi:
+                raise ValueError(f"band {name!r}: need 0 <= low < high, got ({lo}, {hi}) Hz")
+        return bands
+
+    @property
+    def simulation_seed(self) -> int:
+        """Seed of the synthetic generator (``simulation.seed`` or the master seed)."""
+        return self.seed if self.simulation.seed is None else self.simulation.seed
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the configuration as plain JSON/TOML-compatible types (None values dropped)."""
+        return _drop_none(self.model_dump(mode="json"))
+
+    def to_toml(self) -> str:
+        """Return the configuration as TOML text (loadable by :func:`load_config`)."""
+        return tomli_w.dumps(self.to_dict())
+
+    def hash(self) -> str:
+        """Return a short, stable hash of the effective configuration (16 hex digits)."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _drop_none(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _drop_none(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, list):
+        return [_drop_none(v) for v in obj]
+    return obj
+
+
+def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Config:
+    """Load and validate a configuration.
+
+    Parameters
+    ----------
+    path : path-like | None
+        TOML file. None gives the defaults.
+    **overrides
+        Top-level sections or values that replace those of the file, e.g.
+        ``simulation={"scale": "ci"}`` (merged into the section) or ``seed=1``.
+
+    Returns
+    -------
+    config : Config
+        The validated, immutable configuration.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, is not valid TOML, or a value is invalid; the
+        message names the file and the offending key.
+    """
+    data: dict[str, Any] = {}
+    where = "defaults"
+    if path is not None:
+        path = Path(path)
+        where = str(path)
+        if not path.is_file():
+            raise ConfigError(f"Configuration file not found: {path}")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            loc = ".".join(str(p) for p in e["loc"])
+            lines.append(f"  {loc}: {e['msg']}")
+        raise ConfigError(f"Invalid configuration ({where}):\n" + "\n".join(lines)) from err

@@ -1,0 +1,1 @@
+"""Synthetic MMME-like studies written in the real raw formats (the embedded default)."""
