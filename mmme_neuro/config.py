@@ -313,3 +313,45 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
             loc = ".".join(str(p) for p in e["loc"])
             lines.append(f"  {loc}: {e['msg']}")
         raise ConfigError(f"Invalid configuration ({where}):\n" + "\n".join(lines)) from err
+
+
+def config_reference_markdown() -> str:
+    """Return the configuration reference (every key, default, description) as Markdown.
+
+    ``docs/configuration.md`` is this text; a test keeps them identical.
+    """
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from `mmme_neuro.config.Config` by `mmme-neuro config doc`; do not edit by hand.",
+        "Every key is optional: a missing key takes the default below. Unknown keys are errors.",
+        "`mmme-neuro config show` prints the effective configuration as TOML.",
+        "",
+    ]
+
+    def fmt(value: Any) -> str:
+        if isinstance(value, BaseModel):
+            return "(section)"
+        return "`" + json.dumps(value, default=str) + "`"
+
+    def section(model: type[BaseModel], instance: BaseModel, prefix: str) -> None:
+        title = prefix.rstrip(".") or "top level"
+        doc = (model.__doc__ or "").strip().split("\n\n")
+        lines.extend([f"## `{title}`", "", " ".join(doc[0].split()), ""])
+        if len(doc) > 1:
+            lines.extend([" ".join(p.split()) for p in doc[1:]] + [""])
+        lines.extend(["| key | default | description |", "| --- | --- | --- |"])
+        subs = []
+        for name, field in model.model_fields.items():
+            value = getattr(instance, name)
+            if isinstance(value, BaseModel):
+                subs.append((type(value), value, f"{prefix}{name}."))
+                continue
+            dumped = instance.model_dump(mode="json")[name]
+            lines.append(f"| `{prefix}{name}` | {fmt(dumped)} | {field.description or ''} |")
+        lines.append("")
+        for sub in subs:
+            section(*sub)
+
+    section(Config, Config(), "")
+    return "\n".join(lines)

@@ -1,0 +1,42 @@
+# mmme-neuro: the two commands of the README, and helpers.
+#   make figures  -> venv + install + synthetic default study + every analysis -> figures/
+#   make test     -> venv + install + test suite (what .ci/run calls)
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.mmme-installed
+PYTEST_ARGS ?=
+
+.PHONY: install figures test test-slow lint lock clean-data
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+figures: install
+	$(PY) -m analyses
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-slow: install
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+# Re-resolve and pin every dependency (run after changing pyproject.toml).
+lock:
+	@rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python -m pip install --quiet -e ".[dev]"
+	.venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^mmme-neuro' > requirements/constraints.txt
+	@rm -rf .venv-lock
+
+clean-data:
+	rm -rf data/synthetic

@@ -1,0 +1,119 @@
+"""The ``mmme-neuro`` command line.
+
+Subcommands
+-----------
+``config show [--config FILE]``
+    Print the effective configuration (defaults + file) as TOML.
+``config doc``
+    Print the configuration reference (every key, default, description).
+``config check FILE``
+    Validate a configuration file; exit 1 with the reason if invalid.
+``simulate OUT_DIR [--scale ci|default|full] [--seed N] [--null] [--format eeglab|brainvision] [--subjects N]``
+    Write a synthetic MMME-like study in the raw formats.
+``coding FILE [--report CSV] [--mapping CSV]``
+    Validate an MMME coding file; print the counts; write the row report
+    (pseudonyms only) and, only if asked, the name -> pseudonym mapping.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .config import ConfigError, config_reference_markdown, load_config
+
+logger = logging.getLogger("mmme_neuro")
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.file if args.action == "check" else getattr(args, "config", None))
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 1
+    if args.action == "doc":
+        sys.stdout.write(config_reference_markdown())
+    elif args.action == "show":
+        sys.stdout.write(f"# mmme-neuro {__version__} effective configuration (hash {cfg.hash()})\n")
+        sys.stdout.write(cfg.to_toml())
+    else:
+        sys.stdout.write(f"{args.file}: valid (hash {cfg.hash()})\n")
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from .simulate.study import simulate_study
+
+    paths = simulate_study(args.out_dir, scale=args.scale, seed=args.seed, null=args.null,
+                           eeg_format=args.format, n_subjects=args.subjects,
+                           overwrite=args.overwrite)  # fmt: skip
+    sys.stdout.write(f"study written to {paths.root}\n")
+    return 0
+
+
+def _cmd_coding(args: argparse.Namespace) -> int:
+    from .io.coding import CodingFileError, read_coding, write_coding_report, write_pseudonym_mapping
+
+    cfg = load_config(args.config)
+    try:
+        result = read_coding(args.file, cfg.coding)
+    except CodingFileError as err:
+        print(err, file=sys.stderr)
+        return 1
+    sys.stdout.write(json.dumps(result.counts(), indent=2, sort_keys=True) + "\n")
+    if args.report:
+        write_coding_report(result, args.report)
+    if args.mapping:
+        write_pseudonym_mapping(result, args.mapping)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``mmme-neuro``."""
+    parser = argparse.ArgumentParser(prog="mmme-neuro", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"mmme-neuro {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_cfg = sub.add_parser("config", help="show or check the configuration")
+    cfg_sub = p_cfg.add_subparsers(dest="action", required=True)
+    p_show = cfg_sub.add_parser("show", help="print the effective configuration as TOML")
+    p_show.add_argument("--config", default=None, help="TOML file (default: built-in defaults)")
+    p_check = cfg_sub.add_parser("check", help="validate a configuration file")
+    p_check.add_argument("file")
+    cfg_sub.add_parser("doc", help="print the configuration reference (Markdown)")
+    p_cfg.set_defaults(func=_cmd_config)
+
+    p_sim = sub.add_parser("simulate", help="write a synthetic MMME-like study")
+    p_sim.add_argument("out_dir")
+    p_sim.add_argument("--scale", choices=("ci", "default", "full"), default="ci")
+    p_sim.add_argument("--seed", type=int, default=42)
+    p_sim.add_argument("--null", action="store_true", help="plant no effect")
+    p_sim.add_argument("--format", choices=("eeglab", "brainvision"), default="eeglab")
+    p_sim.add_argument("--subjects", type=int, default=None, help="only the first N subjects")
+    p_sim.add_argument("--overwrite", action="store_true")
+    p_sim.set_defaults(func=_cmd_simulate)
+
+    p_cod = sub.add_parser("coding", help="validate an MMME coding file")
+    p_cod.add_argument("file")
+    p_cod.add_argument("--config", default=None)
+    p_cod.add_argument("--report", default=None, help="write the per-row report (CSV, pseudonyms only)")
+    p_cod.add_argument("--mapping", default=None, help="write the name -> pseudonym mapping (keep it apart)")
+    p_cod.set_defaults(func=_cmd_coding)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = build_parser().parse_args(argv)
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    return int(args.func(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

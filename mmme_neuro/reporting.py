@@ -1,0 +1,342 @@
+"""Result summaries written by every analysis (``summary.json`` + ``summary.md``).
+
+Every analysis script ends with :func:`write_summary`: a machine-readable
+``summary.json`` whose schema is documented in ``docs/summary-json.md``
+(versioned by :data:`SCHEMA_VERSION`) and a short human-readable
+``summary.md``. The JSON starts from :func:`base_summary` (analysis, package
+version, configuration hash, input hashes, seed) and is deterministic: no
+timestamps, sorted keys, so the same inputs + configuration + seed give a
+byte-identical file.
+
+Examples
+--------
+>>> from mmme_neuro.config import Config
+>>> s = base_summary("demo", Config(), inputs={})
+>>> s["contrasts"].append(make_contrast("ME-MaE", kind="cluster", statistic=2.5, p=0.01))
+>>> sorted(s)[:3]
+['analysis', 'config_hash', 'contrasts']
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from ._utils import atomic_write_text, sha256_file
+from .config import Config
+
+__all__ = [
+    "BASE_KEYS",
+    "CONTRAST_KEYS",
+    "SCHEMA_VERSION",
+    "base_summary",
+    "dataset_hash",
+    "dumps_summary",
+    "hash_inputs",
+    "make_contrast",
+    "to_jsonable",
+    "validate_summary",
+    "write_summary",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Version of the summary.json schema (``docs/summary-json.md``). Bump the major
+#: number when a key is removed or changes meaning, the minor one when a key is added.
+SCHEMA_VERSION: str = "1.0"
+
+#: Keys present in every summary.json.
+BASE_KEYS: tuple[str, ...] = (
+    "schema_version",
+    "analysis",
+    "package",
+    "package_version",
+    "config_hash",
+    "dataset_hash",
+    "inputs",
+    "seed",
+    "subjects",
+    "n_subjects",
+    "epochs_per_condition",
+    "exclusions_by_reason",
+    "contrasts",
+    "results",
+)
+
+#: Keys of every record in ``contrasts`` (None when not applicable).
+CONTRAST_KEYS: tuple[str, ...] = (
+    "contrast",
+    "kind",
+    "location",
+    "time_s",
+    "freq_hz",
+    "statistic",
+    "p",
+    "effect_size",
+)
+
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert ``obj`` recursively to plain JSON types.
+
+    numpy scalars and arrays, pandas objects, paths, tuples and sets are
+    converted; NaN, infinities, ``pd.NA`` and ``NaT`` become None; mapping keys
+    become strings.
+
+    Parameters
+    ----------
+    obj : object
+        Object to convert.
+
+    Returns
+    -------
+    out : object
+        Made of dict, list, str, int, float, bool and None only.
+    """
+    if obj is None or isinstance(obj, bool | str):
+        return obj
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, int | np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    if isinstance(obj, Mapping):
+        return {str(to_jsonable(k)) if not isinstance(k, str) else k: to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, pd.DataFrame):
+        return [to_jsonable(rec) for rec in obj.to_dict(orient="records")]
+    if isinstance(obj, pd.Series):
+        return to_jsonable(obj.to_dict())
+    if isinstance(obj, np.ndarray):
+        return [to_jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, set | frozenset):
+        return sorted((to_jsonable(v) for v in obj), key=lambda v: (str(type(v)), str(v)))
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, pd.Timestamp | dt.datetime | dt.date):
+        return None if pd.isna(obj) else obj.isoformat()
+    if isinstance(obj, pd.Timedelta | dt.timedelta):
+        return None if pd.isna(obj) else obj.total_seconds()
+    if obj is pd.NA or obj is pd.NaT:
+        return None
+    if isinstance(obj, complex | np.complexfloating):
+        raise TypeError(f"complex values are not JSON-serialisable: {obj!r}")
+    raise TypeError(f"Cannot convert {type(obj).__name__} to JSON: {obj!r}")
+
+
+def dumps_summary(summary: Mapping[str, Any]) -> str:
+    """Serialise a summary deterministically (sorted keys, indent 2, NaN -> null, final newline)."""
+    return json.dumps(to_jsonable(summary), sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def write_summary(out_dir: str | os.PathLike, summary: Mapping[str, Any], markdown: str) -> tuple[Path, Path]:
+    """Write ``summary.json`` and ``summary.md`` into ``out_dir``, atomically.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        Output directory (created if needed).
+    summary : mapping
+        The summary; usually :func:`base_summary` plus the analysis' results.
+        Converted with :func:`to_jsonable`.
+    markdown : str
+        Human-readable summary (a final newline is added if missing).
+
+    Returns
+    -------
+    json_path, md_path : pathlib.Path
+        The written files.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = atomic_write_text(out_dir / "summary.json", dumps_summary(summary))
+    md_path = atomic_write_text(out_dir / "summary.md", markdown if markdown.endswith("\n") else markdown + "\n")
+    logger.info("wrote %s and %s", json_path, md_path)
+    return json_path, md_path
+
+
+def _hash_directory(path: Path) -> str:
+    """Hash of a directory tree: relative paths and contents of all its files."""
+    h = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f"{file.relative_to(path).as_posix()}\0{sha256_file(file)}\n".encode())
+    return h.hexdigest()
+
+
+def hash_inputs(inputs: Mapping[str, str | os.PathLike]) -> dict[str, str]:
+    """Return {name: sha256} of the analysis inputs.
+
+    Parameters
+    ----------
+    inputs : mapping of str to path-like or str
+        Name -> file or directory path. A directory is hashed over the
+        relative paths and contents of all its files. A value that is already
+        a SHA-256 hex digest (64 lower-case hex characters, not an existing
+        path) is taken as is.
+
+    Returns
+    -------
+    hashes : dict
+        Name -> SHA-256 hex digest, sorted by name.
+
+    Raises
+    ------
+    FileNotFoundError
+        If a path does not exist.
+    """
+    out: dict[str, str] = {}
+    for name in sorted(inputs):
+        value = inputs[name]
+        path = Path(value)
+        if path.is_file():
+            out[name] = sha256_file(path)
+        elif path.is_dir():
+            out[name] = _hash_directory(path)
+        elif isinstance(value, str) and _SHA256_RE.match(value):
+            out[name] = value
+        else:
+            raise FileNotFoundError(f"Input {name!r} not found: {value}")
+    return out
+
+
+def dataset_hash(input_hashes: Mapping[str, str]) -> str:
+    """SHA-256 of the sorted input hashes: identifies the data independently of input names."""
+    joined = "\n".join(sorted(input_hashes.values()))
+    return hashlib.sha256(joined.encode()).hexdigest()
+
+
+def base_summary(analysis: str, config: Config, inputs: Mapping[str, str | os.PathLike]) -> dict[str, Any]:
+    """Build the common header of a summary.json.
+
+    Parameters
+    ----------
+    analysis : str
+        Name of the analysis (e.g. ``"dataset_summary"``).
+    config : Config
+        Effective configuration.
+    inputs : mapping of str to path-like
+        Name -> input file or directory (see :func:`hash_inputs`).
+
+    Returns
+    -------
+    summary : dict
+        All :data:`BASE_KEYS`; ``subjects`` (list of pseudonyms),
+        ``epochs_per_condition``, ``exclusions_by_reason``, ``contrasts`` and
+        ``results`` are empty, to be filled by the analysis.
+    """
+    hashes = hash_inputs(inputs)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "analysis": str(analysis),
+        "package": "mmme-neuro",
+        "package_version": __version__,
+        "config_hash": config.hash(),
+        "dataset_hash": dataset_hash(hashes),
+        "inputs": hashes,
+        "seed": int(config.seed),
+        "subjects": [],
+        "n_subjects": 0,
+        "epochs_per_condition": {},
+        "exclusions_by_reason": {},
+        "contrasts": [],
+        "results": {},
+    }
+
+
+def make_contrast(
+    contrast: str,
+    *,
+    kind: str,
+    location: str | list[str] | None = None,
+    time_s: float | list[float] | None = None,
+    freq_hz: float | list[float] | None = None,
+    statistic: float | None = None,
+    p: float | None = None,
+    effect_size: float | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Build one record of ``contrasts`` with all :data:`CONTRAST_KEYS`.
+
+    Parameters
+    ----------
+    contrast : str
+        Conditions compared, e.g. ``"ME-MaE"``.
+    kind : str
+        What was tested: ``"cluster"``, ``"node"``, ``"feature"``, ``"global"``...
+    location : str | list of str | None
+        Channel(s), node(s), region(s) or feature name.
+    time_s : float | list of float | None
+        Time (s) or ``[start, stop]`` window relative to the epoch landmark.
+    freq_hz : float | list of float | None
+        Frequency (Hz) or ``[low, high]`` band.
+    statistic : float | None
+        Test statistic (t, F, cluster mass...); name it in ``extra`` as
+        ``statistic_name``.
+    p : float | None
+        p-value (corrected as stated in ``extra["correction"]``).
+    effect_size : float | None
+        Effect size; name it in ``extra`` as ``effect_size_name``.
+    **extra
+        Further keys (``statistic_name``, ``effect_size_name``, ``correction``,
+        ``n``, ``ci_low``, ``ci_high``...).
+
+    Returns
+    -------
+    record : dict
+    """
+    record = {
+        "contrast": contrast,
+        "kind": kind,
+        "location": location,
+        "time_s": time_s,
+        "freq_hz": freq_hz,
+        "statistic": statistic,
+        "p": p,
+        "effect_size": effect_size,
+    }
+    clash = set(extra) & set(record)
+    if clash:
+        raise ValueError(f"extra keys clash with the standard ones: {sorted(clash)}")
+    record.update(extra)
+    return record
+
+
+def validate_summary(summary: Mapping[str, Any]) -> None:
+    """Check that ``summary`` follows the documented schema.
+
+    Raises
+    ------
+    ValueError
+        Naming every missing key or malformed value.
+    """
+    problems = [f"missing key {key!r}" for key in BASE_KEYS if key not in summary]
+    if summary.get("schema_version") not in (None, SCHEMA_VERSION):
+        problems.append(f"schema_version {summary.get('schema_version')!r} != {SCHEMA_VERSION!r}")
+    for name in ("epochs_per_condition", "exclusions_by_reason", "inputs", "results"):
+        if name in summary and not isinstance(summary[name], Mapping):
+            problems.append(f"{name!r} must be a mapping")
+    if "subjects" in summary and not isinstance(summary["subjects"], list | tuple):
+        problems.append("'subjects' must be a list")
+    for i, rec in enumerate(summary.get("contrasts", [])):
+        missing = [k for k in CONTRAST_KEYS if k not in rec]
+        if missing:
+            problems.append(f"contrasts[{i}] lacks {missing}")
+    if problems:
+        raise ValueError("Invalid summary:\n  " + "\n  ".join(problems))
