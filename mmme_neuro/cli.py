@@ -56,7 +56,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_coding(args: argparse.Namespace) -> int:
-    from .io.coding import CodingFileError, read_coding, write_coding_report, write_pseudonym_mapping
+    from .io.coding import (
+        CodingFileError,
+        read_coding,
+        write_coding_report,
+        write_pseudonym_mapping,
+    )
 
     cfg = load_config(args.config)
     try:

@@ -19,7 +19,8 @@ Rules
     The annotation description is not a marker code (``"boundary"``,
     ``"square"``, ``"rt"``, ``"Response/R  1"`` ...). Accepted numeric forms:
     ``"101"``, ``"S101"``, ``"S 101"``, ``"Stimulus/S101"``,
-    ``"Stimulus/S 101"`` (case-insensitive).
+    ``"Stimulus/S 101"``, ``"Comment/101"`` (what ``mne.export`` writes to
+    BrainVision), case-insensitive.
 ``out_of_range``
     Sample index negative or after the last sample of the data.
 ``invalid_code``
@@ -65,7 +66,7 @@ REPORT_COLUMNS: tuple[str, ...] = (
 #: Marker codes of Neuroscan parallel-port triggers (8 bit, 0 = no event).
 DEFAULT_VALID_CODES = range(1, 256)
 
-_CODE_RE = re.compile(r"^\s*(?:stimulus\s*/\s*)?(?:s\s*)?(\d+)\s*$", re.IGNORECASE)
+_CODE_RE = re.compile(r"^\s*(?:(?:stimulus|comment)\s*/\s*)?(?:s\s*)?(\d+)\s*$", re.IGNORECASE)
 
 #: Samples of the stim channel read at a time (bounded memory on long files).
 _STIM_CHUNK_SAMPLES = 1_000_000
@@ -78,7 +79,7 @@ def parse_marker_code(description: str) -> int | None:
     ----------
     description : str
         Annotation description, e.g. ``"101"``, ``"S 101"``,
-        ``"Stimulus/S101"``.
+        ``"Stimulus/S101"``, ``"Comment/101"``.
 
     Returns
     -------
@@ -126,9 +127,7 @@ def _pick_stim_channel(raw: mne.io.BaseRaw, stim_channel: str | None) -> str | N
     if len(names) > 1:
         preferred = [n for n in names if n.upper() in ("TRIGGER", "STI 014", "STATUS")]
         if len(preferred) != 1:
-            raise ValueError(
-                f"Several stim channels {names}: pass stim_channel= to choose one."
-            )
+            raise ValueError(f"Several stim channels {names}: pass stim_channel= to choose one.")
         return preferred[0]
     return names[0]
 
@@ -287,7 +286,9 @@ def read_eeg_markers(
 
     kept: list[tuple[int, int]] = []
     last_kept: dict[int, int] = {}
-    for sample, desc, code in zip(table["sample"], table["description"], table["code"], strict=True):
+    for sample, desc, code in zip(
+        table["sample"], table["description"], table["code"], strict=True
+    ):
         sample = int(sample)
         if code is None or (isinstance(code, float) and np.isnan(code)):
             _report(None, sample, desc, src, "non_numeric", "dropped", "not a marker code")
@@ -332,7 +333,11 @@ def read_eeg_markers(
     report["time_s"] = report["time_s"].astype(float)
     n_dropped = int((report["action"] == "dropped").sum())
     n_input = len(table) + (len(omitted) if source == "annotations" else 0)
-    assert n_input == len(events) + n_dropped, "marker bookkeeping is inconsistent"
+    if n_input != len(events) + n_dropped:  # pragma: no cover - internal invariant
+        raise RuntimeError(
+            f"Marker bookkeeping is inconsistent: {n_input} in, {len(events)} kept, "
+            f"{n_dropped} dropped."
+        )
     logger.info(
         "Markers: %d in input, %d kept, %d dropped (%s)",
         n_input,

@@ -34,8 +34,8 @@ from ..config import Config
 from .cardiac import cardio_respiratory
 from .coding_writer import coding_rows, write_coding_file
 from .design import StudyDesign, SubjectDesign, design_study, subject_rng
-from .effects import Effects, null_effects
 from .eeg import simulate_eeg, simulate_eeg_chunks
+from .effects import Effects, null_effects
 from .physio import simulate_physio
 from .scales import get_scale
 from .writers_eeg import write_brainvision, write_eeglab
