@@ -1,0 +1,56 @@
+"""Shared fixtures: synthetic studies generated once per test session (on disk, reused)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+if not SHARED.is_dir():  # CI clones main next to shared/
+    SHARED = Path(os.environ.get("MMME_SHARED", "/work/shared"))
+REAL_CODING_FILE = SHARED / "data" / "mmme" / "coding_file.xlsx"
+EEG_FORMATS = SHARED / "data" / "eeg_formats"
+
+
+def _study(tmp_path_factory, name: str, **kwargs):
+    from mmme_neuro.simulate.study import simulate_study
+
+    root = tmp_path_factory.getbasetemp() / name
+    if (root / "COMPLETE").is_file():
+        from mmme_neuro.simulate.study import StudyPaths
+
+        return StudyPaths.at(root)
+    return simulate_study(root, progress=False, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def ci_study(tmp_path_factory):
+    """The `ci` synthetic study with planted effects (seed 42)."""
+    return _study(tmp_path_factory, "ci-seed42", scale="ci", seed=42)
+
+
+@pytest.fixture(scope="session")
+def ci_null_study(tmp_path_factory):
+    """The `ci` synthetic null study (nothing planted, seed 42)."""
+    return _study(tmp_path_factory, "ci-seed42-null", scale="ci", seed=42, null=True)
+
+
+def require_shared(path: Path) -> Path:
+    """Return ``path`` (under shared/data); skip locally, fail in CI, if it is missing."""
+    if not path.exists():
+        msg = f"shared test data not found: {path} (set MMME_SHARED to the shared/ folder)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_coding_file():
+    """The real MMME coding file (944 codings, 16 participants)."""
+    return require_shared(REAL_CODING_FILE)
