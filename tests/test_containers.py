@@ -73,3 +73,14 @@ def test_validate_rejects_unknown_dims_and_units():
         validate(xr.DataArray(np.zeros(3), dims=("trial",)))
     with pytest.raises(ValueError, match="units"):
         validate(xr.DataArray(np.zeros(3), dims=("time",), coords={"time": [0.0, 0.1, 0.2]}))
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path):
+    import os
+
+    from mmme_neuro._utils import atomic_write_text
+
+    out = atomic_write_text(tmp_path / "x.txt", "hi")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
