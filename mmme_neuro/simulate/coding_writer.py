@@ -13,6 +13,7 @@ coding recovers the planted truth.
 
 from __future__ import annotations
 
+import datetime
 import datetime as dt
 import os
 from pathlib import Path
@@ -240,9 +241,36 @@ def write_coding_file(rows: pd.DataFrame, path: str | os.PathLike) -> Path:
     ws.append(list(CODING_COLUMNS))
     for rec in rows[list(CODING_COLUMNS)].itertuples(index=False):
         ws.append([_cell(v) for v in rec])
+    # fixed document dates and zip entry times: the same rows give the same bytes
+    wb.properties.created = wb.properties.modified = _FIXED_TIME
     with atomic_path(path) as tmp:
         wb.save(tmp)
+        _normalise_zip_times(tmp)
     return Path(path)
+
+
+_FIXED_TIME = datetime.datetime(2024, 1, 1)
+
+
+def _normalise_zip_times(path: Path) -> None:
+    """Rewrite a zip (xlsx) in place with every entry dated 1980-01-01.
+
+    openpyxl stamps the save time into ``docProps/core.xml`` (``modified``)
+    and into the zip entries; both are replaced by fixed values.
+    """
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(path) as zin:
+        entries = [(info, zin.read(info)) for info in zin.infolist()]
+    with zipfile.ZipFile(path, "w") as zout:
+        for info, data in entries:
+            if info.filename == "docProps/core.xml":
+                data = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*", rb"\g<1>2024-01-01T00:00:00Z", data)
+            fixed = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            fixed.compress_type = zipfile.ZIP_DEFLATED
+            fixed.external_attr = info.external_attr
+            zout.writestr(fixed, data)
 
 
 def _cell(value: object) -> object:

@@ -16,15 +16,18 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from scipy.io import savemat
 
 from .._utils import atomic_path
 from ..constants import ALL_EEG_FILE_CHANNELS, AUX_CHANNEL_TYPES, EEG_CHANNELS
 from ..montage import quikcap64_positions
+from ._mat import savemat_reproducible
 from .design import SubjectDesign
 
 __all__ = ["eeglab_chanlocs", "write_brainvision", "write_eeglab"]
 
+
+#: MAT header text of the synthetic .set files (fixed, so files are reproducible).
+_SET_HEADER_TEXT = "MATLAB 5.0 MAT-file, Platform: GLNXA64, Created by: mmme_neuro synthetic EEGLAB export"
 
 def write_eeglab(
     subject: SubjectDesign, chunks: Iterable[np.ndarray], path_set: str | os.PathLike
@@ -80,7 +83,7 @@ def write_eeglab(
             if n_samples != n_expected:
                 raise ValueError(f"chunks hold {n_samples} samples, expected {n_expected}")
             struct = _eeglab_struct(subject, n_chan, n_samples, path_set.stem, path_fdt.name)
-            savemat(str(tmp_set), struct, appendmat=False, format="5", oned_as="row")
+            savemat_reproducible(tmp_set, struct, description=_SET_HEADER_TEXT, appendmat=False, oned_as="row")
     return path_set
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.io import savemat
 
 from .._utils import atomic_path
 from ..constants import BIOPAC_LABELS, BIOPAC_UNITS
+from ._mat import savemat_reproducible
 from .design import SubjectDesign
 
 __all__ = ["write_acqknowledge_mat", "write_physio_csv"]
@@ -30,7 +30,6 @@ __all__ = ["write_acqknowledge_mat", "write_physio_csv"]
 MAT_HEADER_TEXT = (
     "MATLAB 5.0 MAT-file, Platform: PCWIN64, Created by: mmme_neuro synthetic AcqKnowledge export"
 )
-_MAT_HEADER_BYTES = 116
 _CSV_CHUNK_ROWS = 200_000
 
 
@@ -93,10 +92,7 @@ def write_acqknowledge_mat(
         "start_sample": np.array([[0.0]]),
     }
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            savemat(fh, mdict, format="5", do_compression=False, oned_as="column")
-            fh.seek(0)  # replace scipy's "Created on: <time>" description by a fixed one
-            fh.write(MAT_HEADER_TEXT.ljust(_MAT_HEADER_BYTES)[:_MAT_HEADER_BYTES].encode("ascii"))
+        savemat_reproducible(tmp, mdict, description=MAT_HEADER_TEXT, do_compression=False, oned_as="column")
     return path
 
 
