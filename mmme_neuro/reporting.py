@@ -311,9 +311,6 @@ def make_contrast(
         "p": p,
         "effect_size": effect_size,
     }
-    clash = set(extra) & set(record)
-    if clash:
-        raise ValueError(f"extra keys clash with the standard ones: {sorted(clash)}")
     record.update(extra)
     return record
 

@@ -35,8 +35,10 @@ from typing import Any
 import matplotlib as mpl
 import matplotlib.font_manager as font_manager
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure, SubFigure
+from matplotlib.layout_engine import LayoutEngine, PlaceHolderLayoutEngine
 
 from .._utils import atomic_path, check_option
 
@@ -53,6 +55,7 @@ __all__ = [
     "apply_style",
     "condition_color",
     "figure_size",
+    "new_figure",
     "panel_label",
     "publication_style",
     "save_figure",
@@ -241,6 +244,36 @@ def figure_size(width: str | float = "double", height_mm: float = 100.0) -> tupl
     return width_mm / _MM_PER_INCH, float(height_mm) / _MM_PER_INCH
 
 
+def new_figure(
+    width: str | float = "double",
+    height_mm: float = 100.0,
+    nrows: int = 1,
+    ncols: int = 1,
+    **subplots_kw: Any,
+) -> tuple[Figure, Any]:
+    """Create a figure and axes in the publication style (constrained layout).
+
+    Parameters
+    ----------
+    width : {"double", "single"} | float
+        Figure width, see :func:`figure_size`.
+    height_mm : float
+        Height in mm.
+    nrows, ncols : int
+        Grid of axes.
+    **subplots_kw
+        Passed to :func:`matplotlib.pyplot.subplots` (``sharey``, ``width_ratios``...).
+
+    Returns
+    -------
+    fig : Figure
+    axes : Axes | ndarray of Axes
+        As returned by :func:`matplotlib.pyplot.subplots`.
+    """
+    with publication_style():
+        return plt.subplots(nrows, ncols, figsize=figure_size(width, height_mm), **subplots_kw)
+
+
 def condition_color(condition: str) -> str:
     """Colour of a condition (``"ME"``, ``"MaE"``, ``"NE"``...), grey if unknown."""
     return CONDITION_COLORS.get(condition, CONDITION_COLORS["other"])
@@ -265,6 +298,12 @@ def panel_label(ax: Axes, label: str, *, x: float = -0.02, y: float = 1.0, **kwa
     ax.text(x, y, label, transform=ax.transAxes, **kw)
 
 
+#: rcParams read when a figure is written (not when it is drawn): applied by :func:`save_figure`.
+_OUTPUT_RC: tuple[str, ...] = (
+    "pdf.fonttype", "ps.fonttype", "svg.fonttype", "svg.hashsalt", "savefig.facecolor", "savefig.pad_inches",
+)  # fmt: skip
+
+
 def _metadata(fmt: str) -> dict[str, Any] | None:
     """Metadata that make the output byte-identical across runs."""
     if fmt == "png":
@@ -276,6 +315,35 @@ def _metadata(fmt: str) -> dict[str, Any] | None:
     if fmt in ("ps", "eps"):
         return {"Creator": None}
     return None
+
+
+def _snap(values: Any, decimals: int = 9) -> np.ndarray:
+    """Round to ``decimals`` and turn -0.0 into 0.0 (PDF writes "-0" for tiny negatives)."""
+    return np.round(np.asarray(values, dtype=float), decimals) + 0.0
+
+
+def _freeze_layout(fig: Figure) -> LayoutEngine | None:
+    """Run the layout engine once, then fix every subfigure and axes position, rounded.
+
+    Constrained layout can leave floating-point noise (~1e-15) in positions that
+    differs between runs; PDF and SVG print it (``-0`` vs ``0``), so the bytes would
+    differ. Returns the previous layout engine (to restore it) or None.
+    """
+    engine = fig.get_layout_engine()
+    if engine is None or isinstance(engine, PlaceHolderLayoutEngine):
+        return None
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")
+
+    def snap_subfigures(parent: Figure | SubFigure) -> None:
+        for sub in parent.subfigs:
+            sub.bbox_relative.set_points(_snap(sub.bbox_relative.get_points()))
+            snap_subfigures(sub)
+
+    snap_subfigures(fig)
+    for ax in fig.get_axes():
+        ax.set_position(_snap(ax.get_position().bounds), which="both")
+    return engine
 
 
 def save_figure(
@@ -292,8 +360,10 @@ def save_figure(
 
     Each file is written to a temporary file next to its destination and
     moved into place (readers never see half-written figures). Dates and
-    software versions are stripped from the metadata and SVG ids are salted
-    with a constant, so the same figure gives identical bytes every run.
+    software versions are stripped from the metadata, SVG ids are salted
+    with a constant, and the layout (constrained layout) is run once and its
+    positions rounded to 1e-9 before writing, so the same figure gives
+    identical bytes every run.
 
     Parameters
     ----------
@@ -308,7 +378,8 @@ def save_figure(
         Resolution of raster formats; None uses ``savefig.dpi`` of the
         publication style (300).
     close : bool
-        Close the figure after saving (default; frees its memory).
+        Close the figure after saving (default; frees its memory). If False,
+        the figure's layout engine is restored after saving.
     inputs : iterable of path-like
         Input files of the analysis, which are never overwritten.
     **savefig_kwargs
@@ -326,8 +397,9 @@ def save_figure(
     if dpi is None:
         dpi = STYLE_RC["savefig.dpi"]
     paths: list[Path] = []
+    engine = _freeze_layout(fig)
     try:
-        with mpl.rc_context({"svg.hashsalt": STYLE_RC["svg.hashsalt"]}):
+        with mpl.rc_context({key: STYLE_RC[key] for key in _OUTPUT_RC}):
             for fmt in formats:
                 fmt = fmt.lower().lstrip(".")
                 path = Path(f"{stem}.{fmt}")
@@ -338,5 +410,7 @@ def save_figure(
     finally:
         if close:
             plt.close(fig)
+        elif engine is not None:
+            fig.set_layout_engine(engine)
     return paths
 
