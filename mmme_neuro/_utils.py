@@ -102,6 +102,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, **kwargs: Any) -> P
     return Path(path)
 
 
+def time_to_sample(t_s, sfreq: float):
+    """Sample index of time(s) ``t_s`` (s) at ``sfreq`` (Hz): nearest sample, halves rounded up.
+
+    The product is first rounded to 1e-6 samples, so that times on a decimal
+    grid (e.g. 10-ms coded times at 250 Hz, exactly 2.5 samples) round the
+    same way whatever floating-point path produced them. Used by the
+    synthetic ground truth and by ingestion alike.
+    """
+    import numpy as np
+
+    x = np.floor(np.round(np.asarray(t_s, dtype=float) * float(sfreq), 6) + 0.5).astype(np.int64)
+    return x if x.ndim else int(x)
+
+
 def check_option(name: str, value: Any, allowed: Iterable[Any]) -> Any:
     """Raise a ValueError naming ``name`` if ``value`` is not in ``allowed``."""
     allowed = tuple(allowed)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import scipy.io
 
-from mmme_neuro._utils import sha256_file
+from mmme_neuro._utils import sha256_file, time_to_sample
 from mmme_neuro.constants import ALL_EEG_FILE_CHANNELS, BIOPAC_LABELS
 from mmme_neuro.simulate.design import design_study
 from mmme_neuro.simulate.study import load_ground_truth, simulate_study
@@ -50,7 +50,7 @@ def test_eeg_files_read_back_with_mne(ci_study):
         ex = pd.DataFrame(subj["expressions"])
         rec = ex[ex.recorded]
         assert (rec.eeg_onset_sample < raw.n_times).all()
-        assert (rec.eeg_onset_sample == np.round(rec.eeg_onset_s * subj["eeg_sfreq"])).all()
+        assert (rec.eeg_onset_sample == time_to_sample(rec.eeg_onset_s, subj["eeg_sfreq"])).all()
 
 
 def test_physio_files_read_back_with_scipy(ci_study):
@@ -72,7 +72,7 @@ def test_physio_files_read_back_with_scipy(ci_study):
         # planted clock: the physiology sample of an EEG-clock time follows offset + drift
         for m in subj["markers"][:5]:
             t_phys = subj["physio_offset_s"] + (1 + subj["physio_drift_ppm"] * 1e-6) * m["eeg_time_s"]
-            assert m["physio_sample"] == round(t_phys * subj["physio_sfreq"])
+            assert m["physio_sample"] == time_to_sample(t_phys, subj["physio_sfreq"])
 
 
 def test_coding_file_reads_back_with_openpyxl(ci_study):

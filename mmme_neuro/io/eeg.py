@@ -212,7 +212,9 @@ def read_eeg(
             ) from err
     messages = list(dict.fromkeys(str(w.message) for w in caught))
     for msg in messages:
-        logger.warning("%s: reader warning: %s", fname.name, msg.strip())
+        # auxiliary channels (EOG/ECG/EMG/stim) without positions are normal for MMME files
+        level = logging.INFO if msg.startswith("Not setting positions of") else logging.WARNING
+        logger.log(level, "%s: reader warning: %s", fname.name, msg.strip())
     store["reader_warnings"] = messages
     store["omitted_annotations"] = _omitted_annotations(raw, fname, fmt, messages)
 

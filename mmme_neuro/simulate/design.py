@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .._utils import time_to_sample
 from ..constants import (
     CLIP_EMOTION,
     CLIP_MARKERS_BY_EMOTION,
@@ -145,12 +146,12 @@ class SubjectDesign:
         return self.physio_offset_s + (1.0 + self.physio_drift_ppm * 1e-6) * np.asarray(t_eeg)
 
     def eeg_sample(self, t_eeg: np.ndarray | float) -> np.ndarray:
-        """EEG sample index (int) of EEG-clock times (s)."""
-        return np.round(np.asarray(t_eeg) * self.eeg_sfreq).astype(np.int64)
+        """EEG sample index (int) of EEG-clock times (s) (:func:`~mmme_neuro._utils.time_to_sample`)."""
+        return time_to_sample(t_eeg, self.eeg_sfreq)
 
     def physio_sample(self, t_eeg: np.ndarray | float) -> np.ndarray:
         """Physiology sample index (int) of EEG-clock times (s)."""
-        return np.round(np.asarray(self.to_physio_time(t_eeg)) * self.physio_sfreq).astype(np.int64)
+        return time_to_sample(self.to_physio_time(t_eeg), self.physio_sfreq)
 
 
 @dataclass
@@ -212,6 +213,11 @@ def _expression_times(
     return sorted(placed, key=lambda x: x[1])
 
 
+def _on_grid(t: float, scale: Scale) -> float:
+    """Time (s) of the EEG sample nearest ``t``: markers are sampled events."""
+    return time_to_sample(t, scale.eeg_sfreq) / scale.eeg_sfreq
+
+
 def _design_subject(scale: Scale, seed: int, index: int, name: str, n_subjects: int) -> SubjectDesign:
     rng = subject_rng(seed, index, "design")
     date = dt.date(2023, 7, 10) + dt.timedelta(days=int(rng.integers(0, 40)))
@@ -230,9 +236,11 @@ def _design_subject(scale: Scale, seed: int, index: int, name: str, n_subjects: 
     t = scale.lead_in_s
     for pos, marker in enumerate(sequence, start=1):
         dur = round(float(rng.uniform(*scale.clip_duration_s)), 3)
+        # the trigger is sampled: a clip starts on the EEG sample grid
+        start = time_to_sample(t, scale.eeg_sfreq) / scale.eeg_sfreq
         rows.append(
             dict(position=pos, marker=marker, clip_emotion=CLIP_EMOTION[marker],
-                 clip_order=CLIP_ORDER[marker], eeg_start_s=round(t, 3), duration_s=dur,
+                 clip_order=CLIP_ORDER[marker], eeg_start_s=start, duration_s=dur,
                  recorded=pos <= len(sequence) - missing)
         )  # fmt: skip
         t += dur + scale.rest_duration_s
@@ -245,13 +253,13 @@ def _design_subject(scale: Scale, seed: int, index: int, name: str, n_subjects: 
     mk = []
     for c in recorded.itertuples():
         mk.append(dict(code=int(c.marker), eeg_time_s=c.eeg_start_s, kind="clip"))
-        mk.append(dict(code=REST_MARKER, eeg_time_s=round(c.eeg_start_s + c.duration_s, 3), kind="rest"))
+        mk.append(dict(code=REST_MARKER, eeg_time_s=_on_grid(c.eeg_start_s + c.duration_s, scale), kind="rest"))
     for code in SPURIOUS_PER_SESSION:
-        mk.append(dict(code=code, eeg_time_s=round(float(rng.uniform(1.0, eeg_duration - 1.0)), 3), kind="spurious"))
+        mk.append(dict(code=code, eeg_time_s=_on_grid(float(rng.uniform(1.0, eeg_duration - 1.0)), scale), kind="spurious"))
     if index == 2 % max(n_subjects, 1):
         # a clip marker sent twice, 40 ms apart (duplicated marker quirk)
         c = recorded.iloc[len(recorded) // 2]
-        mk.append(dict(code=int(c.marker), eeg_time_s=round(c.eeg_start_s + 0.04, 3), kind="duplicate"))
+        mk.append(dict(code=int(c.marker), eeg_time_s=_on_grid(c.eeg_start_s + 0.04, scale), kind="duplicate"))
         quirks["duplicated_marker"] = int(c.marker)
     markers = pd.DataFrame(mk).sort_values("eeg_time_s", kind="stable").reset_index(drop=True)
     markers["in_eeg"] = True
