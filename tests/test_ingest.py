@@ -8,13 +8,13 @@ import shutil
 import pandas as pd
 import pytest
 
-from mmme_neuro.io.coding import read_coding
 from mmme_neuro.ingest import (
     IngestError,
     find_sessions,
     ingest_session,
     no_recording_exclusions,
 )
+from mmme_neuro.io.coding import read_coding
 from mmme_neuro.simulate.study import load_ground_truth
 
 
