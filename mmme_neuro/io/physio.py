@@ -675,7 +675,7 @@ def _assemble(
         **meta,
     }
     info["description"] = "mmme_neuro physiology; " + json.dumps(
-        {"source_file": path.name, "units": units_si, "source_units": source_units},
+        {"units": units_si, "source_units": source_units},
         ensure_ascii=False,
     )
     info["temp"] = {TEMP_KEY: {"physio": store}}
