@@ -1,0 +1,1256 @@
+"""Statistics layer shared by every analysis (ERP, time-frequency, networks, physiology).
+
+Functions first; one small result object (:class:`ClusterResult`) because
+users keep working with a cluster test's masks and tables.
+
+- :func:`channel_adjacency` - Quik-Cap 64 channel neighbours (Delaunay, as
+  :func:`mne.channels.find_ch_adjacency`, or a distance criterion).
+- :func:`cluster_test` - within-subject cluster-based permutation test of a
+  condition contrast over channel x time (ERP), channel x freq x time (TFR),
+  node x band ... (Maris & Oostenveld 2007), via
+  :func:`mne.stats.permutation_cluster_1samp_test`.
+- :func:`node_permutation_test` - paired sign-flip test per feature (node,
+  channel, band ...) with max-statistic (FWER) and FDR correction.
+- :func:`paired_test` - paired t-test (or Wilcoxon) of one subject-level
+  measure with pingouin.
+- :func:`mixed_model` / :func:`mixed_models_fdr` - trial-level linear mixed
+  models (random intercept per subject, optional covariates such as facial EMG)
+  with statsmodels, with an optimizer fallback, FDR across measures.
+- :func:`fdr` - false-discovery-rate correction (statsmodels).
+
+Every table is tidy (one row per test) and carries the number of subjects
+(and of trials per condition for trial-level data), the test, the statistic,
+the p-value (and the corrected one), an effect size and a 95 % confidence
+interval, so it can be copied into a paper.
+
+Conventions: the contrast ``("ME", "MaE")`` is ``ME - MaE`` (minuend first,
+as in ``summary.json``). Public functions validate their arguments and raise
+:class:`ValueError` with a message that says what was expected; private
+``_helpers`` trust their input. Seeds default to :attr:`Config.seed
+<mmme_neuro.config.Config.seed>`, so results are reproducible by default.
+
+References
+----------
+Maris E, Oostenveld R (2007). Nonparametric statistical testing of EEG- and
+MEG-data. J Neurosci Methods 164:177-190.
+Nichols TE, Holmes AP (2002). Nonparametric permutation tests for functional
+neuroimaging: a primer with examples. Hum Brain Mapp 15:1-25.
+Benjamini Y, Hochberg Y (1995). Controlling the false discovery rate. J R Stat
+Soc B 57:289-300.
+Lakens D (2013). Calculating and reporting effect sizes to facilitate
+cumulative science. Front Psychol 4:863.
+Westfall J, Kenny DA, Judd CM (2014). Statistical power and optimal design in
+experiments in which samples of participants respond to samples of stimuli.
+J Exp Psychol Gen 143:2020-2045.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import mne
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import sparse
+from scipy import stats as sstats
+
+from .config import Config, StatsConfig
+from .containers import provenance
+from .reporting import make_contrast
+
+__all__ = [
+    "FEATURE_DIMS",
+    "ClusterResult",
+    "channel_adjacency",
+    "cluster_test",
+    "fdr",
+    "mixed_model",
+    "mixed_models_fdr",
+    "node_permutation_test",
+    "paired_test",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Dimensions a test may run over (everything except subject and the contrast dim).
+FEATURE_DIMS: tuple[str, ...] = ("channel", "node", "band", "freq", "time")
+#: Feature dims whose adjacency is spatial (channel neighbours from the montage).
+_SPATIAL_DIMS = ("channel", "node")
+#: Feature dims with a numeric axis (extent reported as min/max, with unit suffix).
+_NUMERIC_DIMS = {"time": "s", "freq": "hz"}
+#: Column name of the list of a categorical dim's labels in a cluster.
+_PLURAL = {"channel": "channels", "node": "nodes", "band": "bands"}
+_FDR_METHODS = ("fdr_bh", "fdr_by", "fdr_tsbh", "fdr_tsbky")
+_DEFAULT_OPTIMIZERS: tuple[str, ...] = ("lbfgs", "powell", "nm", "bfgs", "cg")
+
+
+# --------------------------------------------------------------------------------------
+# Validation helpers (public edge)
+# --------------------------------------------------------------------------------------
+def _resolve_config(config: Config | StatsConfig | None) -> tuple[StatsConfig, int, Config | None]:
+    """Return (stats section, default seed, full config or None)."""
+    if config is None:
+        cfg = Config()
+        return cfg.stats, cfg.seed, None
+    if isinstance(config, Config):
+        return config.stats, config.seed, config
+    if isinstance(config, StatsConfig):
+        return config, Config().seed, None
+    raise TypeError(f"config must be a Config, a StatsConfig or None, got {type(config).__name__}")
+
+
+def _check_contrast(contrast: Any) -> tuple[str, str]:
+    if isinstance(contrast, str) or not isinstance(contrast, Sequence) or len(contrast) != 2:
+        raise ValueError(f"contrast must be a pair of condition labels such as ('ME', 'MaE'), got {contrast!r}")
+    a, b = (str(c) for c in contrast)
+    if a == b:
+        raise ValueError(f"contrast compares a condition with itself: {contrast!r}")
+    return a, b
+
+
+def _check_tail(tail: int) -> int:
+    if tail not in (-1, 0, 1):
+        raise ValueError(f"tail must be -1, 0 or 1, got {tail!r}")
+    return int(tail)
+
+
+def _check_int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_prob(value: Any, name: str) -> float:
+    if not isinstance(value, int | float | np.floating) or not 0 < float(value) < 1:
+        raise ValueError(f"{name} must be a probability in (0, 1), got {value!r}")
+    return float(value)
+
+
+def _check_seed(seed: Any, default: int) -> int:
+    if seed is None:
+        return default
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+    return int(seed)
+
+
+def _paired_difference(
+    data: xr.DataArray, contrast: tuple[str, str], dim: str
+) -> tuple[xr.DataArray, list[str], list[str]]:
+    """Validate ``data`` and return (difference a - b over (subject, *features), features, dropped)."""
+    if not isinstance(data, xr.DataArray):
+        raise TypeError(f"data must be an xarray.DataArray, got {type(data).__name__}")
+    if not isinstance(dim, str):
+        raise ValueError(f"dim must be a dimension name, got {dim!r}")
+    missing = [d for d in ("subject", dim) if d not in data.dims]
+    if missing:
+        raise ValueError(
+            f"data must have dims ('subject', {dim!r}, <feature dims>); missing {missing}, got {data.dims}"
+        )
+    features = [d for d in data.dims if d not in ("subject", dim)]
+    bad = [d for d in features if d not in FEATURE_DIMS]
+    if bad:
+        hint = " (average epochs per subject and condition first)" if "epoch" in bad else ""
+        raise ValueError(f"unsupported feature dims {bad}{hint}; feature dims must be among {FEATURE_DIMS}")
+    if not features:
+        raise ValueError(f"data has no feature dims besides 'subject' and {dim!r}; use paired_test for a scalar measure")
+    for d in features:
+        if data.sizes[d] == 0:
+            raise ValueError(f"feature dim {d!r} is empty")
+    if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.complexfloating):
+        raise ValueError(f"data must be real-valued, got dtype {data.dtype}")
+    labels = [str(v) for v in data[dim].values]
+    absent = [c for c in contrast if c not in labels]
+    if absent:
+        raise ValueError(f"condition label(s) {absent} not found along {dim!r}; available: {labels}")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"duplicate labels along {dim!r}: {labels}")
+    subjects = [str(s) for s in data["subject"].values]
+    if len(set(subjects)) != len(subjects):
+        raise ValueError("duplicate subject labels; average within subject first")
+    sel = data.assign_coords({dim: labels})
+    diff = (sel.sel({dim: contrast[0]}) - sel.sel({dim: contrast[1]})).transpose("subject", *features)
+    diff = diff.astype(float)
+    finite = np.isfinite(diff.values.reshape(diff.sizes["subject"], -1)).all(axis=1)
+    dropped = [s for s, ok in zip(subjects, finite, strict=True) if not ok]
+    if dropped:
+        logger.info(
+            "%d subject(s) dropped from %s-%s (missing/NaN values): %s",
+            len(dropped), contrast[0], contrast[1], ", ".join(dropped),
+        )
+        diff = diff.isel(subject=np.flatnonzero(finite))
+    if diff.sizes["subject"] < 2:
+        raise ValueError(
+            f"at least 2 subjects with both conditions {contrast} are needed, got {diff.sizes['subject']}"
+            + (f" ({len(dropped)} dropped for missing values)" if dropped else "")
+        )
+    return diff, features, dropped
+
+
+def _mean_ci(d: np.ndarray, level: float = 0.95) -> tuple[float, float, float, float, float]:
+    """Return (mean, sd, dz, ci_low, ci_high) of paired differences ``d`` (1-D, t-based CI)."""
+    n = d.size
+    mean = float(np.mean(d))
+    sd = float(np.std(d, ddof=1)) if n > 1 else math.nan
+    dz = mean / sd if sd > 0 else math.nan
+    half = sstats.t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n) if n > 1 else math.nan
+    return mean, sd, dz, mean - half, mean + half
+
+
+# --------------------------------------------------------------------------------------
+# Adjacency
+# --------------------------------------------------------------------------------------
+def channel_adjacency(
+    channels: Sequence[str],
+    montage: mne.channels.DigMontage | None = None,
+    *,
+    distance_m: float | None = None,
+) -> sparse.csr_array:
+    """Return the channel adjacency (neighbour) matrix of EEG channels.
+
+    Parameters
+    ----------
+    channels : sequence of str
+        Channel names in the order of the data (Quik-Cap spelling, e.g.
+        ``"FZ"``, ``"CB1"``).
+    montage : mne.channels.DigMontage | None
+        Electrode positions; None uses :func:`mmme_neuro.montage.make_quikcap64_montage`
+        (CB1/CB2 at the positions of I1/I2).
+    distance_m : float | None
+        If None (default), neighbours are the edges of a Delaunay
+        triangulation of the 2-D projected positions, computed by
+        :func:`mne.channels.find_ch_adjacency` (what MNE does when no template
+        adjacency exists, as for the Quik-Cap). If a distance (m), channels
+        whose 3-D head positions are at most this far apart are neighbours
+        (FieldTrip's ``'distance'`` method); about 0.04-0.05 m joins the
+        nearest 10-10 sites.
+
+    Returns
+    -------
+    adjacency : scipy.sparse.csr_array of bool, shape (n_channels, n_channels)
+        Symmetric; the diagonal is True (MNE's convention). Row order follows
+        ``channels``.
+
+    Notes
+    -----
+    A Delaunay triangulation connects channels on the border of the cap
+    across the gap between them when no channel lies in between: CB1-CB2 are
+    neighbours (there is no Iz), as are FP1-FPZ-FP2. Use ``distance_m`` for a
+    stricter criterion.
+    """
+    if isinstance(channels, str) or not isinstance(channels, Sequence) or len(channels) == 0:
+        raise ValueError(f"channels must be a non-empty sequence of channel names, got {channels!r}")
+    channels = [str(c) for c in channels]
+    if len(set(channels)) != len(channels):
+        raise ValueError("channel names must be unique")
+    if montage is None:
+        from .montage import make_quikcap64_montage
+
+        montage = make_quikcap64_montage()
+    if not isinstance(montage, mne.channels.DigMontage):
+        raise TypeError(f"montage must be an mne.channels.DigMontage or None, got {type(montage).__name__}")
+    pos = montage.get_positions()["ch_pos"]
+    missing = [c for c in channels if c not in pos]
+    if missing:
+        raise ValueError(
+            f"channel(s) {missing} have no position in the montage; pass a montage that has them "
+            "or an explicit adjacency"
+        )
+    n = len(channels)
+    if distance_m is not None:
+        if not isinstance(distance_m, int | float) or distance_m <= 0:
+            raise ValueError(f"distance_m must be a positive distance in metres, got {distance_m!r}")
+        xyz = np.array([pos[c] for c in channels], dtype=float)
+        dist = np.linalg.norm(xyz[:, None, :] - xyz[None, :, :], axis=-1)
+        return sparse.csr_array(dist <= distance_m)
+    if n <= 2:  # a triangulation needs 3 points; 1-2 channels are trivially adjacent
+        return sparse.csr_array(np.ones((n, n), dtype=bool))
+    info = mne.create_info(channels, 1000.0, "eeg")
+    info.set_montage(montage, on_missing="raise", verbose="error")
+    with mne.utils.use_log_level("error"):
+        adj, names = mne.channels.find_ch_adjacency(info, ch_type="eeg")
+    if list(names) != channels:  # pragma: no cover - MNE keeps info order
+        order = [list(names).index(c) for c in channels]
+        adj = sparse.csr_array(adj)[order][:, order]
+    return sparse.csr_array(adj, dtype=bool)
+
+
+def _feature_adjacency(
+    diff: xr.DataArray, features: list[str], adjacency: Any
+) -> tuple[sparse.coo_array, dict[str, str]]:
+    """Combine per-dim adjacencies into one over the flattened features (C order)."""
+    per_dim: Mapping[str, Any]
+    if adjacency is None or (isinstance(adjacency, str) and adjacency == "auto"):
+        per_dim = {}
+    elif isinstance(adjacency, Mapping):
+        unknown = [d for d in adjacency if d not in features]
+        if unknown:
+            raise ValueError(f"adjacency given for dims {unknown} that are not feature dims {features}")
+        per_dim = adjacency
+    elif sparse.issparse(adjacency) or isinstance(adjacency, np.ndarray):
+        spatial = [d for d in features if d in _SPATIAL_DIMS]
+        if len(spatial) != 1:
+            raise ValueError(
+                "a single adjacency matrix is the adjacency of the spatial dim ('channel' or 'node'); "
+                f"data has {spatial or 'none'}; pass a dict {{dim: matrix}} instead"
+            )
+        per_dim = {spatial[0]: adjacency}
+    else:
+        raise ValueError(f"adjacency must be 'auto', None, a matrix or a dict {{dim: ...}}, got {adjacency!r}")
+    structure: list[Any] = []
+    described: dict[str, str] = {}
+    for d in features:
+        size = diff.sizes[d]
+        spec = per_dim.get(d, "auto")
+        if isinstance(spec, str) and spec == "auto":
+            if d in _SPATIAL_DIMS:
+                spec = channel_adjacency([str(c) for c in diff[d].values])
+                described[d] = "Delaunay (Quik-Cap montage)"
+            elif d in _NUMERIC_DIMS:
+                spec = "lattice"
+            else:
+                spec = "none"
+        if isinstance(spec, str) and spec == "lattice":
+            structure.append(size)
+            described[d] = "lattice"
+        elif spec is None or (isinstance(spec, str) and spec == "none"):
+            structure.append(np.zeros((size, size)))
+            described[d] = "none"
+        elif sparse.issparse(spec) or isinstance(spec, np.ndarray):
+            if spec.shape != (size, size):
+                raise ValueError(f"adjacency of {d!r} must have shape {(size, size)}, got {spec.shape}")
+            structure.append(sparse.coo_array(spec))
+            described.setdefault(d, "given")
+        else:
+            raise ValueError(f"adjacency of {d!r} must be 'auto', 'lattice', 'none'/None or a matrix, got {spec!r}")
+    return mne.stats.combine_adjacency(*structure), described
+
+
+# --------------------------------------------------------------------------------------
+# Cluster-based permutation test
+# --------------------------------------------------------------------------------------
+@dataclass
+class ClusterResult:
+    """Result of :func:`cluster_test`.
+
+    Attributes
+    ----------
+    t_obs : xarray.DataArray
+        Observed paired t over the feature dims (``a - b``).
+    clusters : pandas.DataFrame
+        One row per cluster, sorted by p then by absolute mass, with
+        ``cluster`` (id, 1 = best), ``p``, ``significant``, ``mass`` (sum of
+        t), ``sign``, ``n_points``, the labels of categorical dims
+        (``channels``, ``nodes``, ``bands``: comma lists in data order), the
+        extent of numeric dims (``time_min_s``, ``time_max_s``,
+        ``freq_min_hz``, ``freq_max_hz``), the peak (``peak_channel``,
+        ``peak_time_s``, ``peak_freq_hz`` ..., ``peak_t``), the cluster-mean
+        difference (``mean_diff``, ``ci_low``, ``ci_high``, ``cohen_dz``:
+        descriptive, see Notes of :func:`cluster_test`) and the test
+        description (``contrast``, ``test``, ``n_subjects``,
+        ``n_permutations``, ``threshold``, ``correction``).
+    mask : xarray.DataArray of bool
+        Points in clusters with ``p < alpha``.
+    cluster_masks : xarray.DataArray of bool
+        Dims ``(cluster, *feature dims)``: the points of each cluster.
+    n_subjects : int
+        Subjects in the test (after dropping those with missing values).
+    n_permutations : int
+        Sign-flip permutations used (all of them when the test is exact).
+    threshold : float
+        Cluster-forming t threshold.
+    contrast : tuple of str
+        ``(a, b)``; the tested difference is ``a - b``.
+    alpha : float
+        Significance level of ``mask`` and ``significant``.
+    tail : int
+        0 two-sided, 1 ``a > b``, -1 ``a < b``.
+    exact : bool
+        True when all sign flips were enumerated.
+    dropped_subjects : list of str
+        Subjects dropped for missing (NaN) values.
+    h0 : numpy.ndarray
+        Permutation distribution of the maximum cluster mass.
+    seed : int
+        Seed of the permutations.
+    """
+
+    t_obs: xr.DataArray
+    clusters: pd.DataFrame
+    mask: xr.DataArray
+    cluster_masks: xr.DataArray
+    n_subjects: int
+    n_permutations: int
+    threshold: float
+    contrast: tuple[str, str]
+    alpha: float
+    tail: int
+    exact: bool
+    dropped_subjects: list[str] = field(default_factory=list)
+    h0: np.ndarray = field(default_factory=lambda: np.array([]))
+    seed: int = 0
+
+    @property
+    def n_significant(self) -> int:
+        """Number of clusters with ``p < alpha``."""
+        return int(self.clusters["significant"].sum()) if len(self.clusters) else 0
+
+    def to_contrast_records(self, *, significant_only: bool = True) -> list[dict[str, Any]]:
+        """Return ``summary.json`` contrast records (:func:`mmme_neuro.reporting.make_contrast`).
+
+        Parameters
+        ----------
+        significant_only : bool
+            Only clusters with ``p < alpha``. When there is none, one record
+            still reports the test: the best cluster (``significant`` False),
+            or, without any cluster, a record with ``p`` None.
+
+        Returns
+        -------
+        records : list of dict
+            ``kind="cluster"``, ``location`` (channels or nodes), ``time_s``
+            and ``freq_hz`` extents, ``statistic`` (cluster mass), ``p``
+            (cluster-corrected), ``effect_size`` (Cohen's dz of the
+            cluster-mean difference) and the keys ``statistic_name``,
+            ``effect_size_name``, ``correction``, ``n``, ``ci_low``,
+            ``ci_high``, ``cluster``, ``n_points``, ``peak_t``, ``threshold``,
+            ``n_permutations``, ``significant`` (plus ``band`` and peak
+            coordinates when present).
+        """
+        name = f"{self.contrast[0]}-{self.contrast[1]}"
+        table = self.clusters
+        if significant_only and len(table):
+            sig = table[table["significant"]]
+            table = sig if len(sig) else table.iloc[:1]
+        if not len(table):
+            return [
+                make_contrast(
+                    name, kind="cluster", statistic_name="cluster_mass", correction="cluster",
+                    effect_size_name="cohen_dz", n=self.n_subjects, threshold=self.threshold,
+                    n_permutations=self.n_permutations, significant=False, n_clusters=0,
+                )
+            ]
+        records = []
+        for row in table.to_dict(orient="records"):
+            spatial = row.get("channels", row.get("nodes"))
+            extra: dict[str, Any] = {}
+            if "bands" in row:
+                extra["band"] = row["bands"].split(",")
+            for key in ("peak_channel", "peak_node", "peak_band", "peak_time_s", "peak_freq_hz"):
+                if key in row:
+                    extra[key] = row[key]
+            records.append(
+                make_contrast(
+                    name,
+                    kind="cluster",
+                    location=spatial.split(",") if isinstance(spatial, str) else None,
+                    time_s=[row["time_min_s"], row["time_max_s"]] if "time_min_s" in row else None,
+                    freq_hz=[row["freq_min_hz"], row["freq_max_hz"]] if "freq_min_hz" in row else None,
+                    statistic=row["mass"],
+                    p=row["p"],
+                    effect_size=row["cohen_dz"],
+                    statistic_name="cluster_mass",
+                    effect_size_name="cohen_dz",
+                    correction="cluster",
+                    n=self.n_subjects,
+                    ci_low=row["ci_low"],
+                    ci_high=row["ci_high"],
+                    cluster=row["cluster"],
+                    n_points=row["n_points"],
+                    peak_t=row["peak_t"],
+                    threshold=self.threshold,
+                    n_permutations=self.n_permutations,
+                    significant=bool(row["significant"]),
+                    **extra,
+                )
+            )
+        return records
+
+
+def cluster_test(
+    data: xr.DataArray,
+    *,
+    contrast: Sequence[str] = ("ME", "MaE"),
+    dim: str = "condition",
+    adjacency: Any = "auto",
+    n_permutations: int | None = None,
+    cluster_forming_p: float | None = None,
+    tail: int = 0,
+    seed: int | None = None,
+    config: Config | StatsConfig | None = None,
+) -> ClusterResult:
+    """Within-subject cluster-based permutation test of a condition contrast.
+
+    Parameters
+    ----------
+    data : xarray.DataArray
+        Subject-level data with dims ``("subject", dim, *features)`` in any
+        order, features among ``channel``, ``node``, ``band``, ``freq``,
+        ``time`` (e.g. ``(channel, time)`` ERPs in V, ``(channel, freq,
+        time)`` power). Subjects with any NaN in either condition (e.g. a
+        condition without epochs) are dropped, logged and counted.
+    contrast : pair of str
+        Conditions ``(a, b)``; the test is on ``a - b`` per subject.
+    dim : str
+        Dimension that holds the conditions.
+    adjacency : 'auto' | None | array | sparse matrix | dict
+        ``'auto'`` (or None): channel/node neighbours from
+        :func:`channel_adjacency` (Quik-Cap Delaunay), lattice along time and
+        freq (neighbouring samples/bins), no adjacency across bands. A matrix
+        replaces the spatial adjacency. A dict ``{dim: spec}`` sets single
+        dims, ``spec`` being a matrix, ``'lattice'``, ``'none'``/None or
+        ``'auto'``. Dims are combined with :func:`mne.stats.combine_adjacency`.
+    n_permutations : int | None
+        Sign-flip permutations; None: ``config.stats.n_permutations`` (1000).
+        If it is at least the number of distinct sign flips
+        (``2 ** (n - (tail == 0))``), all are enumerated (exact test).
+    cluster_forming_p : float | None
+        p of the cluster-forming threshold; None:
+        ``config.stats.cluster_forming_p`` (0.05). Two-sided for ``tail=0``:
+        ``threshold = t_{1 - p/2}(n - 1)``; one-sided otherwise.
+    tail : {0, 1, -1}
+        0 two-sided, 1 ``a > b``, -1 ``a < b``.
+    seed : int | None
+        Seed of the permutations; None: ``config.seed``.
+    config : Config | StatsConfig | None
+        Source of defaults (alpha, permutations, threshold p, seed) and of
+        provenance; None: defaults.
+
+    Returns
+    -------
+    result : ClusterResult
+        t map, cluster table, significance masks and test description.
+
+    Raises
+    ------
+    ValueError
+        If a dim is missing or unsupported, a contrast label is absent, fewer
+        than 2 subjects have both conditions, or an argument is out of range.
+
+    Notes
+    -----
+    The paired t (one-sample t of the differences) is thresholded at the
+    cluster-forming threshold; supra-threshold points that are adjacent
+    (in space, time, frequency) and of the same sign form clusters whose
+    mass (sum of t) is compared with the distribution of the maximum cluster
+    mass under random sign flips of the subjects' differences
+    (:func:`mne.stats.permutation_cluster_1samp_test`; Maris & Oostenveld
+    2007). This controls the family-wise error rate of the statement "the
+    conditions differ"; the extent of a cluster is descriptive, not a
+    localisation with error control (Sassenhagen & Draschkow 2019).
+    ``mean_diff``, ``ci_low``/``ci_high`` and ``cohen_dz`` of a cluster are
+    computed on the cluster-averaged difference and are biased upwards by
+    the selection (circular); report them as descriptive.
+
+    References
+    ----------
+    Maris E, Oostenveld R (2007). J Neurosci Methods 164:177-190.
+    Sassenhagen J, Draschkow D (2019). Psychophysiology 56:e13335.
+    """
+    stats_cfg, default_seed, full_cfg = _resolve_config(config)
+    contrast = _check_contrast(contrast)
+    tail = _check_tail(tail)
+    n_perm = _check_int(stats_cfg.n_permutations if n_permutations is None else n_permutations, "n_permutations", 1)
+    p_form = _check_prob(stats_cfg.cluster_forming_p if cluster_forming_p is None else cluster_forming_p, "cluster_forming_p")
+    seed = _check_seed(seed, default_seed)
+    alpha = stats_cfg.alpha
+    diff, features, dropped = _paired_difference(data, contrast, dim)
+    adj, adj_desc = _feature_adjacency(diff, features, adjacency)
+    n = diff.sizes["subject"]
+
+    df = n - 1
+    if tail == 0:
+        threshold = float(sstats.t.ppf(1 - p_form / 2, df))
+    else:
+        threshold = float(tail * sstats.t.ppf(1 - p_form, df))
+    max_flips = 2 ** (n - (tail == 0))
+    exact = n_perm >= max_flips
+    n_used = max_flips if exact else n_perm
+    if 1.0 / max_flips > alpha:
+        logger.warning(
+            "with %d subjects the smallest attainable p is %.3g > alpha = %g: nothing can be significant",
+            n, 1.0 / max_flips, alpha,
+        )
+    logger.info(
+        "cluster test %s-%s over %s: n=%d, threshold t=%.3f, %d permutations%s",
+        contrast[0], contrast[1], features, n, threshold, n_used, " (exact)" if exact else "",
+    )
+    X = diff.values
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="No clusters found")
+        t_obs, clusters, cluster_pv, h0 = mne.stats.permutation_cluster_1samp_test(
+            X,
+            threshold=threshold,
+            n_permutations=n_perm,
+            tail=tail,
+            adjacency=adj,
+            out_type="mask",
+            n_jobs=None,
+            verbose="error",
+            rng=np.random.default_rng(seed),
+        )
+    shape = X.shape[1:]
+    t_obs = np.asarray(t_obs).reshape(shape)
+    masks = [np.asarray(c).reshape(shape) for c in clusters]
+    pvals = np.asarray(cluster_pv, dtype=float)
+
+    coords = {d: diff[d] for d in features}
+    attrs = provenance(
+        full_cfg,
+        test="cluster-based permutation test (paired, sign flips)",
+        contrast=f"{contrast[0]}-{contrast[1]}",
+        n_subjects=n,
+        n_permutations=n_used,
+        threshold=threshold,
+        tail=tail,
+        alpha=alpha,
+        stats_seed=seed,
+        adjacency=adj_desc,
+        dropped_subjects=list(dropped),
+    )
+    t_da = xr.DataArray(t_obs, dims=features, coords=coords, name="t", attrs=attrs)
+    table, order = _cluster_table(diff, features, t_obs, masks, pvals, alpha)
+    if len(table):
+        table.insert(0, "contrast", f"{contrast[0]}-{contrast[1]}")
+        table["test"] = "cluster permutation (paired t, sign flips)"
+        table["n_subjects"] = n
+        table["n_dropped"] = len(dropped)
+        table["n_permutations"] = n_used
+        table["threshold"] = threshold
+        table["correction"] = "cluster"
+    stack = np.stack([masks[i] for i in order]) if masks else np.zeros((0, *shape), dtype=bool)
+    cm = xr.DataArray(
+        stack, dims=("cluster", *features),
+        coords={"cluster": np.arange(1, len(order) + 1), **coords}, name="cluster_mask",
+    )
+    sig = np.zeros(shape, dtype=bool)
+    for i in order:
+        if pvals[i] < alpha:
+            sig |= masks[i]
+    mask = xr.DataArray(sig, dims=features, coords=coords, name="significant", attrs=attrs)
+    return ClusterResult(
+        t_obs=t_da, clusters=table, mask=mask, cluster_masks=cm, n_subjects=n,
+        n_permutations=n_used, threshold=threshold, contrast=contrast, alpha=alpha, tail=tail,
+        exact=exact, dropped_subjects=list(dropped), h0=np.asarray(h0), seed=seed,
+    )
+
+
+def _cluster_table(
+    diff: xr.DataArray,
+    features: list[str],
+    t_obs: np.ndarray,
+    masks: list[np.ndarray],
+    pvals: np.ndarray,
+    alpha: float,
+) -> tuple[pd.DataFrame, list[int]]:
+    """Describe clusters; return the table and the sort order of ``masks``."""
+    masses = [float(t_obs[m].sum()) for m in masks]
+    order = sorted(range(len(masks)), key=lambda i: (pvals[i], -abs(masses[i])))
+    X = diff.values
+    rows = []
+    for rank, i in enumerate(order, start=1):
+        m = masks[i]
+        row: dict[str, Any] = {
+            "cluster": rank,
+            "p": float(pvals[i]),
+            "significant": bool(pvals[i] < alpha),
+            "mass": masses[i],
+            "sign": int(np.sign(masses[i])),
+            "n_points": int(m.sum()),
+        }
+        for ax, d in enumerate(features):
+            other = tuple(a for a in range(m.ndim) if a != ax)
+            present = np.any(m, axis=other) if other else m
+            values = diff[d].values[present]
+            if d in _NUMERIC_DIMS:
+                u = _NUMERIC_DIMS[d]
+                row[f"{d}_min_{u}"] = round(float(np.min(values)), 9)
+                row[f"{d}_max_{u}"] = round(float(np.max(values)), 9)
+            else:
+                row[_PLURAL.get(d, d)] = ",".join(str(v) for v in values)
+        tm = np.where(m, np.abs(t_obs), -np.inf)
+        peak = np.unravel_index(int(np.argmax(tm)), m.shape)
+        for ax, d in enumerate(features):
+            value = diff[d].values[peak[ax]]
+            key = f"peak_{d}_{_NUMERIC_DIMS[d]}" if d in _NUMERIC_DIMS else f"peak_{d}"
+            row[key] = round(float(value), 9) if d in _NUMERIC_DIMS else str(value)
+        row["peak_t"] = float(t_obs[peak])
+        mean, _, dz, lo, hi = _mean_ci(X[:, m].mean(axis=1))
+        row.update(mean_diff=mean, ci_low=lo, ci_high=hi, cohen_dz=dz)
+        rows.append(row)
+    return pd.DataFrame(rows), order
+
+
+# --------------------------------------------------------------------------------------
+# Multiple comparisons
+# --------------------------------------------------------------------------------------
+def fdr(pvals: Any, method: str | None = None, *, config: Config | StatsConfig | None = None) -> Any:
+    """Adjust p-values for the false discovery rate.
+
+    Parameters
+    ----------
+    pvals : array-like | pandas.Series
+        p-values in [0, 1], any shape; NaNs are passed through and not counted.
+    method : str | None
+        ``'fdr_bh'`` (Benjamini-Hochberg), ``'fdr_by'`` (Benjamini-Yekutieli,
+        any dependence), ``'fdr_tsbh'`` or ``'fdr_tsbky'`` (two-stage); None:
+        ``config.stats.fdr_method``.
+    config : Config | StatsConfig | None
+        Source of the default method.
+
+    Returns
+    -------
+    p_adjusted : numpy.ndarray | pandas.Series
+        Adjusted p-values, same shape (and index, for a Series) as ``pvals``.
+
+    Notes
+    -----
+    Computed with :func:`statsmodels.stats.multitest.multipletests`
+    (Benjamini & Hochberg 1995; Benjamini & Yekutieli 2001).
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    stats_cfg, _, _ = _resolve_config(config)
+    method = stats_cfg.fdr_method if method is None else method
+    if method not in _FDR_METHODS:
+        raise ValueError(f"method must be one of {_FDR_METHODS}, got {method!r}")
+    index = pvals.index if isinstance(pvals, pd.Series) else None
+    p = np.asarray(pvals, dtype=float)
+    finite = ~np.isnan(p)
+    if np.any((p[finite] < 0) | (p[finite] > 1)):
+        raise ValueError("p-values must lie in [0, 1]")
+    out = np.full(p.shape, np.nan)
+    if finite.any():
+        out[finite] = multipletests(p[finite], method=method)[1]
+    return pd.Series(out, index=index, name="p_fdr") if index is not None else out
+
+
+# --------------------------------------------------------------------------------------
+# Per-feature sign-flip test
+# --------------------------------------------------------------------------------------
+def node_permutation_test(
+    data: xr.DataArray,
+    contrast: Sequence[str] = ("ME", "MaE"),
+    dim: str = "condition",
+    n_permutations: int | None = None,
+    seed: int | None = None,
+    *,
+    correction: str = "maxstat",
+    tail: int = 0,
+    config: Config | StatsConfig | None = None,
+) -> pd.DataFrame:
+    """Paired sign-flip permutation test per feature (node, channel, band ...).
+
+    Parameters
+    ----------
+    data : xarray.DataArray
+        Dims ``("subject", dim, *features)``, features among
+        :data:`FEATURE_DIMS` (e.g. ``(node,)`` nodal efficiency, ``(node,
+        band)``). Subjects with NaN are dropped (counted in ``n_dropped``).
+    contrast : pair of str
+        ``(a, b)``; the test is on ``a - b``.
+    dim : str
+        Dimension of the conditions.
+    n_permutations : int | None
+        Random sign flips (the observed one included); None:
+        ``config.stats.n_permutations``. If ``2 ** n_subjects`` is not larger,
+        all flips are enumerated (exact test).
+    seed : int | None
+        Seed; None: ``config.seed``.
+    correction : {'maxstat', 'fdr'}
+        Which corrected p goes to ``p_corrected`` and decides
+        ``significant``; both ``p_maxstat`` and ``p_fdr`` are always given.
+    tail : {0, 1, -1}
+        0 two-sided, 1 ``a > b``, -1 ``a < b``.
+    config : Config | StatsConfig | None
+        Defaults (alpha, permutations, FDR method, seed).
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per feature: the feature coordinates, ``contrast``,
+        ``test``, ``n_subjects``, ``n_dropped``, ``mean_<a>``, ``mean_<b>``,
+        ``mean_diff``, ``sd_diff``, ``t``, ``df``, ``p`` (permutation,
+        uncorrected), ``p_maxstat`` (FWER), ``p_fdr``, ``p_corrected``,
+        ``correction``, ``significant``, ``cohen_dz``, ``ci_low``,
+        ``ci_high`` (95 % t interval of the mean difference),
+        ``n_permutations``, ``exact``.
+
+    Notes
+    -----
+    The statistic is the paired t. Under the null hypothesis of exchangeable
+    conditions, the sign of each subject's difference is arbitrary; the null
+    distribution is built from random sign flips applied to all features at
+    once, which keeps their dependence. ``p_maxstat`` compares each t with
+    the distribution of the maximum |t| over features (single-step maxT,
+    Nichols & Holmes 2002), controlling the family-wise error rate;
+    ``p_fdr`` applies Benjamini-Hochberg to the uncorrected permutation p.
+    p-values count the observed flip, so they are never 0 (Phipson & Smyth 2010).
+    """
+    stats_cfg, default_seed, _ = _resolve_config(config)
+    contrast = _check_contrast(contrast)
+    tail = _check_tail(tail)
+    n_perm = _check_int(stats_cfg.n_permutations if n_permutations is None else n_permutations, "n_permutations", 1)
+    seed = _check_seed(seed, default_seed)
+    if correction not in ("maxstat", "fdr"):
+        raise ValueError(f"correction must be 'maxstat' or 'fdr', got {correction!r}")
+    diff, features, dropped = _paired_difference(data, contrast, dim)
+    n = diff.sizes["subject"]
+    D = diff.values.reshape(n, -1)
+    exact = 2**n <= n_perm
+    if exact:
+        signs = 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)[None, :]) & 1)
+    else:
+        rng = np.random.default_rng(seed)
+        signs = np.vstack([np.ones((1, n), dtype=int), rng.choice([-1, 1], size=(n_perm - 1, n))])
+    t_obs = _flip_t(D, np.ones((1, n)))[0]
+    count = np.zeros(D.shape[1])
+    count_max = np.zeros(D.shape[1])
+    obs = _tail_stat(t_obs, tail)
+    for start in range(0, len(signs), 256):
+        stat = _tail_stat(_flip_t(D, signs[start:start + 256]), tail)
+        count += (stat >= obs - 1e-12).sum(axis=0)
+        count_max += (stat.max(axis=1)[:, None] >= obs[None, :] - 1e-12).sum(axis=0)
+    p = count / len(signs)
+    p_max = count_max / len(signs)
+    p[np.isnan(t_obs)] = p_max[np.isnan(t_obs)] = 1.0
+    p_fdr = fdr(p, stats_cfg.fdr_method)
+
+    a, b = contrast
+    labels = [str(v) for v in data[dim].values]
+    sel = data.assign_coords({dim: labels}).sel(subject=diff["subject"]).astype(float)
+    mean_a = sel.sel({dim: a}).mean("subject").transpose(*features).values.ravel()
+    mean_b = sel.sel({dim: b}).mean("subject").transpose(*features).values.ravel()
+    grid = pd.MultiIndex.from_product([diff[d].values for d in features], names=features).to_frame(index=False)
+    rows = []
+    for j in range(D.shape[1]):
+        mean, sd, dz, lo, hi = _mean_ci(D[:, j])
+        rows.append(dict(mean_diff=mean, sd_diff=sd, cohen_dz=dz, ci_low=lo, ci_high=hi))
+    table = pd.concat([grid, pd.DataFrame(rows)], axis=1)
+    table.insert(len(features), "contrast", f"{a}-{b}")
+    table.insert(len(features) + 1, "test", "paired sign-flip permutation t-test")
+    table["n_subjects"] = n
+    table["n_dropped"] = len(dropped)
+    table[f"mean_{a}"] = mean_a
+    table[f"mean_{b}"] = mean_b
+    table["t"] = t_obs
+    table["df"] = n - 1
+    table["p"] = p
+    table["p_maxstat"] = p_max
+    table["p_fdr"] = p_fdr
+    table["p_corrected"] = p_max if correction == "maxstat" else p_fdr
+    table["correction"] = "maxT (FWER)" if correction == "maxstat" else stats_cfg.fdr_method
+    table["significant"] = table["p_corrected"] < stats_cfg.alpha
+    table["n_permutations"] = len(signs)
+    table["exact"] = exact
+    table["tail"] = tail
+    logger.info("node permutation test %s-%s: %d features, n=%d, %d flips", a, b, D.shape[1], n, len(signs))
+    return table
+
+
+def _flip_t(D: np.ndarray, signs: np.ndarray) -> np.ndarray:
+    """Paired t for each sign-flip row of ``signs`` (n_flips, n) and feature of ``D`` (n, F)."""
+    n = D.shape[0]
+    mean = signs @ D / n
+    sumsq = np.sum(D**2, axis=0)
+    var = np.maximum(sumsq[None, :] - n * mean**2, 0.0) / (n - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return mean / np.sqrt(var / n)
+
+
+def _tail_stat(t: np.ndarray, tail: int) -> np.ndarray:
+    """Statistic oriented so that larger is more extreme (NaN -> -inf)."""
+    out = np.abs(t) if tail == 0 else tail * t
+    return np.where(np.isnan(out), -np.inf, out)
+
+
+# --------------------------------------------------------------------------------------
+# Subject-level paired test
+# --------------------------------------------------------------------------------------
+def paired_test(
+    values: pd.DataFrame,
+    *,
+    measure: str | Sequence[str],
+    within: str = "condition",
+    subject: str = "subject",
+    contrast: Sequence[str] = ("ME", "MaE"),
+    test: str = "t",
+    alternative: str = "two-sided",
+    config: Config | StatsConfig | None = None,
+) -> pd.DataFrame:
+    """Paired comparison of one (or several) measures between two conditions.
+
+    Parameters
+    ----------
+    values : pandas.DataFrame
+        Long format: one row per subject and condition (or per trial: rows
+        are then averaged per subject and condition first, and counted in
+        ``n_trials_<condition>``).
+    measure : str | sequence of str
+        Column(s) to test. With several, ``p_fdr`` is added (FDR across
+        measures, ``config.stats.fdr_method``).
+    within : str
+        Column of the condition labels.
+    subject : str
+        Column of the subject labels.
+    contrast : pair of str
+        ``(a, b)``; the difference is ``a - b``.
+    test : {'t', 'wilcoxon'}
+        Paired t-test (:func:`pingouin.ttest`, ``paired=True``) or Wilcoxon
+        signed-rank test (:func:`pingouin.wilcoxon`).
+    alternative : {'two-sided', 'greater', 'less'}
+        Alternative hypothesis about ``a - b``.
+    config : Config | StatsConfig | None
+        Defaults (FDR method).
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per measure: ``measure``, ``contrast``, ``test``,
+        ``n_subjects``, ``n_dropped`` (subjects lacking a condition or with
+        NaN), ``n_trials_<a>``, ``n_trials_<b>``, ``mean_<a>``, ``mean_<b>``,
+        ``mean_diff``, ``sd_diff``, ``statistic``, ``statistic_name``
+        (``t`` or ``W``), ``df``, ``p``, ``effect_size`` and
+        ``effect_size_name`` (``cohen_dz`` for the t-test, matched-pairs
+        rank-biserial ``rbc`` for Wilcoxon), ``cohen_dz``, ``cohen_d_av``
+        (pingouin's paired Cohen's d, mean difference over the average SD,
+        signed), ``ci_low``, ``ci_high`` (95 % t interval of the mean
+        difference), ``bf10`` (JZS Bayes factor, t-test only), ``alternative``.
+
+    Notes
+    -----
+    ``cohen_dz = mean(a - b) / sd(a - b)`` (Lakens 2013); ``cohen_d_av``
+    divides by the average of the two conditions' SDs and is comparable with
+    between-subject d.
+    """
+    import pingouin as pg
+
+    if not isinstance(values, pd.DataFrame):
+        raise TypeError(f"values must be a pandas DataFrame, got {type(values).__name__}")
+    measures = [measure] if isinstance(measure, str) else list(measure)
+    if not measures:
+        raise ValueError("measure must name at least one column")
+    missing = [c for c in (*measures, within, subject) if c not in values.columns]
+    if missing:
+        raise ValueError(f"column(s) {missing} not in values; columns: {list(values.columns)}")
+    a, b = _check_contrast(contrast)
+    labels = set(values[within].astype(str))
+    absent = [c for c in (a, b) if c not in labels]
+    if absent:
+        raise ValueError(f"condition label(s) {absent} not found in column {within!r}; available: {sorted(labels)}")
+    if test not in ("t", "wilcoxon"):
+        raise ValueError(f"test must be 't' or 'wilcoxon', got {test!r}")
+    if alternative not in ("two-sided", "greater", "less"):
+        raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}")
+    stats_cfg, _, _ = _resolve_config(config)
+    df0 = values.assign(**{within: values[within].astype(str)})
+    df0 = df0[df0[within].isin([a, b])]
+    rows = []
+    for m in measures:
+        if not pd.api.types.is_numeric_dtype(df0[m]):
+            raise ValueError(f"measure {m!r} must be numeric, got dtype {df0[m].dtype}")
+        sub = df0[[subject, within, m]].dropna()
+        wide = sub.groupby([subject, within])[m].mean().unstack(within)
+        wide = wide.reindex(columns=[a, b])
+        n_all = df0[subject].nunique()
+        wide = wide.dropna()
+        counts = sub[sub[subject].isin(wide.index)].groupby(within)[m].size()
+        n = len(wide)
+        if n < 2:
+            raise ValueError(f"measure {m!r}: at least 2 subjects with both {a} and {b} are needed, got {n}")
+        if n_all > n:
+            logger.info("paired_test %s: %d subject(s) dropped (a condition missing or NaN)", m, n_all - n)
+        x, y = wide[a].to_numpy(float), wide[b].to_numpy(float)
+        mean, sd, dz, lo, hi = _mean_ci(x - y)
+        row: dict[str, Any] = {
+            "measure": m, "contrast": f"{a}-{b}", "n_subjects": n, "n_dropped": n_all - n,
+            f"n_trials_{a}": int(counts.get(a, 0)), f"n_trials_{b}": int(counts.get(b, 0)),
+            f"mean_{a}": float(x.mean()), f"mean_{b}": float(y.mean()), "mean_diff": mean, "sd_diff": sd,
+        }
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            tt = pg.ttest(x, y, paired=True, alternative=alternative).iloc[0]
+        d_av = float(tt["cohen_d"]) * (1.0 if mean >= 0 else -1.0)
+        if test == "t":
+            bf = tt.get("BF10", np.nan)
+            row.update(
+                test="paired t-test", statistic=float(tt["T"]), statistic_name="t", df=float(tt["dof"]),
+                p=float(tt["p_val"]), effect_size=dz, effect_size_name="cohen_dz",
+                bf10=float(bf) if bf is not None and str(bf) not in ("", "nan") else np.nan,
+            )
+        else:
+            wx = pg.wilcoxon(x, y, alternative=alternative).iloc[0]
+            row.update(
+                test="Wilcoxon signed-rank", statistic=float(wx["W_val"]), statistic_name="W", df=np.nan,
+                p=float(wx["p_val"]), effect_size=float(wx["RBC"]), effect_size_name="rbc", bf10=np.nan,
+            )
+        row.update(cohen_dz=dz, cohen_d_av=d_av, ci_low=lo, ci_high=hi, alternative=alternative)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if len(measures) > 1:
+        table["p_fdr"] = fdr(table["p"].to_numpy(), stats_cfg.fdr_method)
+        table["correction"] = stats_cfg.fdr_method
+    return table
+
+
+# --------------------------------------------------------------------------------------
+# Linear mixed models
+# --------------------------------------------------------------------------------------
+def mixed_model(
+    trials: pd.DataFrame,
+    *,
+    measure: str,
+    condition: str = "condition",
+    subject: str = "subject",
+    covariates: Sequence[str] = (),
+    reference: str = "MaE",
+    conditions: Sequence[str] | None = None,
+    reml: bool = True,
+    optimizers: Sequence[str] = _DEFAULT_OPTIMIZERS,
+) -> pd.DataFrame:
+    """Trial-level linear mixed model with a random intercept per subject.
+
+    Fits ``measure ~ C(condition, Treatment(reference)) [+ covariates] + (1 | subject)``
+    with :class:`statsmodels.regression.mixed_linear_model.MixedLM`.
+
+    Parameters
+    ----------
+    trials : pandas.DataFrame
+        One row per trial (epoch).
+    measure : str
+        Column of the dependent variable (e.g. ERP amplitude in V, HR in bpm).
+    condition : str
+        Column of the condition labels.
+    subject : str
+        Column of the subject labels (random intercept).
+    covariates : sequence of str
+        Numeric trial-level covariates, e.g. ``("emg_rms",)`` to adjust for
+        facial-muscle contamination.
+    reference : str
+        Reference condition of the treatment coding: each other condition gets
+        a term ``<condition> - <reference>``.
+    conditions : sequence of str | None
+        Keep only these conditions (e.g. ``("ME", "MaE")`` when the table also
+        holds NE trials); None keeps all.
+    reml : bool
+        Restricted maximum likelihood (default) or maximum likelihood.
+    optimizers : sequence of str
+        Optimizers tried in order (``statsmodels`` ``method``) until one
+        converges with a positive-definite Hessian; every warning is kept.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per fixed effect: ``measure``, ``term`` (``"ME - MaE"``,
+        covariate name or ``"Intercept"``), ``kind`` (``intercept``,
+        ``condition``, ``covariate``), ``estimate``, ``se``, ``z``, ``p``,
+        ``ci_low``, ``ci_high`` (95 % Wald), ``effect_size`` and
+        ``effect_size_name`` (condition terms: ``d_lmm`` = estimate / sqrt(
+        subject variance + residual variance), Westfall et al. 2014;
+        covariates: ``beta_std`` = estimate x SD(covariate) / SD(measure)),
+        and the model: ``test``, ``n_subjects``, ``n_trials``,
+        ``n_trials_<condition>`` per condition, ``n_dropped_trials`` (NaN),
+        ``subject_var``, ``residual_var``, ``converged``, ``method`` (the
+        optimizer that gave the result), ``reml``, ``warnings`` ("; "-joined).
+
+    Raises
+    ------
+    ValueError
+        On missing columns, a reference absent from the data, fewer than 2
+        conditions or subjects, or non-numeric covariates.
+    RuntimeError
+        If every optimizer fails with an error.
+
+    Notes
+    -----
+    The measure and covariates are divided by their SDs before fitting (for
+    numerical stability with data in V) and the estimates scaled back
+    exactly; z and p are unaffected. If no optimizer converges cleanly the
+    best fit (highest log-likelihood) is returned with ``converged`` False
+    and a logged warning. A singular fit (subject variance on the boundary)
+    is reported in ``warnings`` but kept: the fixed effects remain valid.
+    Wald z tests are liberal with few subjects; with fewer than about 20
+    subjects also report the subject-level :func:`paired_test`.
+    """
+    from statsmodels.regression.mixed_linear_model import MixedLM
+
+    if not isinstance(trials, pd.DataFrame):
+        raise TypeError(f"trials must be a pandas DataFrame, got {type(trials).__name__}")
+    covariates = [covariates] if isinstance(covariates, str) else list(covariates)
+    missing = [c for c in (measure, condition, subject, *covariates) if c not in trials.columns]
+    if missing:
+        raise ValueError(f"column(s) {missing} not in trials; columns: {list(trials.columns)}")
+    for c in (measure, *covariates):
+        if not pd.api.types.is_numeric_dtype(trials[c]):
+            raise ValueError(f"column {c!r} must be numeric, got dtype {trials[c].dtype}")
+    if not optimizers:
+        raise ValueError("optimizers must name at least one statsmodels method")
+    df = pd.DataFrame({
+        "y": trials[measure].astype(float),
+        "cond": trials[condition].astype(str),
+        "subj": trials[subject].astype(str),
+        **{f"x{i}": trials[c].astype(float) for i, c in enumerate(covariates)},
+    })
+    if conditions is not None:
+        conditions = [str(c) for c in conditions]
+        df = df[df["cond"].isin(conditions)]
+    n_before = len(df)
+    df = df.dropna().reset_index(drop=True)
+    n_dropped = n_before - len(df)
+    if n_dropped:
+        logger.info("mixed_model %s: %d trial(s) with NaN dropped", measure, n_dropped)
+    levels = sorted(df["cond"].unique())
+    if reference not in levels:
+        raise ValueError(f"reference condition {reference!r} not found in {condition!r}; available: {levels}")
+    if len(levels) < 2:
+        raise ValueError(f"at least 2 conditions are needed, got {levels}")
+    n_subj = df["subj"].nunique()
+    if n_subj < 2:
+        raise ValueError(f"at least 2 subjects are needed for a random intercept, got {n_subj}")
+    sd_y = float(df["y"].std(ddof=1))
+    if not sd_y > 0:
+        raise ValueError(f"measure {measure!r} is constant")
+    scales = {"y": sd_y}
+    for i in range(len(covariates)):
+        s = float(df[f"x{i}"].std(ddof=1))
+        if not s > 0:
+            raise ValueError(f"covariate {covariates[i]!r} is constant")
+        scales[f"x{i}"] = s
+    dfs = df.assign(**{k: df[k] / s for k, s in scales.items()})
+    others = [lv for lv in levels if lv != reference]
+    dfs["cond"] = pd.Categorical(dfs["cond"], categories=[reference, *others])
+    formula = "y ~ C(cond)" + "".join(f" + x{i}" for i in range(len(covariates)))
+    model = MixedLM.from_formula(formula, groups="subj", data=dfs)
+    fit, method, notes, converged = _fit_mixed(model, reml, list(optimizers), measure)
+
+    fe = fit.fe_params
+    bse = fit.bse_fe
+    ci = fit.conf_int().loc[fe.index]
+    subj_var = float(fit.cov_re.iloc[0, 0]) * sd_y**2
+    resid_var = float(fit.scale) * sd_y**2
+    rows = []
+    for name in fe.index:
+        if name == "Intercept":
+            term, kind, factor, es, es_name = "Intercept", "intercept", sd_y, math.nan, None
+        elif name.startswith("C(cond)[T."):
+            level = name[len("C(cond)[T."):-1]
+            term, kind, factor, es_name = f"{level} - {reference}", "condition", sd_y, "d_lmm"
+            es = float(fe[name]) * sd_y / math.sqrt(subj_var + resid_var)
+        else:
+            i = int(name[1:])
+            term, kind, factor, es_name = covariates[i], "covariate", sd_y / scales[name], "beta_std"
+            es = float(fe[name])
+        z = float(fe[name] / bse[name])
+        rows.append({
+            "measure": measure, "term": term, "kind": kind,
+            "estimate": float(fe[name]) * factor, "se": float(bse[name]) * factor, "z": z,
+            "p": float(2 * sstats.norm.sf(abs(z))),
+            "ci_low": float(ci.loc[name, 0]) * factor, "ci_high": float(ci.loc[name, 1]) * factor,
+            "effect_size": es, "effect_size_name": es_name,
+        })
+    table = pd.DataFrame(rows)
+    counts = df.groupby("cond").size()
+    table["test"] = f"MixedLM ({'REML' if reml else 'ML'}), random intercept per subject, Wald z"
+    table["n_subjects"] = n_subj
+    table["n_trials"] = len(df)
+    for lv in levels:
+        table[f"n_trials_{lv}"] = int(counts.get(lv, 0))
+    table["n_dropped_trials"] = n_dropped
+    table["subject_var"] = subj_var
+    table["residual_var"] = resid_var
+    table["converged"] = converged
+    table["method"] = method
+    table["reml"] = reml
+    table["warnings"] = "; ".join(notes)
+    return table
+
+
+def _fit_mixed(model: Any, reml: bool, optimizers: list[str], measure: str) -> tuple[Any, str, list[str], bool]:
+    """Fit with each optimizer in turn; return (result, method, notes, clean)."""
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    notes: list[str] = []
+    candidates: list[tuple[float, Any, str]] = []
+    for method in optimizers:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                fit = model.fit(reml=reml, method=method)
+            except Exception as err:  # noqa: BLE001 - any optimizer failure moves to the next one
+                notes.append(f"{method}: failed ({type(err).__name__}: {err})")
+                continue
+        msgs = sorted({str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning | RuntimeWarning)})
+        boundary = [m for m in msgs if "boundary" in m]
+        serious = [m for m in msgs if "boundary" not in m]
+        notes.extend(f"{method}: {m}" for m in msgs)
+        ok = bool(fit.converged) and not serious and np.all(np.isfinite(fit.bse_fe))
+        if ok:
+            if boundary:
+                logger.info("mixed_model %s: subject variance on the boundary (singular fit)", measure)
+            return fit, method, notes, True
+        candidates.append((float(fit.llf) if np.isfinite(fit.llf) else -np.inf, fit, method))
+        logger.info("mixed_model %s: optimizer %s did not converge cleanly; trying the next", measure, method)
+    if not candidates:
+        raise RuntimeError(f"mixed_model {measure!r}: every optimizer failed: " + "; ".join(notes))
+    _, fit, method = max(candidates, key=lambda c: c[0])
+    logger.warning(
+        "mixed_model %s: no optimizer converged cleanly (%s); reporting the best fit (%s), flagged converged=False",
+        measure, ", ".join(optimizers), method,
+    )
+    return fit, method, notes, False
+
+
+def mixed_models_fdr(
+    trials: pd.DataFrame,
+    measures: Sequence[str],
+    *,
+    method: str | None = None,
+    config: Config | StatsConfig | None = None,
+    **kwargs: Any,
+) -> pd.DataFrame:
+    """Fit :func:`mixed_model` for several measures and FDR-correct across them.
+
+    Parameters
+    ----------
+    trials : pandas.DataFrame
+        Trial table holding every measure.
+    measures : sequence of str
+        Dependent variables, one model each.
+    method : str | None
+        FDR method (see :func:`fdr`); None: ``config.stats.fdr_method``.
+    config : Config | StatsConfig | None
+        Defaults.
+    **kwargs
+        Passed to :func:`mixed_model` (``condition``, ``subject``,
+        ``covariates``, ``reference``, ``conditions`` ...).
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        The concatenated tables plus ``p_fdr`` (FDR across measures,
+        separately for each term; NaN for the intercept) and ``correction``.
+
+    Notes
+    -----
+    Each fixed-effect term (e.g. ``ME - MaE``, ``emg_rms``) forms its own
+    family across the measures (Benjamini & Hochberg 1995).
+    """
+    if isinstance(measures, str) or not isinstance(measures, Sequence) or not measures:
+        raise ValueError(f"measures must be a non-empty sequence of column names, got {measures!r}")
+    if len(set(measures)) != len(measures):
+        raise ValueError("measures must be unique")
+    stats_cfg, _, _ = _resolve_config(config)
+    method = stats_cfg.fdr_method if method is None else method
+    table = pd.concat([mixed_model(trials, measure=m, **kwargs) for m in measures], ignore_index=True)
+    table["p_fdr"] = np.nan
+    for term, idx in table.groupby("term").groups.items():
+        if term != "Intercept":
+            table.loc[idx, "p_fdr"] = fdr(table.loc[idx, "p"].to_numpy(), method)
+    table["correction"] = np.where(table["term"] == "Intercept", "none", method)
+    return table
