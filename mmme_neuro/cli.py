@@ -13,6 +13,9 @@ Subcommands
 ``coding FILE [--report CSV] [--mapping CSV]``
     Validate an MMME coding file; print the counts; write the row report
     (pseudonyms only) and, only if asked, the name -> pseudonym mapping.
+``convert RAW_DIR BIDS_ROOT [--config FILE] [--coding FILE] [--session-map CSV] [--overwrite]``
+    Convert a raw study to BIDS (resumable: unchanged subjects are skipped);
+    print the counts; exit 1 if the raw directory or coding file is unusable.
 """
 
 from __future__ import annotations
@@ -77,6 +80,29 @@ def _cmd_coding(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .bids import ConversionError, convert_study
+
+    try:
+        cfg = load_config(args.config)
+        summary = convert_study(args.raw_dir, args.bids_root, cfg, coding_file=args.coding,
+                                session_map=args.session_map, overwrite=args.overwrite,
+                                progress=sys.stderr.isatty())  # fmt: skip
+    except (ConfigError, ConversionError) as err:
+        print(err, file=sys.stderr)
+        return 1
+    sys.stdout.write(
+        f"BIDS root {summary.bids_root}: converted {len(summary.converted)}, skipped {len(summary.skipped)}, "
+        f"failed {len(summary.failed)} ({summary.elapsed_s:.1f} s); accounting "
+        f"{'ok' if summary.accounting_ok else 'MISMATCH'}\n"
+    )
+    sys.stdout.write(json.dumps(summary.counts, indent=2, sort_keys=True) + "\n")
+    for s in summary.subjects:
+        if s["status"] == "failed":
+            print(f"failed: {s['reason']}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``mmme-neuro``."""
     parser = argparse.ArgumentParser(prog="mmme-neuro", description=__doc__.split("\n")[0])
@@ -109,6 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_cod.add_argument("--report", default=None, help="write the per-row report (CSV, pseudonyms only)")
     p_cod.add_argument("--mapping", default=None, help="write the name -> pseudonym mapping (keep it apart)")
     p_cod.set_defaults(func=_cmd_coding)
+
+    p_conv = sub.add_parser("convert", help="convert a raw study (recordings + coding file) to BIDS")
+    p_conv.add_argument("raw_dir")
+    p_conv.add_argument("bids_root")
+    p_conv.add_argument("--config", default=None, help="TOML configuration (default: built-in defaults)")
+    p_conv.add_argument("--coding", default=None, help="coding file (default: the .xlsx in RAW_DIR)")
+    p_conv.add_argument("--session-map", default=None, help="CSV: subject, session_date, eeg_file, physio_file")
+    p_conv.add_argument("--overwrite", action="store_true", help="reconvert subjects whose inputs are unchanged")
+    p_conv.set_defaults(func=_cmd_convert)
     return parser
 
 

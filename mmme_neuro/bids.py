@@ -1,0 +1,1343 @@
+"""Conversion of a raw MMME study (coding file + EEG + BIOPAC physiology) to BIDS.
+
+:func:`convert_study` pairs the recordings with the coding file
+(:func:`mmme_neuro.ingest.find_sessions`), ingests every session
+(:func:`mmme_neuro.ingest.ingest_session`) and writes one BIDS subject per
+participant with :func:`convert_session`. :func:`read_bids_session` reads a
+converted subject back.
+
+Layout (``sub-01`` etc. are the coding file's pseudonyms; names never appear)::
+
+    BIDS_ROOT/
+        dataset_description.json   README   participants.tsv   participants.json
+        sub-01/
+            sub-01_scans.tsv
+            eeg/
+                sub-01_task-mmme_eeg.set (+ .fdt)     copied EEGLAB data, or BrainVision
+                sub-01_task-mmme_eeg.json  _channels.tsv  _electrodes.tsv  _coordsystem.json
+                sub-01_task-mmme_events.tsv  _events.json
+                sub-01_task-mmme_recording-biopac_physio.tsv.gz  _physio.json
+        derivatives/mmme-neuro/
+            dataset_description.json
+            coding_report.csv      one row per coding-file row (pseudonyms only)
+            exclusions.tsv         every coded expression that is not analysed
+            sync.tsv               EEG -> physiology clock fit per subject
+            markers.tsv            dropped / flagged markers per subject and modality
+            conversion_summary.json
+            conversion/sub-01.json input fingerprint of the subject (written last)
+
+EEG
+---
+EEGLAB ``.set``/``.fdt`` and BrainVision are valid BIDS EEG formats: mne-bids
+copies them without loading the data (a full MMME session is 1.2 GB), and the
+copied header is then scrubbed of the participant's name (EEGLAB ``setname``,
+``filename``, ``comments`` ...). Every other format (Curry ``.cdt``, Neuroscan
+CNT, EDF/BDF whose header holds a patient name, FIF) is converted to
+BrainVision, which **loads the whole recording into memory**. Channel types
+come from the reader (EOG, ECG, EMG, TRIG in ``channels.tsv``).
+
+Events
+------
+``events.tsv`` is written by this module (not from the recording's
+annotations), one row per
+
+- kept expression: ``trial_type`` ``ME`` or ``MaE``, ``value`` 1 (ME) or 2
+  (MaE), ``onset`` the EEG-clock onset (s, rounded to 1 µs), ``duration``
+  offset minus onset (s), ``sample`` exactly the ingested ``eeg_onset_sample``;
+- kept EEG marker: clip start ``trial_type`` ``clip/<emotion>`` (the clip's
+  emotion category, e.g. ``clip/sad``), ``value`` the marker (101-148),
+  ``duration`` until the rest marker that ends the clip (n/a if none); rest
+  ``trial_type`` ``rest`` (``value`` 100, duration 0); any other code
+  ``marker/<code>``.
+
+Extra columns (described in ``events.json``): ``expression_id``, ``marker``
+(the clip marker), ``clip_emotion``, ``kind``, ``emotion``,
+``composite_emotion``, ``aus``, ``kind_source``, ``clip_onset_s`` (coded onset,
+s from clip start), ``apex_s`` (EEG clock, s), ``apex_sample``,
+``offset_sample``, ``physio_onset_sample``, ``physio_offset_sample`` (rows of
+the physiology file), ``in_physio``, ``ingest_flags``, ``coding_issues``,
+``source_row`` (row of the coding file).
+
+Physiology and the clock
+------------------------
+The BIOPAC signals are written as BIDS continuous recordings
+(``recording-biopac_physio.tsv.gz``: no header, tab-separated, ``n/a`` for
+missing values; column names and units in the JSON) **without resampling**.
+The physiology clock runs independently of the EEG clock; ingestion fits
+``t_physio = offset + slope * t_eeg`` on the shared markers
+(:class:`mmme_neuro.sync.ClockFit`). Physiology sample ``k`` is therefore at
+EEG time ``(k / fs - offset) / slope``, which BIDS expresses exactly with
+
+- ``StartTime = -offset / slope`` (s, relative to the first EEG sample), and
+- ``SamplingFrequency = fs * slope`` (the physiology rate measured on the EEG clock);
+
+the nominal rate and the raw fit are kept for provenance
+(``MMMENominalSamplingFrequency``, ``MMMEClockFit``). Values are in the SI units
+of :func:`mmme_neuro.io.physio.read_physio` (V, S, °C, beats/min), written in
+fixed point with ``MMMEDecimals`` decimals per column: an absolute resolution
+of at most 1e-6 of the column's largest absolute value (finer than the
+MP160's 16-bit converter). The ``trigger`` column holds the code of each kept
+physiology marker at its onset sample (0 elsewhere). For speed the text is
+built with vectorised numpy and gzip-compressed at level 1 in a second
+thread.
+
+Exclusions and accounting
+-------------------------
+``exclusions.tsv`` has one row per coded expression that is not analysed
+(``scope`` ``all``) or not analysable in the physiology (``scope``
+``physio``; the expression stays in ``events.tsv`` with ``in_physio``
+false). Stages: ``coding`` (rows the coding report excluded, ``reason_code``
+its first issue code), ``ingest`` (``clip_not_in_eeg``,
+``outside_eeg_recording``, ``outside_physio_recording``), ``conversion``
+(``no_recording``, ``session_failed``: ingestion or writing raised, the
+study conversion continues with the other subjects). The invariant, checked
+and recorded in ``conversion_summary.json``::
+
+    coding rows == expressions in all events.tsv + exclusions with scope 'all'
+
+Resumability and atomicity
+--------------------------
+A subject is written into ``BIDS_ROOT/.staging/`` and its ``sub-XX/`` folder
+is then renamed into place; the dataset-level files are replaced atomically;
+``conversion/sub-XX.json`` (sha256 of the EEG files, companions and
+physiology, the coding file's sha256, the configuration hash, the package
+version) is written last. A re-run skips a subject whose fingerprint is
+unchanged (files whose size and modification time match the record are not
+re-hashed unless ``rehash=True``) and removes what a killed run left in
+``.staging/``. Re-runs produce byte-identical files.
+
+Privacy
+-------
+Everything that reads a session runs inside
+:func:`mmme_neuro._privacy.redact_names`, warnings of the readers and mne-bids
+are turned into (redacted) log records, and no output holds a file name of
+the raw directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import logging
+import os
+import queue
+import shutil
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mne
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import __version__
+from ._privacy import redact_names
+from ._utils import atomic_path, atomic_write_text, sha256_file, time_to_sample
+from .config import Config
+from .constants import CLIP_EMOTION, CLIP_MARKERS, REST_MARKER
+from .ingest import (
+    EXCLUSION_COLUMNS,
+    IngestError,
+    SessionFiles,
+    SessionIngest,
+    find_sessions,
+    ingest_session,
+    no_recording_exclusions,
+    session_redactions,
+)
+from .io.coding import CodingResult, read_coding, write_coding_report
+
+__all__ = [
+    "BidsSession",
+    "ConversionError",
+    "ConversionSummary",
+    "EVENT_COLUMNS",
+    "convert_session",
+    "convert_study",
+    "read_bids_session",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Columns of ``events.tsv``, in order.
+EVENT_COLUMNS: tuple[str, ...] = (
+    "onset", "duration", "trial_type", "value", "sample", "expression_id", "marker",
+    "clip_emotion", "kind", "emotion", "composite_emotion", "aus", "kind_source", "clip_onset_s",
+    "apex_s", "apex_sample", "offset_sample", "physio_onset_sample", "physio_offset_sample",
+    "in_physio", "ingest_flags", "coding_issues", "source_row",
+)  # fmt: skip
+#: Descriptions of the ``events.tsv`` columns (written to ``events.json``).
+EVENT_DESCRIPTIONS: dict[str, str] = {
+    "onset": "EEG-clock onset (s from the first EEG sample), rounded to 1 us.",
+    "duration": "Expressions: offset minus onset (s). Clips: until the rest marker that ends the clip (n/a if none). Markers: 0.",
+    "trial_type": "ME / MaE (coded expression), clip/<emotion> (clip start marker 101-148), rest (marker 100), marker/<code> (other kept marker).",
+    "value": "Expressions: 1 = ME, 2 = MaE. Markers: the marker code.",
+    "sample": "EEG sample of the onset (0 = first sample).",
+    "expression_id": "Expression id from the coding file, <pseudonym>_m<marker>_t<onset ms>.",
+    "marker": "Clip marker (101-148) of the expression or the marker row.",
+    "clip_emotion": "Emotion category of the clip.",
+    "kind": "ME (micro) or MaE (macro) expression.",
+    "emotion": "Estimated emotion of the expression (coding file).",
+    "composite_emotion": "negative / positive / surprise.",
+    "aus": "Action units, e.g. 'AU4, AU7'.",
+    "kind_source": "'column' (Macro/Micro column) or 'rule' (ME rule of the configuration).",
+    "clip_onset_s": "Coded onset, s from clip start.",
+    "apex_s": "EEG-clock apex time (s).",
+    "apex_sample": "EEG sample of the apex.",
+    "offset_sample": "EEG sample of the offset.",
+    "physio_onset_sample": "Row (0-based) of the physiology file at the onset (markers: at the marker).",
+    "physio_offset_sample": "Row (0-based) of the physiology file at the offset.",
+    "in_physio": "true if onset and offset lie within the physiology recording.",
+    "ingest_flags": "';'-joined ingestion flags: beyond_clip_end, repeated_clip_marker.",
+    "coding_issues": "';'-joined flags of the coding-file row.",
+    "source_row": "Row of the coding file (header = 1).",
+}
+#: Columns of ``derivatives/mmme-neuro/exclusions.tsv``.
+EXCLUSION_TSV_COLUMNS: tuple[str, ...] = (*EXCLUSION_COLUMNS, "stage")
+#: Columns of ``sync.tsv``.
+SYNC_COLUMNS: tuple[str, ...] = (
+    "participant_id", "offset_s", "slope", "drift_ppm", "n_matched", "n_used",
+    "max_abs_residual_ms", "rms_residual_ms", "tolerance_ms", "n_outliers",
+)  # fmt: skip
+#: Columns of ``markers.tsv``.
+MARKER_COLUMNS: tuple[str, ...] = (
+    "participant_id", "modality", "code", "sample", "time_s", "rule", "action", "detail",
+)  # fmt: skip
+
+DERIVATIVES = Path("derivatives") / "mmme-neuro"
+STAGING = ".staging"
+PHYSIO_RECORDING = "biopac"
+#: Significant digits of the physiology text, relative to each column's largest absolute value.
+PHYSIO_SIGNIFICANT_DIGITS = 7
+#: Rows formatted at a time when writing the physiology.
+PHYSIO_CHUNK_ROWS = 1 << 16
+#: BIDS-style unit strings of the SI units used by :func:`mmme_neuro.io.physio.read_physio`.
+_BIDS_UNITS = {"°C": "oC", "BPM": "bpm"}
+_COPY_EXTENSIONS = (".set", ".vhdr")  # BIDS-valid EEG formats copied without loading
+_RECORD_VERSION = 1
+_EXPR_VALUE = {"ME": 1, "MaE": 2}
+#: Warnings that are expected here (events.tsv is written by this module, not by mne-bids).
+_EXPECTED_WARNINGS = ("No events found or provided",)
+
+
+class ConversionError(ValueError):
+    """The raw study cannot be converted (missing raw directory or coding file ...)."""
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass
+class ConversionSummary:
+    """Outcome of :func:`convert_study`.
+
+    Attributes
+    ----------
+    bids_root : pathlib.Path
+    counts : dict
+        ``coding_rows``, ``coding_excluded``, ``expressions_in_events``,
+        ``me``, ``mae``, ``exclusions_all``, ``exclusions_physio``,
+        ``by_reason_code``, ``subjects_in_bids``, ``subjects_failed``.
+    subjects : list of dict
+        Per subject: ``participant_id``, ``status`` (``converted``,
+        ``skipped`` (unchanged inputs) or ``failed``), ``n_expressions``,
+        ``n_excluded_all``, ``n_excluded_physio``, ``reason``.
+    accounting_ok : bool
+        ``coding_rows == expressions_in_events + exclusions_all``.
+    elapsed_s : float
+        Wall time of the conversion (s).
+    """
+
+    bids_root: Path
+    counts: dict[str, Any]
+    subjects: list[dict[str, Any]]
+    accounting_ok: bool
+    elapsed_s: float
+
+    def by_status(self, status: str) -> list[str]:
+        """Pseudonyms of the subjects with ``status``."""
+        return [s["participant_id"] for s in self.subjects if s["status"] == status]
+
+    @property
+    def converted(self) -> list[str]:
+        """Subjects (re)converted in this run."""
+        return self.by_status("converted")
+
+    @property
+    def skipped(self) -> list[str]:
+        """Subjects skipped because their inputs are unchanged."""
+        return self.by_status("skipped")
+
+    @property
+    def failed(self) -> list[str]:
+        """Subjects whose session could not be converted."""
+        return self.by_status("failed")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return {"bids_root": str(self.bids_root), "counts": self.counts, "subjects": self.subjects,
+                "accounting_ok": self.accounting_ok, "elapsed_s": round(self.elapsed_s, 3)}  # fmt: skip
+
+
+@dataclass
+class BidsSession:
+    """One converted subject, read back by :func:`read_bids_session`.
+
+    Attributes
+    ----------
+    subject : str
+        Pseudonym (``sub-01``).
+    raw : mne.io.BaseRaw
+        EEG (not preloaded) read by :func:`mne_bids.read_raw_bids`.
+    events : pandas.DataFrame
+        ``events.tsv`` (:data:`EVENT_COLUMNS`), ``n/a`` as missing values,
+        ``in_physio`` as a nullable boolean.
+    physio : pandas.DataFrame | None
+        Physiology (one column per ``Columns`` entry of the sidecar, SI units);
+        None without physiology or if not loaded.
+    physio_sidecar : dict | None
+        ``_physio.json`` (``SamplingFrequency`` and ``StartTime`` on the EEG clock).
+    """
+
+    subject: str
+    raw: mne.io.BaseRaw
+    events: pd.DataFrame
+    physio: pd.DataFrame | None = None
+    physio_sidecar: dict[str, Any] | None = None
+
+    @property
+    def expressions(self) -> pd.DataFrame:
+        """Rows of :attr:`events` that are coded expressions (ME/MaE)."""
+        return self.events[self.events["trial_type"].isin(["ME", "MaE"])].reset_index(drop=True)
+
+    def physio_times(self) -> np.ndarray:
+        """EEG-clock time (s) of every physiology row: ``StartTime + k / SamplingFrequency``."""
+        if self.physio_sidecar is None or self.physio is None:
+            raise ValueError(f"{self.subject}: no physiology")
+        sc = self.physio_sidecar
+        return sc["StartTime"] + np.arange(len(self.physio)) / sc["SamplingFrequency"]
+
+    def eeg_time_to_physio_sample(self, t_eeg_s: np.ndarray | float) -> np.ndarray | int:
+        """Physiology row nearest to EEG-clock time(s) ``t_eeg_s`` (s)."""
+        if self.physio_sidecar is None:
+            raise ValueError(f"{self.subject}: no physiology")
+        sc = self.physio_sidecar
+        k = (np.asarray(t_eeg_s, dtype=float) - sc["StartTime"]) * sc["SamplingFrequency"]
+        return time_to_sample(k, 1.0)
+
+
+# ----------------------------------------------------------------------------- small helpers
+
+
+def _json_text(obj: Any) -> str:
+    return json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default) + "\n"
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return None if not np.isfinite(obj) else float(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return obj.as_posix()
+    if obj is pd.NA or obj is pd.NaT:
+        return None
+    if hasattr(obj, "isoformat"):
+        return obj.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _tsv_text(df: pd.DataFrame) -> str:
+    """BIDS TSV text: tab-separated, header, ``n/a`` for missing values, LF line ends."""
+    return df.to_csv(sep="\t", index=False, na_rep="n/a", lineterminator="\n")
+
+
+def _write_tsv(path: Path, df: pd.DataFrame) -> Path:
+    return atomic_write_text(path, _tsv_text(df))
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    out = df.astype(object).where(df.notna(), None)
+    return [dict(zip(out.columns, row, strict=True)) for row in out.itertuples(index=False, name=None)]
+
+
+def _scrub(text: str, redactions: Mapping[str, str]) -> str:
+    for hide, show in sorted(redactions.items(), key=lambda kv: -len(kv[0])):
+        if hide:
+            text = text.replace(hide, show)
+    return text
+
+
+@contextlib.contextmanager
+def _warnings_to_log(level: int = logging.INFO) -> Iterator[None]:
+    """Turn Python warnings raised inside the block into log records (which are redacted)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for w in caught:
+                expected = str(w.message).startswith(_EXPECTED_WARNINGS)
+                logger.log(logging.DEBUG if expected else level, "%s: %s", w.category.__name__, w.message)
+
+
+def _input_files(files: SessionFiles) -> list[tuple[str, Path]]:
+    """``(role, path)`` of every raw file of a session: the EEG entry file, its companions
+    (same stem: ``.fdt``, ``.eeg``/``.vmrk``, ``.dpa`` ...), and the physiology file."""
+    out: list[tuple[str, Path]] = [("eeg", files.eeg)]
+    physio = files.physio.resolve() if files.physio else None
+    for p in sorted(files.eeg.parent.iterdir()):
+        if p == files.eeg or not p.is_file() or (physio is not None and p.resolve() == physio):
+            continue
+        if p.name.startswith(files.eeg.stem + ".") or p.name.startswith(files.eeg.name + "."):
+            out.append(("eeg_companion", p))
+    if files.physio is not None:
+        out.append(("physio", files.physio))
+    return out
+
+
+def _stat_key(p: Path) -> list[int]:
+    st = p.stat()
+    return [int(st.st_size), int(st.st_mtime_ns)]
+
+
+# ----------------------------------------------------------------------------- events
+
+
+def _round_s(x: Any) -> np.ndarray:
+    return np.round(np.asarray(x, dtype=float), 6)
+
+
+def _events_table(session: SessionIngest) -> pd.DataFrame:
+    """The rows of ``events.tsv`` (see the module docstring)."""
+    sf = session.eeg_sfreq
+    clock = session.clock
+    psf = session.physio_sfreq
+    ex = session.expressions
+    n = len(ex)
+    na_int = pd.array([pd.NA] * n, dtype="Int64")
+    expr = pd.DataFrame(
+        {
+            "onset": _round_s(ex["eeg_onset_s"]),
+            "duration": _round_s(ex["eeg_offset_s"].to_numpy(dtype=float) - ex["eeg_onset_s"].to_numpy(dtype=float)),
+            "trial_type": ex["kind"].astype(str).to_numpy(),
+            "value": [_EXPR_VALUE.get(k, 0) for k in ex["kind"]],
+            "sample": ex["eeg_onset_sample"].astype(np.int64).to_numpy(),
+            "expression_id": ex["expression_id"].to_numpy(),
+            "marker": ex["marker"].astype(np.int64).to_numpy(),
+            "clip_emotion": ex["clip_emotion"].to_numpy(),
+            "kind": ex["kind"].to_numpy(),
+            "emotion": ex["emotion"].to_numpy(),
+            "composite_emotion": ex["composite_emotion"].to_numpy(),
+            "aus": ex["aus"].to_numpy(),
+            "kind_source": ex["kind_source"].to_numpy(),
+            "clip_onset_s": _round_s(ex["onset_s"]),
+            "apex_s": _round_s(ex["eeg_apex_s"]),
+            "apex_sample": ex["eeg_apex_sample"].astype(np.int64).to_numpy(),
+            "offset_sample": ex["eeg_offset_sample"].astype(np.int64).to_numpy(),
+            "physio_onset_sample": pd.array(ex["physio_onset_sample"], dtype="Int64") if n else na_int,
+            "physio_offset_sample": pd.array(ex["physio_offset_sample"], dtype="Int64") if n else na_int,
+            "in_physio": np.where(ex["in_physio"].astype(bool), "true", "false"),
+            "ingest_flags": ex["ingest_flags"].to_numpy(),
+            "coding_issues": ex["issues"].to_numpy(),
+            "source_row": ex["source_row"].astype(np.int64).to_numpy(),
+            "_order": 1,
+        }
+    )
+    ev = session.eeg_events.sort_values("sample", kind="stable")
+    codes = ev["code"].astype(np.int64).to_numpy()
+    samples = ev["sample"].astype(np.int64).to_numpy()
+    clips = session.clips.set_index("marker")
+    first = dict(zip(clips["eeg_sample"], clips.index, strict=True))
+    trial, dur, flags = [], [], []
+    seen: set[int] = set()
+    for s, c in zip(samples, codes, strict=True):
+        if c in CLIP_MARKERS:
+            trial.append(f"clip/{CLIP_EMOTION[c]}")
+            if first.get(s) == c and c not in seen:
+                end = clips.at[c, "end_time_s"]
+                dur.append(np.nan if pd.isna(end) else end - s / sf)
+                flags.append("")
+            else:
+                dur.append(np.nan)
+                flags.append("repeated_clip_marker")
+            seen.add(c)
+        elif c == REST_MARKER:
+            trial.append("rest")
+            dur.append(0.0)
+            flags.append("")
+        else:
+            trial.append(f"marker/{c}")
+            dur.append(0.0)
+            flags.append("")
+    t = samples / sf
+    psample = (
+        pd.array(time_to_sample(np.asarray(clock.to_physio_time(t), dtype=float), psf), dtype="Int64")
+        if clock is not None and len(t)
+        else pd.array([pd.NA] * len(t), dtype="Int64")
+    )
+    marks = pd.DataFrame(
+        {
+            "onset": _round_s(t),
+            "duration": _round_s(dur),
+            "trial_type": trial,
+            "value": codes,
+            "sample": samples,
+            "marker": codes,
+            "clip_emotion": [CLIP_EMOTION.get(int(c)) for c in codes],
+            "physio_onset_sample": psample,
+            "ingest_flags": flags,
+            "_order": 0,
+        }
+    )
+    out = pd.concat([marks, expr], ignore_index=True) if len(marks) else expr
+    out = out.sort_values(["sample", "_order"], kind="stable").drop(columns="_order")
+    out = out.reindex(columns=list(EVENT_COLUMNS))
+    for col in ("value", "sample", "marker", "apex_sample", "offset_sample", "physio_onset_sample",
+                "physio_offset_sample", "source_row"):  # fmt: skip
+        out[col] = pd.array(out[col], dtype="Int64")
+    for col in ("ingest_flags", "coding_issues"):
+        out[col] = out[col].where(out[col].notna() & (out[col] != ""), None)
+    return out.reset_index(drop=True)
+
+
+def _events_json(session: SessionIngest) -> dict[str, Any]:
+    levels = {"ME": "Micro-expression (coded in the MMME coding file).",
+              "MaE": "Macro-expression (coded in the MMME coding file).",
+              "rest": "Rest between clips (marker 100)."}  # fmt: skip
+    for emo in sorted(set(CLIP_EMOTION.values())):
+        levels[f"clip/{emo}"] = f"Start of a {emo} video clip (markers {', '.join(str(m) for m, e in CLIP_EMOTION.items() if e == emo)})."
+    out: dict[str, Any] = {col: {"Description": EVENT_DESCRIPTIONS[col]} for col in EVENT_COLUMNS}
+    out["onset"]["Units"] = "s"
+    out["duration"]["Units"] = "s"
+    out["clip_onset_s"]["Units"] = "s"
+    out["apex_s"]["Units"] = "s"
+    out["trial_type"]["Levels"] = levels
+    out["value"]["Levels"] = {"1": "ME", "2": "MaE", "100": "rest", **{str(m): f"clip {m} ({e})" for m, e in sorted(CLIP_EMOTION.items())}}
+    out["SamplingFrequency"] = session.eeg_sfreq
+    return out
+
+
+# ----------------------------------------------------------------------------- physiology text
+
+_POW10 = 10 ** np.arange(19, dtype=np.int64)
+#: ASCII digit j (0 = most significant) of the 4-digit zero-padded numbers 0-9999.
+_DIGIT_LUT = [
+    np.frombuffer(b"".join(f"{i:04d}".encode()[j : j + 1] for i in range(10000)), dtype=np.uint8)
+    for j in range(4)
+]
+
+
+def _column_decimals(x: np.ndarray, significant: int = PHYSIO_SIGNIFICANT_DIGITS) -> int:
+    """Decimals giving an absolute resolution of at most ``10 ** (1 - significant)`` times the
+    column's largest absolute value (0 for integer or all-zero columns)."""
+    if x.dtype.kind in "iub":
+        return 0
+    finite = np.abs(x[np.isfinite(x)])
+    top = float(finite.max()) if finite.size else 0.0
+    if top == 0.0:
+        return 0
+    return int(np.clip(significant - 1 - np.floor(np.log10(top)), 0, 15))
+
+
+def _field_rows(x: np.ndarray, decimals: int) -> list[np.ndarray]:
+    """Fixed-point text of one column as character positions (left to right), each an
+    ``(n,)`` uint8 array; 0 means no character at that position for that row."""
+    n = x.shape[0]
+    d = int(decimals)
+    bad = None
+    if x.dtype.kind in "iub":
+        a = x.astype(np.int64)
+        neg = a < 0
+        a = np.abs(a)
+    else:
+        finite = np.isfinite(x)
+        if not finite.all():
+            bad = ~finite
+            x = np.where(finite, x, 0.0)
+        a = np.rint(np.abs(x) * (10.0**d)).astype(np.int64)
+        neg = (x < 0) & (a > 0)
+    amax = int(a.max()) if n else 0
+    ndig = max(len(str(amax)), d + 1)
+    if amax < 2**31:
+        a = a.astype(np.int32)  # 32-bit division is several times faster
+    rows: list[np.ndarray] = []  # least significant first
+    q = a
+    k = 0
+    while k < ndig:
+        q_next = q // 10000
+        rem = q - q_next * 10000
+        q = q_next
+        for j in (3, 2, 1, 0):
+            if k >= ndig:
+                break
+            digit = _DIGIT_LUT[j][rem]
+            if k > d:  # leading zeros of the integer part are no characters
+                digit = digit * (a >= _POW10[k])
+            rows.append(digit)
+            if d and k == d - 1:
+                rows.append(np.full(n, 46, dtype=np.uint8))  # '.'
+            k += 1
+    if neg.any():
+        idx = np.flatnonzero(neg)
+        nd = np.maximum(np.searchsorted(_POW10, a[idx], side="right"), d + 1)
+        pos = nd + (1 if d else 0)  # position (from the right) just left of the first digit
+        rows.append(np.zeros(n, dtype=np.uint8))
+        for p in np.unique(pos):
+            rows[int(p)][idx[pos == p]] = 45  # '-'
+    rows.reverse()
+    if bad is not None:
+        idx = np.flatnonzero(bad)
+        while len(rows) < 3:
+            rows.insert(0, np.zeros(n, dtype=np.uint8))
+        for r in rows:
+            r[idx] = 0
+        for r, ch in zip(rows[-3:], b"n/a", strict=True):
+            r[idx] = ch
+    return rows
+
+
+def _format_rows(columns: Sequence[np.ndarray], decimals: Sequence[int]) -> bytes:
+    """Tab-separated, newline-terminated text of rows given column-wise."""
+    n = columns[0].shape[0]
+    positions: list[np.ndarray] = []
+    tab = np.full(n, 9, dtype=np.uint8)
+    for j, (x, d) in enumerate(zip(columns, decimals, strict=True)):
+        positions.extend(_field_rows(x, d))
+        positions.append(tab if j < len(columns) - 1 else np.full(n, 10, dtype=np.uint8))
+    # (positions, rows) -> (rows, positions): contiguous writes, then one transposing copy
+    flat = np.ascontiguousarray(np.stack(positions).T).reshape(-1)
+    return flat[flat != 0].tobytes()
+
+
+def _write_physio_tsv_gz(path: Path, data: np.ndarray, trigger: np.ndarray | None,
+                         decimals: Sequence[int]) -> None:  # fmt: skip
+    """Write ``data`` (channels x samples) (+ ``trigger``) as headerless gzipped TSV, atomically.
+
+    Formatting (numpy, this thread) and compression (zlib releases the GIL,
+    a writer thread) overlap; the gzip header holds no file name and mtime 0,
+    so the bytes depend on the data only.
+    """
+    n = data.shape[1]
+    pending: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+    errors: list[BaseException] = []
+    with atomic_path(path) as tmp:
+
+        def writer() -> None:
+            try:
+                with open(tmp, "wb") as fh, gzip.GzipFile(filename="", mode="wb", fileobj=fh,
+                                                          compresslevel=1, mtime=0) as gz:  # fmt: skip
+                    while (block := pending.get()) is not None:
+                        gz.write(block)
+            except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
+                errors.append(err)
+                while pending.get() is not None:
+                    pass
+
+        thread = threading.Thread(target=writer, name="physio-gzip", daemon=True)
+        thread.start()
+        try:
+            for start in range(0, n, PHYSIO_CHUNK_ROWS):
+                stop = min(n, start + PHYSIO_CHUNK_ROWS)
+                cols = [data[i, start:stop] for i in range(data.shape[0])]
+                if trigger is not None:
+                    cols.append(trigger[start:stop])
+                pending.put(_format_rows(cols, decimals))
+                if errors:
+                    break
+        finally:
+            pending.put(None)
+            thread.join()
+        if errors:
+            raise errors[0]
+
+
+def _physio_sidecar(session: SessionIngest, decimals: Sequence[int], columns: list[str]) -> dict[str, Any]:
+    raw = session.physio_raw
+    fs = float(raw.info["sfreq"])
+    store = raw.info.get("temp", {}).get("mmme_neuro", {}).get("physio", {})
+    units = store.get("units", {})
+    clock = session.clock
+    col_info: dict[str, Any] = {}
+    for name, ch_type in zip(raw.ch_names, raw.get_channel_types(), strict=True):
+        unit = units.get(name, "n/a")
+        col_info[name] = {"Description": f"BIOPAC {name} ({ch_type})", "Units": _BIDS_UNITS.get(unit, unit)}
+    col_info["trigger"] = {"Description": "Code of each kept physiology marker at its onset sample, 0 elsewhere (decoded from the 8 digital lines).",
+                           "Units": "n/a"}  # fmt: skip
+    return {
+        "SamplingFrequency": fs * clock.slope,
+        "StartTime": -clock.offset_s / clock.slope,
+        "Columns": columns,
+        **col_info,
+        "Manufacturer": "BIOPAC Systems",
+        "ManufacturersModelName": "MP160 (AcqKnowledge 5)",
+        "MMMENominalSamplingFrequency": fs,
+        "MMMEClockNote": (
+            "Not resampled. Row k (0-based) is at physiology time k / MMMENominalSamplingFrequency "
+            "and at EEG time StartTime + k / SamplingFrequency = (k / fs - offset_s) / slope, where "
+            "t_physio = offset_s + slope * t_eeg is the clock fit on the shared markers (MMMEClockFit)."
+        ),
+        "MMMEClockFit": clock.to_dict(),
+        "MMMEDecimals": dict(zip(columns, (int(d) for d in decimals), strict=True)),
+        "MMMESourceFormat": store.get("format", "n/a"),
+        "MMMEMarkerCounts": store.get("marker_counts", {}),
+    }
+
+
+def _write_physio(session: SessionIngest, tsv_path: Path, json_path: Path) -> None:
+    raw = session.physio_raw
+    data = raw._data  # RawArray: the loaded array itself, not a 300-MB copy of it
+    trigger = np.zeros(raw.n_times, dtype=np.int64)
+    pev = session.physio_events
+    if pev is not None and len(pev):
+        trigger[pev["sample"].astype(np.int64).to_numpy()] = pev["code"].astype(np.int64).to_numpy()
+    decimals = [_column_decimals(data[i]) for i in range(data.shape[0])] + [0]
+    columns = [*raw.ch_names, "trigger"]
+    _write_physio_tsv_gz(tsv_path, data, trigger, decimals)
+    atomic_write_text(json_path, _json_text(_physio_sidecar(session, decimals, columns)))
+
+
+# ----------------------------------------------------------------------------- EEG headers
+
+
+def _scrub_value(value: Any, redactions: Mapping[str, str]) -> Any:
+    """Copy of a loadmat value with every string scrubbed."""
+    if isinstance(value, str):
+        return _scrub(value, redactions)
+    if isinstance(value, dict):
+        return {k: _scrub_value(v, redactions) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "U":
+            return np.array([_scrub(str(s), redactions) for s in value.ravel()]).reshape(value.shape) if value.size else value
+        if value.dtype.names:
+            out = value.copy()
+            for name in value.dtype.names:
+                for idx in np.ndindex(value.shape):
+                    out[name][idx] = _scrub_value(value[name][idx], redactions)
+            return out
+        if value.dtype == object:
+            out = value.copy()
+            for idx in np.ndindex(value.shape):
+                out[idx] = _scrub_value(value[idx], redactions)
+            return out
+    return value
+
+
+def _mat_text(value: Any) -> str | None:
+    """The string held by a loadmat value (``array(['x'])``, ``array([[array(['x'])]])`` ...)."""
+    while isinstance(value, np.ndarray) and value.dtype == object and value.size == 1:
+        value = value.ravel()[0]
+    if isinstance(value, np.ndarray) and value.dtype.kind == "U" and value.size == 1:
+        return str(value.ravel()[0])
+    return value if isinstance(value, str) else None
+
+
+def _finish_eeglab_set(path: Path, source: Path, redactions: Mapping[str, str]) -> None:
+    """Complete and anonymise a copied EEGLAB header.
+
+    mne-bids' ``copyfile_eeglab`` copies the ``.fdt`` only for headers with
+    an ``EEG`` struct; for headers with top-level fields (as EEGLAB's
+    ``pop_saveset`` may write, and the synthetic studies do) the ``.fdt`` is
+    copied here. Every string is scrubbed of the participant's name,
+    ``setname``/``filename`` become the BIDS name, ``data`` points to the
+    BIDS ``.fdt``, and the MAT header's creation time is replaced by fixed
+    text so that the bytes are reproducible. Loads and saves the header the
+    way ``copyfile_eeglab`` does; the ``.fdt`` data are never loaded.
+    """
+    from scipy.io import loadmat, savemat
+
+    mat = loadmat(path, simplify_cells=False, appendmat=False, uint16_codec=None, mat_dtype=True)
+    oldstyle = "EEG" in mat
+    eeg = mat["EEG"] if oldstyle else {k: v for k, v in mat.items() if not k.startswith("__")}
+
+    def get(key: str) -> Any:
+        if oldstyle:
+            return eeg[key][0, 0] if eeg.dtype.names and key in eeg.dtype.names else None
+        return eeg.get(key)
+
+    def put(key: str, text: str) -> None:
+        value = np.array([text]) if text else np.array([], dtype="<U1")
+        if oldstyle:
+            if eeg.dtype.names and key in eeg.dtype.names:
+                eeg[key][0, 0] = value
+        elif key in eeg:
+            eeg[key] = value
+
+    data_ref = _mat_text(get("data"))
+    if data_ref is not None and data_ref.lower().endswith(".fdt"):
+        fdt = path.with_suffix(".fdt")
+        if not fdt.exists():
+            shutil.copyfile(source.parent / data_ref, fdt)
+        put("data", fdt.name)
+    eeg = _scrub_value(eeg, redactions)
+    for key, text in {"setname": path.stem, "filename": path.name, "filepath": ""}.items():
+        put(key, text)
+    if data_ref is not None and data_ref.lower().endswith(".fdt"):
+        put("data", path.with_suffix(".fdt").name)
+    with atomic_path(path) as tmp:
+        savemat(tmp, {"EEG": eeg} if oldstyle else eeg, appendmat=False)
+        with open(tmp, "r+b") as fh:
+            fh.write(b"MATLAB 5.0 MAT-file, written by mmme-neuro".ljust(116, b" "))
+
+
+def _scrub_text_file(path: Path, redactions: Mapping[str, str]) -> None:
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    new = _scrub(text, redactions)
+    if new != text:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(new.encode("utf-8", errors="surrogateescape"))
+
+
+# ----------------------------------------------------------------------------- one subject
+
+
+def _bids_label(subject: str) -> str:
+    return subject[4:] if subject.startswith("sub-") else subject
+
+
+def convert_session(session: SessionIngest, bids_root: str | os.PathLike, *, task: str = "mmme") -> dict[str, Any]:
+    """Write one ingested session as a BIDS subject under ``bids_root``.
+
+    Writes directly into ``bids_root`` (:func:`convert_study` passes a
+    staging directory and moves the subject into place). mne-bids also
+    writes dataset-level files (``participants.tsv`` ...) into ``bids_root``;
+    :func:`convert_study` rewrites those of the real root.
+
+    Parameters
+    ----------
+    session : SessionIngest
+        From :func:`mmme_neuro.ingest.ingest_session`.
+    bids_root : path-like
+        BIDS root (created).
+    task : str
+        BIDS task label.
+
+    Returns
+    -------
+    result : dict
+        ``participant_id``, ``files`` (paths relative to ``bids_root``),
+        ``n_expressions``, ``n_me``, ``n_mae``, ``eeg_copied`` (True: the
+        EEG file was copied without loading the data).
+    """
+    import mne_bids
+
+    bids_root = Path(bids_root)
+    files = session.files
+    label = _bids_label(session.subject)
+    redactions = session_redactions(files)
+    t_start = time.perf_counter()
+    with redact_names(redactions), _warnings_to_log():
+        bp = mne_bids.BIDSPath(subject=label, task=task, datatype="eeg", root=bids_root)
+        raw = session.eeg_raw.copy()
+        raw.set_annotations(None)  # markers and expressions go to events.tsv, written below
+        ext = files.eeg.suffix.lower()
+        copied = ext in _COPY_EXTENSIONS and not raw.preload
+        if copied:
+            written = mne_bids.write_raw_bids(raw, bp, overwrite=True, verbose=False)
+        else:
+            # Not a BIDS EEG format (Curry .cdt, CNT, EDF/BDF with a name in the header, FIF):
+            # convert to BrainVision. This LOADS THE WHOLE RECORDING into memory.
+            raw.load_data(verbose=False)
+            written = mne_bids.write_raw_bids(raw, bp, format="BrainVision", allow_preload=True,
+                                              overwrite=True, verbose=False)  # fmt: skip
+        del raw
+        t_eeg = time.perf_counter()
+        data_file = written.fpath
+        if data_file.suffix == ".set":
+            _finish_eeglab_set(data_file, files.eeg, redactions)
+        elif data_file.suffix == ".vhdr":
+            for companion in (data_file, data_file.with_suffix(".vmrk")):
+                if companion.is_file():
+                    _scrub_text_file(companion, redactions)
+
+        events = _events_table(session)
+        ev_path = bp.copy().update(suffix="events", extension=".tsv").fpath
+        _write_tsv(ev_path, events)
+        atomic_write_text(ev_path.with_suffix(".json"), _json_text(_events_json(session)))
+
+        if session.physio_raw is not None and session.clock is not None:
+            pbp = bp.copy().update(recording=PHYSIO_RECORDING, suffix="physio", extension=".tsv.gz")
+            _write_physio(session, pbp.fpath, pbp.copy().update(extension=".json").fpath)
+        logger.info("%s: EEG written in %.1f s, events and physiology in %.1f s", session.subject,
+                    t_eeg - t_start, time.perf_counter() - t_eeg)  # fmt: skip
+
+    sub_dir = bids_root / session.subject
+    kinds = session.expressions["kind"]
+    return {
+        "participant_id": session.subject,
+        "files": sorted(p.relative_to(bids_root).as_posix() for p in sub_dir.rglob("*") if p.is_file()),
+        "n_expressions": int(len(session.expressions)),
+        "n_me": int((kinds == "ME").sum()),
+        "n_mae": int((kinds == "MaE").sum()),
+        "eeg_copied": bool(copied),
+    }
+
+
+# ----------------------------------------------------------------------------- study
+
+
+def _find_coding_file(raw_dir: Path, coding_file: str | os.PathLike | None, config: Config) -> Path:
+    if coding_file is not None:
+        path = Path(coding_file)
+    elif config.paths.coding_file is not None:
+        path = Path(config.paths.coding_file)
+    else:
+        candidates = sorted(p for p in raw_dir.iterdir() if p.is_file() and p.suffix.lower() in (".xlsx", ".xlsm")
+                            and not p.name.startswith(("~$", ".")))  # fmt: skip
+        if len(candidates) != 1:
+            raise ConversionError(
+                f"{raw_dir}: {'no' if not candidates else 'several'} coding file (.xlsx) in the raw "
+                "directory; pass the coding file explicitly"
+            )
+        path = candidates[0]
+    if not path.is_file():
+        raise ConversionError(f"coding file not found: {path}")
+    return path
+
+
+def _coding_exclusions(coding: CodingResult) -> pd.DataFrame:
+    rep = coding.report[coding.report["status"] == "excluded"]
+    return pd.DataFrame(
+        {
+            "expression_id": rep["expression_id"].replace("", None).to_numpy(),
+            "subject": rep["subject"].replace("", None).to_numpy(),
+            "source_row": rep["source_row"].to_numpy(),
+            "marker": rep["marker"].to_numpy(),
+            "kind": None,
+            "reason_code": [str(i).split(";")[0] for i in rep["issues"]],
+            "scope": "all",
+            "reason": rep["reason"].to_numpy(),
+            "stage": "coding",
+        },
+        columns=list(EXCLUSION_TSV_COLUMNS),
+    )
+
+
+def _session_failed(coding: CodingResult, files: SessionFiles, reason: str) -> pd.DataFrame:
+    ex = coding.expressions
+    dates = pd.to_datetime(ex["session_date"]).dt.date
+    lost = ex[(ex["subject"] == files.subject) & (dates == files.session_date)]
+    return pd.DataFrame(
+        {"expression_id": lost["expression_id"].to_numpy(), "subject": lost["subject"].to_numpy(),
+         "source_row": lost["source_row"].to_numpy(), "marker": lost["marker"].to_numpy(),
+         "kind": lost["kind"].to_numpy(), "reason_code": "session_failed", "scope": "all",
+         "reason": reason, "stage": "conversion"},
+        columns=list(EXCLUSION_TSV_COLUMNS),
+    )  # fmt: skip
+
+
+def _sync_row(session: SessionIngest) -> dict[str, Any]:
+    c = session.clock
+    if c is None:
+        return {"participant_id": session.subject}
+    d = c.to_dict()
+    return {"participant_id": session.subject, **{k: d[k] for k in SYNC_COLUMNS[1:-1]}, "n_outliers": len(d["outliers"])}
+
+
+def _marker_rows(session: SessionIngest) -> list[dict[str, Any]]:
+    rows = []
+    for modality, rep in (("eeg", session.eeg_marker_report), ("physio", session.physio_marker_report)):
+        if rep is None or not len(rep):
+            continue
+        df = rep.reindex(columns=list(MARKER_COLUMNS[2:])).copy()
+        df.insert(0, "modality", modality)
+        df.insert(0, "participant_id", session.subject)
+        rows.extend(_records(df))
+    return rows
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) and rec.get("record_version") == _RECORD_VERSION else None
+
+
+def _hash_inputs(inputs: list[tuple[str, Path]]) -> list[dict[str, Any]]:
+    return [{"role": role, "ext": p.suffix.lower(), "size": _stat_key(p)[0], "mtime_ns": _stat_key(p)[1],
+             "sha256": sha256_file(p)} for role, p in inputs]  # fmt: skip
+
+
+def _same_inputs(recorded: list[dict[str, Any]], current: list[dict[str, Any]]) -> bool:
+    def key(items: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+        return [(i["role"], i["ext"], i["sha256"]) for i in items]
+
+    return key(recorded) == key(current)
+
+
+def _swap_into_place(staged: Path, final: Path, trash: Path) -> None:
+    """Replace directory ``final`` by ``staged`` (renames on one file system)."""
+    if final.exists():
+        os.replace(final, trash)
+    os.replace(staged, final)
+    if trash.exists():
+        shutil.rmtree(trash)
+
+
+def _remove_subject(bids_root: Path, subject: str, record_path: Path) -> None:
+    record_path.unlink(missing_ok=True)
+    sub_dir = bids_root / subject
+    if sub_dir.exists():
+        trash = bids_root / STAGING / f"trash-{subject}"
+        os.replace(sub_dir, trash)
+        shutil.rmtree(trash)
+
+
+def _write_dataset_files(bids_root: Path, participants: list[str], task: str) -> None:
+    import mne_bids
+
+    stage = bids_root / STAGING / "dataset"
+    stage.mkdir(parents=True, exist_ok=True)
+    with _warnings_to_log(logging.DEBUG):
+        mne_bids.make_dataset_description(
+            path=stage, name="MMME (converted by mmme-neuro)", dataset_type="raw",
+            authors=["n/a"],
+            generated_by=[{"Name": "mmme-neuro", "Version": __version__,
+                           "Description": "mmme_neuro.bids.convert_study"}],
+            overwrite=True, verbose=False,
+        )  # fmt: skip
+    desc = json.loads((stage / "dataset_description.json").read_text(encoding="utf-8"))
+    atomic_write_text(bids_root / "dataset_description.json", _json_text(desc))
+    df = pd.DataFrame({"participant_id": participants, "age": None, "sex": None, "hand": None})
+    _write_tsv(bids_root / "participants.tsv", df)
+    atomic_write_text(bids_root / "participants.json", _json_text({
+        "participant_id": {"Description": "Pseudonym from the MMME coding file (names are never stored)."},
+        "age": {"Description": "Age of the participant", "Units": "year"},
+        "sex": {"Description": "Sex of the participant", "Levels": {"M": "male", "F": "female"}},
+        "hand": {"Description": "Handedness of the participant", "Levels": {"R": "right", "L": "left", "A": "ambidextrous"}},
+    }))  # fmt: skip
+    readme = (
+        "MMME study converted to BIDS by mmme-neuro\n"
+        "=========================================\n\n"
+        f"Task `{task}`: participants watch 48 emotional video clips (markers 101-148, rest 100) while\n"
+        "EEG (64 channels + HEO, VEO, EKG, EMG, trigger) and BIOPAC physiology are recorded and the face\n"
+        "is filmed; facial micro- (ME) and macro-expressions (MaE) were coded from the video.\n\n"
+        "- `*_events.tsv`: coded expressions (trial_type ME/MaE) and the stimulus markers, on the EEG clock;\n"
+        "  the column meanings are in `*_events.json`.\n"
+        "- `*_recording-biopac_physio.tsv.gz`: physiology at its own sampling times, not resampled;\n"
+        "  `StartTime` and `SamplingFrequency` of the sidecar place it on the EEG clock\n"
+        "  (clock fit on the shared markers in `MMMEClockFit`).\n"
+        "- `derivatives/mmme-neuro/`: coding report, exclusions (every coded expression not analysed),\n"
+        "  clock fits (`sync.tsv`), marker audit (`markers.tsv`), conversion summary.\n\n"
+        "Participants are identified by pseudonyms only.\n"
+    )
+    atomic_write_text(bids_root / "README", readme)
+    deriv = bids_root / DERIVATIVES
+    atomic_write_text(deriv / "dataset_description.json", _json_text({
+        "Name": "mmme-neuro conversion records", "BIDSVersion": desc.get("BIDSVersion", "1.9.0"),
+        "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "mmme-neuro", "Version": __version__}],
+    }))  # fmt: skip
+
+
+def convert_study(
+    raw_dir: str | os.PathLike,
+    bids_root: str | os.PathLike,
+    config: Config | None = None,
+    *,
+    coding_file: str | os.PathLike | None = None,
+    session_map: str | os.PathLike | None = None,
+    task: str = "mmme",
+    overwrite: bool = False,
+    rehash: bool = False,
+    progress: bool = True,
+) -> ConversionSummary:
+    """Convert a raw MMME study to BIDS, resumably and atomically.
+
+    Parameters
+    ----------
+    raw_dir : path-like
+        Raw study directory: ``<name>_<yyyymmdd>.<ext>`` recordings (or a
+        ``session_map``) and, unless ``coding_file`` is given, the coding file
+        (the only ``.xlsx`` in it).
+    bids_root : path-like
+        BIDS root (created). Subjects already converted from unchanged inputs
+        are kept.
+    config : Config | None
+        Coding rules and sync tolerances (defaults if None); its hash is part
+        of every subject's fingerprint.
+    coding_file : path-like | None
+        The MMME coding file (default: ``config.paths.coding_file``, else the
+        ``.xlsx`` of ``raw_dir``).
+    session_map : path-like | None
+        CSV pairing names, dates and files (:func:`mmme_neuro.ingest.find_sessions`).
+    task : str
+        BIDS task label.
+    overwrite : bool
+        Reconvert every subject even if its inputs are unchanged.
+    rehash : bool
+        Re-hash input files even when size and modification time match the record.
+    progress : bool
+        Show a progress bar over subjects (pseudonyms only).
+
+    Returns
+    -------
+    summary : ConversionSummary
+
+    Raises
+    ------
+    ConversionError
+        If the raw directory or the coding file is missing or unusable.
+    """
+    t0 = time.perf_counter()
+    config = config or Config()
+    raw_dir = Path(raw_dir)
+    bids_root = Path(bids_root)
+    if not raw_dir.is_dir():
+        raise ConversionError(f"raw study directory not found: {raw_dir}")
+    coding_path = _find_coding_file(raw_dir, coding_file, config)
+    from .io.coding import CodingFileError
+
+    try:
+        coding = read_coding(coding_path, config.coding)
+    except CodingFileError as err:
+        raise ConversionError(f"coding file unusable: {err}") from err
+    try:
+        sessions = find_sessions(raw_dir, coding, session_map=session_map)
+    except IngestError as err:
+        raise ConversionError(str(err)) from err
+    if bids_root.resolve() == raw_dir.resolve() or raw_dir.resolve() in bids_root.resolve().parents:
+        raise ConversionError("the BIDS root must not be inside the raw directory")
+
+    bids_root.mkdir(parents=True, exist_ok=True)
+    staging = bids_root / STAGING
+    if staging.exists():
+        logger.info("removing the staging directory left by an interrupted run")
+        shutil.rmtree(staging)
+    staging.mkdir()
+    deriv = bids_root / DERIVATIVES
+    records_dir = deriv / "conversion"
+    records_dir.mkdir(parents=True, exist_ok=True)
+
+    base_fp = {"package_version": __version__, "config_hash": config.hash(), "coding_sha256": coding.sha256,
+               "task": task}  # fmt: skip
+    excl_parts = [_coding_exclusions(coding)]
+    nrec = no_recording_exclusions(coding.expressions, sessions)
+    if len(nrec):
+        nrec = nrec.assign(stage="conversion")
+        excl_parts.append(nrec)
+    sync_rows: list[dict[str, Any]] = []
+    marker_rows: list[dict[str, Any]] = []
+    subjects: list[dict[str, Any]] = []
+    seen_subjects: set[str] = set()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmme-hash")
+    try:
+        for files in tqdm(sessions, desc="convert", unit="subject", disable=not progress):
+            subject = files.subject
+            if subject in seen_subjects:
+                reason = f"{files.label}: a second session of {subject}; one session per participant is supported"
+                logger.error("%s", reason)
+                excl_parts.append(_session_failed(coding, files, reason))
+                subjects.append({"participant_id": subject, "status": "failed", "reason": reason, "n_expressions": 0,
+                                 "n_excluded_all": len(excl_parts[-1]), "n_excluded_physio": 0})  # fmt: skip
+                continue
+            seen_subjects.add(subject)
+            record_path = records_dir / f"{subject}.json"
+            inputs = _input_files(files)
+            prev = _read_record(record_path)
+            hashed: Future | list[dict[str, Any]] | None = None
+            if not overwrite and prev is not None and prev.get("status") == "converted" \
+                    and (bids_root / subject).is_dir() and prev.get("fingerprint") == base_fp:  # fmt: skip
+                same_stat = (not rehash and [(i["role"], i["ext"], i["size"], i["mtime_ns"]) for i in prev["inputs"]]
+                             == [(r, p.suffix.lower(), *_stat_key(p)) for r, p in inputs])  # fmt: skip
+                if not same_stat:
+                    hashed = _hash_inputs(inputs)
+                if same_stat or _same_inputs(prev["inputs"], hashed):
+                    if not same_stat:  # same content, new stat: refresh the record
+                        atomic_write_text(record_path, _json_text({**prev, "inputs": hashed}))
+                    logger.info("%s: inputs unchanged, skipped", subject)
+                    excl_parts.append(pd.DataFrame(prev["exclusions"], columns=list(EXCLUSION_TSV_COLUMNS)))
+                    if prev.get("sync"):
+                        sync_rows.append(prev["sync"])
+                    marker_rows.extend(prev.get("markers", []))
+                    subjects.append({**prev["summary"], "status": "skipped"})
+                    continue
+            if hashed is None:
+                hashed = pool.submit(_hash_inputs, inputs)  # overlaps with the conversion
+            result = _convert_one(files, coding, config, bids_root, task, record_path)
+            if result["status"] == "failed":
+                excl_parts.append(_session_failed(coding, files, result["reason"]))
+                subjects.append({"participant_id": subject, "status": "failed", "reason": result["reason"],
+                                 "n_expressions": 0, "n_excluded_all": len(excl_parts[-1]),
+                                 "n_excluded_physio": 0})  # fmt: skip
+                if isinstance(hashed, Future):
+                    hashed.cancel()
+                continue
+            inputs_rec = hashed.result() if isinstance(hashed, Future) else hashed
+            excl = result["exclusions"]
+            excl_parts.append(excl)
+            if result["sync"]:
+                sync_rows.append(result["sync"])
+            marker_rows.extend(result["markers"])
+            summary = {"participant_id": subject, "status": "converted", "reason": None,
+                       "n_expressions": result["n_expressions"], "n_me": result["n_me"], "n_mae": result["n_mae"],
+                       "n_excluded_all": int((excl["scope"] == "all").sum()),
+                       "n_excluded_physio": int((excl["scope"] == "physio").sum())}  # fmt: skip
+            record = {"record_version": _RECORD_VERSION, "subject": subject, "status": "converted",
+                      "fingerprint": base_fp, "inputs": inputs_rec, "files": result["files"],
+                      "summary": summary, "exclusions": _records(excl), "sync": result["sync"],
+                      "markers": result["markers"]}  # fmt: skip
+            atomic_write_text(record_path, _json_text(record))  # last: the subject is complete
+            subjects.append(summary)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+    participants = sorted(p.name for p in bids_root.glob("sub-*") if p.is_dir())
+    stale = sorted(set(participants) - {s["participant_id"] for s in subjects if s["status"] != "failed"})
+    for s in stale:
+        logger.warning("%s is in the BIDS root but not among the sessions of the raw directory", s)
+    _write_dataset_files(bids_root, participants, task)
+
+    exclusions = pd.concat([e for e in excl_parts if len(e)], ignore_index=True) if any(len(e) for e in excl_parts) \
+        else pd.DataFrame(columns=list(EXCLUSION_TSV_COLUMNS))  # fmt: skip
+    exclusions = exclusions.reindex(columns=list(EXCLUSION_TSV_COLUMNS))
+    exclusions["source_row"] = pd.array(exclusions["source_row"], dtype="Int64")
+    exclusions["marker"] = pd.array(exclusions["marker"], dtype="Int64")
+    exclusions = exclusions.sort_values(["source_row", "scope"], kind="stable").reset_index(drop=True)
+    _write_tsv(deriv / "exclusions.tsv", exclusions)
+    write_coding_report(coding, deriv / "coding_report.csv")
+    sync = pd.DataFrame(sync_rows, columns=list(SYNC_COLUMNS)).sort_values("participant_id", kind="stable")
+    _write_tsv(deriv / "sync.tsv", sync)
+    markers = pd.DataFrame(marker_rows, columns=list(MARKER_COLUMNS))
+    for col in ("code", "sample"):
+        markers[col] = pd.array(markers[col], dtype="Int64")
+    _write_tsv(deriv / "markers.tsv", markers.sort_values(["participant_id", "modality"], kind="stable"))
+
+    subjects.sort(key=lambda s: s["participant_id"])
+    n_expr = int(sum(s.get("n_expressions", 0) for s in subjects if s["status"] != "failed"))
+    n_all = int((exclusions["scope"] == "all").sum())
+    counts = {
+        "coding_rows": int(len(coding.report)),
+        "coding_excluded": int((coding.report["status"] == "excluded").sum()),
+        "expressions_in_events": n_expr,
+        "me": int(sum(s.get("n_me", 0) for s in subjects if s["status"] != "failed")),
+        "mae": int(sum(s.get("n_mae", 0) for s in subjects if s["status"] != "failed")),
+        "exclusions_all": n_all,
+        "exclusions_physio": int((exclusions["scope"] == "physio").sum()),
+        "by_reason_code": {str(k): int(v) for k, v in sorted(exclusions["reason_code"].value_counts().items())},
+        "subjects_in_bids": len(participants),
+        "subjects_failed": sum(s["status"] == "failed" for s in subjects),
+    }
+    ok = counts["coding_rows"] == n_expr + n_all
+    if not ok:
+        logger.error("accounting mismatch: %d coding rows != %d expressions + %d exclusions",
+                     counts["coding_rows"], n_expr, n_all)  # fmt: skip
+    file_subjects = [{**s, "status": "failed" if s["status"] == "failed" else "converted"} for s in subjects]
+    atomic_write_text(deriv / "conversion_summary.json", _json_text({
+        "generated_by": {"name": "mmme-neuro", "version": __version__},
+        "task": task, "config_hash": config.hash(), "coding_sha256": coding.sha256,
+        "counts": counts,
+        "accounting": {"coding_rows": counts["coding_rows"], "expressions_in_events": n_expr,
+                       "exclusions_all": n_all, "ok": ok,
+                       "rule": "coding_rows == expressions_in_events + exclusions_all"},
+        "subjects": file_subjects,
+    }))  # fmt: skip
+    shutil.rmtree(staging, ignore_errors=True)
+    summary = ConversionSummary(bids_root=bids_root, counts=counts, subjects=subjects, accounting_ok=ok,
+                                elapsed_s=time.perf_counter() - t0)  # fmt: skip
+    logger.info("BIDS conversion: %d converted, %d skipped, %d failed in %.1f s", len(summary.converted),
+                len(summary.skipped), len(summary.failed), summary.elapsed_s)  # fmt: skip
+    return summary
+
+
+def _convert_one(files: SessionFiles, coding: CodingResult, config: Config, bids_root: Path, task: str,
+                 record_path: Path) -> dict[str, Any]:  # fmt: skip
+    """Ingest and write one subject through the staging directory; never raises for a bad session."""
+    subject = files.subject
+    redactions = session_redactions(files)
+    stage_root = bids_root / STAGING / subject
+    with redact_names(redactions):
+        try:
+            t0 = time.perf_counter()
+            with _warnings_to_log():
+                session = ingest_session(files, coding.expressions, config)
+            logger.info("%s: ingested in %.1f s", subject, time.perf_counter() - t0)
+        except IngestError as err:
+            reason = _scrub(str(err), redactions)
+            logger.error("%s: session failed: %s", subject, reason)
+            _remove_subject(bids_root, subject, record_path)
+            return {"status": "failed", "reason": reason}
+        try:
+            result = convert_session(session, stage_root, task=task)
+        except (OSError, ValueError, RuntimeError) as err:
+            reason = _scrub(f"{files.label}: writing BIDS failed: {type(err).__name__}: {err}", redactions)
+            reason = reason.replace(str(files.eeg.parent), "<raw>")
+            logger.error("%s", reason)
+            shutil.rmtree(stage_root, ignore_errors=True)
+            _remove_subject(bids_root, subject, record_path)
+            return {"status": "failed", "reason": reason}
+        record_path.unlink(missing_ok=True)  # from here on the old subject is no longer complete
+        _swap_into_place(stage_root / subject, bids_root / subject, bids_root / STAGING / f"trash-{subject}")
+        shutil.rmtree(stage_root, ignore_errors=True)
+        excl = session.exclusions.assign(stage="ingest").reindex(columns=list(EXCLUSION_TSV_COLUMNS))
+        return {"status": "converted", **result, "exclusions": excl, "sync": _sync_row(session),
+                "markers": _marker_rows(session)}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- reading back
+
+
+def read_bids_session(bids_root: str | os.PathLike, subject: str, *, task: str = "mmme",
+                      physio: bool = True) -> BidsSession:  # fmt: skip
+    """Read a subject converted by :func:`convert_study`.
+
+    Parameters
+    ----------
+    bids_root : path-like
+        BIDS root.
+    subject : str
+        Pseudonym, with or without ``sub-``.
+    task : str
+        BIDS task label.
+    physio : bool
+        Load the physiology table (a full session is ~4.7 M rows).
+
+    Returns
+    -------
+    session : BidsSession
+
+    Raises
+    ------
+    FileNotFoundError
+        If the subject's EEG or events file is missing (names the pseudonym).
+    """
+    import mne_bids
+
+    bids_root = Path(bids_root)
+    label = _bids_label(subject)
+    subject = f"sub-{label}"
+    bp = mne_bids.BIDSPath(subject=label, task=task, datatype="eeg", suffix="eeg", root=bids_root)
+    ev_path = bp.copy().update(suffix="events", extension=".tsv").fpath
+    if not ev_path.is_file():
+        raise FileNotFoundError(f"{subject}: no events.tsv in {bids_root} (not converted?)")
+    with _warnings_to_log(logging.DEBUG):
+        raw = mne_bids.read_raw_bids(bp, verbose=False)
+    events = pd.read_csv(ev_path, sep="\t", na_values=["n/a"], keep_default_na=False,
+                         dtype={"trial_type": str, "expression_id": str, "ingest_flags": str, "coding_issues": str,
+                                "in_physio": str})  # fmt: skip
+    for col in ("value", "sample", "marker", "apex_sample", "offset_sample", "physio_onset_sample",
+                "physio_offset_sample", "source_row"):  # fmt: skip
+        if col in events:
+            events[col] = pd.array(events[col], dtype="Int64")
+    if "in_physio" in events:
+        events["in_physio"] = pd.array(events["in_physio"].map({"true": True, "false": False}), dtype="boolean")
+    pbp = bp.copy().update(recording=PHYSIO_RECORDING, suffix="physio", extension=".tsv.gz")
+    sidecar = data = None
+    if pbp.fpath.is_file():
+        sidecar = json.loads(pbp.copy().update(extension=".json").fpath.read_text(encoding="utf-8"))
+        if physio:
+            data = pd.read_csv(pbp.fpath, sep="\t", header=None, names=sidecar["Columns"], na_values=["n/a"],
+                               keep_default_na=False, engine="c", compression="gzip")  # fmt: skip
+    return BidsSession(subject=subject, raw=raw, events=events, physio=data, physio_sidecar=sidecar)

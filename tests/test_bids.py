@@ -1,0 +1,334 @@
+"""BIDS conversion of a synthetic MMME study: structure, round trip, accounting, privacy, resumability."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmme_neuro import bids
+from mmme_neuro._utils import time_to_sample
+from mmme_neuro.bids import convert_study, read_bids_session
+from mmme_neuro.cli import main
+from mmme_neuro.io.coding import read_coding
+from mmme_neuro.simulate.study import load_ground_truth, simulate_study
+
+SEED = 7
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    return simulate_study(tmp_path_factory.mktemp("bids") / "study", scale="ci", seed=SEED, n_subjects=3,
+                          progress=False)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def truth(study):
+    gt = load_ground_truth(study.root)
+    mapping = read_coding(study.coding_file).mapping
+    for sub in gt["subjects"]:
+        sub["pseudonym"] = mapping[sub["name"]]
+    return gt
+
+
+@pytest.fixture(scope="module")
+def converted(study, tmp_path_factory):
+    root = tmp_path_factory.mktemp("bids") / "bids"
+    summary = convert_study(study.raw_dir, root, progress=False)
+    return summary, root
+
+
+def _copy_raw(study, tmp_path: Path) -> Path:
+    raw = tmp_path / "raw"
+    shutil.copytree(study.raw_dir, raw)
+    return raw
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _events(root: Path) -> pd.DataFrame:
+    parts = [pd.read_csv(p, sep="\t", na_values=["n/a"], keep_default_na=False) for p in sorted(root.glob("sub-*/eeg/*_events.tsv"))]
+    return pd.concat(parts, ignore_index=True)
+
+
+def _exclusions(root: Path) -> pd.DataFrame:
+    return pd.read_csv(root / "derivatives/mmme-neuro/exclusions.tsv", sep="\t", na_values=["n/a"], keep_default_na=False)
+
+
+def _check_accounting(summary, root: Path, n_coding_rows: int) -> None:
+    events = _events(root) if list(root.glob("sub-*/eeg/*_events.tsv")) else pd.DataFrame({"trial_type": []})
+    n_expr = int(events["trial_type"].isin(["ME", "MaE"]).sum())
+    excl = _exclusions(root)
+    assert n_coding_rows == n_expr + int((excl["scope"] == "all").sum())
+    assert summary.accounting_ok
+    saved = json.loads((root / "derivatives/mmme-neuro/conversion_summary.json").read_text())
+    assert saved["accounting"]["ok"] and saved["counts"]["expressions_in_events"] == n_expr
+
+
+# ----------------------------------------------------------------------------- structure
+
+
+def test_structure_and_sidecars(converted, truth):
+    summary, root = converted
+    assert sorted(summary.converted) == ["sub-01", "sub-02", "sub-03"] and not summary.failed
+    desc = json.loads((root / "dataset_description.json").read_text())
+    assert {"Name", "BIDSVersion", "DatasetType"} <= set(desc)
+    assert any(g["Name"] == "mmme-neuro" for g in desc["GeneratedBy"])
+    assert (root / "README").is_file() and (root / "participants.json").is_file()
+    parts = pd.read_csv(root / "participants.tsv", sep="\t")
+    assert list(parts["participant_id"]) == ["sub-01", "sub-02", "sub-03"]
+    assert not (root / bids.STAGING).exists()
+    for sub in ("sub-01", "sub-02", "sub-03"):
+        eeg = root / sub / "eeg"
+        stem = f"{sub}_task-mmme"
+        for name in ("eeg.set", "eeg.fdt", "eeg.json", "channels.tsv", "events.tsv", "events.json",
+                     "recording-biopac_physio.tsv.gz", "recording-biopac_physio.json"):  # fmt: skip
+            assert (eeg / f"{stem}_{name}").is_file(), name
+        assert (root / sub / f"{sub}_scans.tsv").is_file()
+        sidecar = json.loads((eeg / f"{stem}_eeg.json").read_text())
+        assert sidecar["TaskName"] == "mmme" and sidecar["SamplingFrequency"] == 250
+        channels = pd.read_csv(eeg / f"{stem}_channels.tsv", sep="\t")
+        assert {"EEG", "EOG", "ECG", "EMG", "TRIG"} <= set(channels["type"])
+        events = pd.read_csv(eeg / f"{stem}_events.tsv", sep="\t", nrows=1)
+        assert list(events.columns[:5]) == ["onset", "duration", "trial_type", "value", "sample"]
+        ev_json = json.loads((eeg / f"{stem}_events.json").read_text())
+        assert set(bids.EVENT_COLUMNS) <= set(ev_json)
+        physio = json.loads((eeg / f"{stem}_recording-biopac_physio.json").read_text())
+        assert {"SamplingFrequency", "StartTime", "Columns", "MMMEClockFit"} <= set(physio)
+        assert all("Units" in physio[c] for c in physio["Columns"])
+        with gzip.open(eeg / f"{stem}_recording-biopac_physio.tsv.gz", "rt") as fh:
+            first = fh.readline().rstrip("\n").split("\t")
+        assert len(first) == len(physio["Columns"])
+        float(first[0])  # no header line
+    for name in ("coding_report.csv", "exclusions.tsv", "sync.tsv", "markers.tsv", "conversion_summary.json",
+                 "dataset_description.json", "conversion/sub-01.json"):  # fmt: skip
+        assert (root / "derivatives/mmme-neuro" / name).is_file(), name
+
+
+# ----------------------------------------------------------------------------- round trip
+
+
+def test_round_trip_matches_ground_truth(converted, truth, study):
+    _, root = converted
+    for sub in truth["subjects"]:
+        s = read_bids_session(root, sub["pseudonym"])
+        assert not s.raw.preload
+        ex = s.expressions
+        psf = sub["physio_sfreq"]
+        planted = [e for e in sub["expressions"] if e["recorded"]]
+        assert len(planted) > 5
+        for e in planted:
+            hit = ex[(ex["marker"] == e["marker"]) & (ex["sample"] == e["eeg_onset_sample"])]
+            assert len(hit) == 1, (sub["pseudonym"], e["expr_id"])
+            assert hit["trial_type"].iloc[0] == e["kind"]
+            k = s.eeg_time_to_physio_sample(float(hit["onset"].iloc[0]))
+            assert abs(int(k) - e["physio_onset_sample"]) <= 1
+        # onset and sample agree; the sidecar's rate is the nominal rate corrected for drift
+        assert np.array_equal(time_to_sample(ex["onset"].to_numpy(), sub["eeg_sfreq"]), ex["sample"].to_numpy(dtype=int))
+        sc = s.physio_sidecar
+        assert sc["SamplingFrequency"] == pytest.approx(psf, rel=1e-4)
+        assert len(s.physio) == sub["physio_n_samples"]
+        assert np.all(s.physio["trigger"].to_numpy() >= 0)
+
+
+def test_physio_values_round_trip(converted, study):
+    from mmme_neuro.config import Config
+    from mmme_neuro.ingest import find_sessions, ingest_session
+
+    _, root = converted
+    coding = read_coding(study.coding_file)
+    files = find_sessions(study.raw_dir, coding)[0]
+    session = ingest_session(files, coding.expressions, Config())
+    back = read_bids_session(root, files.subject)
+    dec = back.physio_sidecar["MMMEDecimals"]
+    for i, ch in enumerate(session.physio_raw.ch_names):
+        err = np.abs(back.physio[ch].to_numpy() - session.physio_raw._data[i])
+        assert np.nanmax(err) <= 0.5 * 10.0 ** -dec[ch] * 1.0001, ch
+    codes = back.physio["trigger"].to_numpy()
+    assert np.array_equal(np.flatnonzero(codes), session.physio_events["sample"].to_numpy())
+
+
+def test_format_rows_edge_cases():
+    cols = [np.array([np.nan, -1.5e-4, -4e-12, 0.0, 12.25, np.inf]), np.array([0, -3, 148, 7, 0, 1]),
+            np.zeros(6)]  # fmt: skip
+    dec = [bids._column_decimals(c) for c in cols]
+    assert dec == [5, 0, 0]  # 1e-6 of the largest absolute value (12.25) -> 5 decimals
+    text = bids._format_rows(cols, dec).decode()
+    rows = [r.split("\t") for r in text.splitlines()]
+    assert [r[0] for r in rows] == ["n/a", "-0.00015", "0.00000", "0.00000", "12.25000", "n/a"]
+    assert [r[1] for r in rows] == ["0", "-3", "148", "7", "0", "1"]
+    assert {r[2] for r in rows} == {"0"}
+
+
+def test_clock_recovered(converted, truth):
+    _, root = converted
+    sync = pd.read_csv(root / "derivatives/mmme-neuro/sync.tsv", sep="\t").set_index("participant_id")
+    for sub in truth["subjects"]:
+        row = sync.loc[sub["pseudonym"]]
+        assert abs(row["offset_s"] - sub["physio_offset_s"]) < 1 / sub["physio_sfreq"]
+        # drift is observable to about one sample over the recording
+        tol_ppm = 1e6 / sub["physio_sfreq"] / (sub["eeg_n_samples"] / sub["eeg_sfreq"])
+        assert abs(row["drift_ppm"] - sub["physio_drift_ppm"]) < tol_ppm
+
+
+def test_accounting_and_exclusions(converted, study, truth):
+    summary, root = converted
+    coding = read_coding(study.coding_file)
+    _check_accounting(summary, root, len(coding.report))
+    excl = _exclusions(root)
+    missing = next(s for s in truth["subjects"] if s["quirks"].get("missing_clips"))
+    lost = coding.expressions[(coding.expressions["subject"] == missing["pseudonym"])
+                              & coding.expressions["marker"].isin(missing["quirks"]["missing_clips"])]  # fmt: skip
+    got = excl[excl["reason_code"] == "clip_not_in_eeg"]
+    assert len(lost) > 0 and sorted(got["expression_id"]) == sorted(lost["expression_id"])
+    coded_out = excl[excl["stage"] == "coding"]
+    assert len(coded_out) == int((coding.report["status"] == "excluded").sum())
+    dup = next(s for s in truth["subjects"] if s["quirks"].get("duplicated_marker"))
+    markers = pd.read_csv(root / "derivatives/mmme-neuro/markers.tsv", sep="\t")
+    assert ((markers["participant_id"] == dup["pseudonym"]) & (markers["rule"] == "duplicate")).any()
+
+
+def test_no_names_anywhere(study, truth, tmp_path, caplog):
+    names = [s["name"].lower() for s in truth["subjects"]]
+    root = tmp_path / "bids"
+    with caplog.at_level(logging.DEBUG):
+        convert_study(study.raw_dir, root, progress=False)
+    text = "\n".join(r.getMessage() for r in caplog.records).lower()
+    assert text and not [n for n in names if n in text]
+    for path in root.rglob("*"):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if path.name.endswith(".gz"):
+            data = gzip.decompress(data)
+        low = data.lower()
+        for n in names:
+            assert n.encode() not in low and n.encode("utf-16-le") not in low, (path.name, n)
+        assert not [n for n in names if n in path.name.lower()]
+
+
+# ----------------------------------------------------------------------------- resumability
+
+
+def test_rerun_skips_and_is_identical(converted, study):
+    _, root = converted
+    before = _snapshot(root)
+    t0 = time.perf_counter()
+    summary = convert_study(study.raw_dir, root, progress=False)
+    assert time.perf_counter() - t0 < 10
+    assert sorted(summary.skipped) == ["sub-01", "sub-02", "sub-03"] and not summary.converted
+    assert _snapshot(root) == before
+
+
+def test_changed_input_reconverts_only_that_subject(converted, study, tmp_path):
+    from scipy.io import loadmat, savemat
+
+    _, root0 = converted
+    raw = _copy_raw(study, tmp_path)
+    root = tmp_path / "bids"
+    shutil.copytree(root0, root)
+    coding = read_coding(study.coding_file)
+    name = next(n for n, p in coding.mapping.items() if p == "sub-02")
+    set_file = next(raw.glob(f"{name}_*.set"))
+    mat = loadmat(set_file, appendmat=False)
+    mat = {k: v for k, v in mat.items() if not k.startswith("__")}
+    mat["comments"] = np.array(["edited"])
+    savemat(set_file, mat, appendmat=False)
+    before = _snapshot(root)
+    summary = convert_study(raw, root, progress=False)
+    assert summary.converted == ["sub-02"] and sorted(summary.skipped) == ["sub-01", "sub-03"]
+    after = _snapshot(root)
+    for key in before:
+        if key.startswith(("sub-01/", "sub-03/")):
+            assert after[key] == before[key], key
+    assert after["sub-02/eeg/sub-02_task-mmme_events.tsv"] == before["sub-02/eeg/sub-02_task-mmme_events.tsv"]
+
+
+def test_killed_run_leaves_no_half_subject(study, tmp_path, monkeypatch):
+    root = tmp_path / "bids"
+    real = bids.convert_session
+
+    def dying(session, stage_root, *, task="mmme"):
+        if session.subject == "sub-02":
+            real(session, stage_root, task=task)  # staged files exist ...
+            raise KeyboardInterrupt  # ... and the process is killed before the move
+        return real(session, stage_root, task=task)
+
+    monkeypatch.setattr(bids, "convert_session", dying)
+    with pytest.raises(KeyboardInterrupt):
+        convert_study(study.raw_dir, root, progress=False)
+    assert (root / "sub-01").is_dir() and (root / "derivatives/mmme-neuro/conversion/sub-01.json").is_file()
+    assert not (root / "sub-02").exists() and not (root / "sub-03").exists()
+    assert not (root / "derivatives/mmme-neuro/conversion/sub-02.json").exists()
+    monkeypatch.setattr(bids, "convert_session", real)
+    summary = convert_study(study.raw_dir, root, progress=False)
+    assert summary.skipped == ["sub-01"] and summary.converted == ["sub-02", "sub-03"]
+    assert not (root / bids.STAGING).exists()
+    _check_accounting(summary, root, len(read_coding(study.coding_file).report))
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+
+def test_swapped_physiology_fails_that_session(study, tmp_path):
+    raw = _copy_raw(study, tmp_path)
+    coding = read_coding(study.coding_file)
+    inv = {p: n for n, p in coding.mapping.items()}
+    a, b = (next(raw.glob(f"{inv[s]}_*.mat")) for s in ("sub-01", "sub-03"))
+    tmp = a.with_suffix(".tmp")
+    a.rename(tmp), b.rename(a), tmp.rename(b)
+    root = tmp_path / "bids"
+    summary = convert_study(raw, root, progress=False)
+    assert sorted(summary.failed) == ["sub-01", "sub-03"] and summary.converted == ["sub-02"]
+    excl = _exclusions(root)
+    failed = excl[excl["reason_code"] == "session_failed"]
+    assert set(failed["subject"]) == {"sub-01", "sub-03"}
+    assert all(r.startswith(s) for s, r in zip(failed["subject"], failed["reason"], strict=True))
+    assert not (root / "sub-01").exists()
+    _check_accounting(summary, root, len(coding.report))
+
+
+def test_truncated_fdt_and_missing_recording(study, tmp_path):
+    raw = _copy_raw(study, tmp_path)
+    coding = read_coding(study.coding_file)
+    inv = {p: n for n, p in coding.mapping.items()}
+    fdt = next(raw.glob(f"{inv['sub-01']}_*.fdt"))
+    fdt.write_bytes(fdt.read_bytes()[: fdt.stat().st_size // 2])
+    for p in raw.glob(f"{inv['sub-03']}_*"):
+        p.unlink()
+    root = tmp_path / "bids"
+    summary = convert_study(raw, root, progress=False)
+    assert summary.failed == ["sub-01"] and summary.converted == ["sub-02"]
+    bad = next(s for s in summary.subjects if s["participant_id"] == "sub-01")
+    assert "EEG" in bad["reason"] and "sub-01" in bad["reason"]
+    excl = _exclusions(root)
+    n_sub03 = int((coding.expressions["subject"] == "sub-03").sum())
+    assert int((excl["reason_code"] == "no_recording").sum()) == n_sub03 > 0
+    assert list(pd.read_csv(root / "participants.tsv", sep="\t")["participant_id"]) == ["sub-02"]
+    _check_accounting(summary, root, len(coding.report))
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_convert(converted, study, tmp_path, capsys):
+    _, root = converted
+    assert main(["convert", str(study.raw_dir), str(root)]) == 0
+    out = capsys.readouterr().out
+    counts = json.loads(out[out.index("{"):])
+    assert counts["expressions_in_events"] > 0 and "skipped 3" in out
+    assert main(["convert", str(tmp_path / "nope"), str(tmp_path / "b")]) == 1
+    assert "not found" in capsys.readouterr().err
+    assert main(["convert", str(study.raw_dir), str(tmp_path / "b"), "--coding", str(tmp_path / "x.xlsx")]) == 1
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["convert", str(empty), str(tmp_path / "b")]) == 1
