@@ -313,9 +313,43 @@ class BidsSession:
     physio_sidecar: dict[str, Any] | None = None
 
     @property
+    def eeg_raw(self) -> mne.io.BaseRaw:
+        """The EEG (same as :attr:`raw`; the name :class:`~mmme_neuro.ingest.SessionIngest` uses)."""
+        return self.raw
+
+    @property
     def expressions(self) -> pd.DataFrame:
-        """Rows of :attr:`events` that are coded expressions (ME/MaE)."""
-        return self.events[self.events["trial_type"].isin(["ME", "MaE"])].reset_index(drop=True)
+        """Coded expressions (ME/MaE rows of :attr:`events`) with the columns of
+        :attr:`mmme_neuro.ingest.SessionIngest.expressions` (``eeg_onset_s``,
+        ``eeg_onset_sample``, ``eeg_apex_*``, ``eeg_offset_*``, ``duration_s``,
+        ``onset_to_apex_s``, ``subject`` ...), so downstream steps accept either."""
+        ev = self.events[self.events["trial_type"].isin(["ME", "MaE"])].reset_index(drop=True).copy()
+        ev["subject"] = self.subject
+        ev["kind"] = ev["trial_type"]
+        ev["eeg_onset_s"] = ev["onset"].astype(float)
+        ev["eeg_onset_sample"] = ev["sample"].astype("int64")
+        ev["eeg_apex_s"] = ev["apex_s"].astype(float)
+        ev["eeg_apex_sample"] = ev["apex_sample"].astype("int64")
+        ev["eeg_offset_s"] = ev["onset"].astype(float) + ev["duration"].astype(float)
+        ev["eeg_offset_sample"] = ev["offset_sample"].astype("int64")
+        ev["duration_s"] = ev["duration"].astype(float)
+        ev["onset_to_apex_s"] = ev["eeg_apex_s"] - ev["eeg_onset_s"]
+        return ev
+
+    @property
+    def clips(self) -> pd.DataFrame:
+        """Clip markers on the EEG clock, as :attr:`mmme_neuro.ingest.SessionIngest.clips`:
+        ``marker``, ``eeg_time_s``, ``eeg_sample``, ``end_time_s`` (NaN if no rest marker)."""
+        ev = self.events[self.events["trial_type"].astype(str).str.startswith("clip/")]
+        dur = pd.to_numeric(ev["duration"], errors="coerce")
+        return pd.DataFrame(
+            {
+                "marker": ev["marker"].astype("int64").to_numpy(),
+                "eeg_time_s": ev["onset"].astype(float).to_numpy(),
+                "eeg_sample": ev["sample"].astype("int64").to_numpy(),
+                "end_time_s": (ev["onset"].astype(float) + dur).to_numpy(),
+            }
+        )
 
     def physio_times(self) -> np.ndarray:
         """EEG-clock time (s) of every physiology row: ``StartTime + k / SamplingFrequency``."""

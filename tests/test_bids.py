@@ -332,3 +332,26 @@ def test_cli_convert(converted, study, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["convert", str(empty), str(tmp_path / "b")]) == 1
+
+
+def test_bids_session_offers_the_ingest_interface(tmp_path):
+    """Epoching accepts a BIDS session or an ingested one: same columns, same samples."""
+    from mmme_neuro.bids import convert_study, read_bids_session
+    from mmme_neuro.ingest import find_sessions, ingest_session
+    from mmme_neuro.io.coding import read_coding
+    from mmme_neuro.simulate.study import simulate_study
+
+    study = simulate_study(tmp_path / "s", scale="ci", seed=3, n_subjects=2, progress=False)
+    convert_study(study.raw_dir, tmp_path / "bids", progress=False)
+    coding = read_coding(study.coding_file)
+    si = ingest_session(find_sessions(study.raw_dir, coding)[0], coding.expressions)
+    bs = read_bids_session(tmp_path / "bids", si.subject)
+    a = si.expressions.sort_values("expression_id").reset_index(drop=True)
+    b = bs.expressions.sort_values("expression_id").reset_index(drop=True)
+    cols = ["expression_id", "kind", "marker", "eeg_onset_sample", "eeg_apex_sample", "eeg_offset_sample"]
+    pd.testing.assert_frame_equal(a[cols], b[cols], check_dtype=False)
+    for c in ("eeg_onset_s", "eeg_offset_s", "duration_s", "onset_to_apex_s"):
+        np.testing.assert_allclose(a[c], b[c], atol=2e-6)
+    np.testing.assert_array_equal(si.clips["marker"], bs.clips["marker"])
+    np.testing.assert_array_equal(si.clips["eeg_sample"], bs.clips["eeg_sample"])
+    assert bs.eeg_raw is bs.raw

@@ -139,3 +139,23 @@ def test_session_map_csv(ci_study, tmp_path):
     assert [s.subject for s in sessions] == sorted(coding.mapping[r["subject"]] for r in rows)
     si = ingest_session(sessions[0], coding.expressions)
     assert len(si.expressions) > 0
+
+
+def test_dataset_prepares_synthetic_bids_and_iterates(tmp_path):
+    from mmme_neuro.config import load_config
+    from mmme_neuro.dataset import bids_root_for, iter_sessions, list_subjects, prepare_bids
+
+    cfg = load_config(None, paths={"data_dir": str(tmp_path)}, simulation={"scale": "ci"}, seed=9)
+    root = prepare_bids(cfg, progress=False)
+    assert root == bids_root_for(cfg) and (root / "dataset_description.json").is_file()
+    subs = list_subjects(root)
+    assert len(subs) == 8
+    first = next(iter_sessions(root, subs[:1]))
+    assert first.subject == subs[0] and not first.eeg_raw.preload
+    assert {"kind", "eeg_onset_sample", "clip_emotion"} <= set(first.expressions.columns)
+    # a second call converts no subject again (resumable); study tables are rewritten identically
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in root.glob("sub-*/**/*.*")}
+    study_tables = {p: p.read_bytes() for p in (root / "derivatives").rglob("*.tsv")}
+    prepare_bids(cfg, progress=False)
+    assert before == {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in root.glob("sub-*/**/*.*")}
+    assert study_tables == {p: p.read_bytes() for p in (root / "derivatives").rglob("*.tsv")}

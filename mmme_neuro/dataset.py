@@ -1,0 +1,94 @@
+"""Open the study a configuration points at, as BIDS, one session at a time.
+
+Every analysis starts here:
+
+- ``paths.bids_root`` set: that BIDS study is used as it is.
+- ``paths.raw_root`` set: the raw MMME-style directory is converted to BIDS
+  under ``<paths.data_dir>/bids/<raw_root name>`` (resumable: unchanged
+  subjects are skipped), then used.
+- neither: the embedded synthetic study of ``simulation`` (scale, null,
+  seed) is generated if needed and converted to ``<study>/bids``.
+
+Sessions are read lazily (:func:`iter_sessions`), so memory stays flat as
+the number of subjects grows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+from .bids import BidsSession, convert_study, read_bids_session
+from .config import Config
+
+__all__ = ["bids_root_for", "iter_sessions", "list_subjects", "prepare_bids"]
+
+logger = logging.getLogger(__name__)
+
+
+def bids_root_for(config: Config) -> Path:
+    """The BIDS root ``config`` designates (see the module docstring); nothing is written."""
+    paths = config.paths
+    if paths.bids_root is not None:
+        return Path(paths.bids_root)
+    if paths.raw_root is not None:
+        return Path(paths.data_dir) / "bids" / Path(paths.raw_root).name
+    from .simulate.study import default_study_dir
+
+    return default_study_dir(config) / "bids"
+
+
+def prepare_bids(config: Config, *, progress: bool = True) -> Path:
+    """Make sure the configured study exists as BIDS; return its root.
+
+    Parameters
+    ----------
+    config : Config
+        Effective configuration.
+    progress : bool
+        Progress bars while generating/converting.
+
+    Returns
+    -------
+    bids_root : Path
+    """
+    paths = config.paths
+    root = bids_root_for(config)
+    if paths.bids_root is not None:
+        if not (root / "dataset_description.json").is_file():
+            raise FileNotFoundError(f"{root} is not a BIDS study (no dataset_description.json)")
+        return root
+    if paths.raw_root is not None:
+        raw_dir, coding = Path(paths.raw_root), paths.coding_file
+    else:
+        from .simulate.study import ensure_study
+
+        study = ensure_study(config, progress=progress)
+        raw_dir, coding = study.raw_dir, study.coding_file
+    summary = convert_study(raw_dir, root, config, coding_file=coding, progress=progress)
+    logger.info("BIDS study at %s: %s", root, summary.counts)
+    return root
+
+
+def list_subjects(bids_root: str | Path) -> list[str]:
+    """Pseudonyms of the converted subjects (``sub-*`` folders with EEG), sorted."""
+    root = Path(bids_root)
+    return sorted(p.name for p in root.glob("sub-*") if (p / "eeg").is_dir())
+
+
+def iter_sessions(bids_root: str | Path, subjects: list[str] | None = None, *,
+                  physio: bool = True) -> Iterator[BidsSession]:  # fmt: skip
+    """Yield the BIDS sessions one at a time (EEG not preloaded).
+
+    Parameters
+    ----------
+    bids_root : path-like
+        A converted study.
+    subjects : list of str | None
+        Pseudonyms to read (default: all).
+    physio : bool
+        Also load the physiology table.
+    """
+    for sub in subjects or list_subjects(bids_root):
+        yield read_bids_session(bids_root, sub, physio=physio)
