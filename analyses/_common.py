@@ -78,6 +78,7 @@ def build_parser(description: str, analysis: str | None = None) -> argparse.Argu
     )
     parser.set_defaults(analysis=name)
     parser.add_argument("--config", metavar="FILE", type=Path, default=None, help="TOML configuration file (default: built-in defaults)")
+    parser.add_argument("--bids-root", metavar="PATH", type=Path, default=None, help="BIDS study to analyse (overrides paths.bids_root; default: the synthetic study)")
     parser.add_argument("--out", metavar="DIR", type=Path, default=None, help=f"output directory (default: <paths.figures_dir>/{name})")
     parser.add_argument("--scale", choices=SCALES, default=None, help="size of the synthetic study (overrides simulation.scale)")
     parser.add_argument("--null", action="store_true", default=None, help="analyse the null synthetic study, with no planted effect (overrides simulation.null)")
@@ -135,6 +136,8 @@ def setup(args: argparse.Namespace) -> tuple[Config, Path]:
         overrides["simulation"] = simulation
     if getattr(args, "seed", None) is not None:
         overrides["seed"] = args.seed
+    if getattr(args, "bids_root", None) is not None:
+        overrides["paths"] = {"bids_root": str(args.bids_root)}
     config = load_config(getattr(args, "config", None), **overrides)
     out = getattr(args, "out", None)
     out_dir = Path(out) if out is not None else Path(config.paths.figures_dir) / args.analysis
@@ -143,3 +146,17 @@ def setup(args: argparse.Namespace) -> tuple[Config, Path]:
         "%s: config hash %s, seed %d, output %s", args.analysis, config.hash(), config.seed, os.fspath(out_dir)
     )
     return config, out_dir
+
+
+def load_sessions(config: Config, *, progress: bool = True):
+    """Prepare the configured study as BIDS and return ``(bids_root, sessions iterator)``.
+
+    Thin wrapper of :func:`mmme_neuro.dataset.prepare_bids` and
+    :func:`mmme_neuro.dataset.iter_sessions`: the synthetic default study is
+    generated and converted once (resumable), a given ``--bids-root`` is used
+    as it is. Sessions are read one at a time.
+    """
+    from mmme_neuro.dataset import iter_sessions, prepare_bids
+
+    root = prepare_bids(config, progress=progress)
+    return root, iter_sessions(root)
