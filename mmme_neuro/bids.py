@@ -1087,6 +1087,7 @@ def convert_study(
     overwrite: bool = False,
     rehash: bool = False,
     progress: bool = True,
+    qa: bool = True,
 ) -> ConversionSummary:
     """Convert a raw MMME study to BIDS, resumably and atomically.
 
@@ -1116,6 +1117,10 @@ def convert_study(
     progress : bool
         Show a progress bar over subjects (pseudonyms only).
 
+    qa : bool
+        Write a QA report per converted subject
+        (``derivatives/mmme-neuro/qa/sub-XX.html``, :mod:`mmme_neuro.qa`) and
+        the study table of counts (``qa/study_table.tsv``).
     Returns
     -------
     summary : ConversionSummary
@@ -1165,6 +1170,7 @@ def convert_study(
     sync_rows: list[dict[str, Any]] = []
     marker_rows: list[dict[str, Any]] = []
     subjects: list[dict[str, Any]] = []
+    qa_rows: list[dict[str, Any]] = []
     seen_subjects: set[str] = set()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmme-hash")
     try:
@@ -1183,7 +1189,8 @@ def convert_study(
             prev = _read_record(record_path)
             hashed: Future | list[dict[str, Any]] | None = None
             if not overwrite and prev is not None and prev.get("status") == "converted" \
-                    and (bids_root / subject).is_dir() and prev.get("fingerprint") == base_fp:  # fmt: skip
+                    and (bids_root / subject).is_dir() and prev.get("fingerprint") == base_fp \
+                    and (not qa or (prev.get("qa") and (deriv / "qa" / f"{subject}.html").is_file())):  # fmt: skip
                 same_stat = (not rehash and [(i["role"], i["ext"], i["size"], i["mtime_ns"]) for i in prev["inputs"]]
                              == [(r, p.suffix.lower(), *_stat_key(p)) for r, p in inputs])  # fmt: skip
                 if not same_stat:
@@ -1197,10 +1204,13 @@ def convert_study(
                         sync_rows.append(prev["sync"])
                     marker_rows.extend(prev.get("markers", []))
                     subjects.append({**prev["summary"], "status": "skipped"})
+                    if prev.get("qa"):
+                        qa_rows.append(prev["qa"])
                     continue
             if hashed is None:
                 hashed = pool.submit(_hash_inputs, inputs)  # overlaps with the conversion
-            result = _convert_one(files, coding, config, bids_root, task, record_path)
+            result = _convert_one(files, coding, config, bids_root, task, record_path,
+                                  qa_dir=(deriv / "qa") if qa else None)  # fmt: skip
             if result["status"] == "failed":
                 excl_parts.append(_session_failed(coding, files, result["reason"]))
                 subjects.append({"participant_id": subject, "status": "failed", "reason": result["reason"],
@@ -1222,7 +1232,9 @@ def convert_study(
             record = {"record_version": _RECORD_VERSION, "subject": subject, "status": "converted",
                       "fingerprint": base_fp, "inputs": inputs_rec, "files": result["files"],
                       "summary": summary, "exclusions": _records(excl), "sync": result["sync"],
-                      "markers": result["markers"]}  # fmt: skip
+                      "markers": result["markers"], "qa": result.get("qa")}  # fmt: skip
+            if result.get("qa"):
+                qa_rows.append(result["qa"])
             atomic_write_text(record_path, _json_text(record))  # last: the subject is complete
             subjects.append(summary)
     finally:
@@ -1248,6 +1260,13 @@ def convert_study(
     for col in ("code", "sample"):
         markers[col] = pd.array(markers[col], dtype="Int64")
     _write_tsv(deriv / "markers.tsv", markers.sort_values(["participant_id", "modality"], kind="stable"))
+
+    if qa:
+        from .qa import coded_counts, study_table
+
+        failures = {s["participant_id"]: s["reason"] for s in subjects if s["status"] == "failed"}
+        table = study_table(qa_rows, failures=failures, coding_counts=coded_counts(coding.expressions))
+        _write_tsv(deriv / "qa" / "study_table.tsv", table)
 
     subjects.sort(key=lambda s: s["participant_id"])
     n_expr = int(sum(s.get("n_expressions", 0) for s in subjects if s["status"] != "failed"))
@@ -1287,7 +1306,7 @@ def convert_study(
 
 
 def _convert_one(files: SessionFiles, coding: CodingResult, config: Config, bids_root: Path, task: str,
-                 record_path: Path) -> dict[str, Any]:  # fmt: skip
+                 record_path: Path, qa_dir: Path | None = None) -> dict[str, Any]:  # fmt: skip
     """Ingest and write one subject through the staging directory; never raises for a bad session."""
     subject = files.subject
     redactions = session_redactions(files)
@@ -1316,8 +1335,14 @@ def _convert_one(files: SessionFiles, coding: CodingResult, config: Config, bids
         _swap_into_place(stage_root / subject, bids_root / subject, bids_root / STAGING / f"trash-{subject}")
         shutil.rmtree(stage_root, ignore_errors=True)
         excl = session.exclusions.assign(stage="ingest").reindex(columns=list(EXCLUSION_TSV_COLUMNS))
+        qa_summary = None
+        if qa_dir is not None:
+            from .qa import save_session_report, session_summary
+
+            save_session_report(session, qa_dir / f"{subject}.html")
+            qa_summary = session_summary(session)
         return {"status": "converted", **result, "exclusions": excl, "sync": _sync_row(session),
-                "markers": _marker_rows(session)}  # fmt: skip
+                "markers": _marker_rows(session), "qa": qa_summary}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- reading back

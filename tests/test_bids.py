@@ -355,3 +355,20 @@ def test_bids_session_offers_the_ingest_interface(tmp_path):
     np.testing.assert_array_equal(si.clips["marker"], bs.clips["marker"])
     np.testing.assert_array_equal(si.clips["eeg_sample"], bs.clips["eeg_sample"])
     assert bs.eeg_raw is bs.raw
+
+
+def test_conversion_writes_qa_reports_and_study_table(tmp_path):
+    from mmme_neuro.simulate.study import load_ground_truth, simulate_study
+
+    study = simulate_study(tmp_path / "s", scale="ci", seed=4, n_subjects=3, progress=False)
+    summary = convert_study(study.raw_dir, tmp_path / "bids", progress=False)
+    qa = tmp_path / "bids" / "derivatives" / "mmme-neuro" / "qa"
+    subs = sorted(p.stem for p in qa.glob("sub-*.html"))
+    assert subs == sorted(s["participant_id"] for s in summary.subjects)
+    table = pd.read_csv(qa / "study_table.tsv", sep="\t")
+    assert len(table) == 3
+    assert table["n_ME"].sum() + table["n_MaE"].sum() == summary.counts["expressions_in_events"]
+    names = [s["name"] for s in load_ground_truth(study.root)["subjects"]]
+    for f in qa.iterdir():
+        text = f.read_text(encoding="utf-8", errors="ignore").lower()
+        assert not any(n in text for n in names), f.name
