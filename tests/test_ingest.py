@@ -75,8 +75,9 @@ def test_no_name_reaches_logs_or_errors(ci_study, caplog, tmp_path):
     names = [s["name"] for s in load_ground_truth(ci_study.root)["subjects"]]
     coding = read_coding(ci_study.coding_file)
     sessions = find_sessions(ci_study.raw_dir, coding)
-    with caplog.at_level(logging.DEBUG):
-        logging.getLogger("mne").setLevel(logging.DEBUG)
+    # set the levels of the loggers themselves: a script run earlier in this process may have raised them
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="mmme_neuro"), \
+            caplog.at_level(logging.DEBUG, logger="mne"):  # fmt: skip
         si = ingest_session(sessions[0], coding.expressions)
     text = caplog.text.lower()
     assert sessions[0].subject in caplog.text
