@@ -54,3 +54,16 @@ def require_shared(path: Path) -> Path:
 def real_coding_file():
     """The real MMME coding file (944 codings, 16 participants)."""
     return require_shared(REAL_CODING_FILE)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging_state():
+    """Undo logger levels set by in-process script runs (``configure_logging``), so log
+    assertions (e.g. "no name reaches the logs") never depend on test order."""
+    import logging
+
+    names = ("", "mmme_neuro", "analyses", "mne")
+    levels = {n: logging.getLogger(n).level for n in names}
+    yield
+    for n, level in levels.items():
+        logging.getLogger(n).setLevel(level)

@@ -200,7 +200,7 @@ def test_accounting_and_exclusions(converted, study, truth):
 def test_no_names_anywhere(study, truth, tmp_path, caplog):
     names = [s["name"].lower() for s in truth["subjects"]]
     root = tmp_path / "bids"
-    with caplog.at_level(logging.DEBUG):
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="mmme_neuro"):
         convert_study(study.raw_dir, root, progress=False)
     text = "\n".join(r.getMessage() for r in caplog.records).lower()
     assert text and not [n for n in names if n in text]

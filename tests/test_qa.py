@@ -51,7 +51,7 @@ def test_report_html_sections_and_privacy(study, tmp_path, caplog):
     session = _session_of_index(study, 1)  # lacks two clips -> clip_not_in_eeg exclusions
     assert (session.exclusions["reason_code"] == "clip_not_in_eeg").any()
     before = set(plt.get_fignums())
-    with caplog.at_level(logging.DEBUG):
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="mmme_neuro"):
         out = qa.save_session_report(
             session, tmp_path / "qa" / f"{session.subject}_qa.html", psd_segment_s=30
         )
