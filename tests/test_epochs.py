@@ -1,0 +1,226 @@
+"""Epochs: bookkeeping, NE sampling, planted ERP and EMG recovery, rejection, min-count rule."""
+
+from __future__ import annotations
+
+import mne
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmme_neuro.config import Config
+from mmme_neuro.epochs import (
+    METADATA_COLUMNS,
+    _rejection_reason,
+    apply_min_count,
+    draw_ne_centers,
+    emg_summary,
+    epochs_from_session,
+    equalize_counts,
+    make_epochs,
+    subjects_for_contrast,
+)
+from mmme_neuro.ingest import find_sessions, ingest_session
+from mmme_neuro.io.coding import read_coding
+from mmme_neuro.preprocessing import PreprocessOptions
+from mmme_neuro.simulate.study import StudyPaths, load_ground_truth, simulate_study
+
+pytestmark = pytest.mark.filterwarnings("ignore:FastICA did not converge")
+FAST = PreprocessOptions(ica_max_iter=200, ica_n_components=15)
+
+
+def _no_ica(cfg: Config) -> Config:
+    return cfg.model_copy(update={"preprocessing": cfg.preprocessing.model_copy(update={"ica": False})})
+
+
+def _sessions(tmp_path_factory, name: str, null: bool):
+    root = tmp_path_factory.getbasetemp() / name
+    paths = StudyPaths.at(root) if (root / "COMPLETE").is_file() else simulate_study(
+        root, scale="ci", seed=7, n_subjects=2, null=null, progress=False)  # fmt: skip
+    coding = read_coding(paths.coding_file)
+    return paths, [ingest_session(f, coding.expressions) for f in find_sessions(paths.raw_dir, coding)]
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    paths, sessions = _sessions(tmp_path_factory, "epochs-ci-seed7", null=False)
+    out = [epochs_from_session(s, Config(), options=FAST) for s in sessions]
+    return paths, sessions, out
+
+
+@pytest.fixture(scope="module")
+def null(tmp_path_factory):
+    paths, sessions = _sessions(tmp_path_factory, "epochs-ci-seed7-null", null=True)
+    return [epochs_from_session(s, _no_ica(Config()), options=FAST) for s in sessions]
+
+
+def test_bookkeeping_every_expression_once(planted):
+    _, sessions, out = planted
+    for s, (epochs, md) in zip(sessions, out, strict=True):
+        assert list(md.columns) == list(METADATA_COLUMNS)
+        ex_rows = md[md.condition != "NE"]
+        assert sorted(ex_rows.expression_id) == sorted(s.expressions.expression_id)
+        assert ex_rows.expression_id.is_unique and md.epoch_id.is_unique
+        assert (md.kept == ~md.rejected).all()
+        assert (md.reason[md.rejected] != "").all() and (md.reason[md.kept] == "").all()
+        assert len(epochs) == md.kept.sum()
+        assert list(epochs.metadata.epoch_id) == list(md.epoch_id[md.kept])
+        assert md.attrs["provenance"]["preprocessing"]["ica"]["eog_components"]
+        assert epochs.info["sfreq"] == 250.0 and "M1" not in epochs.ch_names
+        # onset alignment: landmark = coded onset sample
+        m = ex_rows.merge(s.expressions, on="expression_id")
+        assert (m.landmark_sample == m.eeg_onset_sample_y).all()
+        # baseline corrected
+        base = epochs.copy().crop(-1.0, -0.5).get_data(picks="eeg").mean(axis=-1)
+        assert np.abs(base).max() < 1e-12
+
+
+def test_planted_erp_in_me_minus_mae(planted):
+    paths, _, out = planted
+    erp = load_ground_truth(paths.root)["effects"]["erp"]
+    ev = {c: mne.combine_evoked([e[c].average() for e, _ in out], "equal") for c in ("ME", "MaE")}
+    diff = mne.combine_evoked([ev["ME"], ev["MaE"]], [1, -1])
+    lat = erp["latency_s"]
+    win = (diff.times > lat - 0.05) & (diff.times < lat + 0.05)
+    planted_diff = erp["amplitude_uv"]["ME"] - erp["amplitude_uv"]["MaE"]  # 4.5 µV
+    at = diff.copy().pick(erp["channels"]).data[:, win].mean() * 1e6
+    o1 = diff.copy().pick(["O1"]).data[:, win].mean() * 1e6
+    assert 0.5 * planted_diff < at < 1.5 * planted_diff, at
+    assert abs(o1) < 1.5 and at - o1 > 2.0, (at, o1)
+
+
+def _rms_ratio(mds: list[pd.DataFrame]) -> float:
+    s = emg_summary(pd.concat(mds)).groupby("condition").emg_rms_uv.mean()
+    return float(s["MaE"] / s["ME"])
+
+
+def test_emg_larger_for_mae_as_planted(planted):
+    paths, _, out = planted
+    rms = load_ground_truth(paths.root)["effects"]["emg"]["rms_uv"]
+    want = rms["MaE"] / rms["ME"]  # 3.0
+    got = _rms_ratio([md for _, md in out])
+    assert 0.8 * want < got < 1.3 * want, got
+    md = pd.concat([md for _, md in out])
+    by = md[md.kept].groupby("condition")
+    assert by.emg_temporal_power.mean()["MaE"] > 2 * by.emg_temporal_power.mean()["ME"]
+    assert abs(by.emg_rms_log_ratio.mean()["NE"]) < 0.3  # no burst in NE epochs
+    summary = emg_summary(md)
+    assert {"subject", "condition", "n_epochs", "emg_rms_uv", "emg_temporal_power_log_ratio"} <= set(summary)
+
+
+def test_emg_equal_in_null_study(null):
+    got = _rms_ratio([md for _, md in null])
+    assert 0.8 < got < 1.25, got
+
+
+def test_ne_epochs_respect_rules_and_are_deterministic(planted):
+    _, sessions, out = planted
+    cfg = Config()
+    d, tmin, tmax = cfg.epochs.ne_min_distance_s, cfg.epochs.tmin, cfg.epochs.tmax
+    for s, (_, md) in zip(sessions, out, strict=True):
+        sf = s.eeg_sfreq
+        ne = md[md.condition == "NE"]
+        assert len(ne) > 0 and ne.expression_id.isna().all()
+        c = ne.landmark_sample.to_numpy(float) / sf
+        on, off = s.expressions.eeg_onset_s.to_numpy(), s.expressions.eeg_offset_s.to_numpy()
+        dist = np.maximum(on[None] - c[:, None], c[:, None] - off[None])  # distance to [onset, offset]
+        assert dist.min() >= d - 1e-9
+        clips = s.clips.set_index("marker")
+        start = clips.loc[ne.marker, "eeg_time_s"].to_numpy()
+        end = clips.loc[ne.marker, "end_time_s"].to_numpy()
+        assert (c >= start - tmin - 1e-9).all() and (c <= end - tmax + 1e-9).all()
+        assert np.diff(np.sort(c)).min() >= tmax - tmin - 1 / sf  # no overlap
+        # matched in clip emotion: per emotion, drawn + shortfall = expressions of that emotion
+        rep = md.attrs["ne"]
+        n_ex = s.expressions.clip_emotion.value_counts()
+        n_ne = ne.clip_emotion.value_counts().reindex(n_ex.index, fill_value=0)
+        short = pd.Series(rep["shortfall"], dtype=int).reindex(n_ex.index, fill_value=0)
+        assert (n_ne + short == n_ex).all()
+        assert set(ne.matched_expression_id) <= set(s.expressions.expression_id)
+        kw = dict(subject=s.subject, sfreq=sf, recording_end_s=s.eeg_raw.n_times / sf)
+        a, _ = draw_ne_centers(s.expressions, s.clips, cfg, **kw)
+        b, _ = draw_ne_centers(s.expressions, s.clips, cfg, **kw)
+        other, _ = draw_ne_centers(s.expressions, s.clips, Config(seed=1), **kw)
+        pd.testing.assert_frame_equal(a, b)
+        assert sorted(a.center_sample) == sorted(ne.landmark_sample)
+        assert list(other.center_sample) != list(a.center_sample)
+
+
+def test_rejection_reasons_and_boundary(planted):
+    _, sessions, _ = planted
+    s = sessions[0]
+    x = np.zeros((3, 100))
+    x[1, 50] = 200.0
+    rej = Config().rejection
+    assert _rejection_reason(x + np.arange(100) * 0.01, ["A", "T7", "C"], rej)[0] == "peak_to_peak>150uV on T7"
+    y = np.random.default_rng(0).normal(0, 5, (3, 100))
+    y[0] = 0.1
+    assert _rejection_reason(y, ["A", "T7", "C"], rej)[0] == "flat<0.5uV on A"
+    # an expression too close to the end of the recording cannot get a clean segment
+    ex = s.expressions.head(3).copy()
+    end_s = s.eeg_raw.n_times / s.eeg_sfreq
+    late = ex.iloc[[0]].copy()
+    late["expression_id"] = "late"
+    for lm, dt in (("onset", 0.5), ("apex", 0.4), ("offset", 0.3)):
+        late[f"eeg_{lm}_s"] = end_s - dt
+        late[f"eeg_{lm}_sample"] = int((end_s - dt) * s.eeg_sfreq)
+    ex = pd.concat([ex, late], ignore_index=True)
+    cfg = _no_ica(Config()).model_copy(update={"rejection": Config().rejection.model_copy(update={"peak_to_peak_uv": 1.0})})
+    epochs, md = make_epochs(s.eeg_raw, ex, s.clips, cfg, subject=s.subject,
+                             options=PreprocessOptions(detect_bads=False))  # fmt: skip
+    assert md.set_index("expression_id").loc["late", "reason"] == "overlaps_segment_boundary"
+    others = md[(md.expression_id != "late")]
+    assert others.reason.str.startswith("peak_to_peak>1uV on ").all()
+    assert len(epochs) == 0 and md.rejected.all()
+    assert sorted(md.expression_id.dropna()) == sorted(ex.expression_id)
+
+
+def _toy_metadata() -> pd.DataFrame:
+    rows = []
+    for subject, counts in (("sub-01", {"ME": 5, "MaE": 9, "NE": 8}), ("sub-02", {"ME": 2, "MaE": 7, "NE": 6})):
+        for cond, n in counts.items():
+            for i in range(n + 1):  # one rejected epoch per condition
+                rows.append({"epoch_id": f"{subject}_{cond}{i}", "subject": subject, "condition": cond,
+                             "kept": i < n})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_min_count_rule_and_equalization():
+    md = _toy_metadata()
+    kept, report = apply_min_count(md, Config())
+    r = report.set_index(["subject", "condition"])
+    assert r.loc[("sub-02", "ME"), "n_clean"] == 2 and not r.loc[("sub-02", "ME"), "included"]
+    assert r.loc[("sub-02", "ME"), "reason"] == "2 clean epochs < 3"
+    assert r.included.sum() == 5
+    assert subjects_for_contrast(kept, ("ME", "MaE")) == ["sub-01"]
+    assert subjects_for_contrast(kept, ("MaE", "NE")) == ["sub-01", "sub-02"]
+    eq, rep = equalize_counts(md, ("ME", "MaE"), seed=5)
+    after = eq[eq.kept].groupby(["subject", "condition"]).size()
+    assert after[("sub-01", "ME")] == after[("sub-01", "MaE")] == 5
+    assert after[("sub-02", "ME")] == after[("sub-02", "MaE")] == 2
+    assert after[("sub-01", "NE")] == 8  # other conditions untouched
+    assert eq.equalized_out.sum() == (9 - 5) + (7 - 2)
+    assert set(rep.columns) == {"subject", "condition", "n_before", "n_after"}
+    eq2, _ = equalize_counts(md, ("ME", "MaE"), seed=5)
+    eq3, _ = equalize_counts(md, ("ME", "MaE"), seed=6)
+    pd.testing.assert_frame_equal(eq, eq2)
+    assert not eq.kept.equals(eq3.kept)
+
+
+def test_min_count_on_real_metadata(planted):
+    _, _, out = planted
+    md = pd.concat([md for _, md in out], ignore_index=True)
+    kept, report = apply_min_count(md, Config())
+    assert len(report) == 2 * 3
+    assert (report.n_clean == report.merge(
+        md.groupby(["subject", "condition"]).kept.sum().rename("k").reset_index()).k).all()  # fmt: skip
+
+
+def test_validation(planted):
+    _, sessions, _ = planted
+    s = sessions[0]
+    with pytest.raises(ValueError, match="lacks columns"):
+        make_epochs(s.eeg_raw, s.expressions.drop(columns=["kind"]), s.clips, Config(), subject=s.subject)
+    with pytest.raises(ValueError, match="subject"):
+        make_epochs(s.eeg_raw, s.expressions, s.clips, Config(), subject="")
+    with pytest.raises(TypeError, match="Config"):
+        make_epochs(s.eeg_raw, s.expressions, s.clips, {}, subject=s.subject)

@@ -1,0 +1,174 @@
+"""Preprocessing on padded segments: lazy reading, filter equivalence, reference, bad channels, ICA."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mmme_neuro.config import Config
+from mmme_neuro.constants import SCALP_CHANNELS
+from mmme_neuro.ingest import find_sessions, ingest_session
+from mmme_neuro.io.coding import read_coding
+from mmme_neuro.preprocessing import (
+    PreprocessOptions,
+    detect_bad_channels,
+    filter_pad_s,
+    get_segment_map,
+    preprocess_segments,
+    read_segments,
+)
+from mmme_neuro.simulate.study import StudyPaths, simulate_study
+
+FAST = dict(ica_max_iter=200, ica_n_components=15)
+
+
+def _no_ica(cfg: Config) -> Config:
+    return cfg.model_copy(update={"preprocessing": cfg.preprocessing.model_copy(update={"ica": False})})
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    root = tmp_path_factory.getbasetemp() / "epochs-ci-seed7"
+    paths = StudyPaths.at(root) if (root / "COMPLETE").is_file() else simulate_study(
+        root, scale="ci", seed=7, n_subjects=2, progress=False)  # fmt: skip
+    coding = read_coding(paths.coding_file)
+    files = find_sessions(paths.raw_dir, coding)
+    return ingest_session(files[0], coding.expressions)
+
+
+@pytest.fixture(scope="module")
+def segments(session):
+    raw = session.eeg_raw
+    pad = filter_pad_s(raw.info["sfreq"], Config())
+    return read_segments(raw, session.expressions.eeg_onset_s.to_numpy(), -1.0, 1.5, pad)
+
+
+def test_segment_reader_is_lazy_and_reads_only_spans(session):
+    raw = session.eeg_raw
+    sf = raw.info["sfreq"]
+    centers = session.expressions.eeg_onset_s.to_numpy()[::4][:4]
+    pad = 2.0
+    seg = read_segments(raw, centers, -1.0, 1.5, pad)
+    smap = get_segment_map(seg)
+    assert raw.preload is False
+    per_epoch = (2.5 + 2 * pad) * sf
+    assert seg.n_times == smap.n_orig_samples <= len(centers) * (per_epoch + 2)
+    assert seg.n_times >= 0.9 * len(centers) * per_epoch  # spans far apart: hardly merged
+    assert seg.n_times < raw.n_times / 4
+    assert "Trigger" not in seg.ch_names
+    # the segment sample of a centre holds the recording's sample
+    x = int(round(centers[2] * sf))
+    pos = int(smap.to_segment(np.array([x]))[0])
+    np.testing.assert_allclose(seg.get_data(picks=["CZ"], start=pos, stop=pos + 5),
+                               raw.get_data(picks=["CZ"], start=x, stop=x + 5))  # fmt: skip
+    # joins are marked so filters do not run across them
+    descr = set(seg.annotations.description)
+    assert {"BAD boundary", "EDGE boundary"} <= descr
+
+
+def test_pad_follows_filter_length():
+    cfg = Config()
+    sf = 250.0
+    # MNE's default 0.1-Hz high-pass: transition 0.1 Hz -> 3.3 / 0.1 s = 33 s (8251 samples)
+    assert filter_pad_s(sf, cfg) == pytest.approx(8251 / 2 / sf + 0.1)
+    no_hp = cfg.preprocessing.model_copy(update={"l_freq": None})
+    assert filter_pad_s(sf, no_hp, extra_hz=None) < 5.0
+
+
+def test_segment_filter_equals_whole_recording_filter(session, segments):
+    cfg = _no_ica(Config())
+    opts = PreprocessOptions(detect_bads=False, interpolate_bads=False, resample=False)
+    clean, report = preprocess_segments(segments, cfg, options=opts)
+    assert report["steps"]["bandpass"]["l_freq_hz"] == 0.1
+    whole = session.eeg_raw.copy().load_data().pick(clean.ch_names)
+    whole.notch_filter([50.0, 100.0], picks=["eeg", "eog", "ecg", "emg"], verbose=False)
+    whole.filter(0.1, 45.0, picks=["eeg", "eog", "ecg", "emg"], verbose=False)
+    whole.set_eeg_reference(ref_channels=list(SCALP_CHANNELS), verbose=False)
+    smap = get_segment_map(clean)
+    sf = clean.info["sfreq"]
+    worst = 0.0
+    for x in (session.expressions.eeg_onset_s.to_numpy() * sf).astype(int):
+        a, b = x - int(sf), x + int(1.5 * sf)
+        if smap.span_of(np.array([a]), np.array([b]))[0] < 0:
+            continue
+        pos = int(smap.to_segment(np.array([a]))[0])
+        seg_data = clean.get_data(picks="eeg", start=pos, stop=pos + b - a)
+        worst = max(worst, float(np.abs(seg_data - whole.get_data(picks="eeg", start=a, stop=b)).max()))
+    assert worst * 1e6 < 0.01  # µV, on signals of tens of µV
+
+
+def test_average_reference_makes_scalp_mean_zero(segments):
+    opts = PreprocessOptions(detect_bads=False, resample=False)
+    clean, report = preprocess_segments(segments, _no_ica(Config()), options=opts)
+    assert "M1" not in clean.ch_names and "M2" not in clean.ch_names
+    scalp = clean.get_data(picks=list(SCALP_CHANNELS))
+    assert np.abs(scalp.mean(axis=0)).max() < 1e-12  # V
+    mast = _no_ica(Config()).model_copy(update={"preprocessing": Config().preprocessing.model_copy(
+        update={"reference": "mastoids", "ica": False})})  # fmt: skip
+    clean_m, report_m = preprocess_segments(segments, mast, options=opts)
+    assert report_m["steps"]["reference"]["dropped"] == ["M1", "M2"]
+    assert np.abs(clean_m.get_data(picks=list(SCALP_CHANNELS)).mean(axis=0)).max() > 1e-7
+
+
+def test_bad_channels_found_and_interpolated(segments):
+    raw = segments.copy().filter(0.1, 45.0, verbose=False)
+    bads, scores = detect_bad_channels(raw)
+    assert bads == []  # blinks on FP* do not make them "bad" (robust amplitude)
+    data = raw._data
+    rng = np.random.default_rng(0)
+    data[raw.ch_names.index("C3")] += rng.normal(0, 200e-6, raw.n_times)
+    data[raw.ch_names.index("PO4")] *= 1e-4
+    bads, scores = detect_bad_channels(raw)
+    assert bads == ["C3", "PO4"]
+    assert scores.set_index("channel").loc["PO4", "flat"]
+    seg = segments.copy()
+    seg._data[seg.ch_names.index("C3")] += rng.normal(0, 200e-6, seg.n_times)
+    clean, report = preprocess_segments(seg, _no_ica(Config()), options=PreprocessOptions(resample=False))
+    assert report["bad_channels"] == ["C3"]
+    assert report["steps"]["interpolate"]["channels"] == ["C3"]
+    assert clean.info["bads"] == []
+    c3 = clean.get_data(picks=["C3"])[0] * 1e6
+    assert np.std(c3) < 30  # interpolated from neighbours, no longer 200 µV noise
+
+
+def _veo_r2(raw, ch: str) -> float:
+    y = raw.get_data(picks=[ch])[0]
+    v = raw.get_data(picks=["VEO"])[0]
+    return float(np.corrcoef(y, v)[0, 1] ** 2)
+
+
+@pytest.mark.filterwarnings("ignore:FastICA did not converge")
+def test_ica_removes_planted_blinks(segments):
+    opts = PreprocessOptions(detect_bads=False, resample=False, **FAST)
+    cfg = Config(seed=3)
+    before, _ = preprocess_segments(segments, _no_ica(cfg), options=opts)
+    after, report = preprocess_segments(segments, cfg, options=opts)
+    assert report["ica"]["eog_components"], "no ocular component found"
+    assert report["ica"]["fit_on"] == "all segments together"
+    assert report["ica"]["muscle"] == "flag"
+    assert set(report["ica"]["excluded_components"]) == set(report["ica"]["eog_components"])
+    for ch in ("FP1", "FPZ", "FP2"):
+        r2_before, r2_after = _veo_r2(before, ch), _veo_r2(after, ch)
+        assert r2_before > 0.3
+        assert r2_after < 0.2 * r2_before, (ch, r2_before, r2_after)
+    # ICA is seeded: the same seed gives the same components
+    again, report2 = preprocess_segments(segments, cfg, options=opts)
+    assert report2["ica"]["eog_components"] == report["ica"]["eog_components"]
+    np.testing.assert_allclose(again.get_data(picks=["FP1"]), after.get_data(picks=["FP1"]))
+
+
+def test_resample_by_decimation_is_recorded(segments):
+    cfg = _no_ica(Config()).model_copy(update={"preprocessing": Config().preprocessing.model_copy(
+        update={"ica": False, "resample_sfreq": 125.0})})  # fmt: skip
+    _, report = preprocess_segments(segments, cfg, options=PreprocessOptions(detect_bads=False))
+    assert report["resample"]["decim"] == 2
+    assert report["steps"]["resample"]["to_hz"] == 125.0
+
+
+def test_validation(session):
+    with pytest.raises(ValueError, match="empty"):
+        read_segments(session.eeg_raw, np.array([]), -1.0, 1.5, 1.0)
+    with pytest.raises(ValueError, match="tmin"):
+        read_segments(session.eeg_raw, np.array([10.0]), 1.0, 0.5, 1.0)
+    with pytest.raises(ValueError, match="segment map"):
+        get_segment_map(session.eeg_raw)
