@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 
 #: Analysis scripts in data-flow order (module names under ``analyses``).
-ANALYSES: tuple[str, ...] = ("dataset_summary",)
+ANALYSES: tuple[str, ...] = ("dataset_summary", "erp_me_vs_mae", "tfr_me_vs_mae")
 
 logger = logging.getLogger("analyses")
 

@@ -1,0 +1,425 @@
+"""ERPs of micro- vs macro-expressions (and no-expression controls), with the facial-EMG confound.
+
+``python -m analyses.erp_me_vs_mae [--bids-root PATH] [--config FILE] [--out DIR] [--scale ...] [--null]``
+
+Opens the configured study as BIDS (``--bids-root``, ``paths.bids_root``,
+``paths.raw_root`` converted, or the synthetic default study of
+``simulation.scale/null`` and the seed), and per subject: epochs ME, MaE and
+NE with preprocessing and EMG measures (:func:`mmme_neuro.epochs.epochs_from_session`),
+averages them (:func:`mmme_neuro.erp.compute_evoked`) and measures the P3
+(:func:`mmme_neuro.erp.measure_components`). Then, over subjects: the
+minimum-count rule, cluster-based permutation tests ME vs MaE and ME vs NE
+over channel x time (``Config.stats``, seed from the configuration), mixed
+models ``amplitude ~ condition + (1 | subject)`` with and without the EMG
+covariate, and the paired ME vs MaE test of the EMG measures. Writes to
+``--out`` (default ``figures/erp_me_vs_mae/``):
+
+* ``erp.nc``: group ERPs ``(subject, condition, channel, time)`` in µV
+  (:func:`mmme_neuro.containers.save_netcdf`), provenance in the attributes;
+* tables (CSV): ``clusters_me_vs_mae``, ``clusters_me_vs_ne`` (one row per
+  cluster), ``components`` (one row per epoch x window x ROI x measure, with
+  the EMG covariates), ``mixed_models`` (with and without ``emg_rms_uv``),
+  ``emg_confound`` (paired tests), ``emg_per_subject``, ``epochs`` (every
+  planned epoch, kept or rejected with its reason), ``exclusions`` (coded
+  expressions that never became epochs), ``min_count``;
+* figures (PNG 300 dpi + PDF): ``erp_overview`` (waveforms, EMG confound,
+  topomaps), ``erp_waveforms``, ``topomaps_me_vs_mae``, ``topomaps_me_vs_ne``,
+  ``emg_confound``;
+* ``summary.json`` (``docs/summary-json.md``) and ``summary.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from tqdm.auto import tqdm
+
+from analyses._common import build_parser, load_sessions, setup
+from mmme_neuro import epochs as ep_mod
+from mmme_neuro import erp
+from mmme_neuro._utils import atomic_path
+from mmme_neuro.config import Config, ConfigError
+from mmme_neuro.containers import save_netcdf
+from mmme_neuro.reporting import base_summary, make_contrast, write_summary
+from mmme_neuro.stats import ClusterResult, cluster_test, mixed_model, paired_test
+from mmme_neuro.viz import erp as verp
+from mmme_neuro.viz.style import save_figure
+
+ANALYSIS = "erp_me_vs_mae"
+FIGURE_FORMATS: tuple[str, ...] = ("png", "pdf")
+#: Cluster-tested contrasts (minuend first).
+CONTRASTS: tuple[tuple[str, str], ...] = (("ME", "MaE"), ("ME", "NE"))
+#: Component windows (s) and ROI.
+WINDOWS: dict[str, tuple[float, float]] = dict(erp.DEFAULT_WINDOWS)
+ROIS: dict[str, tuple[str, ...]] = dict(erp.DEFAULT_ROIS)
+#: EMG measures tested ME vs MaE (first: covariate of the mixed models).
+EMG_MEASURES: tuple[str, ...] = ("emg_rms_uv", "emg_temporal_power")
+EMG_COVARIATE = "emg_rms_uv"
+TOPO_WINDOWS: tuple[tuple[float, float], ...] = ((0.1, 0.2), (0.2, 0.3), (0.3, 0.4), (0.4, 0.5), (0.5, 0.6))
+
+logger = logging.getLogger(f"analyses.{ANALYSIS}")
+
+
+@dataclass
+class SubjectResult:
+    """What one session contributes: its evoked array, epoch bookkeeping and component rows."""
+
+    subject: str
+    evoked: xr.DataArray
+    metadata: pd.DataFrame
+    components: pd.DataFrame
+
+
+def _reason_code(reason: str) -> str:
+    """``'peak_to_peak>150uV on T7'`` -> ``'peak_to_peak'``."""
+    return re.split(r"[<>= ]", str(reason), maxsplit=1)[0] or "unknown"
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, lineterminator="\n", encoding="utf-8", float_format="%.10g")
+    return path
+
+
+def process_session(session: Any, config: Config) -> SubjectResult:
+    """Epoch, average and measure one session (see the module docstring)."""
+    epochs, md = ep_mod.epochs_from_session(session, config)
+    if config.epochs.equalize_counts:
+        present = tuple(c for c in erp.CONDITIONS if (md.loc[md["kept"], "condition"] == c).any())
+        if len(present) >= 2:
+            md, _ = ep_mod.equalize_counts(md, present, config.seed)
+    evoked = erp.compute_evoked(epochs, md, conditions=erp.CONDITIONS, subject=session.subject)
+    trials = erp.epochs_to_dataarray(epochs, md)
+    del epochs
+    comps = [erp.measure_components(trials, WINDOWS, ROIS, kind=k) for k in ("mean", "peak")]
+    table = md.drop(columns=[c for c in ("aus",) if c in md.columns]).copy()
+    table.attrs = {}
+    return SubjectResult(session.subject, evoked, table, pd.concat(comps, ignore_index=True))
+
+
+def collect(sessions: Iterable[Any], config: Config, *, total: int | None = None) -> tuple[list[SubjectResult], list[dict[str, str]]]:
+    """Run :func:`process_session` over sessions (tqdm); failed sessions are logged and listed."""
+    results, failed = [], []
+    for session in tqdm(sessions, total=total, desc="ERP subjects", unit="subject", disable=None):
+        try:
+            results.append(process_session(session, config))
+        except ValueError as err:
+            logger.warning("%s: no epochs (%s)", session.subject, err)
+            failed.append({"subject": session.subject, "reason": str(err)})
+    if len(results) < 2:
+        raise ValueError(f"at least 2 subjects with epochs are needed, got {len(results)}")
+    return results, failed
+
+
+def group_erp(results: Sequence[SubjectResult], config: Config) -> tuple[xr.DataArray, pd.DataFrame, pd.DataFrame]:
+    """Group array with the minimum-count rule applied (NaN where a subject lacks enough epochs).
+
+    Returns the group array, all epoch metadata and the min-count report.
+    """
+    md = pd.concat([r.metadata for r in results], ignore_index=True)
+    _, report = ep_mod.apply_min_count(md, config, conditions=erp.CONDITIONS)
+    group = erp.stack_subjects([r.evoked for r in results], config=config, analysis=ANALYSIS,
+                               align=config.epochs.align, baseline_s=config.epochs.baseline)  # fmt: skip
+    out = group.copy()
+    for row in report[~report["included"]].itertuples():
+        if row.subject in out["subject"].values and row.condition in out["condition"].values:
+            out.loc[{"subject": row.subject, "condition": row.condition}] = np.nan
+    out.attrs["min_count_excluded"] = [f"{r.subject}:{r.condition}" for r in report[~report["included"]].itertuples()]
+    return out, md, report
+
+
+def _included_trials(table: pd.DataFrame, report: pd.DataFrame) -> pd.DataFrame:
+    ok = set(zip(report.loc[report["included"], "subject"], report.loc[report["included"], "condition"], strict=True))
+    mask = [(s, c) in ok for s, c in zip(table["subject"], table["condition"], strict=True)]
+    return table[mask].reset_index(drop=True)
+
+
+def run_clusters(group: xr.DataArray, config: Config) -> dict[str, ClusterResult | None]:
+    """Cluster tests of :data:`CONTRASTS` (None when fewer than 2 subjects have both conditions)."""
+    out: dict[str, ClusterResult | None] = {}
+    for a, b in CONTRASTS:
+        try:
+            out[f"{a}-{b}"] = cluster_test(group, contrast=(a, b), config=config)
+        except ValueError as err:
+            logger.warning("cluster test %s-%s not run: %s", a, b, err)
+            out[f"{a}-{b}"] = None
+    return out
+
+
+def run_mixed_models(components: pd.DataFrame) -> pd.DataFrame:
+    """``amplitude ~ condition + (1 | subject)`` with and without the EMG covariate, ME vs MaE."""
+    rows = []
+    for (comp, roi, kind), sub in components.groupby(["component", "roi", "kind"], sort=True):
+        for covs in ((), (EMG_COVARIATE,)):
+            if covs and (EMG_COVARIATE not in sub.columns or sub[EMG_COVARIATE].notna().sum() < 3):
+                continue
+            try:
+                t = mixed_model(sub, measure="amplitude_uv", covariates=covs, reference="MaE", conditions=("ME", "MaE"))
+            except ValueError as err:
+                logger.warning("mixed model %s/%s/%s not fitted: %s", comp, roi, kind, err)
+                continue
+            t.insert(0, "model", "amplitude ~ condition" + "".join(f" + {c}" for c in covs) + " + (1|subject)")
+            t.insert(1, "component", comp)
+            t.insert(2, "roi", roi)
+            t.insert(3, "amplitude_measure", kind)
+            rows.append(t)
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def emg_tests(trials: pd.DataFrame, config: Config) -> pd.DataFrame:
+    """Paired ME vs MaE tests of the EMG measures (subject means of kept epochs)."""
+    measures = [m for m in EMG_MEASURES if m in trials.columns and trials[m].notna().any()]
+    if not measures:
+        return pd.DataFrame()
+    return paired_test(trials, measure=measures, contrast=("ME", "MaE"), config=config)
+
+
+def exclusions_table(bids_root: Path, subjects: Sequence[str], md: pd.DataFrame) -> pd.DataFrame:
+    """Coded expressions of the analysed subjects that never became epochs (``scope == "all"``)."""
+    path = Path(bids_root) / "derivatives" / "mmme-neuro" / "exclusions.tsv"
+    cols = ["expression_id", "subject", "marker", "kind", "reason_code", "stage", "reason"]
+    if not path.is_file():
+        return pd.DataFrame(columns=cols)
+    ex = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False, dtype=str)
+    ex = ex[(ex.get("scope", "all") == "all") & ex["subject"].isin(set(subjects) | set(md["subject"]))]
+    return ex.reindex(columns=cols).sort_values(["subject", "reason_code", "expression_id"], kind="stable",
+                                                na_position="last").reset_index(drop=True)  # fmt: skip
+
+
+def exclusion_counts(exclusions: pd.DataFrame, md: pd.DataFrame) -> dict[str, int]:
+    """Reason code -> count: upstream exclusions of coded expressions + rejected epochs."""
+    counts: dict[str, int] = {}
+    for code in exclusions["reason_code"].dropna():
+        counts[str(code)] = counts.get(str(code), 0) + 1
+    for reason in md.loc[md["rejected"], "reason"]:
+        code = f"epoch_{_reason_code(reason)}"
+        counts[code] = counts.get(code, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _f(x: Any, fmt: str = ".3g") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(float(x), fmt)
+
+
+def build_summary(config: Config, inputs: dict[str, Path], group: xr.DataArray, md: pd.DataFrame,
+                  clusters: dict[str, ClusterResult | None], models: pd.DataFrame, emg: pd.DataFrame,
+                  exclusions: dict[str, int], report: pd.DataFrame, failed: list[dict[str, str]]) -> dict[str, Any]:  # fmt: skip
+    """The summary.json content (``docs/summary-json.md``)."""
+    summary = base_summary(ANALYSIS, config, inputs=inputs)
+    subjects = [str(s) for s in group["subject"].values]
+    summary["subjects"] = subjects
+    summary["n_subjects"] = len(subjects)
+    kept = _included_trials(md[md["kept"]], report)
+    summary["epochs_per_condition"] = {c: int((kept["condition"] == c).sum()) for c in erp.CONDITIONS}
+    summary["exclusions_by_reason"] = exclusions
+    contrasts: list[dict[str, Any]] = []
+    cluster_info: dict[str, Any] = {}
+    for name, res in clusters.items():
+        if res is None:
+            cluster_info[name] = {"tested": False}
+            continue
+        contrasts.extend(res.to_contrast_records())
+        cluster_info[name] = {"tested": True, "n_subjects": res.n_subjects, "n_clusters": int(len(res.clusters)),
+                              "n_significant": res.n_significant, "n_permutations": res.n_permutations,
+                              "exact": res.exact, "threshold_t": res.threshold, "dropped_subjects": res.dropped_subjects}  # fmt: skip
+    mm: dict[str, Any] = {}
+    if len(models):
+        cond = models[models["amplitude_measure"].eq("mean") & models["term"].eq("ME - MaE")]
+        for row in models[models["term"].eq("ME - MaE")].to_dict(orient="records"):
+            win = WINDOWS[row["component"]]
+            contrasts.append(make_contrast(
+                "ME-MaE", kind="mixed_model", location=list(ROIS[row["roi"]]), time_s=list(win),
+                statistic=row["z"], p=row["p"], effect_size=row["effect_size"], statistic_name="z",
+                effect_size_name=row["effect_size_name"], correction="none", n=row["n_subjects"],
+                ci_low=row["ci_low"], ci_high=row["ci_high"], estimate_uv=row["estimate"], model=row["model"],
+                component=row["component"], measure=row["amplitude_measure"], n_trials=row["n_trials"],
+            ))  # fmt: skip
+        for row in cond.to_dict(orient="records"):
+            key = "with_emg_covariate" if EMG_COVARIATE in row["model"] else "without_covariate"
+            mm[key] = {"estimate_uv": row["estimate"], "ci_low": row["ci_low"], "ci_high": row["ci_high"],
+                       "z": row["z"], "p": row["p"], "d_lmm": row["effect_size"], "n_trials": row["n_trials"],
+                       "converged": bool(row["converged"])}  # fmt: skip
+    emg_res: dict[str, Any] = {}
+    for row in emg.to_dict(orient="records") if len(emg) else []:
+        contrasts.append(make_contrast(
+            "ME-MaE", kind="emg", location=row["measure"], statistic=row["statistic"], p=row["p"],
+            effect_size=row["cohen_dz"], statistic_name="t", effect_size_name="cohen_dz", correction="none",
+            n=row["n_subjects"], ci_low=row["ci_low"], ci_high=row["ci_high"], mean_ME=row["mean_ME"],
+            mean_MaE=row["mean_MaE"], measure=row["measure"],
+        ))  # fmt: skip
+        emg_res[row["measure"]] = {"mean_ME": row["mean_ME"], "mean_MaE": row["mean_MaE"], "t": row["statistic"],
+                                   "df": row["df"], "p": row["p"], "cohen_dz": row["cohen_dz"],
+                                   "larger": "MaE" if row["mean_diff"] < 0 else "ME"}  # fmt: skip
+    summary["contrasts"] = contrasts
+    alpha = config.stats.alpha
+    with_cov = mm.get("with_emg_covariate")
+    summary["results"] = {
+        "roi": {k: list(v) for k, v in ROIS.items()},
+        "windows_s": {k: list(v) for k, v in WINDOWS.items()},
+        "align": config.epochs.align,
+        "baseline_s": list(config.epochs.baseline) if config.epochs.baseline else None,
+        "ica": config.preprocessing.ica,
+        "alpha": alpha,
+        "clusters": cluster_info,
+        "mixed_models_p3_mean": mm,
+        "erp_effect_survives_emg_covariate": None if with_cov is None else bool(with_cov["p"] < alpha),
+        "emg_me_vs_mae": emg_res,
+        "epochs_per_subject": {s: {c: int(n) for c, n in zip(group["condition"].values, counts, strict=True)}
+                               for s, counts in zip(subjects, group["n_epochs"].values, strict=True)},  # fmt: skip
+        "min_count_excluded": [f"{r.subject}:{r.condition} ({r.reason})" for r in report[~report["included"]].itertuples()],
+        "failed_subjects": failed,
+    }
+    return summary
+
+
+def build_markdown(summary: dict[str, Any]) -> str:
+    """Short prose summary (summary.md)."""
+    res = summary["results"]
+    epc = summary["epochs_per_condition"]
+    excl = ", ".join(f"{k} {v}" for k, v in summary["exclusions_by_reason"].items()) or "none"
+    lines = [
+        "# ERPs: micro- vs macro-expressions",
+        "",
+        f"Configuration hash `{summary['config_hash']}`, seed {summary['seed']}, mmme-neuro {summary['package_version']}; "
+        f"epochs aligned to expression {res['align']}, baseline {res['baseline_s']} s, ocular ICA {'on' if res['ica'] else 'off'}.",
+        "",
+        f"- **{summary['n_subjects']} subjects**; epochs analysed: ME {epc.get('ME', 0)}, MaE {epc.get('MaE', 0)}, "
+        f"NE {epc.get('NE', 0)}.",
+        f"- Exclusions by reason (coded expressions lost before epoching, and `epoch_*` rejected epochs): {excl}.",
+    ]
+    if res["min_count_excluded"]:
+        lines.append(f"- Left out of contrasts (too few clean epochs): {', '.join(res['min_count_excluded'])}.")
+    if res["failed_subjects"]:
+        lines.append(f"- Subjects without epochs: {', '.join(f['subject'] for f in res['failed_subjects'])}.")
+    lines += ["", "## Cluster-based permutation tests (channel x time)", ""]
+    for name, info in res["clusters"].items():
+        if not info.get("tested"):
+            lines.append(f"- {name}: not tested (fewer than 2 subjects with both conditions).")
+            continue
+        recs = [c for c in summary["contrasts"] if c["contrast"] == name and c["kind"] == "cluster" and c.get("significant")]
+        if not recs:
+            lines.append(f"- {name}: no significant cluster (n = {info['n_subjects']}, {info['n_permutations']} "
+                         f"permutations{', exact' if info['exact'] else ''}).")  # fmt: skip
+        for c in recs:
+            chans = c["location"] or []
+            lines.append(
+                f"- {name}: cluster {c['cluster']} at {_f(c['time_s'][0], '.3f')}-{_f(c['time_s'][1], '.3f')} s over "
+                f"{len(chans)} channels ({', '.join(chans)}), mass {_f(c['statistic'], '.1f')}, p = {_f(c['p'])}, "
+                f"dz = {_f(c['effect_size'], '.2f')} (descriptive), peak at {c.get('peak_channel')} "
+                f"{_f(c.get('peak_time_s'), '.3f')} s; n = {c['n']}."
+            )
+    lines += ["", "## Facial EMG (the confound)", ""]
+    for m, r in res["emg_me_vs_mae"].items():
+        lines.append(f"- {m}: ME {_f(r['mean_ME'])} vs MaE {_f(r['mean_MaE'])}, t({_f(r['df'], '.0f')}) = "
+                     f"{_f(r['t'], '.2f')}, p = {_f(r['p'])}, dz = {_f(r['cohen_dz'], '.2f')}: larger for {r['larger']}.")  # fmt: skip
+    mm = res["mixed_models_p3_mean"]
+    roi = ", ".join(next(iter(res["roi"].values())))
+    win = next(iter(res["windows_s"].values()))
+    lines += ["", f"## P3 mean amplitude ({win[0]}-{win[1]} s, {roi}): mixed models, ME - MaE", ""]
+    for key, label in (("without_covariate", "without covariate"), ("with_emg_covariate", f"with {EMG_COVARIATE}")):
+        if key in mm:
+            r = mm[key]
+            lines.append(f"- {label}: {_f(r['estimate_uv'], '.2f')} µV [{_f(r['ci_low'], '.2f')}, {_f(r['ci_high'], '.2f')}], "
+                         f"z = {_f(r['z'], '.2f')}, p = {_f(r['p'])}, d = {_f(r['d_lmm'], '.2f')} ({r['n_trials']} trials).")  # fmt: skip
+    surv = res["erp_effect_survives_emg_covariate"]
+    if surv is None:
+        verdict = "The model with the EMG covariate could not be fitted."
+    else:
+        verdict = ("The ME - MaE P3 effect " + ("**survives**" if surv else "does **not** survive")
+                   + f" the EMG covariate ({EMG_COVARIATE}, alpha = {res['alpha']}).")  # fmt: skip
+    lines += ["", verdict]
+    lines += ["", "Figures: `erp_overview` (a waveforms with cluster extents, EMG panels, topomaps of ME - MaE with "
+              "significant channels), `erp_waveforms`, `topomaps_me_vs_mae`, `topomaps_me_vs_ne`, `emg_confound`. "
+              "Cluster extents are descriptive (Sassenhagen & Draschkow 2019).", ""]
+    return "\n".join(lines)
+
+
+def make_figures(group: xr.DataArray, clusters: dict[str, ClusterResult | None], trials: pd.DataFrame,
+                 emg: pd.DataFrame) -> dict[str, Any]:  # fmt: skip
+    """All figures, by output name (not yet saved)."""
+    tested = [c for c in clusters.values() if c is not None]
+    figs: dict[str, Any] = {}
+    figs["erp_overview"] = verp.plot_erp_overview(group, ROIS, clusters=tested, emg_values=trials, emg_tests=emg,
+                                                  emg_measures=EMG_MEASURES, windows=TOPO_WINDOWS)  # fmt: skip
+    figs["erp_waveforms"] = verp.plot_erp_waveforms(group, ROIS, clusters=tested)[0].figure
+    for (a, b) in CONTRASTS:
+        res = clusters.get(f"{a}-{b}")
+        figs[f"topomaps_{a.lower()}_vs_{b.lower()}"] = verp.plot_contrast_topomaps(
+            group, (a, b), TOPO_WINDOWS, cluster=res)[0].figure
+    measures = [m for m in EMG_MEASURES if m in trials.columns]
+    if measures:
+        figs["emg_confound"] = verp.plot_emg_confound(trials, measures, tests=emg)[0].figure
+    return figs
+
+
+def run(config: Config, out_dir: Path, *, progress: bool = True, figures: bool = True) -> dict[str, Any]:
+    """Run the analysis into ``out_dir``; return the summary written to summary.json.
+
+    ``figures=False`` writes the tables, ``erp.nc`` and the summaries only.
+    """
+    from mmme_neuro.dataset import list_subjects
+
+    bids_root, sessions = load_sessions(config, progress=progress)
+    subjects = list_subjects(bids_root)
+    results, failed = collect(sessions, config, total=len(subjects))
+    group, md, report = group_erp(results, config)
+    save_netcdf(group, out_dir / "erp.nc")
+
+    clusters = run_clusters(group, config)
+    for (a, b) in CONTRASTS:
+        res = clusters[f"{a}-{b}"]
+        _write_csv(res.clusters if res is not None else pd.DataFrame(), out_dir / f"clusters_{a.lower()}_vs_{b.lower()}.csv")
+    components = _included_trials(pd.concat([r.components for r in results], ignore_index=True), report)
+    _write_csv(components, out_dir / "components.csv")
+    models = run_mixed_models(components)
+    _write_csv(models, out_dir / "mixed_models.csv")
+    trials = _included_trials(md[md["kept"]], report)
+    emg = emg_tests(trials, config)
+    _write_csv(emg, out_dir / "emg_confound.csv")
+    _write_csv(ep_mod.emg_summary(md), out_dir / "emg_per_subject.csv")
+    _write_csv(md, out_dir / "epochs.csv")
+    _write_csv(report, out_dir / "min_count.csv")
+    excl = exclusions_table(bids_root, [r.subject for r in results], md)
+    _write_csv(excl, out_dir / "exclusions.csv")
+
+    if figures:
+        for name, fig in make_figures(group, clusters, trials, emg).items():
+            save_figure(fig, out_dir / name, FIGURE_FORMATS)
+    inputs = {"participants": Path(bids_root) / "participants.tsv"}
+    for s in sorted(md["subject"].unique()):
+        inputs[f"events_{s}"] = Path(bids_root) / s / "eeg" / f"{s}_task-mmme_events.tsv"
+    inputs = {k: v for k, v in inputs.items() if v.is_file()}
+    summary = build_summary(config, inputs, group, md, clusters, models, emg, exclusion_counts(excl, md), report, failed)
+    write_summary(out_dir, summary, build_markdown(summary))
+    logger.info("%s: %d subjects -> %s", ANALYSIS, summary["n_subjects"], os.fspath(out_dir))
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code (0 success, 1 invalid input or configuration)."""
+    parser = build_parser(__doc__.split("\n", 1)[0], analysis=ANALYSIS)
+    if not any("--bids-root" in a.option_strings for a in parser._actions):  # older _common without the option
+        parser.add_argument("--bids-root", metavar="PATH", type=Path, default=None, help="BIDS study to analyse")
+    parser.add_argument("--no-figures", action="store_true", help="write tables, erp.nc and summaries only")
+    args = parser.parse_args(argv)
+    try:
+        config, out_dir = setup(args)
+        run(config, out_dir, progress=args.verbose > 0, figures=not args.no_figures)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        logger.error("%s", err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
