@@ -51,7 +51,13 @@ from mmme_neuro._utils import atomic_path
 from mmme_neuro.config import Config, ConfigError
 from mmme_neuro.containers import save_netcdf
 from mmme_neuro.reporting import base_summary, make_contrast, write_summary
-from mmme_neuro.stats import ClusterResult, cluster_test, mixed_model, paired_test
+from mmme_neuro.stats import (
+    ClusterResult,
+    cluster_test,
+    covariate_collinearity,
+    mixed_model,
+    paired_test,
+)
 from mmme_neuro.viz import erp as verp
 from mmme_neuro.viz.style import save_figure
 
@@ -273,6 +279,8 @@ def build_summary(config: Config, inputs: dict[str, Path], group: xr.DataArray, 
         "clusters": cluster_info,
         "mixed_models_p3_mean": mm,
         "erp_effect_survives_emg_covariate": None if with_cov is None else bool(with_cov["p"] < alpha),
+        "emg_condition_collinearity": covariate_collinearity(kept, EMG_COVARIATE)
+        if EMG_COVARIATE in kept.columns else None,
         "emg_me_vs_mae": emg_res,
         "epochs_per_subject": {s: {c: int(n) for c, n in zip(group["condition"].values, counts, strict=True)}
                                for s, counts in zip(subjects, group["n_epochs"].values, strict=True)},  # fmt: skip
@@ -337,6 +345,12 @@ def build_markdown(summary: dict[str, Any]) -> str:
     else:
         verdict = ("The ME - MaE P3 effect " + ("**survives**" if surv else "does **not** survive")
                    + f" the EMG covariate ({EMG_COVARIATE}, alpha = {res['alpha']}).")  # fmt: skip
+        col = res.get("emg_condition_collinearity") or {}
+        if col.get("vif", 0) > 5:
+            verdict += (f" Caution: within subjects the EMG covariate nearly duplicates the condition "
+                        f"(r = {_f(col['r'], '.2f')}, VIF = {_f(col['vif'], '.1f')}), so the adjusted estimate is "
+                        "uninformative (see its CI), not evidence for or against the ERP effect; compare "
+                        "EMG-matched subsets or epochs before EMG onset instead.")  # fmt: skip
     lines += ["", verdict]
     lines += ["", "Figures: `erp_overview` (a waveforms with cluster extents, EMG panels, topomaps of ME - MaE with "
               "significant channels), `erp_waveforms`, `topomaps_me_vs_mae`, `topomaps_me_vs_ne`, `emg_confound`. "

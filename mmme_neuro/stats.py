@@ -1254,3 +1254,53 @@ def mixed_models_fdr(
             table.loc[idx, "p_fdr"] = fdr(table.loc[idx, "p"].to_numpy(), method)
     table["correction"] = np.where(table["term"] == "Intercept", "none", method)
     return table
+
+
+def covariate_collinearity(
+    trials: pd.DataFrame,
+    covariate: str,
+    *,
+    condition: str = "condition",
+    subject: str = "subject",
+    contrast: tuple[str, str] = ("ME", "MaE"),
+) -> dict[str, float]:
+    """How much a trial-level covariate duplicates the condition contrast.
+
+    The covariate and the condition indicator (1 for ``contrast[0]``) are
+    centred within subject (the mixed model's random intercept absorbs
+    between-subject offsets); their correlation ``r`` gives the variance
+    inflation factor ``VIF = 1 / (1 - r^2)`` of the condition term in
+    ``measure ~ condition + covariate``. With VIF above ~5 the adjusted
+    condition estimate is uninformative (wide CI), not evidence against the
+    condition effect.
+
+    Parameters
+    ----------
+    trials : pandas.DataFrame
+        One row per trial with ``condition``, ``subject`` and ``covariate`` columns.
+    covariate : str
+        Column of the covariate (e.g. ``"emg_rms_uv"``).
+    condition, subject : str
+        Column names.
+    contrast : tuple of str
+        The two conditions compared.
+
+    Returns
+    -------
+    result : dict
+        ``r``, ``r2``, ``vif`` and ``n_trials``.
+    """
+    for col in (covariate, condition, subject):
+        if col not in trials.columns:
+            raise ValueError(f"trials has no column {col!r}")
+    sub = trials[trials[condition].isin(contrast)].dropna(subset=[covariate])
+    if len(sub) < 3 or sub[condition].nunique() < 2:
+        return {"r": float("nan"), "r2": float("nan"), "vif": float("nan"), "n_trials": int(len(sub))}
+    x = (sub[condition] == contrast[0]).astype(float)
+    y = sub[covariate].astype(float)
+    xc = x - x.groupby(sub[subject]).transform("mean")
+    yc = y - y.groupby(sub[subject]).transform("mean")
+    denom = float(np.sqrt((xc**2).sum() * (yc**2).sum()))
+    r = float((xc * yc).sum() / denom) if denom > 0 else float("nan")
+    r2 = r * r
+    return {"r": r, "r2": r2, "vif": float(1.0 / (1.0 - r2)) if r2 < 1 else float("inf"), "n_trials": int(len(sub))}

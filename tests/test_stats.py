@@ -379,3 +379,22 @@ def test_mixed_models_fdr():
     rows = tab[tab["term"] == "ME - MaE"]
     np.testing.assert_allclose(rows["p_fdr"], multipletests(rows["p"], method="fdr_bh")[1])
     assert tab.loc[tab["term"] == "Intercept", "p_fdr"].isna().all()
+
+
+def test_covariate_collinearity():
+    from mmme_neuro.stats import covariate_collinearity
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for s in range(6):
+        for c in ("ME", "MaE"):
+            for _ in range(10):
+                rows.append({"subject": f"s{s}", "condition": c, "x": (c == "ME") * 2.0 + rng.normal(0, 0.1) + s,
+                             "z": rng.normal()})  # fmt: skip
+    df = pd.DataFrame(rows)
+    dup = covariate_collinearity(df, "x")
+    assert dup["r"] > 0.99 and dup["vif"] > 50  # the covariate duplicates the condition
+    free = covariate_collinearity(df, "z")
+    assert abs(free["r"]) < 0.3 and free["vif"] < 1.2
+    with pytest.raises(ValueError, match="no column"):
+        covariate_collinearity(df, "missing")
