@@ -1,0 +1,258 @@
+"""Expression-physiology concordance: event-related HR, EDA and respiration, Zou et al. windows, brain-body coupling.
+
+``python -m analyses.physio_concordance [--bids-root PATH] [--config FILE] [--out DIR] [--scale ...] [--null] [--eeg-trials CSV]``
+
+Per subject: physiology processed (:func:`mmme_neuro.physio.process_physio`,
+poor segments flagged and excluded), events ME, MaE, NE (drawn like the EEG
+NE epochs) and clip onsets (:func:`mmme_neuro.physio.session_events`),
+baseline-corrected time courses and per-epoch features, and the features of
+the 2-10 s post-onset windows (:func:`mmme_neuro.concordance.window_features`).
+Over subjects: mixed models and repeated-measures correlations with FDR over
+windows x features, SCR/HR timing vs the NE chance rate, and, when per-epoch
+EEG measures are given (``--eeg-trials``, e.g. the ERP analysis'
+``components.csv``), the brain-body coupling model. Heart-rate and
+respiration averages use clean-baseline epochs (no expression onset in the
+8 s before): responses of expressions 2.5 s apart overlap otherwise.
+
+Writes to ``--out`` (default ``figures/physio_concordance/``):
+``physio_timecourses.nc`` ``(subject, condition, signal, time)``; CSV
+``epoch_features``, ``window_features``, ``concordance``, ``scr_rates``,
+``quality`` (per subject x signal x reason), ``brain_body`` (if EEG); figures
+``timecourses``, ``concordance_me_vs_mae``, ``concordance_me_vs_ne``,
+``latencies``, ``brain_body``; ``summary.json`` and ``summary.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analyses._common import build_parser, load_sessions, setup
+from mmme_neuro import concordance as co
+from mmme_neuro import physio as ph
+from mmme_neuro._utils import atomic_path
+from mmme_neuro.config import Config, ConfigError
+from mmme_neuro.containers import save_netcdf
+from mmme_neuro.reporting import base_summary, make_contrast, write_summary
+from mmme_neuro.stats import mixed_model
+from mmme_neuro.viz import physio as vph
+from mmme_neuro.viz.style import save_figure
+
+ANALYSIS = "physio_concordance"
+FIGURE_FORMATS: tuple[str, ...] = ("png", "pdf")
+CLEAN_BASELINE_S = 8.0
+#: Per-epoch features tested ME vs MaE (and ME vs NE) with mixed models.
+EPOCH_MEASURES: tuple[str, ...] = ("hr_change_bpm", "hr_peak_change_bpm", "scr_magnitude_us", "scr_occurred",
+                                   "rsp_amplitude_change")  # fmt: skip
+#: Measures that need a clean baseline (overlapping cardiac/respiratory responses).
+CLEAN_MEASURES: frozenset[str] = frozenset({"hr_change_bpm", "hr_peak_change_bpm", "rsp_amplitude_change"})
+
+logger = logging.getLogger(f"analyses.{ANALYSIS}")
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, lineterminator="\n", encoding="utf-8", float_format="%.10g")
+    return path
+
+
+def process_session(session: Any, config: Config) -> dict[str, Any]:
+    """Physiology, events, time courses and features of one session."""
+    sc = session.physio_sidecar
+    fs = float(sc.get("MMMENominalSamplingFrequency", sc["SamplingFrequency"]))
+    processed, info = ph.process_physio(session.physio, fs)
+    events = ph.session_events(session, config, clean_baseline_s=CLEAN_BASELINE_S)
+    events = events[events["in_recording"]].reset_index(drop=True)
+    q = info["quality"]
+    quality = (q.assign(reason=q["reason"].replace("", "ok")).groupby(["signal", "reason"])
+               .agg(n_segments=("segment", "size"), seconds=("end_s", "sum")).reset_index())  # fmt: skip
+    quality["seconds"] = q.assign(d=q["end_s"] - q["start_s"], reason=q["reason"].replace("", "ok")) \
+        .groupby(["signal", "reason"])["d"].sum().to_numpy()  # fmt: skip
+    quality.insert(0, "subject", session.subject)
+    return {"subject": session.subject, "epochs": ph.event_timecourses(processed, info, events),
+            "features": ph.event_features(processed, info, events),
+            "windows": co.window_features(processed, info, events), "quality": quality}  # fmt: skip
+
+
+def epoch_models(features: pd.DataFrame) -> pd.DataFrame:
+    """Mixed models ``measure ~ condition + (1 | subject)`` ME vs MaE and ME vs NE per epoch measure."""
+    rows = []
+    for m in EPOCH_MEASURES:
+        d = features[features["condition"].isin(["ME", "MaE", "NE"])]
+        if m in CLEAN_MEASURES:
+            d = d[d["clean_baseline"].astype(bool)]
+        d = d.dropna(subset=[m])
+        for ref in ("MaE", "NE"):
+            try:
+                t = mixed_model(d, measure=m, reference=ref, conditions=("ME", ref))
+            except ValueError as err:
+                logger.warning("mixed model %s ME-%s not fitted: %s", m, ref, err)
+                continue
+            t = t[t["kind"] == "condition"].copy()
+            t.insert(0, "clean_baseline_only", m in CLEAN_MEASURES)
+            rows.append(t)
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def _coupling(eeg_path: Path | None, features: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None, str]:
+    if eeg_path is None or not Path(eeg_path).is_file():
+        return pd.DataFrame(), None, "no per-epoch EEG table given (--eeg-trials)"
+    eeg = pd.read_csv(eeg_path)
+    if "amplitude_uv" in eeg.columns and "component" in eeg.columns:  # the ERP analysis' components.csv
+        sel = eeg[eeg["component"].astype(str).str.upper().eq("P3")] if "P3" in set(eeg["component"].astype(str).str.upper()) else eeg
+        if "kind" in sel.columns:
+            sel = sel[sel["kind"].eq("mean")]
+        eeg = sel.drop_duplicates("expression_id")
+        measure = "amplitude_uv"
+    else:
+        measure = next(c for c in eeg.columns if c not in ("expression_id", "subject", "condition"))
+    try:
+        table, joined = co.brain_body_coupling(eeg, features, measure, "hr_change_bpm")
+    except ValueError as err:
+        return pd.DataFrame(), None, f"not fitted: {err}"
+    return table, joined, "ok"
+
+
+def build_markdown(summary: dict[str, Any]) -> str:
+    r = summary["results"]
+    lines = [f"# {ANALYSIS}", "", f"Subjects: {summary['n_subjects']}; epochs: {summary['epochs_per_condition']}", "",
+             "## Per-epoch responses (mean over epochs; HR/RSP: clean-baseline epochs)", "",
+             "| condition | HR change (bpm) | HR peak (bpm) | SCR rate | SCR latency (s, median) | RSP amplitude change |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for c, v in r["responses"].items():
+        lines.append(f"| {c} | {v['hr_change_bpm']:.2f} | {v['hr_peak_change_bpm']:.2f} | {v['scr_rate']:.2f} | "
+                     f"{v['scr_latency_s_median']:.2f} | {v['rsp_amplitude_change']:.3f} |")  # fmt: skip
+    lines += ["", "## Mixed models (epoch measures)", "", "| measure | term | estimate | p | d_lmm |", "|---|---|---|---|---|"]
+    for m in r["epoch_models"]:
+        lines.append(f"| {m['measure']} | {m['term']} | {m['estimate']:.3g} | {m['p']:.3g} | {m['effect_size']:.3g} |")
+    lines += ["", f"Concordance: {r['concordance']['n_significant']} of {r['concordance']['n_tests']} "
+              "window x feature tests significant after FDR.", "",
+              f"SCR chance rate (NE): {r['timing']['chance_scr_rate']:.2f}", "",
+              f"Brain-body coupling: {r['brain_body']['status']}", "",
+              "Note: expressions can be 2.5 s apart while the HR response lasts ~9 s; HR and respiration "
+              f"effects use epochs with no expression onset in the preceding {CLEAN_BASELINE_S:g} s.", ""]  # fmt: skip
+    return "\n".join(lines)
+
+
+def run(config: Config, out_dir: Path, *, eeg_trials: Path | None = None, progress: bool = False) -> dict[str, Any]:
+    """Run the analysis (see the module docstring) and write every output; return the summary."""
+    bids_root, sessions = load_sessions(config, progress=progress)
+    results, failed = [], []
+    for s in sessions:
+        try:
+            results.append(process_session(s, config))
+        except ValueError as err:
+            logger.warning("%s: skipped (%s)", s.subject, err)
+            failed.append({"subject": s.subject, "reason": str(err)})
+    if len(results) < 2:
+        raise ValueError(f"at least 2 subjects with physiology are needed, got {len(results)}")
+    feats = pd.concat([r["features"] for r in results], ignore_index=True)
+    wins = pd.concat([r["windows"] for r in results], ignore_index=True)
+    quality = pd.concat([r["quality"] for r in results], ignore_index=True)
+    group = ph.group_timecourses([r["epochs"] for r in results],
+                                 clean_only={"hr": True, "eda": False, "rsp": True})  # fmt: skip
+    group.attrs.update(analysis=ANALYSIS, clean_baseline_s=CLEAN_BASELINE_S, seed=int(config.seed))
+    conc = co.concordance_tests(wins, alpha=config.stats.alpha, fdr_method=config.stats.fdr_method)
+    rates, timing = co.response_timing(feats, config=config)
+    models = epoch_models(feats)
+    bb_table, joined, bb_status = _coupling(eeg_trials, feats)
+
+    save_netcdf(group, out_dir / "physio_timecourses.nc")
+    for name, df in (("epoch_features", feats), ("window_features", wins), ("concordance", conc),
+                     ("scr_rates", rates), ("quality", quality), ("epoch_models", models), ("brain_body", bb_table)):  # fmt: skip
+        _write_csv(df, out_dir / f"{name}.csv")
+    save_figure(vph.plot_timecourses(group), out_dir / "timecourses", FIGURE_FORMATS)
+    for con in ("ME-MaE", "ME-NE"):
+        save_figure(vph.plot_concordance_heatmap(conc, contrast=con, alpha=config.stats.alpha),
+                    out_dir / f"concordance_{con.lower().replace('-', '_vs_')}", FIGURE_FORMATS)  # fmt: skip
+    save_figure(vph.plot_latencies(feats), out_dir / "latencies", FIGURE_FORMATS)
+    if joined is not None:
+        save_figure(vph.plot_brain_body(joined, bb_table["eeg_measure"].iloc[0], "hr_change_bpm"),
+                    out_dir / "brain_body", FIGURE_FORMATS)  # fmt: skip
+
+    summary = base_summary(ANALYSIS, config, inputs={"bids_root": bids_root})
+    summary["subjects"] = [r["subject"] for r in results]
+    summary["n_subjects"] = len(results)
+    main_conds = feats[feats["condition"].isin(["ME", "MaE", "NE"])]
+    summary["epochs_per_condition"] = {c: int((feats["condition"] == c).sum()) for c in ("ME", "MaE", "NE", "clip")}
+    excl: dict[str, int] = {}
+    for reason in feats["excluded_reason"]:
+        for code in filter(None, str(reason).split(";")):
+            excl[code] = excl.get(code, 0) + 1
+    excl["not_clean_baseline_hr_rsp"] = int((~main_conds["clean_baseline"].astype(bool)).sum())
+    summary["exclusions_by_reason"] = dict(sorted(excl.items()))
+    responses = {}
+    for c in ("ME", "MaE", "NE"):
+        f = feats[feats["condition"] == c]
+        fc = f[f["clean_baseline"].astype(bool)]
+        responses[c] = {"n": len(f), "n_clean_baseline": len(fc),
+                        "hr_change_bpm": float(fc["hr_change_bpm"].mean()),
+                        "hr_peak_change_bpm": float(fc["hr_peak_change_bpm"].mean()),
+                        "scr_rate": float(f["scr_occurred"].mean()),
+                        "scr_latency_s_median": float(f["scr_latency_s"].median()),
+                        "scr_amplitude_us_mean": float(f["scr_amplitude_us"].mean()),
+                        "rsp_amplitude_change": float(fc["rsp_amplitude_change"].mean())}  # fmt: skip
+    hr = group.sel(signal="hr").mean("subject")
+    peak = {c: {"min_bpm": float(hr.sel(condition=c).min()),
+                "latency_s": float(hr["time"].values[int(np.nanargmin(hr.sel(condition=c).values))])}
+            for c in group["condition"].values if np.isfinite(hr.sel(condition=c).values).any()}  # fmt: skip
+    contrasts = []
+    for row in models.to_dict(orient="records"):
+        contrasts.append(make_contrast(row["term"].replace(" ", ""), kind="mixed_model", location=row["measure"],
+                                       statistic=row["z"], p=row["p"], effect_size=row["effect_size"],
+                                       statistic_name="z", effect_size_name=row["effect_size_name"],
+                                       correction="none", n=row["n_subjects"], estimate=row["estimate"],
+                                       ci_low=row["ci_low"], ci_high=row["ci_high"], n_trials=row["n_trials"]))  # fmt: skip
+    for row in conc[conc["test"] == "lmm"].dropna(subset=["p"]).to_dict(orient="records"):
+        contrasts.append(make_contrast(row["contrast"], kind="feature", location=row["feature"],
+                                       time_s=[0.0, row["window_s"]], statistic=row["statistic"], p=row["p_fdr"],
+                                       effect_size=row["effect_size"], statistic_name="z",
+                                       effect_size_name=row["effect_size_name"], correction=row["correction"],
+                                       n=row["n_subjects"], estimate=row["estimate"]))  # fmt: skip
+    summary["contrasts"] = contrasts
+    summary["results"] = {
+        "clean_baseline_s": CLEAN_BASELINE_S,
+        "responses": responses,
+        "hr_group_peak": peak,
+        "epoch_models": models[["measure", "term", "estimate", "ci_low", "ci_high", "z", "p", "effect_size",
+                                "n_subjects", "n_trials"]].to_dict(orient="records") if len(models) else [],  # fmt: skip
+        "concordance": {"n_tests": int(conc["p"].notna().sum()), "n_significant": int(conc["significant"].sum()),
+                        "windows_s": list(co.WINDOWS_S), "features": list(co.CONCORDANCE_FEATURES)},  # fmt: skip
+        "timing": timing,
+        "brain_body": {"status": bb_status, **(bb_table.iloc[0].to_dict() if len(bb_table) else {})},
+        "signal_quality_excluded_s": quality[quality["reason"] != "ok"].groupby("signal")["seconds"].sum().to_dict(),
+        "failed_subjects": failed,
+    }
+    write_summary(out_dir, summary, build_markdown(summary))
+    logger.info("%s: %d subjects -> %s", ANALYSIS, len(results), os.fspath(out_dir))
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code (0 success, 1 invalid input or configuration)."""
+    parser = build_parser(__doc__.split("\n", 1)[0], analysis=ANALYSIS)
+    parser.add_argument("--eeg-trials", metavar="CSV", type=Path, default=None,
+                        help="per-epoch EEG measures (expression_id, subject, condition, measure) for brain-body coupling")  # fmt: skip
+    args = parser.parse_args(argv)
+    try:
+        config, out_dir = setup(args)
+        eeg = args.eeg_trials
+        if eeg is None:
+            cand = Path(config.paths.figures_dir) / "erp_me_vs_mae" / "components.csv"
+            eeg = cand if cand.is_file() else None
+        run(config, out_dir, eeg_trials=eeg, progress=args.verbose > 0)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        logger.error("%s", err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
