@@ -1,0 +1,290 @@
+"""PLV functional networks of micro- vs macro-expressions (and no-expression controls): nodal efficiency, NBS, global metrics.
+
+``python -m analyses.network_nodal_efficiency [--bids-root PATH] [--config FILE] [--out DIR] [--scale ...] [--null]``
+
+Per subject: epochs ME, MaE and NE cut long enough for the wavelets
+(:func:`mmme_neuro.netanalysis.network_config`), within-epoch PLV per band in
+0-1.2 s after onset (n_cycles = f), averaged over count-equalised epochs
+(:func:`mmme_neuro.netanalysis.subject_connectivity`); binary graphs over
+densities 5-50 % (:func:`mmme_neuro.netanalysis.subject_graph_metrics`).
+Over subjects (minimum-count rule applied): per-node sign-flip permutation
+tests of nodal-efficiency AUC per band (max-stat and FDR), NBS on edges,
+paired tests of global efficiency, clustering and path length AUC, and
+trial-level mixed models of nodal efficiency with the EMG covariate. Writes
+to ``--out`` (default ``figures/network_nodal_efficiency/``):
+``connectivity.nc``, ``graph_metrics.nc``, CSV tables (``nodal_<a>_vs_<b>``,
+``nbs_components_*``, ``nbs_edges_*``, ``global_tests``, ``global_metrics``,
+``trial_efficiency``, ``mixed_models``, ``epochs``, ``min_count``), figures
+(``topomaps_<a>_vs_<b>``, ``nbs_<a>_vs_<b>``, ``density_curves``) and
+``summary.json`` / ``summary.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from tqdm.auto import tqdm
+
+from analyses._common import build_parser, load_sessions, setup
+from mmme_neuro import epochs as ep_mod
+from mmme_neuro import netanalysis as na
+from mmme_neuro._utils import atomic_path
+from mmme_neuro.config import Config, ConfigError
+from mmme_neuro.containers import save_netcdf
+from mmme_neuro.reporting import base_summary, make_contrast, write_summary
+from mmme_neuro.stats import mixed_model
+from mmme_neuro.viz import network as vnet
+from mmme_neuro.viz.style import save_figure
+
+ANALYSIS = "network_nodal_efficiency"
+FIGURE_FORMATS: tuple[str, ...] = ("png", "pdf")
+CONTRASTS: tuple[tuple[str, str], ...] = (("ME", "MaE"), ("ME", "NE"))
+#: Primary |t| threshold of the NBS.
+NBS_THRESHOLD = 3.0
+EMG_COVARIATE = "emg_rms_uv"
+
+logger = logging.getLogger(f"analyses.{ANALYSIS}")
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, lineterminator="\n", encoding="utf-8", float_format="%.10g")
+    return path
+
+
+def collect(sessions: Any, config: Config, *, total: int | None = None) -> tuple[dict[str, xr.DataArray], list[xr.DataArray], pd.DataFrame, list[dict[str, str]]]:
+    """Subject networks, per-epoch networks and epoch metadata of every session."""
+    conns, per_epoch, mds, failed = {}, [], [], []
+    for session in tqdm(sessions, total=total, desc="network subjects", unit="subject", disable=None):
+        try:
+            epochs, md = ep_mod.epochs_from_session(session, config)
+        except ValueError as err:
+            logger.warning("%s: no epochs (%s)", session.subject, err)
+            failed.append({"subject": session.subject, "reason": str(err)})
+            continue
+        pe = na.epoch_networks(epochs, config)
+        conns[session.subject] = na.condition_networks(pe, config, metadata=md)
+        per_epoch.append(pe)
+        table = md.drop(columns=[c for c in ("aus",) if c in md.columns]).copy()
+        table.attrs = {}
+        mds.append(table)
+    if len(conns) < 2:
+        raise ValueError(f"at least 2 subjects with epochs are needed, got {len(conns)}")
+    return conns, per_epoch, pd.concat(mds, ignore_index=True), failed
+
+
+def apply_min_count(conn: xr.DataArray, md: pd.DataFrame, config: Config) -> tuple[xr.DataArray, pd.DataFrame]:
+    """NaN where a subject has fewer clean epochs of a condition than ``epochs.min_epochs_per_condition``."""
+    _, report = ep_mod.apply_min_count(md, config, conditions=na.CONDITIONS)
+    out = conn.copy()
+    for row in report[~report["included"]].itertuples():
+        if row.subject in out["subject"].values and row.condition in out["condition"].values:
+            out.loc[{"subject": row.subject, "condition": row.condition}] = np.nan
+    return out, report
+
+
+def run_mixed_models(trials: pd.DataFrame) -> pd.DataFrame:
+    """``efficiency ~ condition [+ emg_rms_uv] + (1 | subject)``, ME vs MaE, per band and measure."""
+    rows = []
+    for (band, measure), sub in trials.melt(
+        id_vars=[c for c in trials.columns if c not in ("global_efficiency_auc", "nodal_efficiency_auc")],
+        var_name="measure", value_name="value",
+    ).groupby(["band", "measure"], sort=False):  # fmt: skip
+        if sub["value"].notna().sum() < 10:
+            continue
+        for covs in ((), (EMG_COVARIATE,)):
+            if covs and (EMG_COVARIATE not in sub.columns or sub[EMG_COVARIATE].notna().sum() < 3):
+                continue
+            try:
+                t = mixed_model(sub, measure="value", covariates=covs, reference="MaE", conditions=("ME", "MaE"))
+            except ValueError as err:
+                logger.warning("mixed model %s/%s not fitted: %s", band, measure, err)
+                continue
+            t.insert(0, "model", f"{measure} ~ condition" + "".join(f" + {c}" for c in covs) + " + (1|subject)")
+            t.insert(1, "band", band)
+            t.insert(2, "efficiency", measure)
+            t.insert(3, "roi", sub["roi"].iloc[0])
+            rows.append(t)
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def build_summary(config: Config, inputs: dict[str, Path], conn: xr.DataArray, md: pd.DataFrame, report: pd.DataFrame,
+                  nodal: dict[str, pd.DataFrame], nbs: dict[str, dict[str, na.NBSResult]], glob: pd.DataFrame,
+                  models: pd.DataFrame, failed: list[dict[str, str]]) -> dict[str, Any]:  # fmt: skip
+    """The summary.json content (``docs/summary-json.md``)."""
+    summary = base_summary(ANALYSIS, config, inputs=inputs)
+    subjects = [str(s) for s in conn["subject"].values]
+    summary["subjects"] = subjects
+    summary["n_subjects"] = len(subjects)
+    kept = md[md["kept"]]
+    summary["epochs_per_condition"] = {c: int((kept["condition"] == c).sum()) for c in na.CONDITIONS}
+    counts: dict[str, int] = {}
+    for reason in md.loc[md["rejected"], "reason"]:
+        code = "epoch_" + (str(reason).split(">")[0].split("<")[0].split(" ")[0] or "unknown")
+        counts[code] = counts.get(code, 0) + 1
+    summary["exclusions_by_reason"] = dict(sorted(counts.items()))
+    bands = {b: list(v) for b, v in config.bands.items()}
+    window = list(na.DEFAULT_WINDOW)
+    contrasts: list[dict[str, Any]] = []
+    sig_nodes: dict[str, dict[str, list[str]]] = {}
+    for name, tab in nodal.items():
+        sig_nodes[name] = {}
+        for row in tab[tab["significant"] | tab["significant_fdr"]].to_dict(orient="records"):
+            contrasts.append(make_contrast(
+                name, kind="node", location=row["node"], time_s=window, freq_hz=bands[row["band"]],
+                statistic=row["t"], p=row["p_maxstat"], effect_size=row["cohen_dz"], statistic_name="t",
+                effect_size_name="cohen_dz", correction="maxstat", p_fdr=row["p_fdr"], p_uncorrected=row["p"],
+                significant=bool(row["significant"]), significant_fdr=bool(row["significant_fdr"]),
+                band=row["band"], measure=row["measure"], n=row["n_subjects"], ci_low=row["ci_low"], ci_high=row["ci_high"],
+            ))  # fmt: skip
+        for band, sub in tab.groupby("band", sort=False):
+            sig_nodes[name][str(band)] = sub.loc[sub["significant"], "node"].tolist()
+    nbs_info: dict[str, Any] = {}
+    for name, per_band in nbs.items():
+        nbs_info[name] = {}
+        for band, res in per_band.items():
+            nbs_info[name][band] = {"n_components": int(len(res.components)), "n_significant": res.n_significant,
+                                    "threshold_t": res.threshold, "n_permutations": res.n_permutations,
+                                    "exact": res.exact, "n_subjects": res.n_subjects}  # fmt: skip
+            for row in res.components[res.components["significant"]].to_dict(orient="records"):
+                edges = res.edges[res.edges["component"] == row["component"]]
+                contrasts.append(make_contrast(
+                    name, kind="nbs_component", location=row["nodes"].split(","), time_s=window, freq_hz=bands[band],
+                    statistic=row["n_edges"], p=row["p"], effect_size=row["mean_dz"], statistic_name="component_size_edges",
+                    effect_size_name="mean_cohen_dz", correction="nbs_fwer", band=band, direction=row["direction"],
+                    n=res.n_subjects, edges=[f"{a}-{b}" for a, b in zip(edges["node"], edges["node_other"], strict=True)],
+                    max_t=row["max_t"], significant=True,
+                ))  # fmt: skip
+    for row in glob.to_dict(orient="records"):
+        contrasts.append(make_contrast(
+            row["contrast"], kind="global", location=row["measure"], time_s=window, freq_hz=bands[row["band"]],
+            statistic=row["statistic"], p=row["p"], effect_size=row["cohen_dz"], statistic_name="t",
+            effect_size_name="cohen_dz", correction="none", p_fdr=row["p_fdr_all"], band=row["band"],
+            n=row["n_subjects"], ci_low=row["ci_low"], ci_high=row["ci_high"],
+        ))  # fmt: skip
+    summary["contrasts"] = contrasts
+    summary["results"] = {
+        "window_s": window,
+        "estimator": "within-epoch PLV, mean over count-equalised epochs",
+        "n_cycles": f"{na.N_CYCLES_PER_HZ:g} x f (sigma_f = 1 Hz; avoids alpha leaking into theta)",
+        "epochs_s": [config.epochs.tmin, config.epochs.tmax],
+        "densities": list(config.network.densities()),
+        "alpha": config.stats.alpha,
+        "significant_nodes_maxstat": sig_nodes,
+        "nbs": nbs_info,
+        "mixed_models": models[models["term"].eq("ME - MaE")][["model", "band", "roi", "estimate", "z", "p", "effect_size"]]
+        .to_dict(orient="records") if len(models) else [],
+        "min_count_excluded": [f"{r.subject}:{r.condition} ({r.reason})" for r in report[~report["included"]].itertuples()],
+        "failed_subjects": failed,
+    }
+    return summary
+
+
+def build_markdown(summary: dict[str, Any]) -> str:
+    """Short prose summary (summary.md)."""
+    res = summary["results"]
+    epc = summary["epochs_per_condition"]
+    lines = [
+        "# Functional networks (PLV): micro- vs macro-expressions",
+        "",
+        f"Configuration hash `{summary['config_hash']}`, seed {summary['seed']}; within-epoch PLV in "
+        f"{res['window_s'][0]}-{res['window_s'][1]} s after onset, wavelets {res['n_cycles']}, binary graphs at "
+        f"densities {res['densities'][0]:.2f}-{res['densities'][-1]:.2f}.",
+        "",
+        f"- **{summary['n_subjects']} subjects**; epochs: ME {epc.get('ME', 0)}, MaE {epc.get('MaE', 0)}, NE {epc.get('NE', 0)}.",
+        "",
+        "## Nodal efficiency AUC (per-node sign-flip permutation tests, max-stat FWER per band)",
+        "",
+    ]
+    for name, per_band in res["significant_nodes_maxstat"].items():
+        for band, nodes in per_band.items():
+            lines.append(f"- {name}, {band}: {', '.join(nodes) if nodes else 'no significant node'}.")
+    lines += ["", "## Network-based statistic (edges, |t| > threshold)", ""]
+    for name, per_band in res["nbs"].items():
+        for band, info in per_band.items():
+            lines.append(f"- {name}, {band}: {info['n_significant']} significant of {info['n_components']} components.")
+    lines += ["", "## Global metrics (AUC), paired t-tests", ""]
+    for c in summary["contrasts"]:
+        if c["kind"] == "global":
+            lines.append(f"- {c['contrast']} {c['band']} {c['location']}: t = {c['statistic']:.2f}, p = {c['p']:.3g}, "
+                         f"dz = {c['effect_size']:.2f}.")  # fmt: skip
+    lines.append("")
+    return "\n".join(lines)
+
+
+def run(config: Config, out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
+    """Run the analysis into ``out_dir``; return the summary written to summary.json."""
+    from mmme_neuro.dataset import list_subjects
+
+    config = na.network_config(config)
+    bids_root, sessions = load_sessions(config, progress=progress)
+    conns, per_epoch, md, failed = collect(sessions, config, total=len(list_subjects(bids_root)))
+    conn, report = apply_min_count(na.stack_subjects(conns), md, config)
+    save_netcdf(conn, out_dir / "connectivity.nc")
+    metrics = na.subject_graph_metrics(conn, config)
+    save_netcdf(metrics, out_dir / "graph_metrics.nc")
+    _write_csv(na.global_table(metrics), out_dir / "global_metrics.csv")
+
+    nodal, nbs, glob = {}, {}, []
+    for a, b in CONTRASTS:
+        name = f"{a}-{b}"
+        nodal[name] = na.nodal_contrasts(metrics, (a, b), config)
+        _write_csv(nodal[name], out_dir / f"nodal_{a.lower()}_vs_{b.lower()}.csv")
+        nbs[name] = {str(band): na.network_based_statistic(conn.sel(band=band), (a, b), config, threshold=NBS_THRESHOLD)
+                     for band in conn["band"].values}  # fmt: skip
+        _write_csv(pd.concat([r.components.assign(band=k) for k, r in nbs[name].items()], ignore_index=True),
+                   out_dir / f"nbs_components_{a.lower()}_vs_{b.lower()}.csv")  # fmt: skip
+        _write_csv(pd.concat([r.edges.assign(band=k) for k, r in nbs[name].items()], ignore_index=True),
+                   out_dir / f"nbs_edges_{a.lower()}_vs_{b.lower()}.csv")  # fmt: skip
+        glob.append(na.global_contrasts(metrics, (a, b), config))
+    glob_df = pd.concat(glob, ignore_index=True)
+    _write_csv(glob_df, out_dir / "global_tests.csv")
+
+    roi = {band: sub.loc[sub["significant"], "node"].tolist() for band, sub in nodal["ME-MaE"].groupby("band")}
+    trials = pd.concat([na.trial_metric_table(pe, md, config, nodes=roi) for pe in per_epoch], ignore_index=True)
+    _write_csv(trials, out_dir / "trial_efficiency.csv")
+    models = run_mixed_models(trials)
+    _write_csv(models, out_dir / "mixed_models.csv")
+    _write_csv(md, out_dir / "epochs.csv")
+    _write_csv(report, out_dir / "min_count.csv")
+
+    nodes = [str(n) for n in conn["node"].values]
+    for a, b in CONTRASTS:
+        name = f"{a}-{b}"
+        save_figure(vnet.plot_nodal_topomaps(metrics, (a, b), nodal[name]), out_dir / f"topomaps_{a.lower()}_vs_{b.lower()}", FIGURE_FORMATS)
+        edges = pd.concat([r.significant_edges().assign(band=k) for k, r in nbs[name].items()], ignore_index=True)
+        title = f"NBS {name}: " + (", ".join(f"{k} {int((edges['band'] == k).sum())}" for k in edges["band"].unique()) or "no significant edge")
+        save_figure(vnet.plot_connectome(edges, nodes, title=title), out_dir / f"nbs_{a.lower()}_vs_{b.lower()}", FIGURE_FORMATS)
+    save_figure(vnet.plot_density_curves(metrics, "global_efficiency"), out_dir / "density_curves", FIGURE_FORMATS)
+
+    inputs = {"participants": Path(bids_root) / "participants.tsv"}
+    inputs = {k: v for k, v in inputs.items() if v.is_file()}
+    summary = build_summary(config, inputs, conn, md, report, nodal, nbs, glob_df, models, failed)
+    write_summary(out_dir, summary, build_markdown(summary))
+    logger.info("%s: %d subjects -> %s", ANALYSIS, summary["n_subjects"], os.fspath(out_dir))
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code (0 success, 1 invalid input or configuration)."""
+    parser = build_parser(__doc__.split("\n", 1)[0], analysis=ANALYSIS)
+    args = parser.parse_args(argv)
+    try:
+        config, out_dir = setup(args)
+        run(config, out_dir, progress=args.verbose > 0)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        logger.error("%s", err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Network analysis (mmme_neuro.netanalysis), its figures and analyses.network_nodal_efficiency.
+
+The planted-coupling test runs the script once on the `ci` study (BIDS,
+ocular ICA off) and checks its outputs against the ground truth: alpha
+(10 Hz) coupling among F3 FC3 C3 CP3 P3 F4 FC4 C4 CP4 P4 after ME onset only.
+The null test runs the library on the `ci` null study.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from mmme_neuro import netanalysis as na
+from mmme_neuro.config import Config
+from mmme_neuro.containers import load_netcdf
+from mmme_neuro.reporting import validate_summary
+from mmme_neuro.simulate.study import load_ground_truth
+
+NO_ICA = "[preprocessing]\nica = false\n"
+
+
+def _no_ica(cfg: Config) -> Config:
+    return cfg.model_copy(update={"preprocessing": cfg.preprocessing.model_copy(update={"ica": False})})
+
+
+# ----------------------------------------------------------------------------- NBS on synthetic matrices
+
+
+def _synthetic(planted: bool, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n_sub, n = 12, 20
+    d = rng.standard_normal((n_sub, n, n))
+    d = (d + d.transpose(0, 2, 1)) / np.sqrt(2)
+    if planted:
+        sub = [2, 5, 7, 11, 13]
+        for i in sub:
+            for j in sub:
+                if i != j:
+                    d[:, i, j] += 1.5
+    idx = np.arange(n)
+    d[:, idx, idx] = 0
+    return d
+
+
+def test_nbs_finds_planted_subnetwork():
+    res = na.nbs_core(_synthetic(True), 3.0, n_permutations=500, seed=0, tail=0)
+    sig = [c for c in res["components"] if c["p"] < 0.05]
+    assert len(sig) == 1
+    assert sig[0]["direction"] == "+"
+    assert set(sig[0]["nodes"]) == {2, 5, 7, 11, 13}
+    assert sig[0]["n_edges"] >= 8  # most of the 10 planted edges
+    # seeded: identical on repeat
+    again = na.nbs_core(_synthetic(True), 3.0, n_permutations=500, seed=0, tail=0)
+    assert np.array_equal(res["null_max"], again["null_max"])
+
+
+def test_nbs_null_finds_nothing():
+    for seed in (1, 2, 3):
+        res = na.nbs_core(_synthetic(False, seed), 3.0, n_permutations=300, seed=seed)
+        assert not [c for c in res["components"] if c["p"] < 0.05]
+
+
+def test_nbs_dataarray_and_errors():
+    d = _synthetic(True)
+    n_sub, n = d.shape[:2]
+    nodes = [f"N{i}" for i in range(n)]
+    a = xr.DataArray(np.stack([d, np.zeros_like(d)], axis=1), dims=("subject", "condition", "node", "node_other"),
+                     coords={"subject": [f"s{i}" for i in range(n_sub)], "condition": ["ME", "MaE"], "node": nodes,
+                             "node_other": nodes})  # fmt: skip
+    res = na.network_based_statistic(a, ("ME", "MaE"), Config(), n_permutations=200)
+    assert res.n_significant == 1
+    assert set(res.significant_edges()[["node", "node_other"]].to_numpy().ravel()) == {"N2", "N5", "N7", "N11", "N13"}
+    with pytest.raises(ValueError, match="n_subjects, n_nodes"):
+        na.nbs_core(d[0])
+    with pytest.raises(ValueError, match="tail"):
+        na.nbs_core(d, tail=2)
+
+
+def test_network_config_pads_epochs():
+    cfg = na.network_config(Config())
+    assert cfg.epochs.tmax == pytest.approx(2.0)  # 1.2 s + 5 sigma_t (0.80 s) of n_cycles = f
+    assert cfg.epochs.tmin == pytest.approx(-1.0)
+
+
+# ----------------------------------------------------------------------------- planted effect via the script
+
+
+@pytest.fixture(scope="module")
+def script_out(ci_study, tmp_path_factory) -> Path:
+    from analyses.network_nodal_efficiency import main
+    from mmme_neuro.bids import convert_study
+
+    root = tmp_path_factory.mktemp("net_bids") / "bids"
+    assert convert_study(ci_study.raw_dir, root, progress=False).accounting_ok
+    cfg = tmp_path_factory.mktemp("net_cfg") / "noica.toml"
+    cfg.write_text(NO_ICA, encoding="utf-8")
+    out = tmp_path_factory.mktemp("net_out")
+    assert main(["--bids-root", str(root), "--config", str(cfg), "--out", str(out)]) == 0
+    return out
+
+
+def test_planted_alpha_coupling_recovered(script_out, ci_study):
+    truth = load_ground_truth(ci_study.root)["effects"]["coupling"]
+    planted = set(truth["nodes"])
+    assert truth["band"] == "alpha"
+    nodal = pd.read_csv(script_out / "nodal_me_vs_mae.csv")
+    alpha = nodal[nodal["band"] == "alpha"]
+    sig = alpha[alpha["significant"]]
+    # nodal efficiency: planted nodes higher in ME; significant nodes are planted ones, with ME > MaE
+    assert len(sig) >= 1 and set(sig["node"]) <= planted and (sig["t"] > 0).all()
+    t_pl = alpha[alpha["node"].isin(planted)]["t"]
+    t_ot = alpha[~alpha["node"].isin(planted)]["t"]
+    assert t_pl.median() > t_ot.quantile(0.9)
+    assert (t_pl > 0).mean() >= 0.7
+    # no other band: no significant node (n_cycles = f keeps alpha out of theta)
+    assert not nodal[(nodal["band"] != "alpha") & nodal["significant"]].shape[0]
+    # edges: NBS finds one positive alpha component spanning most planted nodes
+    comps = pd.read_csv(script_out / "nbs_components_me_vs_mae.csv")
+    pos = comps[(comps["band"] == "alpha") & comps["significant"] & (comps["direction"] == "+")]
+    assert len(pos) == 1
+    assert len(planted & set(pos["nodes"].iloc[0].split(","))) >= 8
+    # no leaked copy of it in the other bands (theta and beta have their own planted power effects
+    # on frontal-midline / central nodes, which may change PLV there: not a leak of the alpha coupling)
+    other = comps[(comps["band"] != "alpha") & comps["significant"] & (comps["direction"] == "+")]
+    for nodes in other["nodes"]:
+        assert len(planted & set(nodes.split(","))) < 5, nodes
+
+
+def test_script_outputs_valid(script_out):
+    summary = json.loads((script_out / "summary.json").read_text(encoding="utf-8"))
+    validate_summary(summary)
+    assert summary["analysis"] == "network_nodal_efficiency" and summary["n_subjects"] == 8
+    kinds = {c["kind"] for c in summary["contrasts"]}
+    assert {"node", "nbs_component", "global"} <= kinds
+    for c in summary["contrasts"]:
+        assert c["band"] in Config().bands and c["p"] is not None and c["effect_size"] is not None
+    conn = load_netcdf(script_out / "connectivity.nc")
+    assert conn.dims == ("subject", "condition", "band", "node", "node_other") and conn.sizes["node"] == 62
+    ds = load_netcdf(script_out / "graph_metrics.nc")
+    assert {"nodal_efficiency_auc", "global_efficiency_auc", "mean_clustering_auc"} <= set(ds.data_vars)
+    assert ds["density"].values.tolist() == pytest.approx(list(Config().network.densities()))
+    # equalised counts: every present condition of a subject averages the same number of epochs
+    n = conn["n_epochs"].values
+    for row in n:
+        assert len(set(row[row > 0].tolist())) == 1
+    trials = pd.read_csv(script_out / "trial_efficiency.csv")
+    assert {"global_efficiency_auc", "nodal_efficiency_auc", "emg_rms_uv"} <= set(trials.columns)
+    for name in ("topomaps_me_vs_mae", "nbs_me_vs_mae", "density_curves", "topomaps_me_vs_ne"):
+        assert (script_out / f"{name}.png").stat().st_size > 1000
+    assert (script_out / "summary.md").read_text(encoding="utf-8").startswith("# Functional networks")
+
+
+# ----------------------------------------------------------------------------- null study
+
+
+def test_null_study_no_significant_nodes(ci_null_study):
+    from mmme_neuro.epochs import epochs_from_session
+    from mmme_neuro.ingest import find_sessions, ingest_session
+    from mmme_neuro.io.coding import read_coding
+
+    cfg = na.network_config(_no_ica(Config()))
+    coding = read_coding(ci_null_study.coding_file)
+    conns = {}
+    for f in find_sessions(ci_null_study.raw_dir, coding):
+        s = ingest_session(f, coding.expressions)
+        ep, md = epochs_from_session(s, cfg)
+        conns[s.subject] = na.subject_connectivity(ep, md, cfg)
+    metrics = na.subject_graph_metrics(na.stack_subjects(conns), cfg)
+    n_tests = n_sig = 0
+    for contrast in (("ME", "MaE"), ("ME", "NE")):
+        tab = na.nodal_contrasts(metrics, contrast, cfg)
+        n_tests += len(tab)
+        n_sig += int(tab["significant"].sum())
+        # FDR: no more discoveries than the nominal rate allows
+        assert tab["significant_fdr"].mean() <= cfg.stats.alpha
+    assert n_sig <= 1, n_sig  # max-stat FWER 5 % per band-contrast family (10 families)
