@@ -7,13 +7,15 @@ Pipeline of :func:`make_epochs` (one session):
    clips (:func:`draw_ne_centers`).
 2. **preprocess** only the padded segments around these epochs
    (:mod:`mmme_neuro.preprocessing`).
-3. **EMG measures** (:func:`emg_measures`) on the *unfiltered-above-45-Hz*
-   segments at the native rate: the analysis low-pass (45 Hz) would remove the
-   EMG band, so the measures are read from a copy of the raw segments taken
-   before the low-pass, notch-filtered and band-passed to ``config.emg.band``.
-4. **epoch + reject**: epochs cut from the cleaned segments (decimated to
-   ``resample_sfreq``), baseline-corrected, rejected by peak-to-peak / flat
-   amplitude on EEG channels (µV) with the reason named.
+3. **EMG measures** (:func:`emg_measures`) at the native rate: the analysis
+   low-pass (45 Hz) would remove the EMG band, so the EMG and temporal channels
+   are read again, on their own, in *short* spans around each epoch (padding =
+   half the EMG notch/band-pass FIR, ~3.4 s, not the ~17 s of the EEG
+   high-pass), notch-filtered and band-passed to ``config.emg.band``.
+4. **epoch + reject**: epochs cut from the cleaned segments (already at
+   ``resample_sfreq``: the EEG spans are low-passed and decimated as they are
+   read, see :mod:`mmme_neuro.preprocessing`), baseline-corrected, rejected by
+   peak-to-peak / flat amplitude on EEG channels (µV) with the reason named.
 
 Every expression of the input appears exactly once in the metadata, kept or
 rejected with a reason (the bookkeeping invariant); expressions excluded
@@ -36,6 +38,8 @@ from .constants import CLIP_EMOTION, SCALP_CHANNELS
 from .containers import provenance
 from .preprocessing import (
     PreprocessOptions,
+    _read_decimated,
+    decimation_factor,
     filter_pad_s,
     get_segment_map,
     preprocess_segments,
@@ -322,6 +326,20 @@ def _emg_window_s(duration_s: np.ndarray, tmax: float) -> np.ndarray:
     return np.minimum(np.maximum(_MIN_EMG_WINDOW_S, dur), tmax)
 
 
+def _emg_pad_s(sfreq: float, emg: EmgConfig, notch_freq: float | None) -> float:
+    """Padding (s) of the EMG spans: half the longest FIR of :func:`_emg_copy`, plus 0.1 s."""
+    nyq = sfreq / 2
+    lengths = []
+    if notch_freq is not None and notch_freq < nyq:
+        half = notch_freq / 400 + 0.5  # MNE's default notch (see preprocessing._filter_lengths)
+        lengths.append(len(mne.filter.create_filter(None, sfreq, notch_freq + half, notch_freq - half,
+                                                    l_trans_bandwidth=0.5, h_trans_bandwidth=0.5, verbose=False)))
+    lo, hi = emg.band
+    hi = hi if hi < nyq - 1.0 else None
+    lengths.append(len(mne.filter.create_filter(None, sfreq, lo, hi, verbose=False)))
+    return max(lengths) / 2.0 / sfreq + 0.1
+
+
 def _emg_copy(segments: mne.io.Raw, emg: EmgConfig, notch_freq: float | None) -> mne.io.Raw:
     """EMG channel(s) + temporal EEG channels, notch-filtered and band-passed to the EMG band."""
     types = segments.get_channel_types()
@@ -452,7 +470,7 @@ def _cut_epochs(clean: mne.io.Raw, plan: pd.DataFrame, config: Config, decim: in
     j0 = int(np.ceil(ep.tmin * sf_new - 1e-9))
     j1 = int(np.floor(ep.tmax * sf_new + 1e-9))
     n = j1 - j0 + 1
-    data_all = clean.get_data()
+    data_all = clean._data  # no copy (preloaded)
     out = np.zeros((len(plan), data_all.shape[0], n))
     ok = np.zeros(len(plan), dtype=bool)
     lm = plan["landmark_sample"].to_numpy(dtype=float, na_value=np.nan)
@@ -555,22 +573,33 @@ def make_epochs(
         raise ValueError(f"{subject}: no epoch can be planned")
     pad = filter_pad_s(sf, config, extra_hz=opts.ica_highpass_hz) if pad_s is None else pad_s
     centers = lm[usable] / sf
-    segments = read_segments(raw, centers, ep.tmin, ep.tmax, pad)
-    n_loaded = get_segment_map(segments).n_orig_samples
-    if emg_raw is None:
-        emg_seg = _emg_copy(segments, config.emg, config.preprocessing.notch_freq)
-    else:
-        emg_pad = filter_pad_s(float(emg_raw.info["sfreq"]), config, extra_hz=None)
-        picks = [c for c, t in zip(emg_raw.ch_names, emg_raw.get_channel_types(), strict=True)
-                 if t == "emg" or c in config.emg.temporal_channels]  # fmt: skip
-        emg_seg = _emg_copy(read_segments(emg_raw, centers, ep.tmin, ep.tmax, emg_pad, picks=picks),
-                            config.emg, config.preprocessing.notch_freq)  # fmt: skip
+    # EMG: native rate, EMG + temporal channels only, short spans around the epoch windows
+    src = raw if emg_raw is None else emg_raw
+    emg_sf = float(src.info["sfreq"])
+    emg_pad = _emg_pad_s(emg_sf, config.emg, config.preprocessing.notch_freq)
+    picks = [c for c, t in zip(src.ch_names, src.get_channel_types(), strict=True)
+             if t == "emg" or c in config.emg.temporal_channels]  # fmt: skip
+    emg_seg = _emg_copy(read_segments(src, centers, ep.tmin, ep.tmax, emg_pad, picks=picks),
+                        config.emg, config.preprocessing.notch_freq)  # fmt: skip
+    n_emg = get_segment_map(emg_seg).n_orig_samples
     emg = emg_measures(emg_seg, plan["landmark_sample"].to_numpy(), plan["duration_s"].to_numpy(), ep, config.emg)
     del emg_seg
+    # EEG: each span low-passed and decimated as it is read (integer factor), else read at the native rate
+    pcfg = config.preprocessing
+    fused = (opts.filter and opts.resample and pcfg.resample_sfreq is not None
+             and (decimation_factor(sf, pcfg.resample_sfreq) or 1) > 1)  # fmt: skip
+    if fused:
+        segments = _read_decimated(raw, centers, ep.tmin, ep.tmax, pad, pcfg)
+    else:
+        segments = read_segments(raw, centers, ep.tmin, ep.tmax, pad)
+    n_loaded = get_segment_map(segments).n_orig_samples
     clean, prep = preprocess_segments(segments, config, options=opts, copy=False)
+    del segments
     prep["pad_s"] = pad
+    prep["emg_pad_s"] = emg_pad
     prep["n_samples_read"] = n_loaded
-    decim = int(prep["resample"]["decim"])
+    prep["n_emg_samples_read"] = n_emg
+    decim = int(prep["resample"].get("decim_at_epoching", 1))
     data, ok, t0 = _cut_epochs(clean, plan, config, decim, raw.n_times)
     reason = plan["reason"].to_numpy(dtype=object).copy()
     reason[~ok & (reason == "")] = "overlaps_segment_boundary"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mne
 import numpy as np
 import pytest
 
@@ -68,11 +69,13 @@ def test_segment_reader_is_lazy_and_reads_only_spans(session):
 
 def test_pad_follows_filter_length():
     cfg = Config()
-    sf = 250.0
-    # MNE's default 0.1-Hz high-pass: transition 0.1 Hz -> 3.3 / 0.1 s = 33 s (8251 samples)
-    assert filter_pad_s(sf, cfg) == pytest.approx(8251 / 2 / sf + 0.1)
+    # 1000 Hz: 45-Hz low-pass with a 5-Hz transition (661 taps) at the native rate, then decimation to
+    # 250 Hz and MNE's default 0.1-Hz high-pass there (transition 0.1 Hz -> 33 s = 8251 samples)
+    assert filter_pad_s(1000.0, cfg) == pytest.approx(661 / 2 / 1000 + 8251 / 2 / 250 + 0.1)
+    # 250 Hz recording: no decimation, both filters at 250 Hz
+    assert filter_pad_s(250.0, cfg) == pytest.approx(165 / 2 / 250 + 8251 / 2 / 250 + 0.1)
     no_hp = cfg.preprocessing.model_copy(update={"l_freq": None})
-    assert filter_pad_s(sf, no_hp, extra_hz=None) < 5.0
+    assert filter_pad_s(1000.0, no_hp, extra_hz=None) < 1.0
 
 
 def test_segment_filter_equals_whole_recording_filter(session, segments):
@@ -80,9 +83,12 @@ def test_segment_filter_equals_whole_recording_filter(session, segments):
     opts = PreprocessOptions(detect_bads=False, interpolate_bads=False, resample=False)
     clean, report = preprocess_segments(segments, cfg, options=opts)
     assert report["steps"]["bandpass"]["l_freq_hz"] == 0.1
+    assert report["steps"]["notch"]["method"].startswith("subsumed")
+    # the same filters on the whole recording: 45-Hz low-pass (5-Hz transition: 50 Hz in the stop band,
+    # so no notch), then the 0.1-Hz high-pass; equal away from the edges within 0.01 µV
     whole = session.eeg_raw.copy().load_data().pick(clean.ch_names)
-    whole.notch_filter([50.0, 100.0], picks=["eeg", "eog", "ecg", "emg"], verbose=False)
-    whole.filter(0.1, 45.0, picks=["eeg", "eog", "ecg", "emg"], verbose=False)
+    whole.filter(None, 45.0, h_trans_bandwidth=5.0, picks=["eeg", "eog", "ecg", "emg"], verbose=False)
+    whole.filter(0.1, None, picks=["eeg", "eog", "ecg", "emg"], verbose=False)
     whole.set_eeg_reference(ref_channels=list(SCALP_CHANNELS), verbose=False)
     smap = get_segment_map(clean)
     sf = clean.info["sfreq"]
@@ -95,6 +101,43 @@ def test_segment_filter_equals_whole_recording_filter(session, segments):
         seg_data = clean.get_data(picks="eeg", start=pos, stop=pos + b - a)
         worst = max(worst, float(np.abs(seg_data - whole.get_data(picks="eeg", start=a, stop=b)).max()))
     assert worst * 1e6 < 0.01  # µV, on signals of tens of µV
+
+
+def test_decimated_segments_equal_decimated_whole_recording(session, segments):
+    """Low-pass, per-span decimation, then high-pass: equals the same chain on the whole recording."""
+    sf = session.eeg_raw.info["sfreq"]
+    k = 2  # the ci study is at 250 Hz: decimate to 125 Hz (1000 -> 250 Hz on MMME)
+    new_sf = sf / k
+    cfg = _no_ica(Config()).model_copy(update={"preprocessing": Config().preprocessing.model_copy(
+        update={"ica": False, "resample_sfreq": new_sf})})  # fmt: skip
+    opts = PreprocessOptions(detect_bads=False, interpolate_bads=False)
+    clean, report = preprocess_segments(segments, cfg, options=opts)
+    assert report["resample"]["decim"] == k and clean.info["sfreq"] == new_sf
+    smap = get_segment_map(clean)
+    whole = session.eeg_raw.copy().load_data().pick(clean.ch_names)
+    whole.filter(None, 45.0, h_trans_bandwidth=5.0, picks=["eeg", "eog", "ecg", "emg"], verbose=False)
+    lp = whole.get_data(picks="eeg")
+    scalp = [i for i, c in enumerate(whole.copy().pick("eeg").ch_names) if c in SCALP_CHANNELS]
+    filtered: dict[int, np.ndarray] = {}
+    worst, n = 0.0, 0
+    for x in (session.expressions.eeg_onset_s.to_numpy() * sf).astype(int):
+        a, b = x - int(sf), x + int(1.5 * sf)
+        i = int(smap.span_of(np.array([a]), np.array([b]))[0])
+        if i < 0:
+            continue
+        phase = int(smap.orig_start[i] % k)
+        if phase not in filtered:  # whole recording decimated on the grid of this span, then high-passed
+            filtered[phase] = mne.filter.filter_data(lp[:, phase::k], new_sf, 0.1, None, verbose=False)
+        a = a + (phase - a) % k  # first sample of the window on the span's grid
+        pos = int(round(smap.to_segment(np.array([a]))[0]))
+        m = (b - a) // k
+        seg = clean.get_data(picks="eeg", start=pos, stop=pos + m)
+        ref = filtered[phase][:, (a - phase) // k : (a - phase) // k + m]
+        ref = ref - ref[scalp].mean(0)
+        worst = max(worst, float(np.abs(seg - ref).max()))
+        n += 1
+    assert n > 5
+    assert worst * 1e6 < 0.01, worst * 1e6  # µV, same filters on both sides
 
 
 def test_average_reference_makes_scalp_mean_zero(segments):
