@@ -13,7 +13,13 @@ import time
 from collections.abc import Sequence
 
 #: Analysis scripts in data-flow order (module names under ``analyses``).
-ANALYSES: tuple[str, ...] = ("dataset_summary", "erp_me_vs_mae", "tfr_me_vs_mae")
+ANALYSES: tuple[str, ...] = (
+    "dataset_summary",
+    "erp_me_vs_mae",
+    "tfr_me_vs_mae",
+    "network_nodal_efficiency",
+    "physio_concordance",  # last: its brain-body coupling reads the ERP trial table
+)
 
 logger = logging.getLogger("analyses")
 

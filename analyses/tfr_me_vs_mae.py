@@ -1,0 +1,320 @@
+"""Time-frequency power of micro- vs macro-expressions (and no-expression controls), with the facial-EMG confound.
+
+``python -m analyses.tfr_me_vs_mae [--bids-root PATH] [--config FILE] [--out DIR] [--scale ...] [--null] [--method ...]``
+
+Opens the configured study as BIDS (as :mod:`analyses.erp_me_vs_mae`) and
+per subject: epochs ME, MaE and NE padded for the transform
+(:func:`mmme_neuro.tfr.padded_config`, the edge rule) and decomposes them
+(:func:`mmme_neuro.tfr.compute_tfr`: Morlet by default, 20 log-spaced
+frequencies 4-45 Hz, output decimated to ~25 Hz, cropped to the configured
+epoch window): total power, induced power, ITC (count-equalised) and the
+band power of every epoch. Then, over subjects: the minimum-count rule,
+ERSP = ``logratio`` (dB) against ``epochs.baseline`` (-1.0 to -0.5 s),
+cluster-based permutation tests ME vs MaE and ME vs NE over channel x
+frequency x time (``Config.stats``), and mixed models ``power_db ~ condition
+(+ emg_rms_uv) + (1 | subject)`` per band x ROI, FDR across bands x ROIs.
+Writes to ``--out`` (default ``figures/tfr_me_vs_mae/``):
+
+* ``tfr.nc``: ``ersp`` (dB), ``power``/``induced`` (V²), ``itc``,
+  ``(subject, condition, channel, freq, time)``, provenance in attributes;
+* tables (CSV): ``clusters_me_vs_mae``, ``clusters_me_vs_ne``,
+  ``band_power_trials`` (epoch x band x ROI with EMG columns),
+  ``mixed_models``, ``emg_confound``, ``epochs``, ``min_count``;
+* figures (PNG 300 dpi + PDF): ``tfr_rois_me_vs_mae``, ``tfr_rois_me_vs_ne``,
+  ``band_topomaps_me_vs_mae``, ``band_timecourses``, ``emg_beta_gamma``;
+* ``summary.json`` (every cluster: channels, frequency and time extent,
+  mass, p, dz) and ``summary.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from tqdm.auto import tqdm
+
+from analyses._common import build_parser, load_sessions, setup
+from mmme_neuro import epochs as ep_mod
+from mmme_neuro import tfr
+from mmme_neuro._utils import atomic_path
+from mmme_neuro.config import Config, ConfigError
+from mmme_neuro.containers import save_netcdf
+from mmme_neuro.reporting import base_summary, make_contrast, write_summary
+from mmme_neuro.stats import ClusterResult, cluster_test, mixed_models_fdr, paired_test
+from mmme_neuro.viz import tfr as vtfr
+from mmme_neuro.viz.style import save_figure
+
+ANALYSIS = "tfr_me_vs_mae"
+FIGURE_FORMATS: tuple[str, ...] = ("png", "pdf")
+CONTRASTS: tuple[tuple[str, str], ...] = (("ME", "MaE"), ("ME", "NE"))
+ROIS: dict[str, tuple[str, ...]] = dict(tfr.DEFAULT_ROIS)
+EMG_MEASURES: tuple[str, ...] = ("emg_rms_uv", "emg_temporal_power")
+EMG_COVARIATE = "emg_rms_uv"
+TOPO_BANDS: tuple[str, ...] = ("theta", "alpha", "beta", "gamma")
+TOPO_WINDOWS: tuple[tuple[float, float], ...] = ((0.0, 0.3), (0.3, 0.6), (0.6, 0.9), (0.9, 1.2))
+
+logger = logging.getLogger(f"analyses.{ANALYSIS}")
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, lineterminator="\n", encoding="utf-8", float_format="%.10g")
+    return path
+
+
+def process_session(session: Any, config: Config, method: str = "morlet") -> tuple[tfr.TFRResult, pd.DataFrame]:
+    """Padded epochs + TFR of one session; returns the result and the epoch bookkeeping."""
+    padded, _ = tfr.padded_config(config, tfr.DEFAULT_FREQS, method=method)
+    epochs, md = ep_mod.epochs_from_session(session, padded)
+    res = tfr.compute_tfr(epochs, md, config=config, method=method, subject=session.subject, rois=ROIS)
+    table = md.drop(columns=[c for c in ("aus",) if c in md.columns]).copy()
+    table.attrs = {}
+    return res, table
+
+
+def collect(sessions: Iterable[Any], config: Config, method: str = "morlet", *,
+            total: int | None = None) -> tuple[list[tfr.TFRResult], pd.DataFrame, list[dict[str, str]]]:  # fmt: skip
+    """Run :func:`process_session` over sessions; failed sessions are logged and listed."""
+    results, tables, failed = [], [], []
+    for session in tqdm(sessions, total=total, desc="TFR subjects", unit="subject", disable=None):
+        try:
+            res, table = process_session(session, config, method)
+        except ValueError as err:
+            logger.warning("%s: no TFR (%s)", session.subject, err)
+            failed.append({"subject": session.subject, "reason": str(err)})
+            continue
+        results.append(res)
+        tables.append(table)
+    if len(results) < 2:
+        raise ValueError(f"at least 2 subjects with epochs are needed, got {len(results)}")
+    return results, pd.concat(tables, ignore_index=True), failed
+
+
+def group_tfr(results: Sequence[tfr.TFRResult], md: pd.DataFrame, config: Config) -> tuple[xr.Dataset, pd.DataFrame]:
+    """Group dataset with ``ersp`` (dB) and the minimum-count rule applied (NaN where excluded)."""
+    _, report = ep_mod.apply_min_count(md, config, conditions=tfr.CONDITIONS)
+    group = tfr.stack_subjects(results, config=config, analysis=ANALYSIS)
+    for row in report[~report["included"]].itertuples():
+        if row.subject in group["subject"].values and row.condition in group["condition"].values:
+            for v in group.data_vars:
+                group[v].loc[{"subject": row.subject, "condition": row.condition}] = np.nan
+    group["ersp"] = tfr.baseline_normalize(group["power"], mode="logratio", config=config)
+    group.attrs["min_count_excluded"] = [f"{r.subject}:{r.condition}" for r in report[~report["included"]].itertuples()]
+    return group, report
+
+
+def _included(table: pd.DataFrame, report: pd.DataFrame) -> pd.DataFrame:
+    ok = set(zip(report.loc[report["included"], "subject"], report.loc[report["included"], "condition"], strict=True))
+    mask = [(s, c) in ok for s, c in zip(table["subject"], table["condition"], strict=True)]
+    return table[mask].reset_index(drop=True)
+
+
+def run_clusters(ersp: xr.DataArray, config: Config) -> dict[str, ClusterResult | None]:
+    """Cluster tests of :data:`CONTRASTS` over channel x freq x time (None when not testable)."""
+    out: dict[str, ClusterResult | None] = {}
+    for a, b in CONTRASTS:
+        try:
+            out[f"{a}-{b}"] = cluster_test(ersp, contrast=(a, b), config=config)
+        except ValueError as err:
+            logger.warning("cluster test %s-%s not run: %s", a, b, err)
+            out[f"{a}-{b}"] = None
+    return out
+
+
+def run_mixed_models(trials: pd.DataFrame, config: Config) -> pd.DataFrame:
+    """``power_db ~ condition (+ EMG) + (1|subject)`` per band x ROI, ME vs MaE, FDR across band x ROI."""
+    t = trials[trials["condition"].isin(["ME", "MaE"])]
+    wide = t.pivot_table(index="epoch_id", columns=["band", "roi"], values="power_db")
+    measures = [f"{b}__{r}" for b, r in wide.columns]
+    wide.columns = measures
+    extra = t.drop_duplicates("epoch_id").set_index("epoch_id")[
+        ["subject", "condition"] + [c for c in (EMG_COVARIATE,) if c in t.columns]]  # fmt: skip
+    wide = wide.join(extra).reset_index()
+    out = []
+    for covs in ((), (EMG_COVARIATE,)):
+        if covs and (EMG_COVARIATE not in wide.columns or wide[EMG_COVARIATE].notna().sum() < 3):
+            continue
+        try:
+            m = mixed_models_fdr(wide, measures, config=config, covariates=covs, reference="MaE")
+        except ValueError as err:
+            logger.warning("mixed models not fitted: %s", err)
+            continue
+        m.insert(0, "model", "power_db ~ condition" + "".join(f" + {c}" for c in covs) + " + (1|subject)")
+        m.insert(1, "band", m["measure"].str.split("__").str[0])
+        m.insert(2, "roi", m["measure"].str.split("__").str[1])
+        out.append(m)
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+def _f(x: Any, fmt: str = ".3g") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(float(x), fmt)
+
+
+def build_summary(config: Config, inputs: dict[str, Path], group: xr.Dataset, md: pd.DataFrame,
+                  clusters: dict[str, ClusterResult | None], models: pd.DataFrame, emg: pd.DataFrame,
+                  report: pd.DataFrame, failed: list[dict[str, str]]) -> dict[str, Any]:  # fmt: skip
+    """The summary.json content (``docs/summary-json.md``)."""
+    summary = base_summary(ANALYSIS, config, inputs=inputs)
+    subjects = [str(s) for s in group["subject"].values]
+    summary["subjects"] = subjects
+    summary["n_subjects"] = len(subjects)
+    kept = _included(md[md["kept"]], report)
+    summary["epochs_per_condition"] = {c: int((kept["condition"] == c).sum()) for c in tfr.CONDITIONS}
+    excl: dict[str, int] = {}
+    for reason in md.loc[md["rejected"], "reason"]:
+        code = "epoch_" + (str(reason).split(">")[0].split("<")[0].split(" ")[0] or "unknown")
+        excl[code] = excl.get(code, 0) + 1
+    summary["exclusions_by_reason"] = dict(sorted(excl.items()))
+    contrasts: list[dict[str, Any]] = []
+    info: dict[str, Any] = {}
+    for name, res in clusters.items():
+        if res is None:
+            info[name] = {"tested": False}
+            continue
+        contrasts.extend(res.to_contrast_records(significant_only=False) if res.n_significant
+                         else res.to_contrast_records())  # fmt: skip
+        info[name] = {"tested": True, "n_subjects": res.n_subjects, "n_clusters": int(len(res.clusters)),
+                      "n_significant": res.n_significant, "n_permutations": res.n_permutations, "exact": res.exact,
+                      "threshold_t": res.threshold}  # fmt: skip
+    for row in (models.to_dict(orient="records") if len(models) else []):
+        if row["term"] != "ME - MaE":
+            continue
+        contrasts.append(make_contrast(
+            "ME-MaE", kind="mixed_model", location=list(ROIS[row["roi"]]), time_s=list(tfr.DEFAULT_WINDOW),
+            freq_hz=list(config.bands[row["band"]]), statistic=row["z"], p=row["p_fdr"], effect_size=row["effect_size"],
+            statistic_name="z", effect_size_name=row["effect_size_name"], correction=row["correction"],
+            n=row["n_subjects"], ci_low=row["ci_low"], ci_high=row["ci_high"], estimate_db=row["estimate"],
+            p_uncorrected=row["p"], model=row["model"], band=row["band"], roi=row["roi"], n_trials=row["n_trials"],
+        ))  # fmt: skip
+    for row in (emg.to_dict(orient="records") if len(emg) else []):
+        contrasts.append(make_contrast(
+            "ME-MaE", kind="emg", location=row["measure"], statistic=row["statistic"], p=row["p"],
+            effect_size=row["cohen_dz"], statistic_name="t", effect_size_name="cohen_dz", correction="none",
+            n=row["n_subjects"], ci_low=row["ci_low"], ci_high=row["ci_high"], measure=row["measure"],
+        ))  # fmt: skip
+    summary["contrasts"] = contrasts
+    summary["results"] = {
+        "method": group.attrs.get("method"),
+        "freqs_hz": [float(f) for f in group["freq"].values],
+        "n_cycles": group.attrs.get("n_cycles"),
+        "edge_half_width_s": group.attrs.get("edge_half_width_s"),
+        "epoch_padded_s": group.attrs.get("epoch_s"),
+        "window_s": group.attrs.get("window_s"),
+        "baseline_s": list(config.epochs.baseline) if config.epochs.baseline else None,
+        "baseline_mode": "logratio",
+        "itc_equalized": group.attrs.get("itc_equalized"),
+        "rois": {k: list(v) for k, v in ROIS.items()},
+        "clusters": info,
+        "min_count_excluded": list(group.attrs.get("min_count_excluded", [])),
+        "failed_subjects": failed,
+    }
+    return summary
+
+
+def build_markdown(summary: dict[str, Any]) -> str:
+    """Short prose summary (summary.md)."""
+    res = summary["results"]
+    epc = summary["epochs_per_condition"]
+    lines = [
+        "# Time-frequency power: micro- vs macro-expressions", "",
+        f"Configuration hash `{summary['config_hash']}`, seed {summary['seed']}; {res['method']} wavelets, "
+        f"{len(res['freqs_hz'])} frequencies {res['freqs_hz'][0]:g}-{res['freqs_hz'][-1]:g} Hz; epochs padded to "
+        f"{res['epoch_padded_s']} s (edge half-width {_f(res['edge_half_width_s'])} s) and cropped to {res['window_s']} s; "
+        f"ERSP in dB re {res['baseline_s']} s; ITC on count-equalised epochs: {res['itc_equalized']}.", "",
+        f"- **{summary['n_subjects']} subjects**; epochs: ME {epc.get('ME', 0)}, MaE {epc.get('MaE', 0)}, NE {epc.get('NE', 0)}.",
+        "", "## Cluster-based permutation tests (channel x frequency x time)", "",
+    ]  # fmt: skip
+    for name, inf in res["clusters"].items():
+        recs = [c for c in summary["contrasts"] if c["contrast"] == name and c["kind"] == "cluster" and c.get("significant")]
+        if not inf.get("tested"):
+            lines.append(f"- {name}: not tested.")
+        elif not recs:
+            lines.append(f"- {name}: no significant cluster (n = {inf['n_subjects']}, {inf['n_permutations']} permutations).")
+        for c in recs:
+            chans = c.get("location") or []
+            lines.append(f"- {name}: cluster {c['cluster']}, {_f(c['freq_hz'][0])}-{_f(c['freq_hz'][1])} Hz, "
+                         f"{_f(c['time_s'][0], '.2f')}-{_f(c['time_s'][1], '.2f')} s, {len(chans)} channels "
+                         f"({', '.join(chans[:12])}{' ...' if len(chans) > 12 else ''}), mass {_f(c['statistic'], '.1f')}, "
+                         f"p = {_f(c['p'])}, dz = {_f(c['effect_size'], '.2f')} (descriptive).")  # fmt: skip
+    mm = [c for c in summary["contrasts"] if c["kind"] == "mixed_model" and "emg" not in c["model"]
+          and c["p"] is not None and c["p"] < 0.05]  # fmt: skip
+    lines += ["", "## Mixed models, ME - MaE band power (0-1 s), FDR across bands x ROIs", ""]
+    lines += [f"- {c['band']} {c['roi']}: {_f(c['estimate_db'], '.2f')} dB, z = {_f(c['statistic'], '.2f')}, "
+              f"p_FDR = {_f(c['p'])}" for c in mm] or ["- none significant after FDR."]  # fmt: skip
+    lines += ["", "Figures: `tfr_rois_me_vs_mae` (cluster contours), `tfr_rois_me_vs_ne`, `band_topomaps_me_vs_mae`, "
+              "`band_timecourses` (95 % CI), `emg_beta_gamma` (EMG beside beta/gamma at temporal channels).", ""]  # fmt: skip
+    return "\n".join(lines)
+
+
+def make_figures(group: xr.Dataset, bands: xr.DataArray, clusters: dict[str, ClusterResult | None],
+                 trials: pd.DataFrame, emg: pd.DataFrame, config: Config) -> dict[str, Any]:  # fmt: skip
+    """All figures, by output name (not yet saved)."""
+    figs: dict[str, Any] = {}
+    for a, b in CONTRASTS:
+        if b in group["condition"].values:
+            ax = vtfr.plot_tfr_contrast_rois(group["ersp"], ROIS, (a, b), cluster=clusters.get(f"{a}-{b}"))
+            figs[f"tfr_rois_{a.lower()}_vs_{b.lower()}"] = ax[0].figure
+    figs["band_topomaps_me_vs_mae"] = vtfr.plot_band_topomaps(bands, TOPO_WINDOWS, cluster=clusters.get("ME-MaE"),
+                                                              bands_hz=config.bands,
+                                                              band_names=[b for b in TOPO_BANDS if b in bands["band"].values])[0][0].figure  # fmt: skip
+    figs["band_timecourses"] = vtfr.plot_band_timecourses(bands, ROIS)[0][0].figure
+    figs["emg_beta_gamma"] = vtfr.plot_emg_beside_bands(bands, trials, config.emg.temporal_channels, tests=emg)[0].figure
+    return figs
+
+
+def run(config: Config, out_dir: Path, *, method: str = "morlet", progress: bool = True) -> dict[str, Any]:
+    """Run the analysis into ``out_dir``; return the summary written to summary.json."""
+    from mmme_neuro.dataset import list_subjects
+
+    bids_root, sessions = load_sessions(config, progress=progress)
+    results, md, failed = collect(sessions, config, method, total=len(list_subjects(bids_root)))
+    group, report = group_tfr(results, md, config)
+    save_netcdf(group, out_dir / "tfr.nc")
+    clusters = run_clusters(group["ersp"], config)
+    for a, b in CONTRASTS:
+        res = clusters[f"{a}-{b}"]
+        _write_csv(res.clusters if res is not None else pd.DataFrame(), out_dir / f"clusters_{a.lower()}_vs_{b.lower()}.csv")
+    trials = _included(pd.concat([r.trials for r in results], ignore_index=True), report)
+    _write_csv(trials, out_dir / "band_power_trials.csv")
+    models = run_mixed_models(trials, config)
+    _write_csv(models, out_dir / "mixed_models.csv")
+    kept = _included(md[md["kept"]], report)
+    measures = [m for m in EMG_MEASURES if m in kept.columns and kept[m].notna().any()]
+    emg = paired_test(kept, measure=measures, contrast=("ME", "MaE"), config=config) if measures else pd.DataFrame()
+    _write_csv(emg, out_dir / "emg_confound.csv")
+    _write_csv(md, out_dir / "epochs.csv")
+    _write_csv(report, out_dir / "min_count.csv")
+    bands = tfr.band_average(group["ersp"], config=config)
+    for name, fig in make_figures(group, bands, clusters, kept, emg, config).items():
+        save_figure(fig, out_dir / name, FIGURE_FORMATS)
+    inputs = {"participants": Path(bids_root) / "participants.tsv"}
+    inputs = {k: v for k, v in inputs.items() if v.is_file()}
+    summary = build_summary(config, inputs, group, md, clusters, models, emg, report, failed)
+    write_summary(out_dir, summary, build_markdown(summary))
+    logger.info("%s: %d subjects -> %s", ANALYSIS, summary["n_subjects"], os.fspath(out_dir))
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code (0 success, 1 invalid input or configuration)."""
+    parser = build_parser(__doc__.split("\n", 1)[0], analysis=ANALYSIS)
+    parser.add_argument("--method", choices=tfr.METHODS, default="morlet", help="time-frequency decomposition")
+    args = parser.parse_args(argv)
+    try:
+        config, out_dir = setup(args)
+        run(config, out_dir, method=args.method, progress=args.verbose > 0)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        logger.error("%s", err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
