@@ -246,7 +246,7 @@ def draw_ne_centers(
         "min_distance_s": d, "seed": [config.seed, subject],
     }  # fmt: skip
     if short:
-        logger.warning("%s: NE shortfall (no room left in clips of that emotion): %s", subject, short)
+        logger.info("%s: NE shortfall (no room left in clips of that emotion): %s", subject, short)
     return ne, report
 
 

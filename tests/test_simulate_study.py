@@ -146,3 +146,20 @@ def test_null_study_records_null_effects(ci_null_study):
     assert all(set(o["relative_change"].values()) == {0.0} for o in eff["oscillations"])
     assert len(set(eff["emg"]["rms_uv"].values())) == 1
     assert json.loads((ci_null_study.root / "COMPLETE").read_text())["null"] is True
+
+
+def test_ensure_study_reuses_and_regenerates(tmp_path, monkeypatch):
+    import dataclasses
+
+    from mmme_neuro.config import load_config
+    from mmme_neuro.simulate import scales
+    from mmme_neuro.simulate.study import ensure_study
+
+    tiny = dataclasses.replace(scales.SCALES["ci"], n_subjects=1, n_clips=2)
+    monkeypatch.setitem(scales.SCALES, "ci", tiny)
+    cfg = load_config(None, paths={"data_dir": str(tmp_path)}, simulation={"scale": "ci"})
+    first = ensure_study(cfg, progress=False)
+    stamp = first.ground_truth.stat().st_mtime_ns
+    assert ensure_study(cfg, progress=False).ground_truth.stat().st_mtime_ns == stamp  # reused
+    monkeypatch.setitem(scales.SCALES, "ci", dataclasses.replace(tiny, me_per_clip=3.0))
+    assert ensure_study(cfg, progress=False).ground_truth.stat().st_mtime_ns != stamp  # scale changed

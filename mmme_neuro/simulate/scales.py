@@ -63,10 +63,11 @@ SCALES: dict[str, Scale] = {
     "ci": Scale("ci", n_subjects=8, n_clips=8, clip_duration_s=(28.0, 32.0), rest_duration_s=5.0,
                 lead_in_s=8.0, eeg_sfreq=250.0, physio_sfreq=250.0, me_per_clip=1.5,
                 mae_per_clip=2.5, rate_shape=50.0),
-    # minutes: what `make figures` analyses; MMME's ME:MaE ratio, a few low-ME subjects.
+    # minutes: what `make figures` analyses. MMME's per-subject counts (~6 ME and ~26 MaE,
+    # 634/110 and 2841/110) packed into 16 clips, a few low-ME subjects (gamma rate shape 4).
     "default": Scale("default", n_subjects=12, n_clips=16, clip_duration_s=(30.0, 40.0),
                      rest_duration_s=8.0, lead_in_s=10.0, eeg_sfreq=500.0, physio_sfreq=500.0,
-                     me_per_clip=0.75, mae_per_clip=3.36, rate_shape=4.0),
+                     me_per_clip=634 / 110 / 16, mae_per_clip=2841 / 110 / 16, rate_shape=4.0),
     # MMME scale: 110 subjects, 48 clips of ~1 min, ~73-min sessions at 1000 Hz,
     # 634 ME and 2,841 MaE expected overall.
     "full": Scale("full", n_subjects=110, n_clips=48, clip_duration_s=(55.0, 65.0),

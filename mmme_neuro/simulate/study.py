@@ -212,7 +212,7 @@ def simulate_study(
         subjects_truth.append(truth)
         coding.append(rows)
     write_coding_file(pd.concat(coding, ignore_index=True), paths.coding_file)
-    params = _params(scale_obj.name, seed, null, eeg_format, len(design.subjects))
+    params = _params(scale_obj, seed, null, eeg_format, len(design.subjects))
     truth = {
         "version": GROUND_TRUTH_VERSION,
         "generator": f"mmme-neuro {__version__}",
@@ -227,9 +227,10 @@ def simulate_study(
     return paths
 
 
-def _params(scale: str, seed: int, null: bool, eeg_format: str, n_subjects: int) -> dict[str, Any]:
-    return {"scale": scale, "seed": seed, "null": null, "eeg_format": eeg_format,
-            "n_subjects": n_subjects, "generator_version": __version__}  # fmt: skip
+def _params(scale, seed: int, null: bool, eeg_format: str, n_subjects: int) -> dict[str, Any]:
+    # the scale's parameters are part of the identity: a changed scale definition regenerates
+    return {"scale": scale.name, "scale_params": dataclasses.asdict(scale), "seed": seed, "null": null,
+            "eeg_format": eeg_format, "n_subjects": n_subjects, "generator_version": __version__}  # fmt: skip
 
 
 def default_study_dir(config: Config) -> Path:
@@ -255,11 +256,11 @@ def ensure_study(config: Config, *, progress: bool = True) -> StudyPaths:
     root = default_study_dir(config)
     sim = config.simulation
     scale = get_scale(sim.scale)
-    want = _params(sim.scale, config.simulation_seed, sim.null, sim.eeg_format, scale.n_subjects)
+    want = _params(scale, config.simulation_seed, sim.null, sim.eeg_format, scale.n_subjects)
     marker = root / "COMPLETE"
     if marker.is_file():
         try:
-            if json.loads(marker.read_text()) == want:
+            if json.loads(marker.read_text()) == json.loads(json.dumps(want)):
                 return StudyPaths.at(root)
         except json.JSONDecodeError:
             pass
