@@ -53,7 +53,7 @@ from mmme_neuro.containers import save_netcdf
 from mmme_neuro.reporting import base_summary, make_contrast, write_summary
 from mmme_neuro.stats import (
     ClusterResult,
-    cluster_test,
+    cluster_tests,
     covariate_collinearity,
     mixed_model,
     paired_test,
@@ -144,22 +144,6 @@ def group_erp(results: Sequence[SubjectResult], config: Config) -> tuple[xr.Data
     return out, md, report
 
 
-def _included_trials(table: pd.DataFrame, report: pd.DataFrame) -> pd.DataFrame:
-    ok = set(zip(report.loc[report["included"], "subject"], report.loc[report["included"], "condition"], strict=True))
-    mask = [(s, c) in ok for s, c in zip(table["subject"], table["condition"], strict=True)]
-    return table[mask].reset_index(drop=True)
-
-
-def run_clusters(group: xr.DataArray, config: Config) -> dict[str, ClusterResult | None]:
-    """Cluster tests of :data:`CONTRASTS` (None when fewer than 2 subjects have both conditions)."""
-    out: dict[str, ClusterResult | None] = {}
-    for a, b in CONTRASTS:
-        try:
-            out[f"{a}-{b}"] = cluster_test(group, contrast=(a, b), config=config)
-        except ValueError as err:
-            logger.warning("cluster test %s-%s not run: %s", a, b, err)
-            out[f"{a}-{b}"] = None
-    return out
 
 
 def run_mixed_models(components: pd.DataFrame) -> pd.DataFrame:
@@ -225,7 +209,7 @@ def build_summary(config: Config, inputs: dict[str, Path], group: xr.DataArray, 
     subjects = [str(s) for s in group["subject"].values]
     summary["subjects"] = subjects
     summary["n_subjects"] = len(subjects)
-    kept = _included_trials(md[md["kept"]], report)
+    kept = ep_mod.included_rows(md[md["kept"]], report)
     summary["epochs_per_condition"] = {c: int((kept["condition"] == c).sum()) for c in erp.CONDITIONS}
     summary["exclusions_by_reason"] = exclusions
     contrasts: list[dict[str, Any]] = []
@@ -389,15 +373,15 @@ def run(config: Config, out_dir: Path, *, progress: bool = True, figures: bool =
     group, md, report = group_erp(results, config)
     save_netcdf(group, out_dir / "erp.nc")
 
-    clusters = run_clusters(group, config)
+    clusters = cluster_tests(group, CONTRASTS, config=config)
     for (a, b) in CONTRASTS:
         res = clusters[f"{a}-{b}"]
         _write_csv(res.clusters if res is not None else pd.DataFrame(), out_dir / f"clusters_{a.lower()}_vs_{b.lower()}.csv")
-    components = _included_trials(pd.concat([r.components for r in results], ignore_index=True), report)
+    components = ep_mod.included_rows(pd.concat([r.components for r in results], ignore_index=True), report)
     _write_csv(components, out_dir / "components.csv")
     models = run_mixed_models(components)
     _write_csv(models, out_dir / "mixed_models.csv")
-    trials = _included_trials(md[md["kept"]], report)
+    trials = ep_mod.included_rows(md[md["kept"]], report)
     emg = emg_tests(trials, config)
     _write_csv(emg, out_dir / "emg_confound.csv")
     _write_csv(ep_mod.emg_summary(md), out_dir / "emg_per_subject.csv")

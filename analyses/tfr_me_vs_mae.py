@@ -47,7 +47,7 @@ from mmme_neuro._utils import atomic_path
 from mmme_neuro.config import Config, ConfigError
 from mmme_neuro.containers import save_netcdf
 from mmme_neuro.reporting import base_summary, make_contrast, write_summary
-from mmme_neuro.stats import ClusterResult, cluster_test, mixed_models_fdr, paired_test
+from mmme_neuro.stats import ClusterResult, cluster_tests, mixed_models_fdr, paired_test
 from mmme_neuro.viz import tfr as vtfr
 from mmme_neuro.viz.style import save_figure
 
@@ -110,22 +110,6 @@ def group_tfr(results: Sequence[tfr.TFRResult], md: pd.DataFrame, config: Config
     return group, report
 
 
-def _included(table: pd.DataFrame, report: pd.DataFrame) -> pd.DataFrame:
-    ok = set(zip(report.loc[report["included"], "subject"], report.loc[report["included"], "condition"], strict=True))
-    mask = [(s, c) in ok for s, c in zip(table["subject"], table["condition"], strict=True)]
-    return table[mask].reset_index(drop=True)
-
-
-def run_clusters(ersp: xr.DataArray, config: Config) -> dict[str, ClusterResult | None]:
-    """Cluster tests of :data:`CONTRASTS` over channel x freq x time (None when not testable)."""
-    out: dict[str, ClusterResult | None] = {}
-    for a, b in CONTRASTS:
-        try:
-            out[f"{a}-{b}"] = cluster_test(ersp, contrast=(a, b), config=config)
-        except ValueError as err:
-            logger.warning("cluster test %s-%s not run: %s", a, b, err)
-            out[f"{a}-{b}"] = None
-    return out
 
 
 def run_mixed_models(trials: pd.DataFrame, config: Config) -> pd.DataFrame:
@@ -165,7 +149,7 @@ def build_summary(config: Config, inputs: dict[str, Path], group: xr.Dataset, md
     subjects = [str(s) for s in group["subject"].values]
     summary["subjects"] = subjects
     summary["n_subjects"] = len(subjects)
-    kept = _included(md[md["kept"]], report)
+    kept = ep_mod.included_rows(md[md["kept"]], report)
     summary["epochs_per_condition"] = {c: int((kept["condition"] == c).sum()) for c in tfr.CONDITIONS}
     excl: dict[str, int] = {}
     for reason in md.loc[md["rejected"], "reason"]:
@@ -277,15 +261,15 @@ def run(config: Config, out_dir: Path, *, method: str = "morlet", progress: bool
     results, md, failed = collect(sessions, config, method, total=len(list_subjects(bids_root)))
     group, report = group_tfr(results, md, config)
     save_netcdf(group, out_dir / "tfr.nc")
-    clusters = run_clusters(group["ersp"], config)
+    clusters = cluster_tests(group["ersp"], CONTRASTS, config=config)
     for a, b in CONTRASTS:
         res = clusters[f"{a}-{b}"]
         _write_csv(res.clusters if res is not None else pd.DataFrame(), out_dir / f"clusters_{a.lower()}_vs_{b.lower()}.csv")
-    trials = _included(pd.concat([r.trials for r in results], ignore_index=True), report)
+    trials = ep_mod.included_rows(pd.concat([r.trials for r in results], ignore_index=True), report)
     _write_csv(trials, out_dir / "band_power_trials.csv")
     models = run_mixed_models(trials, config)
     _write_csv(models, out_dir / "mixed_models.csv")
-    kept = _included(md[md["kept"]], report)
+    kept = ep_mod.included_rows(md[md["kept"]], report)
     measures = [m for m in EMG_MEASURES if m in kept.columns and kept[m].notna().any()]
     emg = paired_test(kept, measure=measures, contrast=("ME", "MaE"), config=config) if measures else pd.DataFrame()
     _write_csv(emg, out_dir / "emg_confound.csv")

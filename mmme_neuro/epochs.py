@@ -751,6 +751,23 @@ def apply_min_count(
     return kept, rep
 
 
+def included_rows(table: pd.DataFrame, report: pd.DataFrame) -> pd.DataFrame:
+    """Rows of a trial-level ``table`` whose subject x condition passed :func:`apply_min_count`.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Any table with ``subject`` and ``condition`` columns (epoch metadata,
+        component measures, band-power trials ...).
+    report : pandas.DataFrame
+        The ``report`` of :func:`apply_min_count`.
+    """
+    _check_columns(table, ("subject", "condition"), "table")
+    ok = set(zip(report.loc[report["included"], "subject"], report.loc[report["included"], "condition"], strict=True))
+    mask = [(s, c) in ok for s, c in zip(table["subject"], table["condition"], strict=True)]
+    return table[mask].reset_index(drop=True)
+
+
 def subjects_for_contrast(kept: pd.DataFrame, conditions: tuple[str, ...]) -> list[str]:
     """Subjects that passed :func:`apply_min_count` in every one of ``conditions``."""
     ok = kept[kept["condition"].isin(conditions)].groupby("subject")["condition"].nunique()

@@ -1304,3 +1304,39 @@ def covariate_collinearity(
     r = float((xc * yc).sum() / denom) if denom > 0 else float("nan")
     r2 = r * r
     return {"r": r, "r2": r2, "vif": float(1.0 / (1.0 - r2)) if r2 < 1 else float("inf"), "n_trials": int(len(sub))}
+
+
+def cluster_tests(
+    data: xr.DataArray,
+    contrasts: Sequence[tuple[str, str]] = (("ME", "MaE"), ("ME", "NE")),
+    *,
+    config: Config | None = None,
+    **kwargs: Any,
+) -> dict[str, ClusterResult | None]:
+    """Run :func:`cluster_test` for several contrasts; an untestable contrast gives None.
+
+    Parameters
+    ----------
+    data : xarray.DataArray
+        ``(subject, condition, <feature dims>)``.
+    contrasts : sequence of (str, str)
+        Condition pairs, e.g. ``(("ME", "MaE"), ("ME", "NE"))``.
+    config : Config | None
+        Statistics settings.
+    **kwargs
+        Passed to :func:`cluster_test`.
+
+    Returns
+    -------
+    results : dict
+        ``"A-B"`` -> :class:`ClusterResult`, or None when the contrast could not
+        be tested (e.g. fewer than 2 subjects with both conditions; logged).
+    """
+    out: dict[str, ClusterResult | None] = {}
+    for a, b in contrasts:
+        try:
+            out[f"{a}-{b}"] = cluster_test(data, contrast=(a, b), config=config, **kwargs)
+        except ValueError as err:
+            logger.warning("cluster test %s-%s not run: %s", a, b, err)
+            out[f"{a}-{b}"] = None
+    return out

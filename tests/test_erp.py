@@ -157,7 +157,8 @@ def test_script_outputs_deterministic(script_out, ci_bids, noica_config, tmp_pat
 
 
 def _null_clusters(study, seed: int = 42):
-    from analyses.erp_me_vs_mae import collect, group_erp, run_clusters
+    from analyses.erp_me_vs_mae import CONTRASTS, collect, group_erp
+    from mmme_neuro.stats import cluster_tests
     from mmme_neuro.ingest import find_sessions, ingest_session
     from mmme_neuro.io.coding import read_coding
 
@@ -166,7 +167,7 @@ def _null_clusters(study, seed: int = 42):
     sessions = (ingest_session(f, coding.expressions, config) for f in find_sessions(study.raw_dir, coding))
     results, _ = collect(sessions, config)
     group, _, _ = group_erp(results, config)
-    return run_clusters(group, config)
+    return cluster_tests(group, CONTRASTS, config=config)
 
 
 def test_null_study_no_cluster(ci_null_study):
