@@ -18,7 +18,8 @@ ANALYSES: tuple[str, ...] = (
     "erp_me_vs_mae",
     "tfr_me_vs_mae",
     "network_nodal_efficiency",
-    "physio_concordance",  # last: its brain-body coupling reads the ERP trial table
+    "physio_concordance",  # after the ERP: its brain-body coupling reads the ERP trial table
+    "decoding_multimodal",  # last: the per-epoch features of every first-level analysis
 )
 
 logger = logging.getLogger("analyses")

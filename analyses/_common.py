@@ -32,10 +32,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from mmme_neuro import __version__
+from mmme_neuro._utils import atomic_path
 from mmme_neuro.config import Config, load_config
 
-__all__ = ["SCALES", "build_parser", "configure_logging", "setup"]
+__all__ = ["SCALES", "build_parser", "configure_logging", "load_sessions", "setup", "write_csv"]
 
 logger = logging.getLogger("analyses")
 
@@ -160,3 +163,10 @@ def load_sessions(config: Config, *, progress: bool = True):
 
     root = prepare_bids(config, progress=progress)
     return root, iter_sessions(root)
+
+
+def write_csv(df: pd.DataFrame, path: Path) -> Path:
+    """Write a table atomically as UTF-8 CSV with LF line ends and 10 significant digits (deterministic)."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, lineterminator="\n", encoding="utf-8", float_format="%.10g")
+    return path

@@ -44,10 +44,9 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
-from analyses._common import build_parser, load_sessions, setup
+from analyses._common import build_parser, load_sessions, setup, write_csv
 from mmme_neuro import epochs as ep_mod
 from mmme_neuro import erp
-from mmme_neuro._utils import atomic_path
 from mmme_neuro.config import Config, ConfigError
 from mmme_neuro.containers import save_netcdf
 from mmme_neuro.reporting import base_summary, make_contrast, write_summary
@@ -89,12 +88,6 @@ class SubjectResult:
 def _reason_code(reason: str) -> str:
     """``'peak_to_peak>150uV on T7'`` -> ``'peak_to_peak'``."""
     return re.split(r"[<>= ]", str(reason), maxsplit=1)[0] or "unknown"
-
-
-def _write_csv(df: pd.DataFrame, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False, lineterminator="\n", encoding="utf-8", float_format="%.10g")
-    return path
 
 
 def process_session(session: Any, config: Config) -> SubjectResult:
@@ -376,19 +369,19 @@ def run(config: Config, out_dir: Path, *, progress: bool = True, figures: bool =
     clusters = cluster_tests(group, CONTRASTS, config=config)
     for (a, b) in CONTRASTS:
         res = clusters[f"{a}-{b}"]
-        _write_csv(res.clusters if res is not None else pd.DataFrame(), out_dir / f"clusters_{a.lower()}_vs_{b.lower()}.csv")
+        write_csv(res.clusters if res is not None else pd.DataFrame(), out_dir / f"clusters_{a.lower()}_vs_{b.lower()}.csv")
     components = ep_mod.included_rows(pd.concat([r.components for r in results], ignore_index=True), report)
-    _write_csv(components, out_dir / "components.csv")
+    write_csv(components, out_dir / "components.csv")
     models = run_mixed_models(components)
-    _write_csv(models, out_dir / "mixed_models.csv")
+    write_csv(models, out_dir / "mixed_models.csv")
     trials = ep_mod.included_rows(md[md["kept"]], report)
     emg = emg_tests(trials, config)
-    _write_csv(emg, out_dir / "emg_confound.csv")
-    _write_csv(ep_mod.emg_summary(md), out_dir / "emg_per_subject.csv")
-    _write_csv(md, out_dir / "epochs.csv")
-    _write_csv(report, out_dir / "min_count.csv")
+    write_csv(emg, out_dir / "emg_confound.csv")
+    write_csv(ep_mod.emg_summary(md), out_dir / "emg_per_subject.csv")
+    write_csv(md, out_dir / "epochs.csv")
+    write_csv(report, out_dir / "min_count.csv")
     excl = exclusions_table(bids_root, [r.subject for r in results], md)
-    _write_csv(excl, out_dir / "exclusions.csv")
+    write_csv(excl, out_dir / "exclusions.csv")
 
     if figures:
         for name, fig in make_figures(group, clusters, trials, emg).items():

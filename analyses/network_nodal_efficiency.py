@@ -33,10 +33,9 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
-from analyses._common import build_parser, load_sessions, setup
+from analyses._common import build_parser, load_sessions, setup, write_csv
 from mmme_neuro import epochs as ep_mod
 from mmme_neuro import netanalysis as na
-from mmme_neuro._utils import atomic_path
 from mmme_neuro.config import Config, ConfigError
 from mmme_neuro.containers import save_netcdf
 from mmme_neuro.reporting import base_summary, make_contrast, write_summary
@@ -52,12 +51,6 @@ NBS_THRESHOLD = 3.0
 EMG_COVARIATE = "emg_rms_uv"
 
 logger = logging.getLogger(f"analyses.{ANALYSIS}")
-
-
-def _write_csv(df: pd.DataFrame, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False, lineterminator="\n", encoding="utf-8", float_format="%.10g")
-    return path
 
 
 def collect(sessions: Any, config: Config, *, total: int | None = None) -> tuple[dict[str, xr.DataArray], list[xr.DataArray], pd.DataFrame, list[dict[str, str]]]:
@@ -231,30 +224,30 @@ def run(config: Config, out_dir: Path, *, progress: bool = True) -> dict[str, An
     save_netcdf(conn, out_dir / "connectivity.nc")
     metrics = na.subject_graph_metrics(conn, config)
     save_netcdf(metrics, out_dir / "graph_metrics.nc")
-    _write_csv(na.global_table(metrics), out_dir / "global_metrics.csv")
+    write_csv(na.global_table(metrics), out_dir / "global_metrics.csv")
 
     nodal, nbs, glob = {}, {}, []
     for a, b in CONTRASTS:
         name = f"{a}-{b}"
         nodal[name] = na.nodal_contrasts(metrics, (a, b), config)
-        _write_csv(nodal[name], out_dir / f"nodal_{a.lower()}_vs_{b.lower()}.csv")
+        write_csv(nodal[name], out_dir / f"nodal_{a.lower()}_vs_{b.lower()}.csv")
         nbs[name] = {str(band): na.network_based_statistic(conn.sel(band=band), (a, b), config, threshold=NBS_THRESHOLD)
                      for band in conn["band"].values}  # fmt: skip
-        _write_csv(pd.concat([r.components.assign(band=k) for k, r in nbs[name].items()], ignore_index=True),
+        write_csv(pd.concat([r.components.assign(band=k) for k, r in nbs[name].items()], ignore_index=True),
                    out_dir / f"nbs_components_{a.lower()}_vs_{b.lower()}.csv")  # fmt: skip
-        _write_csv(pd.concat([r.edges.assign(band=k) for k, r in nbs[name].items()], ignore_index=True),
+        write_csv(pd.concat([r.edges.assign(band=k) for k, r in nbs[name].items()], ignore_index=True),
                    out_dir / f"nbs_edges_{a.lower()}_vs_{b.lower()}.csv")  # fmt: skip
         glob.append(na.global_contrasts(metrics, (a, b), config))
     glob_df = pd.concat(glob, ignore_index=True)
-    _write_csv(glob_df, out_dir / "global_tests.csv")
+    write_csv(glob_df, out_dir / "global_tests.csv")
 
     roi = {band: sub.loc[sub["significant"], "node"].tolist() for band, sub in nodal["ME-MaE"].groupby("band")}
     trials = pd.concat([na.trial_metric_table(pe, md, config, nodes=roi) for pe in per_epoch], ignore_index=True)
-    _write_csv(trials, out_dir / "trial_efficiency.csv")
+    write_csv(trials, out_dir / "trial_efficiency.csv")
     models = run_mixed_models(trials)
-    _write_csv(models, out_dir / "mixed_models.csv")
-    _write_csv(md, out_dir / "epochs.csv")
-    _write_csv(report, out_dir / "min_count.csv")
+    write_csv(models, out_dir / "mixed_models.csv")
+    write_csv(md, out_dir / "epochs.csv")
+    write_csv(report, out_dir / "min_count.csv")
 
     nodes = [str(n) for n in conn["node"].values]
     for a, b in CONTRASTS:

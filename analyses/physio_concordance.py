@@ -34,10 +34,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analyses._common import build_parser, load_sessions, setup
+from analyses._common import build_parser, load_sessions, setup, write_csv
 from mmme_neuro import concordance as co
 from mmme_neuro import physio as ph
-from mmme_neuro._utils import atomic_path
 from mmme_neuro.config import Config, ConfigError
 from mmme_neuro.containers import save_netcdf
 from mmme_neuro.reporting import base_summary, make_contrast, write_summary
@@ -55,12 +54,6 @@ EPOCH_MEASURES: tuple[str, ...] = ("hr_change_bpm", "hr_peak_change_bpm", "scr_m
 CLEAN_MEASURES: frozenset[str] = frozenset({"hr_change_bpm", "hr_peak_change_bpm", "rsp_amplitude_change"})
 
 logger = logging.getLogger(f"analyses.{ANALYSIS}")
-
-
-def _write_csv(df: pd.DataFrame, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False, lineterminator="\n", encoding="utf-8", float_format="%.10g")
-    return path
 
 
 def process_session(session: Any, config: Config) -> dict[str, Any]:
@@ -167,7 +160,7 @@ def run(config: Config, out_dir: Path, *, eeg_trials: Path | None = None, progre
     save_netcdf(group, out_dir / "physio_timecourses.nc")
     for name, df in (("epoch_features", feats), ("window_features", wins), ("concordance", conc),
                      ("scr_rates", rates), ("quality", quality), ("epoch_models", models), ("brain_body", bb_table)):  # fmt: skip
-        _write_csv(df, out_dir / f"{name}.csv")
+        write_csv(df, out_dir / f"{name}.csv")
     save_figure(vph.plot_timecourses(group), out_dir / "timecourses", FIGURE_FORMATS)
     for con in ("ME-MaE", "ME-NE"):
         save_figure(vph.plot_concordance_heatmap(conc, contrast=con, alpha=config.stats.alpha),

@@ -40,10 +40,9 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
-from analyses._common import build_parser, load_sessions, setup
+from analyses._common import build_parser, load_sessions, setup, write_csv
 from mmme_neuro import epochs as ep_mod
 from mmme_neuro import tfr
-from mmme_neuro._utils import atomic_path
 from mmme_neuro.config import Config, ConfigError
 from mmme_neuro.containers import save_netcdf
 from mmme_neuro.reporting import base_summary, make_contrast, write_summary
@@ -61,12 +60,6 @@ TOPO_BANDS: tuple[str, ...] = ("theta", "alpha", "beta", "gamma")
 TOPO_WINDOWS: tuple[tuple[float, float], ...] = ((0.0, 0.3), (0.3, 0.6), (0.6, 0.9), (0.9, 1.2))
 
 logger = logging.getLogger(f"analyses.{ANALYSIS}")
-
-
-def _write_csv(df: pd.DataFrame, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False, lineterminator="\n", encoding="utf-8", float_format="%.10g")
-    return path
 
 
 def process_session(session: Any, config: Config, method: str = "morlet") -> tuple[tfr.TFRResult, pd.DataFrame]:
@@ -264,17 +257,17 @@ def run(config: Config, out_dir: Path, *, method: str = "morlet", progress: bool
     clusters = cluster_tests(group["ersp"], CONTRASTS, config=config)
     for a, b in CONTRASTS:
         res = clusters[f"{a}-{b}"]
-        _write_csv(res.clusters if res is not None else pd.DataFrame(), out_dir / f"clusters_{a.lower()}_vs_{b.lower()}.csv")
+        write_csv(res.clusters if res is not None else pd.DataFrame(), out_dir / f"clusters_{a.lower()}_vs_{b.lower()}.csv")
     trials = ep_mod.included_rows(pd.concat([r.trials for r in results], ignore_index=True), report)
-    _write_csv(trials, out_dir / "band_power_trials.csv")
+    write_csv(trials, out_dir / "band_power_trials.csv")
     models = run_mixed_models(trials, config)
-    _write_csv(models, out_dir / "mixed_models.csv")
+    write_csv(models, out_dir / "mixed_models.csv")
     kept = ep_mod.included_rows(md[md["kept"]], report)
     measures = [m for m in EMG_MEASURES if m in kept.columns and kept[m].notna().any()]
     emg = paired_test(kept, measure=measures, contrast=("ME", "MaE"), config=config) if measures else pd.DataFrame()
-    _write_csv(emg, out_dir / "emg_confound.csv")
-    _write_csv(md, out_dir / "epochs.csv")
-    _write_csv(report, out_dir / "min_count.csv")
+    write_csv(emg, out_dir / "emg_confound.csv")
+    write_csv(md, out_dir / "epochs.csv")
+    write_csv(report, out_dir / "min_count.csv")
     bands = tfr.band_average(group["ersp"], config=config)
     for name, fig in make_figures(group, bands, clusters, kept, emg, config).items():
         save_figure(fig, out_dir / name, FIGURE_FORMATS)

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 __all__ = [
     "CodingConfig",
     "Config",
+    "DecodingConfig",
     "ConfigError",
     "EmgConfig",
     "EpochConfig",
@@ -221,6 +222,39 @@ class StatsConfig(_Section):
     fdr_method: Literal["fdr_bh", "fdr_by"] = Field("fdr_bh", description="False-discovery-rate procedure.")
 
 
+class DecodingConfig(_Section):
+    """Decoding (classification) of expression type and emotion from per-epoch features."""
+
+    cv: Literal["loso", "within_subject"] = Field(
+        "loso",
+        description="Cross-validation: leave-one-subject-out (honest, the default) or stratified k-fold within "
+        "each subject (optimistic: labelled so in every output).",
+    )
+    n_folds: int = Field(5, ge=2, description="Folds of the within-subject cross-validation.")
+    classifier: Literal["logreg", "svm", "rf", "gboost"] = Field(
+        "logreg", description="Classifier: L2 logistic regression, linear SVM, random forest or gradient boosting (balanced class weights where available)."
+    )
+    feature_selection: Literal["none", "anova", "rf_importance"] = Field(
+        "anova", description="Feature selection fitted inside each training fold: ANOVA F (fast) or random-forest importance (as in the ME literature)."
+    )
+    n_features: int = Field(40, ge=1, description="Features kept by the selection (all if fewer).")
+    n_permutations: int = Field(100, ge=10, description="Label permutations (within subject) of the chance-level test; each re-runs the whole cross-validation.")
+    feature_window: tuple[float, float] = Field((0.0, 1.0), description="Window (s after the landmark) of the band-power (periodogram) features.")
+    erp_window_step: float = Field(0.1, gt=0, description="Width (s) of the consecutive ERP mean-amplitude windows from 0.1 s to feature_window end.")
+    time_sfreq: float = Field(50.0, gt=0, description="Sampling rate (Hz) of the time-resolved decoding (epochs decimated/averaged to it).")
+    time_window: tuple[float, float] = Field((-0.2, 1.0), description="Time span (s) of the time-resolved decoding.")
+
+    @model_validator(mode="after")
+    def _check_windows(self) -> DecodingConfig:
+        for name in ("feature_window", "time_window"):
+            lo, hi = getattr(self, name)
+            if not lo < hi:
+                raise ValueError(f"{name}: start must be before end, got ({lo}, {hi}) s")
+        if self.feature_window[1] <= 0.1 + self.erp_window_step - 1e-9:
+            raise ValueError("feature_window must end at least one erp_window_step after 0.1 s")
+        return self
+
+
 class Config(_Section):
     """Effective configuration of mmme-neuro. All sections have documented defaults."""
 
@@ -239,6 +273,7 @@ class Config(_Section):
     emg: EmgConfig = Field(default_factory=EmgConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     stats: StatsConfig = Field(default_factory=StatsConfig)
+    decoding: DecodingConfig = Field(default_factory=DecodingConfig)
 
     @field_validator("bands")
     @classmethod

@@ -30,6 +30,8 @@ DIMS: dict[str, str] = {
     "epoch": "one expression-locked (or control) epoch; trial-level data",
     "channel": "EEG channel name (Quik-Cap spelling)",
     "time": "time relative to the alignment landmark (s)",
+    "train_time": "training time of a temporal-generalisation matrix (s, relative to the landmark)",
+    "test_time": "testing time of a temporal-generalisation matrix (s, relative to the landmark)",
     "freq": "frequency (Hz)",
     "band": "named frequency band (delta, theta, alpha, beta, gamma)",
     "node": "network node (= EEG channel)",
@@ -41,7 +43,7 @@ DIMS: dict[str, str] = {
 }
 
 #: Units of the coordinate of each dimension that has one.
-COORD_UNITS: dict[str, str] = {"time": "s", "freq": "Hz", "density": "1"}
+COORD_UNITS: dict[str, str] = {"time": "s", "train_time": "s", "test_time": "s", "freq": "Hz", "density": "1"}
 
 _JSON_PREFIX = "json:"
 

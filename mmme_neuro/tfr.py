@@ -91,6 +91,7 @@ __all__ = [
     "METHODS",
     "TFRResult",
     "authors_band_psd",
+    "periodogram_band_power",
     "band_average",
     "baseline_normalize",
     "clip_tail_centers",
@@ -721,6 +722,34 @@ def clip_tail_centers(clip_end_s: Sequence[float], duration_s: float = 40.0, win
     return (ends[:, None] + offs[None, :]).ravel()
 
 
+def periodogram_band_power(x: np.ndarray, sfreq: float, bands: Mapping[str, tuple[float, float]]) -> np.ndarray:
+    """Mean periodogram over each band's bins, the MMME authors' definition.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        ``(..., n_times)`` signal (e.g. µV).
+    sfreq : float
+        Sampling rate (Hz).
+    bands : mapping
+        Name -> (low, high) Hz, ``[low, high)``.
+
+    Returns
+    -------
+    power : numpy.ndarray
+        ``(..., n_bands)`` moved before the last input axis but one: shape
+        ``x.shape[:-2] + (n_bands, x.shape[-2])`` (band before channel), in
+        units² / Hz (:func:`scipy.signal.periodogram`, boxcar window, density
+        scaling, constant detrend). Bands with no bin are NaN.
+    """
+    freqs, pxx = periodogram(np.asarray(x, float), fs=float(sfreq), axis=-1)
+    out = []
+    for lo, hi in bands.values():
+        m = (freqs >= lo) & (freqs < hi)
+        out.append(pxx[..., m].mean(axis=-1) if m.any() else np.full(pxx.shape[:-1], np.nan))
+    return np.stack(out, axis=-2)
+
+
 def authors_band_psd(
     raw: mne.io.BaseRaw,
     centers_s: Sequence[float],
@@ -764,15 +793,11 @@ def authors_band_psd(
     n = int(round(window_s * sf))
     c = np.asarray(centers_s, float)
     out = np.full((c.size, len(bands), len(names)), np.nan)
-    freqs = None
     for k, t in enumerate(c):
         start = int(round(t * sf)) - n // 2
         if start < 0 or start + n > raw.n_times:
             continue
-        x = raw.get_data(picks=idx, start=start, stop=start + n) * 1e6
-        freqs, pxx = periodogram(x, fs=sf, axis=-1)
-        for b, (lo, hi) in enumerate(bands.values()):
-            out[k, b] = pxx[:, (freqs >= lo) & (freqs < hi)].mean(axis=-1)
+        out[k] = periodogram_band_power(raw.get_data(picks=idx, start=start, stop=start + n) * 1e6, sf, bands)
     return xr.DataArray(out, dims=("epoch", "band", "channel"),
                         coords={"epoch": c, "band": list(bands), "channel": names},
                         name="band_psd", attrs={"units": "µV**2/Hz", "window_s": window_s})  # fmt: skip

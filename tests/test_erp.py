@@ -158,9 +158,9 @@ def test_script_outputs_deterministic(script_out, ci_bids, noica_config, tmp_pat
 
 def _null_clusters(study, seed: int = 42):
     from analyses.erp_me_vs_mae import CONTRASTS, collect, group_erp
-    from mmme_neuro.stats import cluster_tests
     from mmme_neuro.ingest import find_sessions, ingest_session
     from mmme_neuro.io.coding import read_coding
+    from mmme_neuro.stats import cluster_tests
 
     config = load_config(None, preprocessing={"ica": False}, seed=seed)
     coding = read_coding(study.coding_file, config.coding)

@@ -1,0 +1,805 @@
+"""Decoding expression type and emotion from per-epoch EEG, physiology and their fusion.
+
+Works on the tidy feature table of :mod:`mmme_neuro.features` (one row per
+epoch, ``subject`` and ``condition`` columns, feature columns by set) and on
+the epoch time series for time-resolved decoding. Nothing here reads data.
+
+Honest evaluation
+-----------------
+* **Leave-one-subject-out** (LOSO) by default: every fold tests one subject
+  with a model fitted on the others. Imputation, scaling, feature selection
+  and the classifier are one scikit-learn :class:`~sklearn.pipeline.Pipeline`
+  fitted on the training fold only, so no epoch of the test subject
+  influences training. :func:`leakage_check` verifies this for any
+  evaluation procedure: the prediction for one epoch of a test subject must
+  not change when the subject's *other* epochs (features and labels) are
+  replaced. It catches normalising or selecting features before splitting.
+* ``cv="within_subject"`` (stratified k-fold over epochs, stratified by
+  subject and label) puts epochs of every subject in training and test: it is
+  optimistic (subject identity, session drifts and the muscle pattern of a
+  person are learnt), and every output says so (``optimistic`` flag).
+* Metrics as the micro-expression field reports them (MEGC convention):
+  accuracy, **UF1** (unweighted mean of per-class F1) and **UAR**
+  (unweighted average recall), computed on the out-of-fold predictions of all
+  folds pooled, with a per-subject breakdown and the confusion matrix.
+* Chance level is not 1/n_classes (classes are unbalanced: ~6 ME vs ~26 MaE
+  per subject): a permutation test shuffles labels *within subject* (keeping
+  every subject's class counts) and re-runs the whole cross-validation; the
+  null mean is the reported chance level, p = (1 + #null >= observed) /
+  (1 + n_permutations).
+
+Fusion
+------
+*Early* fusion concatenates feature sets (one pipeline, the selection sees all
+features); *late* fusion fits one pipeline per set in each training fold and
+averages their class probabilities (:class:`LateFusionClassifier`).
+
+Time-resolved decoding
+----------------------
+:func:`time_resolved` fits a classifier per time point
+(:class:`mne.decoding.SlidingEstimator`) and, optionally, tests it at every
+other time point (:class:`mne.decoding.GeneralizingEstimator`) in LOSO folds,
+scoring ROC AUC per test subject (subjects with both classes). The subjects'
+AUC time courses are tested against 0.5 with a one-sided cluster-based
+sign-flip permutation test over time (``mne.stats.permutation_cluster_1samp_test``;
+the folds share training subjects, so this is the usual, slightly liberal,
+group-level practice of MNE's examples rather than an exact test).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.feature_selection import SelectFromModel, SelectKBest, VarianceThreshold, f_classif
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import confusion_matrix, f1_score, recall_score
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+from tqdm.auto import tqdm
+
+from . import __version__
+from .config import Config, DecodingConfig
+from .constants import COMPOSITE_EMOTION, EXPRESSION_EMOTIONS
+from .features import feature_columns
+
+__all__ = [
+    "TASKS",
+    "DecodingResult",
+    "LateFusionClassifier",
+    "Task",
+    "TimeDecodingResult",
+    "cross_val_proba",
+    "cv_splits",
+    "decode",
+    "leakage_check",
+    "make_pipeline",
+    "pipeline_leakage_check",
+    "scores",
+    "summary_table",
+    "task_data",
+    "time_resolved",
+]
+
+logger = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- tasks
+
+
+@dataclass(frozen=True)
+class Task:
+    """A classification task: which epochs, which label.
+
+    Attributes
+    ----------
+    name : str
+        Identifier (``me_vs_mae``...).
+    conditions : tuple of str
+        Epoch conditions used.
+    label : str
+        ``"condition"``, ``"emotion3"`` (composite negative/positive/surprise
+        of the coded emotion) or ``"emotion7"`` (the seven coded emotions).
+    description : str
+        Human-readable.
+    """
+
+    name: str
+    conditions: tuple[str, ...]
+    label: str
+    description: str
+
+
+#: The tasks of the MMME decoding benchmarks.
+TASKS: dict[str, Task] = {
+    "me_vs_mae": Task("me_vs_mae", ("ME", "MaE"), "condition", "micro- vs macro-expression"),
+    "me_vs_ne": Task("me_vs_ne", ("ME", "NE"), "condition", "micro-expression vs no expression"),
+    "emotion3": Task("emotion3", ("ME",), "emotion3", "emotion of micro-expressions: negative / positive / surprise"),
+    "emotion7": Task("emotion7", ("ME",), "emotion7", "emotion of micro-expressions: the seven coded emotions"),
+}
+
+
+def _emotion(table: pd.DataFrame) -> pd.Series:
+    e = table["emotion"] if "emotion" in table.columns else pd.Series([None] * len(table), index=table.index)
+    e = e.astype(object).where(e.notna(), table.get("clip_emotion"))
+    return e.astype(str).str.strip().str.lower()
+
+
+def task_data(table: pd.DataFrame, task: str | Task, *, min_class_count: int = 10) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    """Rows and labels of a task.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Feature table (``subject``, ``condition``, and ``emotion``/``clip_emotion``
+        for emotion tasks).
+    task : str | Task
+        A :data:`TASKS` name or a :class:`Task`.
+    min_class_count : int
+        Emotion tasks: classes with fewer epochs overall are dropped ("where
+        counts allow"; logged).
+
+    Returns
+    -------
+    rows : pandas.DataFrame
+        The task's rows (original index kept).
+    y : numpy.ndarray of str
+        Labels.
+    classes : list of str
+        Sorted classes.
+
+    Raises
+    ------
+    ValueError
+        Unknown task, missing columns, or fewer than two classes.
+    """
+    if isinstance(task, str):
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; known: {sorted(TASKS)}")
+        task = TASKS[task]
+    for c in ("subject", "condition"):
+        if c not in table.columns:
+            raise ValueError(f"the feature table has no {c!r} column")
+    rows = table[table["condition"].isin(task.conditions)]
+    if task.label == "condition":
+        y = rows["condition"].astype(str).to_numpy()
+    else:
+        emo = _emotion(rows)
+        if task.label == "emotion3":
+            y = emo.map(lambda e: COMPOSITE_EMOTION.get(e)).to_numpy(dtype=object)
+        else:
+            y = emo.where(emo.isin(EXPRESSION_EMOTIONS)).to_numpy(dtype=object)
+        ok = pd.notna(y)
+        rows, y = rows[ok], y[ok].astype(str)
+        counts = pd.Series(y).value_counts()
+        small = sorted(counts[counts < min_class_count].index)
+        if small:
+            logger.info("%s: classes with < %d epochs dropped: %s", task.name, min_class_count, small)
+            keep = ~np.isin(y, small)
+            rows, y = rows[keep], y[keep]
+    classes = sorted(set(y))
+    if len(classes) < 2:
+        raise ValueError(f"task {task.name}: fewer than two classes in the table ({classes})")
+    return rows, y, classes
+
+
+# ----------------------------------------------------------------------------- pipelines
+
+
+def _cfg(config: Config | DecodingConfig | None) -> DecodingConfig:
+    if config is None:
+        return DecodingConfig()
+    return config.decoding if isinstance(config, Config) else config
+
+
+def make_pipeline(config: Config | DecodingConfig | None = None, *, n_features: int | None = None, seed: int = 0) -> Pipeline:
+    """The decoding pipeline: impute -> drop constants -> scale -> select -> classify.
+
+    Every step is fitted on training data only when the pipeline is fitted
+    in a cross-validation fold.
+
+    Parameters
+    ----------
+    config : Config | DecodingConfig | None
+        ``classifier``, ``feature_selection``, ``n_features``.
+    n_features : int | None
+        Number of input features; the selection keeps ``min(n_features,
+        config.n_features)`` (all if None or smaller).
+    seed : int
+        Random state of stochastic steps (forests, SVM probability calibration).
+
+    Returns
+    -------
+    pipeline : sklearn.pipeline.Pipeline
+    """
+    dec = _cfg(config)
+    steps: list[tuple[str, Any]] = [
+        ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+        ("constant", VarianceThreshold(0.0)),
+        ("scale", StandardScaler()),
+    ]
+    k = dec.n_features if n_features is None else min(dec.n_features, int(n_features))
+    if dec.feature_selection != "none" and (n_features is None or n_features > k):
+        if dec.feature_selection == "anova":
+            steps.append(("select", SelectKBest(f_classif, k=k)))
+        else:
+            forest = RandomForestClassifier(n_estimators=200, class_weight="balanced", random_state=seed, n_jobs=1)
+            steps.append(("select", SelectFromModel(forest, max_features=k, threshold=-np.inf)))
+    clf: Any
+    if dec.classifier == "logreg":
+        clf = LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000)
+    elif dec.classifier == "svm":
+        clf = SVC(kernel="linear", C=1.0, class_weight="balanced", probability=True, random_state=seed)
+    elif dec.classifier == "rf":
+        clf = RandomForestClassifier(n_estimators=300, class_weight="balanced", random_state=seed, n_jobs=1)
+    else:
+        clf = HistGradientBoostingClassifier(class_weight="balanced", random_state=seed)
+    steps.append(("classify", clf))
+    return Pipeline(steps)
+
+
+class LateFusionClassifier(ClassifierMixin, BaseEstimator):
+    """Late fusion: one pipeline per column group, class probabilities averaged.
+
+    Parameters
+    ----------
+    estimator : sklearn estimator
+        Pipeline cloned for every group (must implement ``predict_proba``).
+    groups : sequence of sequence of int
+        Column indices of each modality in ``X``.
+    weights : sequence of float | None
+        Weights of the groups' probabilities (default equal).
+    """
+
+    def __init__(self, estimator: Any, groups: Sequence[Sequence[int]], weights: Sequence[float] | None = None):
+        self.estimator = estimator
+        self.groups = groups
+        self.weights = weights
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> LateFusionClassifier:  # noqa: N803 (sklearn naming)
+        """Fit one clone per column group on the same rows."""
+        X = np.asarray(X)
+        self.classes_ = np.unique(y)
+        self.estimators_ = [clone(self.estimator).fit(X[:, list(g)], y) for g in self.groups]
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
+        """Weighted mean of the groups' class probabilities."""
+        X = np.asarray(X)
+        w = np.ones(len(self.groups)) if self.weights is None else np.asarray(self.weights, float)
+        out = np.zeros((len(X), len(self.classes_)))
+        for wi, est, g in zip(w, self.estimators_, self.groups, strict=True):
+            p = est.predict_proba(X[:, list(g)])
+            out[:, np.searchsorted(self.classes_, est.classes_)] += wi * p
+        return out / w.sum()
+
+    def predict(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
+        """Class of highest fused probability."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+# ----------------------------------------------------------------------------- cross-validation
+
+
+def cv_splits(y: Sequence[Any], groups: Sequence[Any], *, cv: str = "loso", n_folds: int = 5,
+              seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+    """Train/test index pairs.
+
+    Parameters
+    ----------
+    y, groups : sequence
+        Labels and subjects of the rows.
+    cv : {'loso', 'within_subject'}
+        Leave-one-subject-out (one fold per subject, in sorted order), or
+        stratified k-fold over rows stratified by subject x label (optimistic).
+    n_folds : int
+        Folds of ``within_subject``.
+    seed : int
+        Shuffling seed of ``within_subject``.
+
+    Returns
+    -------
+    splits : list of (train, test) index arrays
+    """
+    y, groups = np.asarray(y), np.asarray(groups)
+    if y.shape != groups.shape:
+        raise ValueError(f"y and groups differ in length ({y.size} vs {groups.size})")
+    if cv == "loso":
+        subjects = sorted(set(groups.tolist()))
+        if len(subjects) < 2:
+            raise ValueError(f"leave-one-subject-out needs >= 2 subjects, got {len(subjects)}")
+        idx = np.arange(y.size)
+        return [(idx[groups != s], idx[groups == s]) for s in subjects]
+    if cv == "within_subject":
+        strata = np.char.add(np.char.add(groups.astype(str), "|"), y.astype(str))
+        smallest = int(pd.Series(strata).value_counts().min())
+        k = max(2, min(int(n_folds), smallest))
+        if smallest < 2:
+            # strata with a single epoch cannot be split: stratify on label only for them
+            strata = np.where(pd.Series(strata).map(pd.Series(strata).value_counts()).to_numpy() < 2, y.astype(str), strata)
+            k = max(2, min(int(n_folds), int(pd.Series(strata).value_counts().min())))
+        skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+        return [(tr, te) for tr, te in skf.split(np.zeros(y.size), strata)]
+    raise ValueError(f"cv must be 'loso' or 'within_subject', got {cv!r}")
+
+
+def cross_val_proba(X: np.ndarray, y: np.ndarray, splits: Sequence[tuple[np.ndarray, np.ndarray]], estimator: Any,  # noqa: N803
+                    classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Out-of-fold class probabilities.
+
+    Returns
+    -------
+    proba : numpy.ndarray
+        ``(n_rows, n_classes)`` in the order of ``classes`` (0 for a class
+        absent from a training fold); NaN for rows in no test fold.
+    fold : numpy.ndarray of int
+        Test fold of each row (-1: none).
+    """
+    classes = np.asarray(classes)
+    proba = np.full((len(y), classes.size), np.nan)
+    fold = np.full(len(y), -1)
+    for i, (tr, te) in enumerate(splits):
+        est = clone(estimator).fit(X[tr], y[tr])
+        p = est.predict_proba(X[te])
+        out = np.zeros((te.size, classes.size))
+        out[:, np.searchsorted(classes, est.classes_)] = p
+        proba[te] = out
+        fold[te] = i
+    return proba, fold
+
+
+def scores(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]) -> dict[str, float]:
+    """Accuracy, UF1 and UAR.
+
+    UF1 is the unweighted mean over ``classes`` of per-class F1 (a class never
+    predicted nor present counts 0); UAR is the unweighted mean of per-class
+    recall over the classes present in ``y_true``.
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.size == 0:
+        return {"accuracy": np.nan, "uf1": np.nan, "uar": np.nan}
+    present = [c for c in classes if (y_true == c).any()]
+    return {
+        "accuracy": float(np.mean(y_true == y_pred)),
+        "uf1": float(f1_score(y_true, y_pred, labels=list(classes), average="macro", zero_division=0)),
+        "uar": float(recall_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+    }
+
+
+def _shuffle_within(y: np.ndarray, groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    out = y.copy()
+    for s in np.unique(groups):
+        idx = np.flatnonzero(groups == s)
+        out[idx] = y[rng.permutation(idx)]
+    return out
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass
+class DecodingResult:
+    """Cross-validated decoding of one task with one feature set.
+
+    Attributes
+    ----------
+    task, feature_set, fusion : str
+        What was decoded from what; fusion ``"none"``, ``"early"`` or ``"late"``.
+    cv : str
+        ``"loso"`` or ``"within_subject"``.
+    optimistic : bool
+        True for within-subject cross-validation.
+    classes : list of str
+    scores : dict
+        Pooled ``accuracy``, ``uf1``, ``uar``.
+    chance : dict
+        Mean of the permutation null per metric (NaN without permutations).
+    p_values : dict
+        Permutation p per metric.
+    null : pandas.DataFrame
+        One row per permutation: ``accuracy``, ``uf1``, ``uar``.
+    predictions : pandas.DataFrame
+        ``epoch_id``, ``subject``, ``y_true``, ``y_pred``, ``fold``, ``proba_<class>``.
+    per_subject : pandas.DataFrame
+        ``subject``, ``n_epochs``, ``n_<class>``, ``accuracy``, ``uf1``, ``uar``.
+    confusion : xarray.DataArray
+        ``(true, predicted)`` counts.
+    n_features : int
+        Input features.
+    """
+
+    task: str
+    feature_set: str
+    fusion: str
+    cv: str
+    optimistic: bool
+    classes: list[str]
+    scores: dict[str, float]
+    chance: dict[str, float]
+    p_values: dict[str, float]
+    null: pd.DataFrame
+    predictions: pd.DataFrame
+    per_subject: pd.DataFrame
+    confusion: xr.DataArray
+    n_features: int
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def summary_row(self) -> dict[str, Any]:
+        """One tidy row: task, set, fusion, cv, counts, metrics, chance, p."""
+        row: dict[str, Any] = {"task": self.task, "feature_set": self.feature_set, "fusion": self.fusion, "cv": self.cv,
+                               "optimistic": self.optimistic, "n_subjects": int(self.predictions["subject"].nunique()),
+                               "n_epochs": len(self.predictions), "n_features": self.n_features,
+                               "classes": "/".join(self.classes)}  # fmt: skip
+        for m in ("accuracy", "uf1", "uar"):
+            row[m] = self.scores[m]
+            row[f"{m}_chance"] = self.chance.get(m, np.nan)
+            row[f"{m}_p"] = self.p_values.get(m, np.nan)
+        row["n_permutations"] = len(self.null)
+        return row
+
+
+def _set_groups(table: pd.DataFrame, feature_set: str, exclude: Sequence[str] = ()) -> tuple[list[str], list[list[int]]]:
+    """Columns of a (possibly fused) set and, for late fusion, the column groups per component set."""
+    comps = feature_set.split("+") if "+" in feature_set else [feature_set]
+    cols: list[str] = []
+    groups: list[list[int]] = []
+    drop = set(exclude)
+    for c in comps:
+        cc = [x for x in feature_columns(table, c) if x not in cols and x not in drop]
+        if not cc:
+            raise ValueError(f"feature set {c!r}: every column is excluded")
+        groups.append(list(range(len(cols), len(cols) + len(cc))))
+        cols += cc
+    return cols, groups
+
+
+def decode(
+    table: pd.DataFrame,
+    task: str | Task,
+    feature_set: str,
+    *,
+    config: Config | None = None,
+    fusion: str = "early",
+    n_permutations: int | None = None,
+    seed: int | None = None,
+    progress: bool = False,
+    exclude_columns: Sequence[str] = (),
+    label: str | None = None,
+) -> DecodingResult:
+    """Cross-validated decoding with a within-subject label-permutation test.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Feature table (:mod:`mmme_neuro.features`), with ``epoch_id``,
+        ``subject``, ``condition``.
+    task : str | Task
+        :data:`TASKS` name (``me_vs_mae``, ``me_vs_ne``, ``emotion3``, ``emotion7``).
+    feature_set : str
+        A :data:`mmme_neuro.features.FEATURE_SETS` name or ``"a+b"`` (sets
+        fused as ``fusion`` says).
+    config : Config | None
+        ``decoding`` (cv, classifier, selection, permutations) and ``seed``.
+    fusion : {'early', 'late'}
+        How the sets of an ``"a+b"`` set are combined (ignored for one set).
+    n_permutations : int | None
+        Override ``decoding.n_permutations``; 0 skips the test.
+    seed : int | None
+        Override ``config.seed``.
+    progress : bool
+        Show a progress bar over permutations.
+    exclude_columns : sequence of str
+        Feature columns left out of the set (e.g.
+        :func:`mmme_neuro.features.emg_prone_columns`).
+    label : str | None
+        Name of the feature set in the result (default ``feature_set``).
+
+    Returns
+    -------
+    DecodingResult
+    """
+    config = config or Config()
+    dec = config.decoding
+    seed = config.seed if seed is None else int(seed)
+    if fusion not in ("early", "late"):
+        raise ValueError(f"fusion must be 'early' or 'late', got {fusion!r}")
+    rows, y, classes = task_data(table, task)
+    task_name = task if isinstance(task, str) else task.name
+    cols, col_groups = _set_groups(rows, feature_set, exclude_columns)
+    X = rows[cols].to_numpy(float)  # noqa: N806
+    usable = np.isfinite(X).any(axis=1)
+    if not usable.all():
+        logger.info("%s/%s: %d epochs without any feature value left out", task_name, feature_set, int((~usable).sum()))
+        rows, y, X = rows[usable], y[usable], X[usable]  # noqa: N806
+    groups = rows["subject"].astype(str).to_numpy()
+    kind = "none" if len(col_groups) == 1 else fusion
+    if kind == "late":
+        est: Any = LateFusionClassifier(_GroupPipeline(dec, seed), col_groups)
+    else:
+        est = make_pipeline(dec, n_features=X.shape[1], seed=seed)
+    splits = cv_splits(y, groups, cv=dec.cv, n_folds=dec.n_folds, seed=seed)
+    proba, fold = cross_val_proba(X, y, splits, est, classes)
+    cls = np.asarray(classes)
+    pred = cls[np.argmax(proba, axis=1)]
+    sc = scores(y, pred, classes)
+    n_perm = dec.n_permutations if n_permutations is None else int(n_permutations)
+    rng = np.random.default_rng([seed, 7919])
+    null_rows = []
+    for _ in tqdm(range(n_perm), desc=f"{task_name}/{feature_set} permutations", disable=not progress, leave=False):
+        yp = _shuffle_within(y, groups, rng)
+        sp = splits if dec.cv == "loso" else cv_splits(yp, groups, cv=dec.cv, n_folds=dec.n_folds, seed=seed)
+        pp, _ = cross_val_proba(X, yp, sp, est, classes)
+        null_rows.append(scores(yp, cls[np.argmax(pp, axis=1)], classes))
+    null = pd.DataFrame(null_rows, columns=["accuracy", "uf1", "uar"])
+    chance = {m: float(null[m].mean()) if len(null) else np.nan for m in null.columns}
+    pvals = {m: float((1 + (null[m] >= sc[m] - 1e-12).sum()) / (1 + len(null))) if len(null) else np.nan
+             for m in null.columns}  # fmt: skip
+    preds = pd.DataFrame({"epoch_id": rows["epoch_id"].astype(str).to_numpy() if "epoch_id" in rows else np.arange(len(y)),
+                          "subject": groups, "y_true": y, "y_pred": pred, "fold": fold})  # fmt: skip
+    for j, c in enumerate(classes):
+        preds[f"proba_{c}"] = proba[:, j]
+    per = []
+    for s, d in preds.groupby("subject", sort=True):
+        r = {"subject": s, "n_epochs": len(d), **{f"n_{c}": int((d["y_true"] == c).sum()) for c in classes}}
+        r.update(scores(d["y_true"], d["y_pred"], classes))
+        per.append(r)
+    cm = confusion_matrix(y, pred, labels=classes)
+    conf = xr.DataArray(cm, dims=("true", "predicted"), coords={"true": classes, "predicted": classes}, name="confusion",
+                        attrs={"units": "epochs"})  # fmt: skip
+    attrs = {"mmme_neuro_version": __version__, "config_hash": config.hash(), "seed": seed,
+             "classifier": dec.classifier, "feature_selection": dec.feature_selection, "n_features_selected": dec.n_features}  # fmt: skip
+    attrs["excluded_columns"] = sorted(set(exclude_columns) & set(rows.columns))
+    return DecodingResult(task_name, label or feature_set, kind, dec.cv, dec.cv != "loso", list(classes), sc, chance, pvals, null,
+                          preds, pd.DataFrame(per), conf, X.shape[1], attrs)  # fmt: skip
+
+
+class _GroupPipeline(BaseEstimator):
+    """A decoding pipeline whose selection size adapts to the number of columns it is fitted on."""
+
+    def __init__(self, config: DecodingConfig, seed: int = 0):
+        self.config = config
+        self.seed = seed
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> _GroupPipeline:  # noqa: N803
+        self.pipeline_ = make_pipeline(self.config, n_features=X.shape[1], seed=self.seed).fit(X, y)
+        self.classes_ = self.pipeline_.classes_
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
+        return self.pipeline_.predict_proba(X)
+
+
+# ----------------------------------------------------------------------------- leakage
+
+
+def leakage_check(
+    evaluate: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    X: np.ndarray,  # noqa: N803
+    y: np.ndarray,
+    groups: np.ndarray,
+    *,
+    n_subjects: int = 2,
+    seed: int = 0,
+    tol: float = 1e-9,
+) -> pd.DataFrame:
+    """Check that an evaluation procedure keeps test subjects out of training.
+
+    ``evaluate(X, y, groups)`` must return out-of-fold predictions (class
+    probabilities or decision values) for every row. For a test subject ``s``
+    and one of its epochs ``i``, the prediction for ``i`` may depend only on
+    the training subjects and on ``x_i``. The check replaces the *other*
+    epochs of ``s`` (features: far-off random values; labels: rotated) and
+    re-evaluates: any change of the prediction for ``i`` means that those
+    epochs reached the model, e.g. by normalising, imputing or selecting
+    features on all data before splitting, or by within-subject folds.
+
+    Parameters
+    ----------
+    evaluate : callable
+        ``(X, y, groups) -> (n_rows, ...) array``; deterministic.
+    X, y, groups : numpy.ndarray
+        Data, labels, subjects.
+    n_subjects : int
+        Subjects probed (those with the most epochs first).
+    seed : int
+        Seed of the replacement values.
+    tol : float
+        Largest change counted as no change.
+
+    Returns
+    -------
+    report : pandas.DataFrame
+        ``subject``, ``probe_row``, ``max_abs_change``, ``leak`` (bool).
+        ``report["leak"].any()`` is the verdict.
+    """
+    X, y, groups = np.asarray(X, float), np.asarray(y), np.asarray(groups)  # noqa: N806
+    base = np.asarray(evaluate(X, y, groups), float)
+    rng = np.random.default_rng(seed)
+    counts = pd.Series(groups).value_counts(sort=False)
+    subjects = sorted(counts[counts >= 2].index, key=lambda s: (-counts[s], str(s)))[:n_subjects]
+    if not subjects:
+        raise ValueError("leakage check needs a subject with at least two epochs")
+    labels = np.unique(y)
+    scale = np.nanstd(X, axis=0) + 1.0
+    rows = []
+    for s in subjects:
+        idx = np.flatnonzero(groups == s)
+        probe, others = idx[0], idx[1:]
+        X2, y2 = X.copy(), y.copy()  # noqa: N806
+        X2[others] = np.nanmean(X, axis=0) + 10 * scale * rng.standard_normal((others.size, X.shape[1]))
+        y2[others] = labels[(np.searchsorted(labels, y[others]) + 1) % labels.size]
+        out = np.asarray(evaluate(X2, y2, groups), float)
+        change = float(np.nanmax(np.abs(np.atleast_1d(out[probe] - base[probe]))))
+        rows.append({"subject": str(s), "probe_row": int(probe), "max_abs_change": change, "leak": change > tol})
+    return pd.DataFrame(rows)
+
+
+def pipeline_leakage_check(table: pd.DataFrame, task: str | Task, feature_set: str, *, config: Config | None = None,
+                           n_subjects: int = 2) -> pd.DataFrame:  # fmt: skip
+    """:func:`leakage_check` of the very pipeline and folds :func:`decode` uses (no permutations)."""
+    config = config or Config()
+    rows, y, classes = task_data(table, task)
+    cols, _ = _set_groups(rows, feature_set)
+    X = rows[cols].to_numpy(float)  # noqa: N806
+    dec = config.decoding
+
+    def evaluate(Xe: np.ndarray, ye: np.ndarray, ge: np.ndarray) -> np.ndarray:  # noqa: N803
+        est = make_pipeline(dec, n_features=Xe.shape[1], seed=config.seed)
+        splits = cv_splits(ye, ge, cv=dec.cv, n_folds=dec.n_folds, seed=config.seed)
+        return cross_val_proba(Xe, ye, splits, est, classes)[0]
+
+    return leakage_check(evaluate, X, y, rows["subject"].astype(str).to_numpy(), n_subjects=n_subjects, seed=config.seed)
+
+
+# ----------------------------------------------------------------------------- time-resolved
+
+
+@dataclass
+class TimeDecodingResult:
+    """Time-resolved (and temporal-generalisation) decoding.
+
+    Attributes
+    ----------
+    scores : xarray.DataArray
+        ``(subject, time)`` ROC AUC of each test subject.
+    generalization : xarray.DataArray | None
+        ``(subject, train_time, test_time)`` AUC.
+    clusters : pandas.DataFrame
+        Clusters of AUC > 0.5 over time: ``start_s``, ``stop_s``, ``mass``, ``p``, ``significant``.
+    significant : xarray.DataArray
+        ``(time,)`` bool, inside a significant cluster.
+    first_significant_s : float
+        Earliest time in a significant cluster (NaN if none): when the
+        information appears relative to the landmark.
+    gen_significant : xarray.DataArray | None
+        ``(train_time, test_time)`` bool.
+    """
+
+    scores: xr.DataArray
+    generalization: xr.DataArray | None
+    clusters: pd.DataFrame
+    significant: xr.DataArray
+    first_significant_s: float
+    gen_significant: xr.DataArray | None
+
+
+def _mask(cluster: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """Boolean mask of a cluster given as MNE indices (tuple of index arrays)."""
+    m = np.zeros(shape, bool)
+    m[tuple(np.asarray(i) for i in cluster)] = True
+    return m
+
+
+def time_resolved(
+    series: xr.DataArray,
+    table: pd.DataFrame,
+    task: str | Task = "me_vs_mae",
+    *,
+    config: Config | None = None,
+    generalization: bool = True,
+    seed: int | None = None,
+) -> TimeDecodingResult:
+    """Sliding-estimator decoding over time with LOSO folds and a cluster test.
+
+    Parameters
+    ----------
+    series : xarray.DataArray
+        ``(epoch, channel, time)`` (:func:`mmme_neuro.features.time_series`),
+        ``epoch`` = ``epoch_id`` of ``table``.
+    table : pandas.DataFrame
+        Rows with ``epoch_id``, ``subject``, ``condition`` (a feature table).
+    task : str | Task
+        A binary task (``me_vs_mae``, ``me_vs_ne``).
+    config : Config | None
+        ``stats`` (permutations, cluster-forming p, alpha) and ``seed``.
+    generalization : bool
+        Also train at each time and test at every time.
+    seed : int | None
+        Override ``config.seed``.
+
+    Returns
+    -------
+    TimeDecodingResult
+    """
+    from mne.decoding import GeneralizingEstimator, SlidingEstimator
+    from mne.stats import permutation_cluster_1samp_test
+    from scipy import stats as sstats
+
+    config = config or Config()
+    seed = config.seed if seed is None else int(seed)
+    rows, y, classes = task_data(table, task)
+    if len(classes) != 2:
+        raise ValueError(f"time-resolved decoding needs a binary task, got classes {classes}")
+    ids = rows["epoch_id"].astype(str).to_numpy()
+    have = set(map(str, series["epoch"].values))
+    ok = np.isin(ids, list(have))
+    rows, y, ids = rows[ok], y[ok], ids[ok]
+    X = series.sel(epoch=ids).transpose("epoch", "channel", "time").values.astype(float)  # noqa: N806
+    yb = (y == classes[0]).astype(int)  # positive class: the first (ME)
+    groups = rows["subject"].astype(str).to_numpy()
+    base = Pipeline([("scale", StandardScaler()), ("classify", LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000))])
+    times = series["time"].values
+    subj_scores, gen_scores, subjects = [], [], []
+    for tr, te in cv_splits(yb, groups, cv="loso"):
+        if len(np.unique(yb[te])) < 2 or len(np.unique(yb[tr])) < 2:
+            continue
+        sl = SlidingEstimator(clone(base), scoring="roc_auc", n_jobs=None, verbose=False).fit(X[tr], yb[tr])
+        subj_scores.append(sl.score(X[te], yb[te]))
+        if generalization:
+            ge = GeneralizingEstimator(clone(base), scoring="roc_auc", n_jobs=None, verbose=False).fit(X[tr], yb[tr])
+            gen_scores.append(ge.score(X[te], yb[te]))
+        subjects.append(groups[te][0])
+    if len(subjects) < 2:
+        raise ValueError(f"time-resolved decoding needs >= 2 test subjects with both classes, got {len(subjects)}")
+    sc = xr.DataArray(np.asarray(subj_scores), dims=("subject", "time"), coords={"subject": subjects, "time": times},
+                      name="auc", attrs={"units": "1", "chance": 0.5, "task": rows.attrs.get("task", str(task)),
+                                         "positive_class": classes[0]})  # fmt: skip
+    sc["time"].attrs["units"] = "s"
+    n = len(subjects)
+    thr = float(sstats.t.ppf(1 - config.stats.cluster_forming_p, n - 1))
+    t_obs, clusters, pv, _ = permutation_cluster_1samp_test(
+        sc.values - 0.5, threshold=thr, tail=1, n_permutations=config.stats.n_permutations,
+        rng=np.random.default_rng(seed), out_type="indices", verbose=False)  # fmt: skip
+    rows_c, sig = [], np.zeros(times.size, bool)
+    for cl, p in zip(clusters, pv, strict=True):
+        m = _mask(cl, (times.size,))
+        idx = np.flatnonzero(m)
+        rows_c.append({"start_s": float(times[idx[0]]), "stop_s": float(times[idx[-1]]), "mass": float(t_obs[m].sum()),
+                       "p": float(p), "significant": bool(p < config.stats.alpha)})  # fmt: skip
+        if p < config.stats.alpha:
+            sig |= m
+    gen = gsig = None
+    if generalization:
+        gen = xr.DataArray(np.asarray(gen_scores), dims=("subject", "train_time", "test_time"),
+                           coords={"subject": subjects, "train_time": times, "test_time": times}, name="auc",
+                           attrs={"units": "1", "chance": 0.5})  # fmt: skip
+        gen["train_time"].attrs["units"] = "s"
+        gen["test_time"].attrs["units"] = "s"
+        _, gcl, gpv, _ = permutation_cluster_1samp_test(gen.values - 0.5, threshold=thr, tail=1,
+                                                        n_permutations=config.stats.n_permutations,
+                                                        rng=np.random.default_rng(seed), out_type="indices",
+                                                        verbose=False)  # fmt: skip
+        gmask = np.zeros((times.size, times.size), bool)
+        for cl, p in zip(gcl, gpv, strict=True):
+            if p < config.stats.alpha:
+                gmask |= _mask(cl, gmask.shape)
+        gsig = xr.DataArray(gmask, dims=("train_time", "test_time"), coords={"train_time": times, "test_time": times})
+    first = float(times[np.flatnonzero(sig)[0]]) if sig.any() else float("nan")
+    clusters_df = pd.DataFrame(rows_c, columns=["start_s", "stop_s", "mass", "p", "significant"])
+    return TimeDecodingResult(sc, gen, clusters_df, xr.DataArray(sig, dims=("time",), coords={"time": times}), first, gsig)
+
+
+def summary_table(results: Sequence[DecodingResult]) -> pd.DataFrame:
+    """One row per :class:`DecodingResult` (:meth:`DecodingResult.summary_row`)."""
+    return pd.DataFrame([r.summary_row() for r in results])
+

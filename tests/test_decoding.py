@@ -1,0 +1,318 @@
+"""Decoding: metrics, subject-wise folds, leakage, planted-effect recovery, fusion, null control, time-resolved."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mne
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from sklearn.feature_selection import SelectKBest, f_classif
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from mmme_neuro import decoding as dec
+from mmme_neuro import features as ft
+from mmme_neuro.config import Config, load_config
+
+NO_ICA = "[preprocessing]\nica = false\n\n[stats]\nn_permutations = 200\n"
+ALPHA = 0.05
+
+
+# ----------------------------------------------------------------------------- synthetic tables
+
+
+def _table(seed: int, *, n_subjects: int = 8, n_me: int = 8, n_mae: int = 20, n_eeg: int = 24, n_phys: int = 6,
+           eeg_effect: float = 0.0, phys_effect: float = 0.0) -> pd.DataFrame:  # fmt: skip
+    """Feature table with subject offsets; ME shifted by the effects on the first 3 EEG / 2 physio features."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(n_subjects):
+        off_e, off_p = rng.normal(0, 1, n_eeg), rng.normal(0, 1, n_phys)
+        for k, cond in enumerate(["ME"] * n_me + ["MaE"] * n_mae):
+            e = off_e + rng.normal(0, 1, n_eeg)
+            p = off_p + rng.normal(0, 1, n_phys)
+            if cond == "ME":
+                e[:3] += eeg_effect
+                p[:2] += phys_effect
+            r = {"epoch_id": f"sub-{s + 1:02d}_ep{k:04d}", "subject": f"sub-{s + 1:02d}", "condition": cond,
+                 "emotion": ["happy", "sad", "surprise", "fear"][k % 4]}  # fmt: skip
+            r.update({f"eeg_psd__theta__C{j}": v for j, v in enumerate(e)})
+            r.update({f"physio__f{j}": v for j, v in enumerate(p)})
+            rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def _config(**decoding) -> Config:
+    return load_config(None, decoding={"n_features": 10, **decoding})
+
+
+# ----------------------------------------------------------------------------- metrics and folds
+
+
+def test_scores_hand_computed():
+    y_true = ["A", "A", "A", "B", "B", "C"]
+    y_pred = ["A", "A", "B", "B", "C", "C"]
+    s = dec.scores(y_true, y_pred, ["A", "B", "C"])
+    # per-class F1: A 2*1*(2/3)/(5/3) = 0.8, B 0.5, C 2*0.5*1/1.5 = 2/3; recalls 2/3, 1/2, 1
+    assert s["uf1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    assert s["uar"] == pytest.approx((2 / 3 + 0.5 + 1) / 3)
+    assert s["accuracy"] == pytest.approx(4 / 6)
+    # a class absent from y_true does not enter UAR, but a wrong prediction of it costs UF1
+    s2 = dec.scores(["A", "A"], ["A", "B"], ["A", "B"])
+    assert s2["uar"] == pytest.approx(0.5) and s2["uf1"] == pytest.approx((2 / 3 + 0) / 2)
+
+
+def test_loso_splits_are_subject_wise():
+    groups = np.repeat(["s1", "s2", "s3"], 4)
+    y = np.tile(["ME", "MaE"], 6)
+    splits = dec.cv_splits(y, groups)
+    assert len(splits) == 3
+    for tr, te in splits:
+        assert len(set(groups[te])) == 1 and not set(groups[tr]) & set(groups[te])
+    assert sorted(np.concatenate([te for _, te in splits]).tolist()) == list(range(12))
+    within = dec.cv_splits(y, groups, cv="within_subject", n_folds=2)
+    assert all(set(groups[tr]) & set(groups[te]) for tr, te in within)  # optimistic: subjects on both sides
+    with pytest.raises(ValueError, match="loso"):
+        dec.cv_splits(y, groups, cv="kfold")
+    with pytest.raises(ValueError, match="2 subjects"):
+        dec.cv_splits(y[:4], groups[:4])
+
+
+def test_task_data_labels_and_errors():
+    t = _table(0, n_subjects=3)
+    rows, y, classes = dec.task_data(t, "me_vs_mae")
+    assert classes == ["ME", "MaE"] and len(rows) == len(t)  # sorted: ME first (the positive class)
+    rows, y, classes = dec.task_data(t.assign(condition="ME"), "emotion3", min_class_count=1)
+    assert set(classes) == {"negative", "positive", "surprise"}  # fear, sad -> negative
+    assert (y[rows["emotion"].eq("sad").to_numpy()] == "negative").all()
+    with pytest.raises(ValueError, match="unknown task"):
+        dec.task_data(t, "valence")
+    with pytest.raises(ValueError, match="fewer than two classes"):
+        dec.task_data(t[t["condition"] == "ME"], "me_vs_mae")
+    with pytest.raises(ValueError, match="no column of set"):
+        dec.decode(t, "me_vs_mae", "eeg_nodal", n_permutations=0)
+
+
+# ----------------------------------------------------------------------------- leakage
+
+
+def _xy(seed: int = 1):
+    t = _table(seed, eeg_effect=0.5)
+    rows, y, classes = dec.task_data(t, "me_vs_mae")
+    cols = ft.feature_columns(rows, "eeg")
+    return rows[cols].to_numpy(float), y, rows["subject"].to_numpy(), classes
+
+
+def test_leakage_check_passes_the_pipeline_and_catches_leaks():
+    X, y, g, classes = _xy()
+    cfg = _config()
+    pipe = dec.make_pipeline(cfg, n_features=X.shape[1])
+
+    def proper(Xe, ye, ge):
+        return dec.cross_val_proba(Xe, ye, dec.cv_splits(ye, ge), pipe, classes)[0]
+
+    bare = LogisticRegression(class_weight="balanced", max_iter=2000)
+
+    def normalise_first(Xe, ye, ge):  # the classic leak: z-scoring all epochs before splitting, then classifying
+        return dec.cross_val_proba(StandardScaler().fit_transform(Xe), ye, dec.cv_splits(ye, ge), bare, classes)[0]
+
+    def normalise_per_subject(Xe, ye, ge):  # z-scoring each subject's epochs, the test subject's included
+        Z = pd.DataFrame(Xe).groupby(ge).transform(lambda c: (c - c.mean()) / c.std()).to_numpy()
+        return proper(Z, ye, ge)
+
+    def select_first(Xe, ye, ge):  # selecting features on all epochs (labels included) before splitting
+        Xs = SelectKBest(f_classif, k=5).fit_transform(Xe, ye)
+        return dec.cross_val_proba(Xs, ye, dec.cv_splits(ye, ge), dec.make_pipeline(cfg, n_features=5), classes)[0]
+
+    def within(Xe, ye, ge):
+        return dec.cross_val_proba(Xe, ye, dec.cv_splits(ye, ge, cv="within_subject"), pipe, classes)[0]
+
+    assert not dec.leakage_check(proper, X, y, g)["leak"].any()
+    for leaky in (normalise_first, normalise_per_subject, select_first, within):
+        report = dec.leakage_check(leaky, X, y, g)
+        assert report["leak"].all(), leaky.__name__
+    assert not dec.pipeline_leakage_check(_table(2, eeg_effect=0.5), "me_vs_mae", "eeg", config=cfg)["leak"].any()
+
+
+# ----------------------------------------------------------------------------- planted effects / null
+
+
+def test_planted_effects_recovered_fusion_beats_single_modalities():
+    t = _table(3, eeg_effect=1.0, phys_effect=1.0)
+    cfg = _config(n_permutations=30)
+    res = {(s, f): dec.decode(t, "me_vs_mae", s, config=cfg, fusion=f)
+           for s, f in (("eeg", "early"), ("physio", "early"), ("eeg+physio", "early"), ("eeg+physio", "late"))}  # fmt: skip
+    for r in res.values():
+        assert r.p_values["uar"] < ALPHA and r.scores["uar"] > r.chance["uar"] + 0.1
+        assert abs(r.chance["uar"] - 0.5) < 0.05  # balanced chance, not the 71 % majority rate
+    best_single = max(res[("eeg", "early")].scores["uar"], res[("physio", "early")].scores["uar"])
+    assert res[("eeg+physio", "early")].scores["uar"] > best_single
+    assert res[("eeg+physio", "late")].scores["uar"] > best_single
+    assert res[("eeg+physio", "late")].fusion == "late" and res[("eeg", "early")].fusion == "none"
+    r = res[("eeg+physio", "early")]
+    assert int(r.confusion.sum()) == len(r.predictions) == len(t)
+    assert set(r.per_subject["subject"]) == set(t["subject"]) and r.per_subject["n_ME"].sum() == 64
+    # deterministic: same inputs + config + seed give the same predictions and null distribution
+    again = dec.decode(t, "me_vs_mae", "eeg+physio", config=cfg)
+    pd.testing.assert_frame_equal(again.predictions, r.predictions)
+    pd.testing.assert_frame_equal(again.null, r.null)
+
+
+def test_null_tables_false_positive_rate():
+    cfg = _config(n_permutations=20)
+    p = [dec.decode(_table(100 + s, n_subjects=6, n_me=6, n_mae=12), "me_vs_mae", "eeg+physio", config=cfg).p_values["uar"]
+         for s in range(10)]  # fmt: skip
+    # 10 null tables: expected 0.5 false positives at alpha = .05; >= 3 has probability 1.2 %
+    assert sum(v < ALPHA for v in p) <= 2, p
+
+
+def test_optimistic_cv_is_labelled():
+    r = dec.decode(_table(4, eeg_effect=0.5), "me_vs_mae", "eeg", config=_config(cv="within_subject"), n_permutations=0)
+    assert r.optimistic and r.summary_row()["optimistic"] and r.cv == "within_subject"
+
+
+# ----------------------------------------------------------------------------- time-resolved
+
+
+def _series(seed: int, effect: float) -> tuple[xr.DataArray, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    t = _table(seed, n_eeg=1, n_phys=1)
+    times = np.round(np.arange(-0.2, 1.0, 0.02), 6)
+    x = rng.normal(0, 1, (len(t), 4, times.size))
+    win = (times >= 0.3) & (times <= 0.5)
+    x[np.ix_(t["condition"].eq("ME").to_numpy(), [0, 1], np.flatnonzero(win))] += effect
+    da = xr.DataArray(x, dims=("epoch", "channel", "time"),
+                      coords={"epoch": t["epoch_id"].to_numpy(), "channel": ["CZ", "PZ", "FZ", "OZ"], "time": times})  # fmt: skip
+    return da, t
+
+
+def test_time_resolved_finds_planted_window_and_nothing_in_null():
+    cfg = load_config(None, stats={"n_permutations": 200})
+    da, t = _series(5, 1.0)
+    r = dec.time_resolved(da, t, "me_vs_mae", config=cfg)
+    planted = r.clusters[(r.clusters["start_s"] <= 0.4) & (r.clusters["stop_s"] >= 0.4)]
+    assert len(planted) == 1 and bool(planted["significant"].iloc[0])
+    assert 0.25 <= planted["start_s"].iloc[0] <= 0.32 and 0.48 <= planted["stop_s"].iloc[0] <= 0.55
+    assert planted["mass"].iloc[0] == r.clusters["mass"].max()
+    assert 0.28 <= r.first_significant_s <= 0.32
+    assert r.generalization is not None and bool(r.gen_significant.sel(train_time=0.4, test_time=0.4, method="nearest"))
+    assert r.scores.sizes["subject"] == 8
+    null = dec.time_resolved(*_series(6, 0.0), "me_vs_mae", config=cfg)
+    assert not null.significant.values.any() and not null.clusters["significant"].any()
+
+
+# ----------------------------------------------------------------------------- features
+
+
+def _epochs(sfreq: float = 250.0) -> mne.EpochsArray:
+    times = np.arange(-1.0, 2.0, 1 / sfreq)
+    names = ["CZ", "T7", "PZ"]
+    x = np.zeros((2, 3, times.size))
+    x[:, 0] = 10e-6 * np.sin(2 * np.pi * 10 * times)  # CZ: 10 Hz, 10 µV
+    x[:, 1] = 5e-6 * np.sin(2 * np.pi * 40 * times)  # T7: 40 Hz
+    x[:, 2] = np.where((times >= 0.3) & (times < 0.4), 4e-6, 0.0)  # PZ: 4 µV step in 300-400 ms
+    info = mne.create_info(names, sfreq, "eeg")
+    md = pd.DataFrame({"epoch_id": ["a_ep0", "a_ep1"], "subject": "a", "condition": ["ME", "NE"],
+                       "expression_id": ["e1", None], "matched_expression_id": ["e1", "e1"],
+                       "emg_rms_uv": [3.0, 1.0], "emg_temporal_power": [0.5, 0.1]})  # fmt: skip
+    return mne.EpochsArray(x, info, tmin=-1.0, metadata=md, verbose=False)
+
+
+def test_feature_functions_against_hand_values():
+    ep = _epochs()
+    cfg = Config()
+    psd = ft.band_power_features(ep, cfg.bands, (0.0, 1.0))
+    cz = psd.filter(like="__CZ").iloc[0]
+    assert cz.idxmax() == "eeg_psd__alpha__CZ"
+    # periodogram density of a 10 µV sinusoid: A^2/2 / df at 10 Hz (df = 1 Hz), alpha band has 5 bins
+    assert 10 ** cz["eeg_psd__alpha__CZ"] == pytest.approx(50.0 / 5, rel=1e-6)
+    assert psd.filter(like="__T7").iloc[0].idxmax() == "eeg_psd__gamma__T7"
+    erp = ft.erp_window_features(ep, [(0.3, 0.4), (0.4, 0.5)])
+    assert erp.loc["a_ep0", "eeg_erp__300-400ms__PZ"] == pytest.approx(4.0)
+    assert erp.loc["a_ep0", "eeg_erp__400-500ms__PZ"] == pytest.approx(0.0)
+    idx = ft.epoch_index(ep)
+    assert idx["event_key"].tolist() == ["e1", "NE:e1"] and idx["emg__emg_rms_uv"].tolist() == [3.0, 1.0]
+    prone = ft.emg_prone_columns([*psd.columns, *erp.columns, "physio__hr_change_bpm"], cfg)
+    assert "eeg_psd__gamma__CZ" in prone and "eeg_erp__300-400ms__T7" in prone
+    assert "eeg_psd__alpha__CZ" not in prone and "physio__hr_change_bpm" not in prone
+    ts = ft.time_series(ep, (0.3, 0.5), 50.0)
+    assert ts.sizes["time"] == 10 and ts.sel(channel="PZ").values[0, :5] == pytest.approx(4.0)
+    assert ts["time"].values[0] == pytest.approx(0.3 + 2 / 250)
+    with pytest.raises(ValueError, match="outside the epochs"):
+        ft.band_power_features(ep, cfg.bands, (0.0, 3.0))
+    ph = pd.DataFrame({"condition": ["ME", "NE", "clip"], "expression_id": ["e1", None, None],
+                       "matched_expression_id": ["e1", "e1", None], "hr_change_bpm": [-5.0, 1.0, 0.0],
+                       "scr_occurred": [True, False, False]})  # fmt: skip
+    pf = ft.physio_features(ph)
+    assert pf.index.tolist() == ["e1", "NE:e1"] and pf.loc["e1", "physio__scr_occurred"] == 1.0
+
+
+# ----------------------------------------------------------------------------- the script on the ci study
+
+
+@pytest.fixture(scope="module")
+def ci_bids(ci_study, tmp_path_factory) -> Path:
+    from mmme_neuro.bids import convert_study
+
+    root = tmp_path_factory.mktemp("dec_bids") / "bids"
+    assert convert_study(ci_study.raw_dir, root, progress=False).accounting_ok
+    return root
+
+
+@pytest.fixture(scope="module")
+def noica(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("dec_cfg") / "noica.toml"
+    path.write_text(NO_ICA, encoding="utf-8")
+    return path
+
+
+def test_script_recovers_planted_effects(ci_bids, noica, tmp_path):
+    from analyses.decoding_multimodal import main
+    from mmme_neuro.reporting import validate_summary
+
+    out = tmp_path / "dec"
+    assert main(["--bids-root", str(ci_bids), "--config", str(noica), "--out", str(out), "--permutations", "20",
+                 "--tasks", "me_vs_mae"]) == 0  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    validate_summary(summary)
+    s = pd.read_csv(out / "decoding_scores.csv").set_index(["task", "feature_set", "fusion"])
+    mm = s.loc["me_vs_mae"]
+    for key in (("eeg", "none"), ("physio", "none"), ("eeg+physio", "early"), ("eeg+physio", "late")):
+        assert mm.loc[key, "uar_p"] < ALPHA and mm.loc[key, "uar"] > mm.loc[key, "uar_chance"] + 0.2, key
+    best = max(mm.loc[("eeg", "none"), "uf1"], mm.loc[("physio", "none"), "uf1"])
+    assert mm.loc[("eeg+physio", "early"), "uf1"] > best
+    assert summary["results"]["leakage"]["verdict"] == "passed"
+    assert summary["results"]["emg_prone_features_removed"] > 0
+    # the planted P3 (0.40 s +- 0.07 s on centro-parietal channels) is when ME/MaE information appears
+    tr = summary["results"]["time_resolved"]["me_vs_mae"]
+    assert 0.2 <= tr["first_significant_s"] <= 0.45 and 0.3 <= tr["peak_time_s"] <= 0.5
+    # nothing is lost: every planned epoch is listed, kept or rejected with a reason
+    ep = pd.read_csv(out / "epochs.csv")
+    assert ep["epoch_id"].is_unique and (ep.loc[ep["rejected"], "reason"].astype(str).str.len() > 0).all()
+    feats = xr.load_dataarray(out / "features.nc")
+    assert feats.sizes["epoch"] == int(ep["kept"].sum())
+    for name in ("decoding_scores", "confusion", "time_decoding_me_vs_mae"):
+        assert (out / f"{name}.png").stat().st_size > 10_000
+    assert set(s.index.get_level_values("task")) == {"me_vs_mae"}
+
+
+@pytest.mark.slow
+def test_null_study_at_chance(ci_null_study, tmp_path, noica):
+    from analyses.decoding_multimodal import main
+    from mmme_neuro.bids import convert_study
+
+    root = tmp_path / "bids"
+    assert convert_study(ci_null_study.raw_dir, root, progress=False).accounting_ok
+    out = tmp_path / "dec"
+    assert main(["--bids-root", str(root), "--config", str(noica), "--out", str(out), "--permutations", "100",
+                 "--tasks", "me_vs_mae"]) == 0  # fmt: skip
+    s = pd.read_csv(out / "decoding_scores.csv").set_index(["feature_set", "fusion"])
+    # family-wise over the four EEG/physiology/fusion models: no result beyond alpha / 4
+    for key in (("eeg", "none"), ("physio", "none"), ("eeg+physio", "early"), ("eeg+physio", "late")):
+        assert s.loc[key, "uar_p"] >= ALPHA / 4, (key, s.loc[key, "uar_p"])
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert not summary["results"]["time_resolved"]["me_vs_mae"]["significant_clusters"]
