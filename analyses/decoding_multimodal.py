@@ -3,7 +3,7 @@
 ``python -m analyses.decoding_multimodal [--bids-root PATH] [--config FILE] [--out DIR] [--scale ...] [--null] [--tasks ...] [--permutations N]``
 
 Per subject (:func:`mmme_neuro.features.session_features`, one epoching
-pass): per-epoch EEG band power (the authors' periodogram features), ERP
+pass, run in parallel and cached by :func:`mmme_neuro.pipeline.run_subjects`): per-epoch EEG band power (the authors' periodogram features), ERP
 window means, nodal efficiency, event-related physiology and the facial-EMG
 measures. Over subjects, per task (``decoding`` section of the
 configuration): leave-one-subject-out cross-validation of EEG-only,
@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +43,13 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
-from analyses._common import build_parser, load_sessions, setup, write_csv
+from analyses._common import build_parser, setup, write_csv
 from mmme_neuro import decoding as dec
 from mmme_neuro import features as ft
 from mmme_neuro.config import Config, ConfigError
 from mmme_neuro.containers import provenance, save_netcdf
+from mmme_neuro.dataset import prepare_bids
+from mmme_neuro.pipeline import run_subjects
 from mmme_neuro.reporting import base_summary, make_contrast, write_summary
 from mmme_neuro.viz import decoding as vdec
 from mmme_neuro.viz.style import save_figure
@@ -71,26 +73,21 @@ TIME_TASKS: tuple[str, ...] = ("me_vs_mae", "me_vs_ne")
 logger = logging.getLogger(f"analyses.{ANALYSIS}")
 
 
-def collect(sessions: Iterable[Any], config: Config, *, total: int | None = None
+def collect(bids_root: Path, config: Config, *, progress: bool = False
             ) -> tuple[pd.DataFrame, xr.DataArray, pd.DataFrame, list[dict[str, str]]]:  # fmt: skip
-    """Features of every session; failed sessions are logged and listed."""
-    tables, series, mds, failed = [], [], [], []
-    for session in tqdm(sessions, total=total, desc="decoding features", unit="subject", disable=None):
-        try:
-            f = ft.session_features(session, config)
-        except ValueError as err:
-            logger.warning("%s: no features (%s)", session.subject, err)
-            failed.append({"subject": session.subject, "reason": str(err)})
-            continue
-        if f.physio_status != "ok":
-            logger.warning("%s: physiology features missing (%s)", session.subject, f.physio_status)
-        tables.append(f.table)
-        series.append(f.series)
-        mds.append(f.epochs)
-    if len(tables) < 2:
-        raise ValueError(f"at least 2 subjects with epochs are needed, got {len(tables)}")
-    return (pd.concat(tables, ignore_index=True), xr.concat(series, dim="epoch"),
-            pd.concat(mds, ignore_index=True), failed)  # fmt: skip
+    """Features of every subject (:func:`mmme_neuro.features.first_level`), in parallel and cached.
+
+    Per-subject results are cached under ``derivatives/mmme-neuro/first-level/decoding-features``
+    of the BIDS study (:func:`mmme_neuro.pipeline.run_subjects`, ``run`` section of the
+    configuration); failed subjects are logged and listed.
+    """
+    report = run_subjects(ft.first_level, bids_root, config, stage="decoding-features", progress=progress)
+    res = report.results
+    if len(res) < 2:
+        raise ValueError(f"at least 2 subjects with epochs are needed, got {len(res)}")
+    return (pd.concat([r["table"] for r in res.values()], ignore_index=True),
+            xr.concat([r["series"] for r in res.values()], dim="epoch"),
+            pd.concat([r["epochs"] for r in res.values()], ignore_index=True), report.failed)  # fmt: skip
 
 
 def run_decoding(table: pd.DataFrame, config: Config, tasks: Sequence[str], *, n_permutations: int | None = None,
@@ -176,8 +173,8 @@ def build_markdown(summary: dict[str, Any]) -> str:
 def run(config: Config, out_dir: Path, *, tasks: Sequence[str] = TASKS, n_permutations: int | None = None,
         progress: bool = False) -> dict[str, Any]:  # fmt: skip
     """Run the analysis (see the module docstring) and write every output; return the summary."""
-    bids_root, sessions = load_sessions(config, progress=progress)
-    table, series, md, failed = collect(sessions, config)
+    bids_root = prepare_bids(config, progress=progress)
+    table, series, md, failed = collect(bids_root, config, progress=progress)
     results, skipped = run_decoding(table, config, tasks, n_permutations=n_permutations, progress=progress)
     scores = dec.summary_table(results)
     leak = dec.pipeline_leakage_check(table, "me_vs_mae", "eeg+physio", config=config)

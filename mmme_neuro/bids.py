@@ -100,8 +100,9 @@ Resumability and atomicity
 A subject is written into ``BIDS_ROOT/.staging/`` and its ``sub-XX/`` folder
 is then renamed into place; the dataset-level files are replaced atomically;
 ``conversion/sub-XX.json`` (sha256 of the EEG files, companions and
-physiology, the coding file's sha256, the configuration hash, the package
-version) is written last. A re-run skips a subject whose fingerprint is
+physiology, the coding file's sha256, the hash of the conversion settings
+(``coding`` and ``sync`` sections only: :func:`conversion_settings_hash`),
+the package version) is written last. A re-run skips a subject whose fingerprint is
 unchanged (files whose size and modification time match the record are not
 re-hashed unless ``rehash=True``) and removes what a killed run left in
 ``.staging/``. Re-runs produce byte-identical files.
@@ -118,6 +119,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import json
 import logging
 import os
@@ -159,6 +161,7 @@ __all__ = [
     "ConversionError",
     "ConversionSummary",
     "EVENT_COLUMNS",
+    "conversion_settings_hash",
     "convert_session",
     "convert_study",
     "read_bids_session",
@@ -1076,6 +1079,16 @@ def _write_dataset_files(bids_root: Path, participants: list[str], task: str) ->
     }))  # fmt: skip
 
 
+def conversion_settings_hash(config: Config) -> str:
+    """Hash (16 hex digits) of the settings the conversion uses: ``coding`` and ``sync``.
+
+    Part of each subject's fingerprint: a change of an analysis setting
+    (epochs, bands, decoding...) must not re-convert the study.
+    """
+    dump = json.dumps(config.model_dump(mode="json", include={"coding", "sync"}), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(dump.encode()).hexdigest()[:16]
+
+
 def convert_study(
     raw_dir: str | os.PathLike,
     bids_root: str | os.PathLike,
@@ -1160,8 +1173,8 @@ def convert_study(
     records_dir = deriv / "conversion"
     records_dir.mkdir(parents=True, exist_ok=True)
 
-    base_fp = {"package_version": __version__, "config_hash": config.hash(), "coding_sha256": coding.sha256,
-               "task": task}  # fmt: skip
+    base_fp = {"package_version": __version__, "conversion_settings": conversion_settings_hash(config),
+               "coding_sha256": coding.sha256, "task": task}  # fmt: skip
     excl_parts = [_coding_exclusions(coding)]
     nrec = no_recording_exclusions(coding.expressions, sessions)
     if len(nrec):

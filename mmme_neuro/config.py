@@ -38,6 +38,7 @@ __all__ = [
     "PathsConfig",
     "PreprocessingConfig",
     "RejectionConfig",
+    "RunConfig",
     "SimulationConfig",
     "StatsConfig",
     "SyncConfig",
@@ -230,7 +231,7 @@ class DecodingConfig(_Section):
         description="Cross-validation: leave-one-subject-out (honest, the default) or stratified k-fold within "
         "each subject (optimistic: labelled so in every output).",
     )
-    n_folds: int = Field(5, ge=2, description="Folds of the within-subject cross-validation.")
+    n_folds: int = Field(10, ge=2, description="Folds of the within-subject cross-validation (fewer when a subject has fewer epochs of a class).")
     classifier: Literal["logreg", "svm", "rf", "gboost"] = Field(
         "logreg", description="Classifier: L2 logistic regression, linear SVM, random forest or gradient boosting (balanced class weights where available)."
     )
@@ -243,6 +244,7 @@ class DecodingConfig(_Section):
     erp_window_step: float = Field(0.1, gt=0, description="Width (s) of the consecutive ERP mean-amplitude windows from 0.1 s to feature_window end.")
     time_sfreq: float = Field(50.0, gt=0, description="Sampling rate (Hz) of the time-resolved decoding (epochs decimated/averaged to it).")
     time_window: tuple[float, float] = Field((-0.2, 1.0), description="Time span (s) of the time-resolved decoding.")
+    n_jobs: int = Field(1, description="Parallel jobs of the permutation test (joblib; -1: all cores). Results do not depend on it.")
 
     @model_validator(mode="after")
     def _check_windows(self) -> DecodingConfig:
@@ -253,6 +255,14 @@ class DecodingConfig(_Section):
         if self.feature_window[1] <= 0.1 + self.erp_window_step - 1e-9:
             raise ValueError("feature_window must end at least one erp_window_step after 0.1 s")
         return self
+
+
+class RunConfig(_Section):
+    """Study-scale runs: parallel per-subject first-level steps with a cache (``mmme_neuro.pipeline``)."""
+
+    workers: int = Field(1, ge=1, description="Local dask worker processes for per-subject steps (1: in-process, no cluster).")
+    scheduler: str | None = Field(None, description="Address of an existing dask scheduler (e.g. tcp://host:8786); overrides workers.")
+    cache: bool = Field(True, description="Reuse per-subject results cached under derivatives/mmme-neuro/first-level when inputs, configuration and version are unchanged.")
 
 
 class Config(_Section):
@@ -274,6 +284,7 @@ class Config(_Section):
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     stats: StatsConfig = Field(default_factory=StatsConfig)
     decoding: DecodingConfig = Field(default_factory=DecodingConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
 
     @field_validator("bands")
     @classmethod

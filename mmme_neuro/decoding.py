@@ -22,6 +22,8 @@ Honest evaluation
   accuracy, **UF1** (unweighted mean of per-class F1) and **UAR**
   (unweighted average recall), computed on the out-of-fold predictions of all
   folds pooled, with a per-subject breakdown and the confusion matrix.
+* Permutations run in parallel with ``decoding.n_jobs`` (joblib); each has
+  its own seed, so the null distribution does not depend on ``n_jobs``.
 * Chance level is not 1/n_classes (classes are unbalanced: ~6 ME vs ~26 MaE
   per subject): a permutation test shuffles labels *within subject* (keeping
   every subject's class counts) and re-runs the whole cross-validation; the
@@ -56,6 +58,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
+from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.feature_selection import SelectFromModel, SelectKBest, VarianceThreshold, f_classif
@@ -66,6 +69,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from . import __version__
@@ -202,8 +206,9 @@ def _cfg(config: Config | DecodingConfig | None) -> DecodingConfig:
     return config.decoding if isinstance(config, Config) else config
 
 
-def make_pipeline(config: Config | DecodingConfig | None = None, *, n_features: int | None = None, seed: int = 0) -> Pipeline:
-    """The decoding pipeline: impute -> drop constants -> scale -> select -> classify.
+def make_pipeline(config: Config | DecodingConfig | None = None, *, n_features: int | None = None, seed: int = 0,
+                  impute: bool = True) -> Pipeline:  # fmt: skip
+    """The decoding pipeline: impute -> drop constants -> select -> scale -> classify.
 
     Every step is fitted on training data only when the pipeline is fitted
     in a cross-validation fold.
@@ -217,6 +222,10 @@ def make_pipeline(config: Config | DecodingConfig | None = None, *, n_features: 
         config.n_features)`` (all if None or smaller).
     seed : int
         Random state of stochastic steps (forests, SVM probability calibration).
+    impute : bool
+        Median imputation of missing values (fitted on the training fold).
+        False for data without NaN: the imputer is a third of the fit time
+        of a 1000-feature EEG set and would do nothing.
 
     Returns
     -------
@@ -226,15 +235,16 @@ def make_pipeline(config: Config | DecodingConfig | None = None, *, n_features: 
     steps: list[tuple[str, Any]] = [
         ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
         ("constant", VarianceThreshold(0.0)),
-        ("scale", StandardScaler()),
-    ]
+    ][0 if impute else 1 :]
     k = dec.n_features if n_features is None else min(dec.n_features, int(n_features))
     if dec.feature_selection != "none" and (n_features is None or n_features > k):
+        # both selectors are invariant to per-feature scaling: select first, scale only the k kept
         if dec.feature_selection == "anova":
             steps.append(("select", SelectKBest(f_classif, k=k)))
         else:
             forest = RandomForestClassifier(n_estimators=200, class_weight="balanced", random_state=seed, n_jobs=1)
             steps.append(("select", SelectFromModel(forest, max_features=k, threshold=-np.inf)))
+    steps.append(("scale", StandardScaler()))
     clf: Any
     if dec.classifier == "logreg":
         clf = LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000)
@@ -291,7 +301,7 @@ class LateFusionClassifier(ClassifierMixin, BaseEstimator):
 # ----------------------------------------------------------------------------- cross-validation
 
 
-def cv_splits(y: Sequence[Any], groups: Sequence[Any], *, cv: str = "loso", n_folds: int = 5,
+def cv_splits(y: Sequence[Any], groups: Sequence[Any], *, cv: str = "loso", n_folds: int = 10,
               seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:  # fmt: skip
     """Train/test index pairs.
 
@@ -328,6 +338,8 @@ def cv_splits(y: Sequence[Any], groups: Sequence[Any], *, cv: str = "loso", n_fo
             # strata with a single epoch cannot be split: stratify on label only for them
             strata = np.where(pd.Series(strata).map(pd.Series(strata).value_counts()).to_numpy() < 2, y.astype(str), strata)
             k = max(2, min(int(n_folds), int(pd.Series(strata).value_counts().min())))
+        if k < n_folds:
+            logger.info("within-subject cross-validation: %d folds instead of %d (smallest subject x class stratum)", k, n_folds)
         skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
         return [(tr, te) for tr, te in skf.split(np.zeros(y.size), strata)]
     raise ValueError(f"cv must be 'loso' or 'within_subject', got {cv!r}")
@@ -463,6 +475,25 @@ def _set_groups(table: pd.DataFrame, feature_set: str, exclude: Sequence[str] = 
     return cols, groups
 
 
+def _one_thread(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``func`` with BLAS/OpenMP limited to one thread.
+
+    The models here are small (hundreds of epochs x tens of features):
+    multithreaded BLAS brings nothing, and with several processes on few
+    cores (pytest-xdist, dask workers, joblib) its spinning threads made a
+    decoding run up to 10x slower in our measurements.
+    """
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with threadpool_limits(limits=1):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+@_one_thread
 def decode(
     table: pd.DataFrame,
     task: str | Task,
@@ -523,23 +554,27 @@ def decode(
         rows, y, X = rows[usable], y[usable], X[usable]  # noqa: N806
     groups = rows["subject"].astype(str).to_numpy()
     kind = "none" if len(col_groups) == 1 else fusion
+    impute = bool(np.isnan(X).any())
     if kind == "late":
-        est: Any = LateFusionClassifier(_GroupPipeline(dec, seed), col_groups)
+        est: Any = LateFusionClassifier(_GroupPipeline(dec, seed, impute), col_groups)
     else:
-        est = make_pipeline(dec, n_features=X.shape[1], seed=seed)
+        est = make_pipeline(dec, n_features=X.shape[1], seed=seed, impute=impute)
     splits = cv_splits(y, groups, cv=dec.cv, n_folds=dec.n_folds, seed=seed)
     proba, fold = cross_val_proba(X, y, splits, est, classes)
     cls = np.asarray(classes)
     pred = cls[np.argmax(proba, axis=1)]
     sc = scores(y, pred, classes)
     n_perm = dec.n_permutations if n_permutations is None else int(n_permutations)
-    rng = np.random.default_rng([seed, 7919])
-    null_rows = []
-    for _ in tqdm(range(n_perm), desc=f"{task_name}/{feature_set} permutations", disable=not progress, leave=False):
-        yp = _shuffle_within(y, groups, rng)
+
+    def one_permutation(i: int) -> dict[str, float]:
+        # each permutation has its own seed: the null is the same whatever n_jobs
+        yp = _shuffle_within(y, groups, np.random.default_rng([seed, 7919, i]))
         sp = splits if dec.cv == "loso" else cv_splits(yp, groups, cv=dec.cv, n_folds=dec.n_folds, seed=seed)
         pp, _ = cross_val_proba(X, yp, sp, est, classes)
-        null_rows.append(scores(yp, cls[np.argmax(pp, axis=1)], classes))
+        return scores(yp, cls[np.argmax(pp, axis=1)], classes)
+
+    perms = tqdm(range(n_perm), desc=f"{task_name}/{feature_set} permutations", disable=not progress, leave=False)
+    null_rows = Parallel(n_jobs=dec.n_jobs)(delayed(one_permutation)(i) for i in perms)
     null = pd.DataFrame(null_rows, columns=["accuracy", "uf1", "uar"])
     chance = {m: float(null[m].mean()) if len(null) else np.nan for m in null.columns}
     pvals = {m: float((1 + (null[m] >= sc[m] - 1e-12).sum()) / (1 + len(null))) if len(null) else np.nan
@@ -566,12 +601,13 @@ def decode(
 class _GroupPipeline(BaseEstimator):
     """A decoding pipeline whose selection size adapts to the number of columns it is fitted on."""
 
-    def __init__(self, config: DecodingConfig, seed: int = 0):
+    def __init__(self, config: DecodingConfig, seed: int = 0, impute: bool = True):
         self.config = config
         self.seed = seed
+        self.impute = impute
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> _GroupPipeline:  # noqa: N803
-        self.pipeline_ = make_pipeline(self.config, n_features=X.shape[1], seed=self.seed).fit(X, y)
+        self.pipeline_ = make_pipeline(self.config, n_features=X.shape[1], seed=self.seed, impute=self.impute).fit(X, y)
         self.classes_ = self.pipeline_.classes_
         return self
 
@@ -700,6 +736,7 @@ def _mask(cluster: Any, shape: tuple[int, ...]) -> np.ndarray:
     return m
 
 
+@_one_thread
 def time_resolved(
     series: xr.DataArray,
     table: pd.DataFrame,

@@ -66,6 +66,7 @@ __all__ = [
     "erp_window_features",
     "event_keys",
     "feature_columns",
+    "first_level",
     "nodal_efficiency_features",
     "physio_features",
     "session_features",
@@ -307,10 +308,12 @@ def time_series(epochs: mne.BaseEpochs, window: tuple[float, float], sfreq: floa
     t0 = epochs.times[np.flatnonzero(epochs.times >= window[0] - 1e-9)[0]]
     times = t0 + (np.arange(n) * k + (k - 1) / 2) / sf
     md = _kept_md(epochs)
-    return xr.DataArray(x.astype(np.float32), dims=("epoch", "channel", "time"),
-                        coords={"epoch": md["epoch_id"].astype(str).to_numpy(), "channel": _eeg_names(epochs),
-                                "time": np.round(times, 6)},
-                        name="eeg", attrs={"units": "µV", "sfreq": sf / k})  # fmt: skip
+    out = xr.DataArray(x.astype(np.float32), dims=("epoch", "channel", "time"),
+                       coords={"epoch": md["epoch_id"].astype(str).to_numpy(), "channel": _eeg_names(epochs),
+                               "time": np.round(times, 6)},
+                       name="eeg", attrs={"units": "µV", "sfreq": sf / k})  # fmt: skip
+    out["time"].attrs["units"] = "s"
+    return out
 
 
 @dataclass
@@ -387,7 +390,21 @@ def session_features(session: Any, config: Config, *, physio: bool = True, serie
             pf = physio_features(ph.event_features(processed, info, events))
             table = table.join(pf, on="event_key", how="left")
             status = "ok"
+    if physio and status != "ok":
+        logger.warning("%s: physiology features missing (%s)", session.subject, status)
     ts = time_series(epochs, dec.time_window, dec.time_sfreq) if series else None
     keep = md.drop(columns=[c for c in ("aus",) if c in md.columns]).copy()
     keep.attrs = {}
     return SessionFeatures(table.reset_index(), ts, keep, status)
+
+
+def first_level(session: Any, config: Config) -> dict[str, Any]:
+    """:func:`session_features` as a first-level result for :func:`mmme_neuro.pipeline.run_subjects`.
+
+    Returns
+    -------
+    result : dict
+        ``table`` (features), ``series`` (time series) and ``epochs`` (bookkeeping of every planned epoch).
+    """
+    f = session_features(session, config)
+    return {"table": f.table, "series": f.series, "epochs": f.epochs}

@@ -172,11 +172,20 @@ def write_summary(out_dir: str | os.PathLike, summary: Mapping[str, Any], markdo
     return json_path, md_path
 
 
+#: Sub-trees left out of a directory's input hash: results cached by the analyses
+#: themselves (mmme_neuro.pipeline), not inputs; hashing them would make an analysis'
+#: dataset_hash depend on which other analyses ran before.
+_NOT_INPUT_DIRS: tuple[str, ...] = ("derivatives/mmme-neuro/first-level",)
+
+
 def _hash_directory(path: Path) -> str:
-    """Hash of a directory tree: relative paths and contents of all its files."""
+    """Hash of a directory tree: relative paths and contents of all its files (caches excluded)."""
     h = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(f"{file.relative_to(path).as_posix()}\0{sha256_file(file)}\n".encode())
+        rel = file.relative_to(path).as_posix()
+        if any(rel == d or rel.startswith(d + "/") for d in _NOT_INPUT_DIRS):
+            continue
+        h.update(f"{rel}\0{sha256_file(file)}\n".encode())
     return h.hexdigest()
 
 

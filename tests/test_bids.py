@@ -251,6 +251,13 @@ def test_changed_input_reconverts_only_that_subject(converted, study, tmp_path):
         if key.startswith(("sub-01/", "sub-03/")):
             assert after[key] == before[key], key
     assert after["sub-02/eeg/sub-02_task-mmme_events.tsv"] == before["sub-02/eeg/sub-02_task-mmme_events.tsv"]
+    # analysis settings do not re-convert; conversion settings (coding, sync) do
+    from mmme_neuro.config import load_config
+
+    same = convert_study(raw, root, load_config(None, epochs={"tmax": 2.0}, decoding={"n_permutations": 50}), progress=False)
+    assert not same.converted and len(same.skipped) == 3
+    redo = convert_study(raw, root, load_config(None, sync={"max_residual_ms": 3.0}), progress=False)
+    assert sorted(redo.converted) == ["sub-01", "sub-02", "sub-03"]
 
 
 def test_killed_run_leaves_no_half_subject(study, tmp_path, monkeypatch):

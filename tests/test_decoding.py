@@ -156,8 +156,8 @@ def test_planted_effects_recovered_fusion_beats_single_modalities():
     r = res[("eeg+physio", "early")]
     assert int(r.confusion.sum()) == len(r.predictions) == len(t)
     assert set(r.per_subject["subject"]) == set(t["subject"]) and r.per_subject["n_ME"].sum() == 64
-    # deterministic: same inputs + config + seed give the same predictions and null distribution
-    again = dec.decode(t, "me_vs_mae", "eeg+physio", config=cfg)
+    # deterministic: same inputs + config + seed give the same predictions and null, in parallel too
+    again = dec.decode(t, "me_vs_mae", "eeg+physio", config=_config(n_permutations=30, n_jobs=2))
     pd.testing.assert_frame_equal(again.predictions, r.predictions)
     pd.testing.assert_frame_equal(again.null, r.null)
 

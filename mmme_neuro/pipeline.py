@@ -1,0 +1,345 @@
+"""Study-scale first-level runs: per-subject results in parallel, cached as BIDS derivatives, resumable.
+
+A *first-level function* takes one BIDS session and the configuration and
+returns a mapping name -> :class:`xarray.DataArray`, :class:`xarray.Dataset`
+or :class:`pandas.DataFrame` (small per-subject arrays and tables).
+:func:`run_subjects` applies it to every subject of a BIDS study:
+
+* **cache** - each subject's result is written (atomically: temporary
+  directory + rename) to
+  ``<bids_root>/derivatives/mmme-neuro/first-level/<stage>/<subject>/``
+  with a ``manifest.json`` holding its key: SHA-256 over the subject's input
+  files (``sub-XX/`` of the BIDS study and the study's exclusion report),
+  the configuration hash, the stage name and the package version. A re-run
+  loads every subject whose key still matches and recomputes only the
+  others; a run interrupted half-way resumes where it stopped.
+* **parallel** - subjects run on a dask.distributed cluster: a
+  ``LocalCluster`` of ``workers`` single-threaded processes, or an existing
+  scheduler (``scheduler="tcp://host:8786"``, e.g. started on an HPC cluster
+  with dask-jobqueue). Workers write their result to the cache and return
+  only a status, so the client's memory stays flat as subjects grow; the
+  group level reads the small per-subject files. ``workers=1`` without a
+  scheduler runs in-process (no cluster).
+* **failures** - a subject whose function raises is reported (subject,
+  error type and message) and the others go on.
+
+Tables are stored as CSV with a dtype manifest (``float`` with 17 significant
+digits, ``bool``, ``int``, strings with ``None`` kept apart from ``""``), so a
+cached table reads back equal to the computed one; arrays as netCDF
+(:func:`mmme_neuro.containers.save_netcdf`). Nothing is pickled to disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from tqdm.auto import tqdm
+
+from . import __version__
+from ._utils import sha256_file
+from .config import Config
+from .containers import load_netcdf, save_netcdf
+
+__all__ = ["RunReport", "cache_dir", "load_result", "run_subjects", "save_result", "subject_key"]
+
+logger = logging.getLogger(__name__)
+
+FirstLevel = Callable[[Any, Config], Mapping[str, Any]]
+_NA = "\\N"  # CSV marker of a missing value (keeps "" apart from None/NaN)
+
+
+# ----------------------------------------------------------------------------- storage
+
+
+def _table_kinds(df: pd.DataFrame) -> dict[str, str]:
+    kinds = {}
+    for c in df.columns:
+        s = df[c]
+        if pd.api.types.is_bool_dtype(s):
+            kinds[c] = "bool"
+        elif pd.api.types.is_integer_dtype(s):
+            kinds[c] = "int"
+        elif pd.api.types.is_float_dtype(s):
+            kinds[c] = "float"
+        else:
+            vals = [v for v in s if v is not None and not (isinstance(v, float) and np.isnan(v))]
+            if vals and all(isinstance(v, bool | np.bool_) for v in vals):
+                kinds[c] = "object_bool"
+            elif vals and all(isinstance(v, float | int | np.floating | np.integer) and not isinstance(v, bool) for v in vals):
+                kinds[c] = "object_float"
+            else:
+                kinds[c] = "str"
+    return kinds
+
+
+def _write_table(df: pd.DataFrame, path: Path) -> dict[str, str]:
+    if not all(isinstance(c, str) for c in df.columns) or df.columns.duplicated().any():
+        raise ValueError(f"{path.name}: table columns must be unique strings")
+    kinds = _table_kinds(df)
+    df.to_csv(path, index=False, lineterminator="\n", encoding="utf-8", na_rep=_NA, float_format="%.17g")
+    return kinds
+
+
+def _read_table(path: Path, kinds: Mapping[str, str]) -> pd.DataFrame:
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8")
+    out = {}
+    for c, kind in kinds.items():
+        raw = df[c] if c in df.columns else pd.Series([], dtype=str)
+        na = raw.eq(_NA).to_numpy()
+        if kind == "float" or kind == "object_float":
+            v = raw.mask(na).astype(float)
+            out[c] = v if kind == "float" else pd.Series([None if m else x for x, m in zip(v, na, strict=True)], dtype=object)
+        elif kind == "int":
+            out[c] = raw.astype(np.int64)
+        elif kind in ("bool", "object_bool"):
+            b = [None if m else x == "True" for x, m in zip(raw, na, strict=True)]
+            out[c] = pd.Series(b, dtype=bool if kind == "bool" else object)
+        else:
+            out[c] = pd.Series([None if m else x for x, m in zip(raw, na, strict=True)], dtype=object)
+    return pd.DataFrame(out, columns=list(kinds))
+
+
+def save_result(result: Mapping[str, Any], directory: str | os.PathLike, manifest: Mapping[str, Any] | None = None) -> Path:
+    """Write a first-level result atomically (temporary directory, then rename).
+
+    Parameters
+    ----------
+    result : mapping
+        Name -> DataArray / Dataset (netCDF) or DataFrame (CSV + dtypes).
+    directory : path-like
+        Target directory; replaced if it exists.
+    manifest : mapping | None
+        Extra entries of ``manifest.json`` (e.g. the cache key).
+
+    Returns
+    -------
+    directory : pathlib.Path
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        entries: dict[str, Any] = {}
+        for name, obj in result.items():
+            if not name.isidentifier():
+                raise ValueError(f"result name {name!r} must be an identifier")
+            if isinstance(obj, xr.DataArray | xr.Dataset):
+                save_netcdf(obj, tmp / f"{name}.nc")
+                entries[name] = {"type": "dataarray" if isinstance(obj, xr.DataArray) else "dataset"}
+            elif isinstance(obj, pd.DataFrame):
+                kinds = _write_table(obj, tmp / f"{name}.csv")
+                entries[name] = {"type": "table", "columns": [[c, k] for c, k in kinds.items()]}  # ordered
+            else:
+                raise TypeError(f"result {name!r}: cannot store {type(obj).__name__} (DataArray, Dataset or DataFrame)")
+        doc = {**(manifest or {}), "entries": entries}
+        (tmp / "manifest.json").write_text(json.dumps(doc, indent=1, sort_keys=True), encoding="utf-8")
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def load_result(directory: str | os.PathLike) -> dict[str, Any]:
+    """Read a result written by :func:`save_result` (name -> DataArray / Dataset / DataFrame)."""
+    directory = Path(directory)
+    doc = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    out: dict[str, Any] = {}
+    for name, e in doc["entries"].items():
+        if e["type"] == "table":
+            out[name] = _read_table(directory / f"{name}.csv", dict(e["columns"]))
+        else:
+            out[name] = load_netcdf(directory / f"{name}.nc")
+    return out
+
+
+# ----------------------------------------------------------------------------- keys
+
+
+def _subject_files(bids_root: Path, subject: str) -> list[Path]:
+    base = bids_root / subject
+    if not base.is_dir():
+        raise FileNotFoundError(f"{bids_root}: no {subject}/ directory")
+    files = sorted(p for p in base.rglob("*") if p.is_file())
+    ex = bids_root / "derivatives" / "mmme-neuro" / "exclusions.tsv"
+    return files + ([ex] if ex.is_file() else [])
+
+
+def subject_key(bids_root: str | os.PathLike, subject: str, config: Config, stage: str) -> str:
+    """Cache key of one subject's first-level result (SHA-256 hex).
+
+    Covers the contents and relative paths of the subject's BIDS files and of
+    the study's exclusion report, every configuration setting except the
+    ``run`` and ``paths`` sections (which do not change results), the stage
+    and the package version: any change recomputes the subject.
+    """
+    root = Path(bids_root)
+    h = hashlib.sha256()
+    # how the run is executed (workers, scheduler, cache) and where outputs go never change a result
+    settings = json.dumps(config.model_dump(mode="json", exclude={"run", "paths"}), sort_keys=True)
+    for part in (stage, __version__, settings):
+        h.update(part.encode() + b"\0")
+    for f in _subject_files(root, subject):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + sha256_file(f).encode() + b"\0")
+    return h.hexdigest()
+
+
+def cache_dir(bids_root: str | os.PathLike, stage: str, subject: str) -> Path:
+    """``<bids_root>/derivatives/mmme-neuro/first-level/<stage>/<subject>``."""
+    return Path(bids_root) / "derivatives" / "mmme-neuro" / "first-level" / stage / subject
+
+
+def _cached(directory: Path, key: str) -> bool:
+    m = directory / "manifest.json"
+    if not m.is_file():
+        return False
+    try:
+        return json.loads(m.read_text(encoding="utf-8")).get("key") == key
+    except (OSError, ValueError):
+        return False
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _compute(func: FirstLevel, bids_root: str, subject: str, config: Config, stage: str, key: str) -> dict[str, Any]:
+    """Worker task: open the session, run ``func``, write the cache; return a small status record."""
+    from .dataset import iter_sessions
+
+    t0 = time.perf_counter()
+    try:
+        session = next(iter_sessions(bids_root, [subject]))
+        result = func(session, config)
+        save_result(result, cache_dir(bids_root, stage, subject), {"key": key, "stage": stage, "subject": subject,
+                                                                    "mmme_neuro_version": __version__})  # fmt: skip
+    except Exception as err:  # noqa: BLE001 - one failing subject must not take the study down
+        return {"subject": subject, "status": "failed", "error": f"{type(err).__name__}: {err}",
+                "seconds": time.perf_counter() - t0}  # fmt: skip
+    return {"subject": subject, "status": "computed", "error": "", "seconds": time.perf_counter() - t0}
+
+
+@dataclass
+class RunReport:
+    """What :func:`run_subjects` did.
+
+    Attributes
+    ----------
+    results : dict
+        Subject -> first-level result (loaded from the cache), successful subjects only, sorted.
+    status : pandas.DataFrame
+        One row per subject: ``subject``, ``status`` (``cached``, ``computed``,
+        ``failed``), ``error``, ``seconds`` (compute time; 0 when cached).
+    """
+
+    results: dict[str, dict[str, Any]]
+    status: pd.DataFrame
+
+    @property
+    def failed(self) -> list[dict[str, str]]:
+        """``[{"subject", "reason"}]`` of the failed subjects."""
+        f = self.status[self.status["status"] == "failed"]
+        return [{"subject": s, "reason": e} for s, e in zip(f["subject"], f["error"], strict=True)]
+
+
+def run_subjects(
+    func: FirstLevel,
+    bids_root: str | os.PathLike,
+    config: Config,
+    *,
+    stage: str,
+    subjects: Sequence[str] | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    cache: bool | None = None,
+    progress: bool = True,
+) -> RunReport:
+    """Run a first-level function on every subject, in parallel, with a cache.
+
+    Parameters
+    ----------
+    func : callable
+        ``func(session, config) -> {name: DataArray | Dataset | DataFrame}``;
+        a module-level function (it is sent to the workers).
+    bids_root : path-like
+        BIDS study (:func:`mmme_neuro.dataset.prepare_bids`).
+    config : Config
+        Configuration (its hash is part of the cache key); ``run`` gives the
+        defaults of ``workers``, ``scheduler`` and ``cache``.
+    stage : str
+        Name of the first-level step (cache sub-directory), e.g. ``"decoding-features"``.
+    subjects : sequence of str | None
+        Subjects (default: all of the study).
+    workers : int | None
+        Local worker processes (1: in-process, no cluster).
+    scheduler : str | None
+        Address of an existing dask scheduler (overrides ``workers``).
+    cache : bool | None
+        False: recompute every subject (the cache is still written).
+    progress : bool
+        Progress bar over subjects.
+
+    Returns
+    -------
+    RunReport
+    """
+    from .dataset import list_subjects
+
+    root = Path(bids_root)
+    subjects = list(list_subjects(root) if subjects is None else subjects)
+    run_cfg = config.run
+    workers = run_cfg.workers if workers is None else int(workers)
+    scheduler = run_cfg.scheduler if scheduler is None else scheduler
+    cache = run_cfg.cache if cache is None else bool(cache)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    keys = {s: subject_key(root, s, config, stage) for s in subjects}
+    rows: dict[str, dict[str, Any]] = {}
+    todo = []
+    for s in subjects:
+        if cache and _cached(cache_dir(root, stage, s), keys[s]):
+            rows[s] = {"subject": s, "status": "cached", "error": "", "seconds": 0.0}
+        else:
+            todo.append(s)
+    logger.info("%s: %d subjects cached, %d to compute", stage, len(subjects) - len(todo), len(todo))
+    bar = tqdm(total=len(todo), desc=stage, unit="subject", disable=not progress or not todo)
+    if todo and scheduler is None and workers == 1:
+        for s in todo:
+            rows[s] = _compute(func, os.fspath(root), s, config, stage, keys[s])
+            bar.update()
+    elif todo:
+        from distributed import Client, LocalCluster, as_completed
+
+        cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                      dashboard_address=None, silence_logs=logging.ERROR)  # fmt: skip
+        try:
+            with Client(scheduler or cluster) as client:
+                futures = [client.submit(_compute, func, os.fspath(root), s, config, stage, keys[s], key=f"{stage}-{s}-{keys[s][:12]}",
+                                         pure=False) for s in todo]  # fmt: skip
+                for fut in as_completed(futures):
+                    r = fut.result()
+                    rows[r["subject"]] = r
+                    bar.update()
+        finally:
+            if cluster is not None:
+                cluster.close()
+    bar.close()
+    status = pd.DataFrame([rows[s] for s in subjects], columns=["subject", "status", "error", "seconds"])
+    for r in status[status["status"] == "failed"].itertuples():
+        logger.warning("%s: %s failed: %s", stage, r.subject, r.error)
+    results = {s: load_result(cache_dir(root, stage, s)) for s in subjects if rows[s]["status"] != "failed"}
+    return RunReport(results, status)

@@ -1,0 +1,94 @@
+"""Study runner: per-subject cache (keys, exact round trip, resume), failures isolated, dask workers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from mmme_neuro import pipeline as pl
+from mmme_neuro.config import load_config
+
+FAILING = "sub-03"
+
+
+def toy_first_level(session, config):
+    """Cheap first-level step: expression counts and onsets of one session (fails for FAILING)."""
+    if session.subject == FAILING:
+        raise ValueError("planted failure")
+    ex = session.expressions
+    table = pd.DataFrame({"subject": session.subject, "kind": ex["kind"].astype(str).to_numpy(),
+                          "onset_s": ex["eeg_onset_s"].to_numpy(float), "me": ex["kind"].eq("ME").to_numpy(),
+                          "note": [None if i % 3 else "" for i in range(len(ex))]})  # fmt: skip
+    onsets = xr.DataArray(np.sort(table["onset_s"].to_numpy()), dims=("epoch",), name="onset",
+                          attrs={"units": "s", "seed": int(config.seed)})  # fmt: skip
+    return {"table": table, "onsets": onsets}
+
+
+@pytest.fixture(scope="module")
+def bids(ci_study, tmp_path_factory) -> Path:
+    from mmme_neuro.bids import convert_study
+
+    root = tmp_path_factory.mktemp("pipe_bids") / "bids"
+    assert convert_study(ci_study.raw_dir, root, progress=False).accounting_ok
+    return root
+
+
+def test_table_round_trip_is_exact(tmp_path):
+    df = pd.DataFrame({
+        "f": [0.1, np.nan, 1 / 3, -1e-300], "i": [1, 2, 3, -4], "b": [True, False, True, False],
+        "s": ["a", "", None, "x,y\n\"z\""], "ob": [True, None, False, True], "of": pd.Series([1.5, None, 2.0, None], dtype=object),
+    })  # fmt: skip
+    da = xr.DataArray(np.arange(6.0).reshape(2, 3), dims=("epoch", "channel"), coords={"channel": ["CZ", "PZ", "FZ"]})
+    pl.save_result({"t": df, "a": da}, tmp_path / "r", {"key": "k"})
+    back = pl.load_result(tmp_path / "r")
+    pd.testing.assert_frame_equal(back["t"], df)
+    assert back["t"]["of"].tolist() == [1.5, None, 2.0, None] and back["t"]["ob"].tolist() == [True, None, False, True]
+    assert back["t"]["s"].tolist() == ["a", "", None, "x,y\n\"z\""] and back["t"]["f"].iloc[2] == 1 / 3
+    xr.testing.assert_equal(back["a"], da)
+    with pytest.raises(TypeError, match="cannot store"):
+        pl.save_result({"x": [1, 2]}, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists() and not list(tmp_path.glob(".bad.*"))  # nothing half-written
+
+
+def test_cache_resume_failures_and_keys(bids):
+    cfg = load_config(None)
+    first = pl.run_subjects(toy_first_level, bids, cfg, stage="toy", progress=False)
+    st = first.status.set_index("subject")["status"]
+    assert st[FAILING] == "failed" and (st.drop(FAILING) == "computed").all()
+    assert first.failed == [{"subject": FAILING, "reason": "ValueError: planted failure"}]
+    assert FAILING not in first.results and len(first.results) == 7
+    # a re-run loads everything from the cache, recomputes only the failed subject
+    again = pl.run_subjects(toy_first_level, bids, cfg, stage="toy", progress=False)
+    st2 = again.status.set_index("subject")["status"]
+    assert (st2.drop(FAILING) == "cached").all() and st2[FAILING] == "failed"
+    for s, r in first.results.items():
+        pd.testing.assert_frame_equal(again.results[s]["table"], r["table"])
+    # changed input of one subject: only that one is recomputed; workers/cache settings do not change keys
+    side = sorted((bids / "sub-02").rglob("*_eeg.json"))[0]
+    side.write_text(side.read_text(encoding="utf-8").replace("}", ', "Note": "edited"}', 1), encoding="utf-8")
+    third = pl.run_subjects(toy_first_level, bids, load_config(None, run={"workers": 1, "cache": True}), stage="toy",
+                            progress=False)  # fmt: skip
+    changed = third.status.set_index("subject")["status"]
+    assert changed["sub-02"] == "computed" and changed.drop(["sub-02", FAILING]).eq("cached").all()
+    # a different configuration recomputes every subject
+    other = pl.run_subjects(toy_first_level, bids, load_config(None, seed=7), stage="toy", progress=False)
+    assert other.status["status"].isin(["computed", "failed"]).all()
+    assert int(other.results["sub-01"]["onsets"].attrs["seed"]) == 7
+    manifest = json.loads((pl.cache_dir(bids, "toy", "sub-01") / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["key"] == pl.subject_key(bids, "sub-01", load_config(None, seed=7), "toy")
+
+
+def test_dask_workers_give_the_in_process_results(bids):
+    cfg = load_config(None)
+    local = pl.run_subjects(toy_first_level, bids, cfg, stage="toy-a", progress=False)
+    dask = pl.run_subjects(toy_first_level, bids, cfg, stage="toy-b", workers=2, progress=False)
+    assert dask.status.set_index("subject")["status"].to_dict() == local.status.set_index("subject")["status"].to_dict()
+    for s in local.results:
+        pd.testing.assert_frame_equal(dask.results[s]["table"], local.results[s]["table"])
+    with pytest.raises(ValueError, match="workers"):
+        pl.run_subjects(toy_first_level, bids, cfg, stage="toy", workers=0)
