@@ -1,16 +1,24 @@
-"""Run every analysis on the embedded default study: ``python -m analyses`` (what ``make figures`` does).
+"""Run the analyses in data-flow order: ``python -m analyses`` (what ``make figures`` does) and ``mmme-neuro run``.
 
-Analyses run in data-flow order; each writes to ``figures/<name>/``. Extra
-arguments are passed to every script (e.g. ``--scale ci``).
+Each analysis writes to ``<out root>/<name>/`` (default ``figures/<name>/``).
+``python -m analyses [script options]`` runs all of them with the same
+options (e.g. ``--scale ci``); :func:`run_study` (``mmme-neuro run``) runs a
+selection, lets a failing analysis not stop the others, and writes a run
+summary (``run_summary.json`` / ``.md``: per analysis its status, wall time,
+subjects, epochs per condition, exclusions by reason and failed subjects,
+read from its ``summary.json``).
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 #: Analysis scripts in data-flow order (module names under ``analyses``).
 ANALYSES: tuple[str, ...] = (
@@ -21,20 +29,109 @@ ANALYSES: tuple[str, ...] = (
     "physio_concordance",  # after the ERP: its brain-body coupling reads the ERP trial table
     "decoding_multimodal",  # last: the per-epoch features of every first-level analysis
 )
+#: Short names of ``mmme-neuro run --analyses``.
+SHORT_NAMES: dict[str, str] = {"dataset": "dataset_summary", "erp": "erp_me_vs_mae", "tfr": "tfr_me_vs_mae",
+                               "network": "network_nodal_efficiency", "physio": "physio_concordance",
+                               "decoding": "decoding_multimodal"}  # fmt: skip
 
 logger = logging.getLogger("analyses")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run all analyses; return the number of failures as exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    failures = 0
-    for name in ANALYSES:
+def resolve(names: Sequence[str]) -> list[str]:
+    """Script module names, in data-flow order, of short or full names.
+
+    Raises
+    ------
+    ValueError
+        Naming the unknown analyses and the known ones.
+    """
+    full = []
+    for n in names:
+        n = n.strip()
+        if n in SHORT_NAMES:
+            full.append(SHORT_NAMES[n])
+        elif n in ANALYSES:
+            full.append(n)
+        else:
+            raise ValueError(f"unknown analysis {n!r}; known: {sorted(SHORT_NAMES)} (or the script names {list(ANALYSES)})")
+    return [a for a in ANALYSES if a in full]
+
+
+def _stage_summary(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    s = json.loads(path.read_text(encoding="utf-8"))
+    return {"n_subjects": s.get("n_subjects"), "epochs_per_condition": s.get("epochs_per_condition", {}),
+            "exclusions_by_reason": s.get("exclusions_by_reason", {}),
+            "failed_subjects": s.get("results", {}).get("failed_subjects", [])}  # fmt: skip
+
+
+def _markdown(rows: list[dict[str, Any]], total_s: float) -> str:
+    lines = ["# mmme-neuro run", "", f"Total {total_s:.1f} s.", "",
+             "| analysis | status | seconds | subjects | epochs per condition | exclusions | failed subjects |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        failed = ", ".join(f"{f['subject']} ({f['reason']})" for f in r.get("failed_subjects", [])) or "-"
+        lines.append(f"| {r['analysis']} | {r['status']} | {r['seconds']:.1f} | {r.get('n_subjects', '-')} | "
+                     f"{r.get('epochs_per_condition', {})} | {r.get('exclusions_by_reason', {})} | {failed} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def run_study(analyses: Sequence[str], script_args: Sequence[str], out_root: Path | None = None) -> tuple[int, list[dict[str, Any]]]:
+    """Run analyses in data-flow order; a failing one is reported and the others go on.
+
+    Parameters
+    ----------
+    analyses : sequence of str
+        Short (``erp``...) or script names.
+    script_args : sequence of str
+        Options given to every script (``--config``, ``--bids-root``, ``--workers``...).
+    out_root : pathlib.Path | None
+        Each analysis writes to ``out_root/<name>`` and the run summary to
+        ``out_root/run_summary.{json,md}``; None: the scripts' default
+        (``<paths.figures_dir>/<name>``) and no run summary.
+
+    Returns
+    -------
+    failures : int
+        Number of analyses that failed.
+    rows : list of dict
+        Per analysis: ``analysis``, ``status``, ``exit_code``, ``seconds`` and
+        the counts of its ``summary.json``.
+    """
+    from mmme_neuro._utils import atomic_write_text
+
+    rows = []
+    t_all = time.perf_counter()
+    for name in resolve(analyses):
         module = importlib.import_module(f"analyses.{name}")
+        argv = list(script_args) + (["--out", str(Path(out_root) / name)] if out_root is not None else [])
         t0 = time.perf_counter()
-        code = module.main(argv)
-        sys.stderr.write(f"analyses.{name}: {'ok' if code == 0 else f'FAILED ({code})'} in {time.perf_counter() - t0:.1f} s\n")
-        failures += int(code != 0)
+        try:
+            code = module.main(argv)
+        except Exception as err:  # noqa: BLE001 - one analysis must not take the run down
+            logger.error("analyses.%s crashed: %s: %s", name, type(err).__name__, err)
+            code = 2
+        dt = time.perf_counter() - t0
+        sys.stderr.write(f"analyses.{name}: {'ok' if code == 0 else f'FAILED ({code})'} in {dt:.1f} s\n")
+        row: dict[str, Any] = {"analysis": name, "status": "ok" if code == 0 else "failed", "exit_code": int(code),
+                               "seconds": round(dt, 1)}  # fmt: skip
+        if out_root is not None and code == 0:
+            row.update(_stage_summary(Path(out_root) / name / "summary.json"))
+        rows.append(row)
+    if out_root is not None:
+        total = time.perf_counter() - t_all
+        Path(out_root).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(out_root) / "run_summary.json",
+                          json.dumps({"total_seconds": round(total, 1), "analyses": rows}, indent=1, sort_keys=True) + "\n")  # fmt: skip
+        atomic_write_text(Path(out_root) / "run_summary.md", _markdown(rows, total))
+    return sum(r["status"] != "ok" for r in rows), rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run all analyses with the same options; return the number of failures as exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    failures, _ = run_study(ANALYSES, argv)
     return failures
 
 

@@ -12,6 +12,9 @@ own options, calls :func:`setup` and then the library, and saves with
 ``--scale {ci,default,full}``, ``--null``, ``--seed N``
     Override ``simulation.scale``, ``simulation.null`` and the master seed
     (they choose the synthetic study analysed when no real data are given).
+``--workers N``, ``--scheduler ADDRESS``
+    Override ``run.workers`` / ``run.scheduler`` (per-subject steps on dask,
+    :mod:`mmme_neuro.pipeline`; results do not depend on them).
 ``-v/--verbose``
     Logging: quiet by default (warnings only), ``-v`` info, ``-vv`` debug.
 
@@ -86,6 +89,8 @@ def build_parser(description: str, analysis: str | None = None) -> argparse.Argu
     parser.add_argument("--scale", choices=SCALES, default=None, help="size of the synthetic study (overrides simulation.scale)")
     parser.add_argument("--null", action="store_true", default=None, help="analyse the null synthetic study, with no planted effect (overrides simulation.null)")
     parser.add_argument("--seed", type=int, default=None, help="master random seed (overrides seed)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N", help="local worker processes for per-subject steps (overrides run.workers)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS", help="existing dask scheduler for per-subject steps (overrides run.scheduler)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging: -v info, -vv debug (default: warnings only)")
     parser.add_argument("--version", action="version", version=f"mmme-neuro {__version__}")
     return parser
@@ -139,6 +144,9 @@ def setup(args: argparse.Namespace) -> tuple[Config, Path]:
         overrides["simulation"] = simulation
     if getattr(args, "seed", None) is not None:
         overrides["seed"] = args.seed
+    run = {k: getattr(args, k) for k in ("workers", "scheduler") if getattr(args, k, None) is not None}
+    if run:
+        overrides["run"] = run
     if getattr(args, "bids_root", None) is not None:
         overrides["paths"] = {"bids_root": str(args.bids_root)}
     config = load_config(getattr(args, "config", None), **overrides)

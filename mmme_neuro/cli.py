@@ -16,6 +16,12 @@ Subcommands
 ``convert RAW_DIR BIDS_ROOT [--config FILE] [--coding FILE] [--session-map CSV] [--overwrite]``
     Convert a raw study to BIDS (resumable: unchanged subjects are skipped);
     print the counts; exit 1 if the raw directory or coding file is unusable.
+``run [--bids-root PATH] [--config FILE] [--analyses erp,tfr,network,physio,decoding] [--scheduler ADDRESS|--workers N] [--out DIR]``
+    Run analyses in data-flow order on a BIDS study (default: the configured
+    or synthetic study); per-subject steps in parallel and cached where the
+    analysis uses :mod:`mmme_neuro.pipeline`; a failing analysis is reported
+    and the others go on; writes ``run_summary.json``/``.md`` (status, time,
+    subjects, epochs, exclusions per analysis). Exit code: failed analyses.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from .config import ConfigError, config_reference_markdown, load_config
@@ -103,6 +110,31 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from analyses.__main__ import resolve, run_study  # the analysis scripts ship with the package
+
+    try:
+        names = resolve(args.analyses.split(","))
+        cfg = load_config(args.config)
+    except (ValueError, ConfigError) as err:
+        print(err, file=sys.stderr)
+        return 1
+    script_args: list[str] = []
+    for flag, value in (("--config", args.config), ("--bids-root", args.bids_root), ("--scale", args.scale),
+                        ("--seed", args.seed), ("--workers", args.workers), ("--scheduler", args.scheduler)):  # fmt: skip
+        if value is not None:
+            script_args += [flag, str(value)]
+    if args.null:
+        script_args.append("--null")
+    script_args += ["-v"] * int(args.verbose)
+    out = Path(args.out) if args.out is not None else Path(cfg.paths.figures_dir)
+    failures, rows = run_study(names, script_args, out_root=out)
+    for r in rows:
+        sys.stdout.write(f"{r['analysis']}: {r['status']} in {r['seconds']:.1f} s\n")
+    sys.stdout.write(f"run summary: {out / 'run_summary.md'}\n")
+    return failures
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``mmme-neuro``."""
     parser = argparse.ArgumentParser(prog="mmme-neuro", description=__doc__.split("\n")[0])
@@ -144,6 +176,20 @@ def build_parser() -> argparse.ArgumentParser:
     p_conv.add_argument("--session-map", default=None, help="CSV: subject, session_date, eeg_file, physio_file")
     p_conv.add_argument("--overwrite", action="store_true", help="reconvert subjects whose inputs are unchanged")
     p_conv.set_defaults(func=_cmd_convert)
+
+    p_run = sub.add_parser("run", help="run analyses in data-flow order on a study, with a run summary")
+    p_run.add_argument("--analyses", default="dataset,erp,tfr,network,physio,decoding",
+                       help="comma-separated: dataset, erp, tfr, network, physio, decoding")  # fmt: skip
+    p_run.add_argument("--bids-root", default=None, help="BIDS study (default: configured or synthetic study)")
+    p_run.add_argument("--config", default=None, help="TOML configuration (default: built-in defaults)")
+    p_run.add_argument("--out", default=None, help="output root (default: paths.figures_dir)")
+    p_run.add_argument("--scale", choices=("ci", "default", "full"), default=None, help="synthetic study size")
+    p_run.add_argument("--null", action="store_true", help="the null synthetic study")
+    p_run.add_argument("--seed", type=int, default=None)
+    par = p_run.add_mutually_exclusive_group()
+    par.add_argument("--workers", type=int, default=None, help="local dask worker processes for per-subject steps")
+    par.add_argument("--scheduler", default=None, help="address of an existing dask scheduler")
+    p_run.set_defaults(func=_cmd_run)
     return parser
 
 

@@ -92,3 +92,30 @@ def test_dask_workers_give_the_in_process_results(bids):
         pd.testing.assert_frame_equal(dask.results[s]["table"], local.results[s]["table"])
     with pytest.raises(ValueError, match="workers"):
         pl.run_subjects(toy_first_level, bids, cfg, stage="toy", workers=0)
+
+
+def test_mmme_neuro_run_isolates_a_failing_analysis(bids, tmp_path, monkeypatch):
+    import analyses.physio_concordance as phys
+    from mmme_neuro.cli import main
+
+    def crash(argv=None):
+        raise RuntimeError("planted crash")
+
+    monkeypatch.setattr(phys, "main", crash)
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text("[preprocessing]\nica = false\n\n[stats]\nn_permutations = 100\n\n[decoding]\nn_permutations = 10\n",
+                   encoding="utf-8")  # fmt: skip
+    out = tmp_path / "out"
+    code = main(["run", "--bids-root", str(bids), "--config", str(cfg), "--analyses", "decoding,physio",
+                 "--workers", "2", "--out", str(out)])  # fmt: skip
+    assert code == 1  # one analysis failed
+    summary = json.loads((out / "run_summary.json").read_text(encoding="utf-8"))
+    rows = {r["analysis"]: r for r in summary["analyses"]}
+    assert list(rows) == ["physio_concordance", "decoding_multimodal"]  # data-flow order, not the given order
+    assert rows["physio_concordance"]["status"] == "failed" and rows["physio_concordance"]["exit_code"] == 2
+    dec = rows["decoding_multimodal"]
+    assert dec["status"] == "ok" and dec["n_subjects"] == 8 and dec["epochs_per_condition"]["ME"] > 0
+    assert (out / "decoding_multimodal" / "decoding_scores.csv").is_file() and (out / "run_summary.md").is_file()
+    # the per-subject features were computed by the dask workers into the cache
+    manifests = sorted((bids / "derivatives" / "mmme-neuro" / "first-level" / "decoding-features").glob("sub-*/manifest.json"))
+    assert len(manifests) == 8
