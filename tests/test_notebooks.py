@@ -1,0 +1,35 @@
+"""The tutorials run: each notebook (jupytext pair .py/.ipynb) is in sync and executes without error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+jupytext = pytest.importorskip("jupytext")
+nbclient = pytest.importorskip("nbclient")
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.py"))
+
+
+def _sources(nb) -> list[tuple[str, str]]:
+    return [(c.cell_type, c.source.strip()) for c in nb.cells]
+
+
+def test_there_are_notebooks():
+    assert len(NOTEBOOKS) >= 2
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_pair_in_sync_and_runs(path, tmp_path, monkeypatch):
+    from nbclient import NotebookClient
+
+    script = jupytext.read(path)
+    paired = path.with_suffix(".ipynb")
+    assert paired.is_file(), f"{paired.name} missing: run `jupytext --sync {path.name}`"
+    assert _sources(jupytext.read(paired)) == _sources(script), f"{path.name} and {paired.name} differ: jupytext --sync"
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    client = NotebookClient(script, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()  # raises CellExecutionError naming the failing cell
+    errors = [o for c in script.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
