@@ -33,6 +33,12 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def stat_key(path: str | os.PathLike) -> list[int]:
+    """``[size, mtime_ns]`` of a file: when both match a record, its recorded hash is reused."""
+    st = Path(path).stat()
+    return [int(st.st_size), int(st.st_mtime_ns)]
+
+
 def check_not_input(path: Path, inputs: Iterable[str | os.PathLike] = ()) -> None:
     """Refuse to write to ``path`` if it is one of the ``inputs``.
 

@@ -141,7 +141,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from ._privacy import redact_names
-from ._utils import atomic_path, atomic_write_text, sha256_file, time_to_sample
+from ._utils import atomic_path, atomic_write_text, sha256_file, stat_key, time_to_sample
 from .config import Config
 from .constants import CLIP_EMOTION, CLIP_MARKERS, REST_MARKER
 from .ingest import (
@@ -442,11 +442,6 @@ def _input_files(files: SessionFiles) -> list[tuple[str, Path]]:
     if files.physio is not None:
         out.append(("physio", files.physio))
     return out
-
-
-def _stat_key(p: Path) -> list[int]:
-    st = p.stat()
-    return [int(st.st_size), int(st.st_mtime_ns)]
 
 
 # ----------------------------------------------------------------------------- events
@@ -1003,7 +998,7 @@ def _read_record(path: Path) -> dict[str, Any] | None:
 
 
 def _hash_inputs(inputs: list[tuple[str, Path]]) -> list[dict[str, Any]]:
-    return [{"role": role, "ext": p.suffix.lower(), "size": _stat_key(p)[0], "mtime_ns": _stat_key(p)[1],
+    return [{"role": role, "ext": p.suffix.lower(), "size": stat_key(p)[0], "mtime_ns": stat_key(p)[1],
              "sha256": sha256_file(p)} for role, p in inputs]  # fmt: skip
 
 
@@ -1205,7 +1200,7 @@ def convert_study(
                     and (bids_root / subject).is_dir() and prev.get("fingerprint") == base_fp \
                     and (not qa or (prev.get("qa") and (deriv / "qa" / f"{subject}.html").is_file())):  # fmt: skip
                 same_stat = (not rehash and [(i["role"], i["ext"], i["size"], i["mtime_ns"]) for i in prev["inputs"]]
-                             == [(r, p.suffix.lower(), *_stat_key(p)) for r, p in inputs])  # fmt: skip
+                             == [(r, p.suffix.lower(), *stat_key(p)) for r, p in inputs])  # fmt: skip
                 if not same_stat:
                     hashed = _hash_inputs(inputs)
                 if same_stat or _same_inputs(prev["inputs"], hashed):

@@ -10,7 +10,9 @@ or :class:`pandas.DataFrame` (small per-subject arrays and tables).
   ``<bids_root>/derivatives/mmme-neuro/first-level/<stage>/<subject>/``
   with a ``manifest.json`` holding its key: SHA-256 over the subject's input
   files (``sub-XX/`` of the BIDS study and the study's exclusion report),
-  the configuration hash, the stage name and the package version. A re-run
+  the settings, the stage name and the package version. The manifest also
+  records each file's size, modification time and hash: an unchanged file is
+  not read again to check the cache. A re-run
   loads every subject whose key still matches and recomputes only the
   others; a run interrupted half-way resumes where it stopped.
 * **parallel** - subjects run on a dask.distributed cluster: a
@@ -49,7 +51,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from . import __version__
-from ._utils import sha256_file
+from ._utils import sha256_file, stat_key
 from .config import Config
 from .containers import load_netcdf, save_netcdf
 
@@ -97,7 +99,9 @@ def _read_table(path: Path, kinds: Mapping[str, str]) -> pd.DataFrame:
     df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8")
     out = {}
     for c, kind in kinds.items():
-        raw = df[c] if c in df.columns else pd.Series([], dtype=str)
+        if c not in df.columns:
+            raise ValueError(f"{path}: column {c!r} of the manifest is missing (a damaged cache; delete it to recompute)")
+        raw = df[c]
         na = raw.eq(_NA).to_numpy()
         if kind == "float" or kind == "object_float":
             v = raw.mask(na).astype(float)
@@ -180,6 +184,30 @@ def _subject_files(bids_root: Path, subject: str) -> list[Path]:
     return files + ([ex] if ex.is_file() else [])
 
 
+def _fingerprint(root: Path, subject: str, config: Config, stage: str,
+                 known: Mapping[str, Sequence[Any]] | None = None) -> tuple[str, list[list[Any]]]:  # fmt: skip
+    """Cache key and ``[relpath, size, mtime_ns, sha256]`` of every input file.
+
+    A file whose size and modification time match ``known`` (the previous
+    manifest) keeps its recorded SHA-256 instead of being read again: at MMME
+    scale a subject's EEG is 1.2 GB, ~6 s of hashing on every run otherwise.
+    """
+    h = hashlib.sha256()
+    # how the run is executed (workers, scheduler, cache) and where outputs go never change a result
+    settings = json.dumps(config.model_dump(mode="json", exclude={"run", "paths"}), sort_keys=True)
+    for part in (stage, __version__, settings):
+        h.update(part.encode() + b"\0")
+    files = []
+    for f in _subject_files(root, subject):
+        rel = f.relative_to(root).as_posix()
+        size, mtime = stat_key(f)
+        prev = (known or {}).get(rel)
+        sha = str(prev[2]) if prev is not None and list(prev[:2]) == [size, mtime] else sha256_file(f)
+        files.append([rel, size, mtime, sha])
+        h.update(rel.encode() + b"\0" + sha.encode() + b"\0")
+    return h.hexdigest(), files
+
+
 def subject_key(bids_root: str | os.PathLike, subject: str, config: Config, stage: str) -> str:
     """Cache key of one subject's first-level result (SHA-256 hex).
 
@@ -189,14 +217,7 @@ def subject_key(bids_root: str | os.PathLike, subject: str, config: Config, stag
     and the package version: any change recomputes the subject.
     """
     root = Path(bids_root)
-    h = hashlib.sha256()
-    # how the run is executed (workers, scheduler, cache) and where outputs go never change a result
-    settings = json.dumps(config.model_dump(mode="json", exclude={"run", "paths"}), sort_keys=True)
-    for part in (stage, __version__, settings):
-        h.update(part.encode() + b"\0")
-    for f in _subject_files(root, subject):
-        h.update(f.relative_to(root).as_posix().encode() + b"\0" + sha256_file(f).encode() + b"\0")
-    return h.hexdigest()
+    return _fingerprint(root, subject, config, stage, _known_files(cache_dir(root, stage, subject)))[0]
 
 
 def cache_dir(bids_root: str | os.PathLike, stage: str, subject: str) -> Path:
@@ -204,20 +225,23 @@ def cache_dir(bids_root: str | os.PathLike, stage: str, subject: str) -> Path:
     return Path(bids_root) / "derivatives" / "mmme-neuro" / "first-level" / stage / subject
 
 
-def _cached(directory: Path, key: str) -> bool:
-    m = directory / "manifest.json"
-    if not m.is_file():
-        return False
+def _manifest(directory: Path) -> dict[str, Any]:
+    """The cache manifest, or {} if absent or unreadable (then the subject is recomputed)."""
     try:
-        return json.loads(m.read_text(encoding="utf-8")).get("key") == key
+        return json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
+        return {}
+
+
+def _known_files(directory: Path) -> dict[str, list[Any]]:
+    return {f[0]: f[1:] for f in _manifest(directory).get("files", [])}
 
 
 # ----------------------------------------------------------------------------- running
 
 
-def _compute(func: FirstLevel, bids_root: str, subject: str, config: Config, stage: str, key: str) -> dict[str, Any]:
+def _compute(func: FirstLevel, bids_root: str, subject: str, config: Config, stage: str, key: str,
+             files: list[list[Any]]) -> dict[str, Any]:  # fmt: skip
     """Worker task: open the session, run ``func``, write the cache; return a small status record."""
     from .dataset import iter_sessions
 
@@ -226,7 +250,7 @@ def _compute(func: FirstLevel, bids_root: str, subject: str, config: Config, sta
         session = next(iter_sessions(bids_root, [subject]))
         result = func(session, config)
         save_result(result, cache_dir(bids_root, stage, subject), {"key": key, "stage": stage, "subject": subject,
-                                                                    "mmme_neuro_version": __version__})  # fmt: skip
+                                                                    "mmme_neuro_version": __version__, "files": files})  # fmt: skip
     except Exception as err:  # noqa: BLE001 - one failing subject must not take the study down
         return {"subject": subject, "status": "failed", "error": f"{type(err).__name__}: {err}",
                 "seconds": time.perf_counter() - t0}  # fmt: skip
@@ -307,11 +331,11 @@ def run_subjects(
     cache = run_cfg.cache if cache is None else bool(cache)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    keys = {s: subject_key(root, s, config, stage) for s in subjects}
+    prints = {s: _fingerprint(root, s, config, stage, _known_files(cache_dir(root, stage, s))) for s in subjects}
     rows: dict[str, dict[str, Any]] = {}
     todo = []
     for s in subjects:
-        if cache and _cached(cache_dir(root, stage, s), keys[s]):
+        if cache and _manifest(cache_dir(root, stage, s)).get("key") == prints[s][0]:
             rows[s] = {"subject": s, "status": "cached", "error": "", "seconds": 0.0}
         else:
             todo.append(s)
@@ -319,7 +343,7 @@ def run_subjects(
     bar = tqdm(total=len(todo), desc=stage, unit="subject", disable=not progress or not todo)
     if todo and scheduler is None and workers == 1:
         for s in todo:
-            rows[s] = _compute(func, os.fspath(root), s, config, stage, keys[s])
+            rows[s] = _compute(func, os.fspath(root), s, config, stage, *prints[s])
             bar.update()
     elif todo:
         from distributed import Client, LocalCluster, as_completed
@@ -328,8 +352,8 @@ def run_subjects(
                                                       dashboard_address=None, silence_logs=logging.ERROR)  # fmt: skip
         try:
             with Client(scheduler or cluster) as client:
-                futures = [client.submit(_compute, func, os.fspath(root), s, config, stage, keys[s], key=f"{stage}-{s}-{keys[s][:12]}",
-                                         pure=False) for s in todo]  # fmt: skip
+                futures = [client.submit(_compute, func, os.fspath(root), s, config, stage, *prints[s],
+                                         key=f"{stage}-{s}-{prints[s][0][:12]}", pure=False) for s in todo]  # fmt: skip
                 for fut in as_completed(futures):
                     r = fut.result()
                     rows[r["subject"]] = r

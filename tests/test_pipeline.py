@@ -55,9 +55,12 @@ def test_table_round_trip_is_exact(tmp_path):
     assert not (tmp_path / "bad").exists() and not list(tmp_path.glob(".bad.*"))  # nothing half-written
 
 
-def test_cache_resume_failures_and_keys(bids):
+def test_cache_resume_failures_and_keys(bids, monkeypatch):
     cfg = load_config(None)
     first = pl.run_subjects(toy_first_level, bids, cfg, stage="toy", progress=False)
+    hashed: list[str] = []
+    real_sha = pl.sha256_file
+    monkeypatch.setattr(pl, "sha256_file", lambda p: hashed.append(Path(p).relative_to(bids).as_posix()) or real_sha(p))
     st = first.status.set_index("subject")["status"]
     assert st[FAILING] == "failed" and (st.drop(FAILING) == "computed").all()
     assert first.failed == [{"subject": FAILING, "reason": "ValueError: planted failure"}]
@@ -68,11 +71,15 @@ def test_cache_resume_failures_and_keys(bids):
     assert (st2.drop(FAILING) == "cached").all() and st2[FAILING] == "failed"
     for s, r in first.results.items():
         pd.testing.assert_frame_equal(again.results[s]["table"], r["table"])
+    # checking the cache read no unchanged file again: only the failed subject (no manifest) is hashed
+    assert hashed and all(h.startswith(f"{FAILING}/") or h.startswith("derivatives/") for h in hashed), hashed
+    hashed.clear()
     # changed input of one subject: only that one is recomputed; workers/cache settings do not change keys
     side = sorted((bids / "sub-02").rglob("*_eeg.json"))[0]
     side.write_text(side.read_text(encoding="utf-8").replace("}", ', "Note": "edited"}', 1), encoding="utf-8")
     third = pl.run_subjects(toy_first_level, bids, load_config(None, run={"workers": 1, "cache": True}), stage="toy",
                             progress=False)  # fmt: skip
+    assert [h for h in hashed if h.startswith("sub-02/")] == [side.relative_to(bids).as_posix()]
     changed = third.status.set_index("subject")["status"]
     assert changed["sub-02"] == "computed" and changed.drop(["sub-02", FAILING]).eq("cached").all()
     # a different configuration recomputes every subject
