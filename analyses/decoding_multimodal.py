@@ -177,7 +177,9 @@ def run(config: Config, out_dir: Path, *, tasks: Sequence[str] = TASKS, n_permut
     table, series, md, failed = collect(bids_root, config, progress=progress)
     results, skipped = run_decoding(table, config, tasks, n_permutations=n_permutations, progress=progress)
     scores = dec.summary_table(results)
-    leak = dec.pipeline_leakage_check(table, "me_vs_mae", "eeg+physio", config=config)
+    # the fusion model of the main table, exactly as decoded (EMG-prone columns out, early fusion)
+    leak = dec.pipeline_leakage_check(table, "me_vs_mae", "eeg+physio", config=config,
+                                      exclude_columns=ft.emg_prone_columns(table.columns, config))  # fmt: skip
     timed: dict[str, Any] = {}
     tr_results: dict[str, dec.TimeDecodingResult] = {}
     for t in TIME_TASKS:
@@ -237,7 +239,8 @@ def run(config: Config, out_dir: Path, *, tasks: Sequence[str] = TASKS, n_permut
         timed[t] = {"n_test_subjects": int(r.scores.sizes["subject"]), "peak_auc": float(m.max()),
                     "peak_time_s": float(m["time"].values[int(np.argmax(m.values))]),
                     "first_significant_s": r.first_significant_s,
-                    "significant_clusters": r.clusters[r.clusters["significant"]].to_dict(orient="records")}  # fmt: skip
+                    "significant_clusters": r.clusters[r.clusters["significant"]].to_dict(orient="records"),
+                    "skipped_subjects": r.skipped_subjects}  # fmt: skip
     dcfg = config.decoding
     summary["results"] = {
         "cv": dcfg.cv, "optimistic": dcfg.cv != "loso", "classifier": dcfg.classifier,

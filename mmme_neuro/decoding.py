@@ -184,6 +184,8 @@ def task_data(table: pd.DataFrame, task: str | Task, *, min_class_count: int = 1
         else:
             y = emo.where(emo.isin(EXPRESSION_EMOTIONS)).to_numpy(dtype=object)
         ok = pd.notna(y)
+        if not ok.all():
+            logger.info("%s: %d epochs without a usable emotion label left out", task.name, int((~ok).sum()))
         rows, y = rows[ok], y[ok].astype(str)
         counts = pd.Series(y).value_counts()
         small = sorted(counts[counts < min_class_count].index)
@@ -493,6 +495,33 @@ def _one_thread(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _task_matrix(table: pd.DataFrame, task: str | Task, feature_set: str, exclude: Sequence[str] = ()
+                 ) -> tuple[pd.DataFrame, np.ndarray, list[str], np.ndarray, list[list[int]], list[str]]:  # fmt: skip
+    """Rows, labels, classes, feature matrix and column groups of a task; epochs without any feature value left out."""
+    rows, y, classes = task_data(table, task)
+    cols, col_groups = _set_groups(rows, feature_set, exclude)
+    X = rows[cols].to_numpy(float)  # noqa: N806
+    usable = np.isfinite(X).any(axis=1)
+    left_out = rows.loc[~usable, "epoch_id"].astype(str).tolist() if "epoch_id" in rows else []
+    if not usable.all():
+        logger.info("%s/%s: %d epochs without any feature value left out", getattr(task, "name", task), feature_set,
+                    int((~usable).sum()))  # fmt: skip
+        rows, y, X = rows[usable], y[usable], X[usable]  # noqa: N806
+    return rows, y, classes, X, col_groups, left_out
+
+
+def _estimator(dec: DecodingConfig, X: np.ndarray, col_groups: list[list[int]], fusion: str, seed: int) -> Any:  # noqa: N803
+    """The estimator :func:`decode` cross-validates: one pipeline (early fusion) or one per set (late).
+
+    An imputer is part of it when ``X`` (all rows) has a missing value: a
+    structural choice fitted on nothing, so it cannot leak.
+    """
+    impute = bool(np.isnan(X).any())
+    if len(col_groups) > 1 and fusion == "late":
+        return LateFusionClassifier(_GroupPipeline(dec, seed, impute), col_groups)
+    return make_pipeline(dec, n_features=X.shape[1], seed=seed, impute=impute)
+
+
 @_one_thread
 def decode(
     table: pd.DataFrame,
@@ -544,21 +573,11 @@ def decode(
     seed = config.seed if seed is None else int(seed)
     if fusion not in ("early", "late"):
         raise ValueError(f"fusion must be 'early' or 'late', got {fusion!r}")
-    rows, y, classes = task_data(table, task)
+    rows, y, classes, X, col_groups, left_out = _task_matrix(table, task, feature_set, exclude_columns)  # noqa: N806
     task_name = task if isinstance(task, str) else task.name
-    cols, col_groups = _set_groups(rows, feature_set, exclude_columns)
-    X = rows[cols].to_numpy(float)  # noqa: N806
-    usable = np.isfinite(X).any(axis=1)
-    if not usable.all():
-        logger.info("%s/%s: %d epochs without any feature value left out", task_name, feature_set, int((~usable).sum()))
-        rows, y, X = rows[usable], y[usable], X[usable]  # noqa: N806
     groups = rows["subject"].astype(str).to_numpy()
     kind = "none" if len(col_groups) == 1 else fusion
-    impute = bool(np.isnan(X).any())
-    if kind == "late":
-        est: Any = LateFusionClassifier(_GroupPipeline(dec, seed, impute), col_groups)
-    else:
-        est = make_pipeline(dec, n_features=X.shape[1], seed=seed, impute=impute)
+    est = _estimator(dec, X, col_groups, fusion, seed)
     splits = cv_splits(y, groups, cv=dec.cv, n_folds=dec.n_folds, seed=seed)
     proba, fold = cross_val_proba(X, y, splits, est, classes)
     cls = np.asarray(classes)
@@ -594,6 +613,7 @@ def decode(
     attrs = {"mmme_neuro_version": __version__, "config_hash": config.hash(), "seed": seed,
              "classifier": dec.classifier, "feature_selection": dec.feature_selection, "n_features_selected": dec.n_features}  # fmt: skip
     attrs["excluded_columns"] = sorted(set(exclude_columns) & set(rows.columns))
+    attrs["epochs_without_features"] = left_out  # not decoded: every feature of the set is missing
     return DecodingResult(task_name, label or feature_set, kind, dec.cv, dec.cv != "loso", list(classes), sc, chance, pvals, null,
                           preds, pd.DataFrame(per), conf, X.shape[1], attrs)  # fmt: skip
 
@@ -681,16 +701,19 @@ def leakage_check(
 
 
 def pipeline_leakage_check(table: pd.DataFrame, task: str | Task, feature_set: str, *, config: Config | None = None,
+                           fusion: str = "early", exclude_columns: Sequence[str] = (),
                            n_subjects: int = 2) -> pd.DataFrame:  # fmt: skip
-    """:func:`leakage_check` of the very pipeline and folds :func:`decode` uses (no permutations)."""
+    """:func:`leakage_check` of the very estimator, rows and folds :func:`decode` uses (no permutations).
+
+    Parameters are those of :func:`decode`; see :func:`leakage_check` for the report.
+    """
     config = config or Config()
-    rows, y, classes = task_data(table, task)
-    cols, _ = _set_groups(rows, feature_set)
-    X = rows[cols].to_numpy(float)  # noqa: N806
     dec = config.decoding
+    rows, y, classes, X, col_groups, _ = _task_matrix(table, task, feature_set, exclude_columns)  # noqa: N806
+
+    est = _estimator(dec, X, col_groups, fusion, config.seed)  # built once, on the data decode sees
 
     def evaluate(Xe: np.ndarray, ye: np.ndarray, ge: np.ndarray) -> np.ndarray:  # noqa: N803
-        est = make_pipeline(dec, n_features=Xe.shape[1], seed=config.seed)
         splits = cv_splits(ye, ge, cv=dec.cv, n_folds=dec.n_folds, seed=config.seed)
         return cross_val_proba(Xe, ye, splits, est, classes)[0]
 
@@ -719,6 +742,8 @@ class TimeDecodingResult:
         information appears relative to the landmark.
     gen_significant : xarray.DataArray | None
         ``(train_time, test_time)`` bool.
+    skipped_subjects : list of dict
+        ``subject`` and ``reason`` of subjects not tested (AUC needs both classes).
     """
 
     scores: xr.DataArray
@@ -727,6 +752,7 @@ class TimeDecodingResult:
     significant: xr.DataArray
     first_significant_s: float
     gen_significant: xr.DataArray | None
+    skipped_subjects: list[dict[str, str]] = field(default_factory=list)
 
 
 def _mask(cluster: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -786,9 +812,12 @@ def time_resolved(
     groups = rows["subject"].astype(str).to_numpy()
     base = Pipeline([("scale", StandardScaler()), ("classify", LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000))])
     times = series["time"].values
-    subj_scores, gen_scores, subjects = [], [], []
+    subj_scores, gen_scores, subjects, skipped = [], [], [], []
     for tr, te in cv_splits(yb, groups, cv="loso"):
         if len(np.unique(yb[te])) < 2 or len(np.unique(yb[tr])) < 2:
+            present = sorted(set(y[te]))
+            skipped.append({"subject": str(groups[te][0]), "reason": f"only {present} epochs: AUC undefined"})
+            logger.info("time-resolved %s: %s skipped (%s)", getattr(task, "name", task), *skipped[-1].values())
             continue
         sl = SlidingEstimator(clone(base), scoring="roc_auc", n_jobs=None, verbose=False).fit(X[tr], yb[tr])
         subj_scores.append(sl.score(X[te], yb[te]))
@@ -833,7 +862,8 @@ def time_resolved(
         gsig = xr.DataArray(gmask, dims=("train_time", "test_time"), coords={"train_time": times, "test_time": times})
     first = float(times[np.flatnonzero(sig)[0]]) if sig.any() else float("nan")
     clusters_df = pd.DataFrame(rows_c, columns=["start_s", "stop_s", "mass", "p", "significant"])
-    return TimeDecodingResult(sc, gen, clusters_df, xr.DataArray(sig, dims=("time",), coords={"time": times}), first, gsig)
+    return TimeDecodingResult(sc, gen, clusters_df, xr.DataArray(sig, dims=("time",), coords={"time": times}), first, gsig,
+                              skipped)  # fmt: skip
 
 
 def summary_table(results: Sequence[DecodingResult]) -> pd.DataFrame:

@@ -135,7 +135,18 @@ def test_leakage_check_passes_the_pipeline_and_catches_leaks():
     for leaky in (normalise_first, normalise_per_subject, select_first, within):
         report = dec.leakage_check(leaky, X, y, g)
         assert report["leak"].all(), leaky.__name__
-    assert not dec.pipeline_leakage_check(_table(2, eeg_effect=0.5), "me_vs_mae", "eeg", config=cfg)["leak"].any()
+    t = _table(2, eeg_effect=0.5)
+    assert not dec.pipeline_leakage_check(t, "me_vs_mae", "eeg", config=cfg)["leak"].any()
+    assert not dec.pipeline_leakage_check(t, "me_vs_mae", "eeg+physio", config=cfg, fusion="late")["leak"].any()
+
+
+def test_epochs_without_features_are_listed_not_lost():
+    t = _table(7, phys_effect=1.0)
+    t.loc[[0, 5], [c for c in t.columns if c.startswith("physio__")]] = np.nan
+    t.loc[9, "physio__f0"] = np.nan  # one missing value: imputed inside the fold, still decoded
+    r = dec.decode(t, "me_vs_mae", "physio", config=_config(), n_permutations=0)
+    assert r.attrs["epochs_without_features"] == [t.at[0, "epoch_id"], t.at[5, "epoch_id"]]
+    assert len(r.predictions) == len(t) - 2 and t.at[9, "epoch_id"] in set(r.predictions["epoch_id"])
 
 
 # ----------------------------------------------------------------------------- planted effects / null
@@ -200,7 +211,11 @@ def test_time_resolved_finds_planted_window_and_nothing_in_null():
     assert planted["mass"].iloc[0] == r.clusters["mass"].max()
     assert 0.28 <= r.first_significant_s <= 0.32
     assert r.generalization is not None and bool(r.gen_significant.sel(train_time=0.4, test_time=0.4, method="nearest"))
-    assert r.scores.sizes["subject"] == 8
+    assert r.scores.sizes["subject"] == 8 and r.skipped_subjects == []
+    one_class = t[~((t["subject"] == "sub-01") & (t["condition"] == "ME"))]
+    r1 = dec.time_resolved(da, one_class, "me_vs_mae", config=cfg, generalization=False)
+    assert r1.skipped_subjects == [{"subject": "sub-01", "reason": "only ['MaE'] epochs: AUC undefined"}]
+    assert "sub-01" not in r1.scores["subject"].values
     null = dec.time_resolved(*_series(6, 0.0), "me_vs_mae", config=cfg)
     assert not null.significant.values.any() and not null.clusters["significant"].any()
 
