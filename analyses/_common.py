@@ -32,6 +32,7 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,9 @@ import pandas as pd
 
 from mmme_neuro import __version__
 from mmme_neuro._utils import atomic_path
-from mmme_neuro.config import Config, load_config
+from mmme_neuro.config import Config, ConfigError, load_config
 
-__all__ = ["SCALES", "build_parser", "configure_logging", "load_sessions", "setup", "write_csv"]
+__all__ = ["SCALES", "build_parser", "configure_logging", "load_sessions", "run_script", "setup", "write_csv"]
 
 logger = logging.getLogger("analyses")
 
@@ -178,3 +179,19 @@ def write_csv(df: pd.DataFrame, path: Path) -> Path:
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False, lineterminator="\n", encoding="utf-8", float_format="%.10g")
     return path
+
+
+def run_script(args: argparse.Namespace, body: Callable[[Config, Path], Any],
+               errors: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, ValueError)) -> int:  # fmt: skip
+    """:func:`setup`, then ``body(config, out_dir)``; the exit code of a script's ``main``.
+
+    Invalid input or configuration (``errors``) is logged as one clear line
+    by the script's logger and gives exit code 1; success gives 0.
+    """
+    try:
+        config, out_dir = setup(args)
+        body(config, out_dir)
+    except errors as err:
+        logging.getLogger(f"analyses.{args.analysis}").error("%s", err)
+        return 1
+    return 0

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analyses._common import build_parser, setup
+from analyses._common import build_parser, run_script
 from mmme_neuro import describe
 from mmme_neuro._utils import atomic_path
 from mmme_neuro.config import Config, ConfigError
@@ -225,14 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--coding", metavar="PATH", type=Path, default=None,
                         help="coding file (xlsx/csv); default: paths.coding_file, else the synthetic default study")  # fmt: skip
     args = parser.parse_args(argv)
-    try:
-        config, out_dir = setup(args)
-        coding_file = resolve_coding_file(args.coding, config)
-        run(coding_file, config, out_dir)
-    except (ConfigError, CodingFileError, FileExistsError) as err:
-        logger.error("%s", err)
-        return 1
-    return 0
+    return run_script(args, lambda config, out_dir: run(resolve_coding_file(args.coding, config), config, out_dir),
+                      errors=(ConfigError, CodingFileError, FileExistsError))  # fmt: skip
 
 
 if __name__ == "__main__":

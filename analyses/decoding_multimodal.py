@@ -43,10 +43,10 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
-from analyses._common import build_parser, setup, write_csv
+from analyses._common import build_parser, run_script, write_csv
 from mmme_neuro import decoding as dec
 from mmme_neuro import features as ft
-from mmme_neuro.config import Config, ConfigError
+from mmme_neuro.config import Config
 from mmme_neuro.containers import provenance, save_netcdf
 from mmme_neuro.dataset import prepare_bids
 from mmme_neuro.pipeline import run_subjects
@@ -266,17 +266,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--permutations", type=int, default=None, metavar="N",
                         help="label permutations per model (default: decoding.n_permutations; 0: none)")  # fmt: skip
     args = parser.parse_args(argv)
-    try:
+
+    def body(config: Config, out_dir: Path) -> None:
         tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
         unknown = sorted(set(tasks) - set(dec.TASKS))
         if unknown:
             raise ValueError(f"unknown task(s) {unknown}; known: {sorted(dec.TASKS)}")
-        config, out_dir = setup(args)
         run(config, out_dir, tasks=tasks, n_permutations=args.permutations, progress=args.verbose > 0)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
-        logger.error("%s", err)
-        return 1
-    return 0
+
+    return run_script(args, body)
 
 
 if __name__ == "__main__":

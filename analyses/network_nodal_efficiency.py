@@ -33,10 +33,10 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
-from analyses._common import build_parser, load_sessions, setup, write_csv
+from analyses._common import build_parser, load_sessions, run_script, write_csv
 from mmme_neuro import epochs as ep_mod
 from mmme_neuro import netanalysis as na
-from mmme_neuro.config import Config, ConfigError
+from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
 from mmme_neuro.reporting import base_summary, make_contrast, write_summary
 from mmme_neuro.stats import mixed_model
@@ -270,13 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (0 success, 1 invalid input or configuration)."""
     parser = build_parser(__doc__.split("\n", 1)[0], analysis=ANALYSIS)
     args = parser.parse_args(argv)
-    try:
-        config, out_dir = setup(args)
-        run(config, out_dir, progress=args.verbose > 0)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
-        logger.error("%s", err)
-        return 1
-    return 0
+    return run_script(args, lambda config, out_dir: run(config, out_dir, progress=args.verbose > 0))
 
 
 if __name__ == "__main__":

@@ -34,10 +34,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analyses._common import build_parser, load_sessions, setup, write_csv
+from analyses._common import build_parser, load_sessions, run_script, write_csv
 from mmme_neuro import concordance as co
 from mmme_neuro import physio as ph
-from mmme_neuro.config import Config, ConfigError
+from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
 from mmme_neuro.reporting import base_summary, make_contrast, write_summary
 from mmme_neuro.stats import mixed_model
@@ -58,11 +58,7 @@ logger = logging.getLogger(f"analyses.{ANALYSIS}")
 
 def process_session(session: Any, config: Config) -> dict[str, Any]:
     """Physiology, events, time courses and features of one session."""
-    sc = session.physio_sidecar
-    fs = float(sc.get("MMMENominalSamplingFrequency", sc["SamplingFrequency"]))
-    processed, info = ph.process_physio(session.physio, fs)
-    events = ph.session_events(session, config, clean_baseline_s=CLEAN_BASELINE_S)
-    events = events[events["in_recording"]].reset_index(drop=True)
+    processed, info, events = ph.process_session(session, config, clean_baseline_s=CLEAN_BASELINE_S)
     q = info["quality"]
     quality = (q.assign(reason=q["reason"].replace("", "ok")).groupby(["signal", "reason"])
                .agg(n_segments=("segment", "size"), seconds=("end_s", "sum")).reset_index())  # fmt: skip
@@ -234,17 +230,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--eeg-trials", metavar="CSV", type=Path, default=None,
                         help="per-epoch EEG measures (expression_id, subject, condition, measure) for brain-body coupling")  # fmt: skip
     args = parser.parse_args(argv)
-    try:
-        config, out_dir = setup(args)
+
+    def body(config: Config, out_dir: Path) -> None:
         eeg = args.eeg_trials
         if eeg is None:
             cand = Path(config.paths.figures_dir) / "erp_me_vs_mae" / "components.csv"
             eeg = cand if cand.is_file() else None
         run(config, out_dir, eeg_trials=eeg, progress=args.verbose > 0)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
-        logger.error("%s", err)
-        return 1
-    return 0
+
+    return run_script(args, body)
 
 
 if __name__ == "__main__":

@@ -127,14 +127,17 @@ def epoch_index(epochs: mne.BaseEpochs) -> pd.DataFrame:
     return out
 
 
-def _crop(epochs: mne.BaseEpochs, window: tuple[float, float]) -> tuple[np.ndarray, float]:
+def _window(times: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """Boolean mask of ``[lo, hi)`` on the epoch times; a clear error if the window leaves the epochs."""
     lo, hi = float(window[0]), float(window[1])
-    t = epochs.times
-    if lo < t[0] - 1e-9 or hi > t[-1] + 1e-9:
-        raise ValueError(f"window {lo:g}..{hi:g} s is outside the epochs ({t[0]:g}..{t[-1]:g} s)")
-    m = (t >= lo - 1e-9) & (t < hi - 1e-9)
-    picks = mne.pick_types(epochs.info, eeg=True, exclude=[])
-    return epochs.get_data(picks=picks)[..., m] * 1e6, float(epochs.info["sfreq"])
+    if lo < times[0] - 1e-9 or hi > times[-1] + 1e-9:
+        raise ValueError(f"window {lo:g}..{hi:g} s is outside the epochs ({times[0]:g}..{times[-1]:g} s)")
+    return (times >= lo - 1e-9) & (times < hi - 1e-9)
+
+
+def _eeg_uv(epochs: mne.BaseEpochs) -> np.ndarray:
+    """EEG data of all epochs in µV, read once per feature function (``(epoch, channel, time)``)."""
+    return epochs.get_data(picks=mne.pick_types(epochs.info, eeg=True, exclude=[])) * 1e6
 
 
 def _eeg_names(epochs: mne.BaseEpochs) -> list[str]:
@@ -160,8 +163,8 @@ def band_power_features(epochs: mne.BaseEpochs, bands: Mapping[str, tuple[float,
     table : pandas.DataFrame
         Index ``epoch_id``; columns ``eeg_psd__<band>__<channel>``.
     """
-    x, sf = _crop(epochs, window)
-    p = periodogram_band_power(x, sf, bands)  # (epoch, band, channel)
+    x = _eeg_uv(epochs)[..., _window(epochs.times, window)]
+    p = periodogram_band_power(x, float(epochs.info["sfreq"]), bands)  # (epoch, band, channel)
     with np.errstate(divide="ignore"):
         p = np.log10(p)
     names = _eeg_names(epochs)
@@ -178,10 +181,10 @@ def erp_window_features(epochs: mne.BaseEpochs, windows: Sequence[tuple[float, f
         Index ``epoch_id``; columns ``eeg_erp__<lo>-<hi>ms__<channel>``.
     """
     names = _eeg_names(epochs)
+    x = _eeg_uv(epochs)
     parts, cols = [], []
     for lo, hi in windows:
-        x, _ = _crop(epochs, (lo, hi))
-        parts.append(x.mean(axis=-1))
+        parts.append(x[..., _window(epochs.times, (lo, hi))].mean(axis=-1))
         cols += [f"eeg_erp__{lo * 1000:.0f}-{hi * 1000:.0f}ms__{c}" for c in names]
     return pd.DataFrame(np.concatenate(parts, axis=1), columns=cols,
                         index=pd.Index(_kept_md(epochs)["epoch_id"].astype(str), name="epoch_id"))  # fmt: skip
@@ -301,7 +304,8 @@ def time_series(epochs: mne.BaseEpochs, window: tuple[float, float], sfreq: floa
     data : xarray.DataArray
         ``(epoch, channel, time)`` in µV, ``time`` = bin centres (s).
     """
-    x, sf = _crop(epochs, window)
+    x = _eeg_uv(epochs)[..., _window(epochs.times, window)]
+    sf = float(epochs.info["sfreq"])
     k = max(1, int(round(sf / float(sfreq))))
     n = x.shape[-1] // k
     x = x[..., : n * k].reshape(*x.shape[:-1], n, k).mean(axis=-1)
@@ -382,11 +386,7 @@ def session_features(session: Any, config: Config, *, physio: bool = True, serie
         if getattr(session, "physio", None) is None:
             status = "no physiology"
         else:
-            sc = session.physio_sidecar
-            fs = float(sc.get("MMMENominalSamplingFrequency", sc["SamplingFrequency"]))
-            processed, info = ph.process_physio(session.physio, fs)
-            events = ph.session_events(session, config, clips=False)
-            events = events[events["in_recording"]].reset_index(drop=True)
+            processed, info, events = ph.process_session(session, config, clips=False)
             pf = physio_features(ph.event_features(processed, info, events))
             table = table.join(pf, on="event_key", how="left")
             status = "ok"

@@ -66,8 +66,10 @@ __all__ = [
     "group_timecourses",
     "hrv_time",
     "process_physio",
+    "process_session",
     "segment_quality",
     "session_events",
+    "session_sampling_rate",
 ]
 
 logger = logging.getLogger(__name__)
@@ -637,6 +639,39 @@ def process_physio(
 # ----------------------------------------------------------------------------- events
 
 
+def session_sampling_rate(session: Any) -> float:
+    """Sampling rate (Hz) of a BIDS session's physiology (the BIOPAC nominal rate, rows are not resampled).
+
+    Raises
+    ------
+    ValueError
+        If the session has no physiology.
+    """
+    if getattr(session, "physio", None) is None or getattr(session, "physio_sidecar", None) is None:
+        raise ValueError(f"{session.subject}: no physiology")
+    sc = session.physio_sidecar
+    return float(sc.get("MMMENominalSamplingFrequency", sc["SamplingFrequency"]))
+
+
+def process_session(session: Any, config: Any, *, clean_baseline_s: float = 8.0,
+                    clips: bool = True) -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame]:  # fmt: skip
+    """Process a BIDS session's physiology and place its events on it.
+
+    :func:`process_physio` at :func:`session_sampling_rate`, then
+    :func:`session_events` restricted to events inside the recording.
+
+    Returns
+    -------
+    processed, info : pandas.DataFrame, dict
+        As :func:`process_physio`.
+    events : pandas.DataFrame
+        As :func:`session_events`, ``in_recording`` rows only.
+    """
+    processed, info = process_physio(session.physio, session_sampling_rate(session))
+    events = session_events(session, config, clean_baseline_s=clean_baseline_s, clips=clips)
+    return processed, info, events[events["in_recording"]].reset_index(drop=True)
+
+
 def session_events(session: Any, config: Any, *, clean_baseline_s: float = 8.0, clips: bool = True) -> pd.DataFrame:
     """Events of one session on the physiology clock: ME, MaE, NE controls and clip onsets.
 
@@ -666,10 +701,7 @@ def session_events(session: Any, config: Any, *, clean_baseline_s: float = 8.0, 
     """
     from .epochs import draw_ne_centers
 
-    if session.physio is None or session.physio_sidecar is None:
-        raise ValueError(f"{session.subject}: no physiology")
-    sc = session.physio_sidecar
-    fs = float(sc.get("MMMENominalSamplingFrequency", sc["SamplingFrequency"]))
+    fs = session_sampling_rate(session)
     n = len(session.physio)
     ex = session.expressions
     rows = []

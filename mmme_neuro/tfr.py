@@ -737,10 +737,10 @@ def periodogram_band_power(x: np.ndarray, sfreq: float, bands: Mapping[str, tupl
     Returns
     -------
     power : numpy.ndarray
-        ``(..., n_bands)`` moved before the last input axis but one: shape
-        ``x.shape[:-2] + (n_bands, x.shape[-2])`` (band before channel), in
-        units² / Hz (:func:`scipy.signal.periodogram`, boxcar window, density
-        scaling, constant detrend). Bands with no bin are NaN.
+        Shape ``x.shape[:-2] + (n_bands, x.shape[-2])``, e.g. ``(epoch, band,
+        channel)`` for ``(epoch, channel, time)`` input, in units² / Hz
+        (:func:`scipy.signal.periodogram`, boxcar window, density scaling,
+        constant detrend). Bands with no bin are NaN.
     """
     freqs, pxx = periodogram(np.asarray(x, float), fs=float(sfreq), axis=-1)
     out = []
