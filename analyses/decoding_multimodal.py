@@ -20,7 +20,8 @@ and time-resolved decoding with temporal generalisation and a cluster test
 * tables (CSV): ``decoding_scores`` (one row per task x feature set: accuracy,
   UF1, UAR, their permutation chance and p), ``per_subject``, ``predictions``,
   ``null_distributions``, ``confusion``, ``leakage_check``, ``time_clusters``,
-  ``epochs`` (every planned epoch, kept or rejected with its reason);
+  ``epochs`` (every planned epoch, kept or rejected with its reason),
+  ``exclusions`` (coded expressions that never became epochs, with reasons);
 * ``features.nc`` ``(epoch, feature)`` and ``time_decoding_<task>.nc`` (ROC
   AUC of each test subject over ``(subject, time)`` and ``(subject,
   train_time, test_time)``);
@@ -45,10 +46,11 @@ from tqdm.auto import tqdm
 
 from analyses._common import build_parser, run_script, write_csv
 from mmme_neuro import decoding as dec
+from mmme_neuro import epochs as ep_mod
 from mmme_neuro import features as ft
 from mmme_neuro.config import Config
 from mmme_neuro.containers import provenance, save_netcdf
-from mmme_neuro.dataset import prepare_bids
+from mmme_neuro.dataset import coded_exclusions, prepare_bids
 from mmme_neuro.pipeline import run_subjects
 from mmme_neuro.reporting import base_summary, make_contrast, write_summary
 from mmme_neuro.viz import decoding as vdec
@@ -118,13 +120,10 @@ def _long(results: Sequence[dec.DecodingResult], attr: str) -> pd.DataFrame:
 
 
 def _confusion_long(results: Sequence[dec.DecodingResult]) -> pd.DataFrame:
-    rows = []
-    for r in results:
-        for t in r.confusion["true"].values:
-            for p in r.confusion["predicted"].values:
-                rows.append({"task": r.task, "feature_set": r.feature_set, "fusion": r.fusion, "true": str(t),
-                             "predicted": str(p), "n": int(r.confusion.sel(true=t, predicted=p))})  # fmt: skip
-    return pd.DataFrame(rows)
+    parts = [r.confusion.to_series().rename("n").reset_index().assign(task=r.task, feature_set=r.feature_set,
+                                                                      fusion=r.fusion) for r in results]  # fmt: skip
+    cols = ["task", "feature_set", "fusion", "true", "predicted", "n"]
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
 
 def feature_array(table: pd.DataFrame) -> xr.DataArray:
@@ -177,6 +176,8 @@ def run(config: Config, out_dir: Path, *, tasks: Sequence[str] = TASKS, n_permut
     table, series, md, failed = collect(bids_root, config, progress=progress)
     results, skipped = run_decoding(table, config, tasks, n_permutations=n_permutations, progress=progress)
     scores = dec.summary_table(results)
+    # every coded expression of the analysed subjects: analysed, an epoch rejected with its reason, or excluded upstream
+    exclusions = coded_exclusions(bids_root, sorted(set(md["subject"].astype(str))))
     # the fusion model of the main table, exactly as decoded (EMG-prone columns out, early fusion)
     leak = dec.pipeline_leakage_check(table, "me_vs_mae", "eeg+physio", config=config,
                                       exclude_columns=ft.emg_prone_columns(table.columns, config))  # fmt: skip
@@ -199,7 +200,7 @@ def run(config: Config, out_dir: Path, *, tasks: Sequence[str] = TASKS, n_permut
     for name, df in (("decoding_scores", scores), ("per_subject", _long(results, "per_subject")),
                      ("predictions", _long(results, "predictions")), ("null_distributions", _long(results, "null")),
                      ("confusion", _confusion_long(results)), ("leakage_check", leak), ("time_clusters", clusters),
-                     ("epochs", md)):  # fmt: skip
+                     ("epochs", md), ("exclusions", exclusions)):  # fmt: skip
         write_csv(df, out_dir / f"{name}.csv")
     if len(scores):
         save_figure(vdec.plot_scores(scores, alpha=config.stats.alpha), out_dir / "decoding_scores", FIGURE_FORMATS)
@@ -216,11 +217,7 @@ def run(config: Config, out_dir: Path, *, tasks: Sequence[str] = TASKS, n_permut
     summary["subjects"] = sorted(table["subject"].astype(str).unique())
     summary["n_subjects"] = len(summary["subjects"])
     summary["epochs_per_condition"] = {c: int((table["condition"] == c).sum()) for c in ("ME", "MaE", "NE")}
-    excl: dict[str, int] = {}
-    for reason in md.loc[md["rejected"].astype(bool), "reason"]:
-        code = "epoch_" + str(reason).split(" ", 1)[0].split(">", 1)[0].split("<", 1)[0]
-        excl[code] = excl.get(code, 0) + 1
-    summary["exclusions_by_reason"] = dict(sorted(excl.items()))
+    summary["exclusions_by_reason"] = ep_mod.exclusion_counts(md, exclusions)
     contrasts = []
     for s in scores.to_dict(orient="records"):
         contrasts.append(make_contrast(s["task"], kind="decoding", location=f"{s['feature_set']} ({s['fusion']})",

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from mmme_neuro import epochs as ep_mod
 from mmme_neuro import erp
 from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
+from mmme_neuro.dataset import coded_exclusions
 from mmme_neuro.reporting import base_summary, make_contrast, write_summary
 from mmme_neuro.stats import (
     ClusterResult,
@@ -83,11 +83,6 @@ class SubjectResult:
     evoked: xr.DataArray
     metadata: pd.DataFrame
     components: pd.DataFrame
-
-
-def _reason_code(reason: str) -> str:
-    """``'peak_to_peak>150uV on T7'`` -> ``'peak_to_peak'``."""
-    return re.split(r"[<>= ]", str(reason), maxsplit=1)[0] or "unknown"
 
 
 def process_session(session: Any, config: Config) -> SubjectResult:
@@ -165,29 +160,6 @@ def emg_tests(trials: pd.DataFrame, config: Config) -> pd.DataFrame:
     if not measures:
         return pd.DataFrame()
     return paired_test(trials, measure=measures, contrast=("ME", "MaE"), config=config)
-
-
-def exclusions_table(bids_root: Path, subjects: Sequence[str], md: pd.DataFrame) -> pd.DataFrame:
-    """Coded expressions of the analysed subjects that never became epochs (``scope == "all"``)."""
-    path = Path(bids_root) / "derivatives" / "mmme-neuro" / "exclusions.tsv"
-    cols = ["expression_id", "subject", "marker", "kind", "reason_code", "stage", "reason"]
-    if not path.is_file():
-        return pd.DataFrame(columns=cols)
-    ex = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False, dtype=str)
-    ex = ex[(ex.get("scope", "all") == "all") & ex["subject"].isin(set(subjects) | set(md["subject"]))]
-    return ex.reindex(columns=cols).sort_values(["subject", "reason_code", "expression_id"], kind="stable",
-                                                na_position="last").reset_index(drop=True)  # fmt: skip
-
-
-def exclusion_counts(exclusions: pd.DataFrame, md: pd.DataFrame) -> dict[str, int]:
-    """Reason code -> count: upstream exclusions of coded expressions + rejected epochs."""
-    counts: dict[str, int] = {}
-    for code in exclusions["reason_code"].dropna():
-        counts[str(code)] = counts.get(str(code), 0) + 1
-    for reason in md.loc[md["rejected"], "reason"]:
-        code = f"epoch_{_reason_code(reason)}"
-        counts[code] = counts.get(code, 0) + 1
-    return dict(sorted(counts.items()))
 
 
 def _f(x: Any, fmt: str = ".3g") -> str:
@@ -380,7 +352,7 @@ def run(config: Config, out_dir: Path, *, progress: bool = True, figures: bool =
     write_csv(ep_mod.emg_summary(md), out_dir / "emg_per_subject.csv")
     write_csv(md, out_dir / "epochs.csv")
     write_csv(report, out_dir / "min_count.csv")
-    excl = exclusions_table(bids_root, [r.subject for r in results], md)
+    excl = coded_exclusions(bids_root, sorted({r.subject for r in results} | set(md["subject"])))
     write_csv(excl, out_dir / "exclusions.csv")
 
     if figures:
@@ -390,7 +362,7 @@ def run(config: Config, out_dir: Path, *, progress: bool = True, figures: bool =
     for s in sorted(md["subject"].unique()):
         inputs[f"events_{s}"] = Path(bids_root) / s / "eeg" / f"{s}_task-mmme_events.tsv"
     inputs = {k: v for k, v in inputs.items() if v.is_file()}
-    summary = build_summary(config, inputs, group, md, clusters, models, emg, exclusion_counts(excl, md), report, failed)
+    summary = build_summary(config, inputs, group, md, clusters, models, emg, ep_mod.exclusion_counts(md, excl), report, failed)
     write_summary(out_dir, summary, build_markdown(summary))
     logger.info("%s: %d subjects -> %s", ANALYSIS, summary["n_subjects"], os.fspath(out_dir))
     return summary

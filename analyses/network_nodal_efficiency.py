@@ -119,11 +119,7 @@ def build_summary(config: Config, inputs: dict[str, Path], conn: xr.DataArray, m
     summary["n_subjects"] = len(subjects)
     kept = md[md["kept"]]
     summary["epochs_per_condition"] = {c: int((kept["condition"] == c).sum()) for c in na.CONDITIONS}
-    counts: dict[str, int] = {}
-    for reason in md.loc[md["rejected"], "reason"]:
-        code = "epoch_" + (str(reason).split(">")[0].split("<")[0].split(" ")[0] or "unknown")
-        counts[code] = counts.get(code, 0) + 1
-    summary["exclusions_by_reason"] = dict(sorted(counts.items()))
+    summary["exclusions_by_reason"] = ep_mod.exclusion_counts(md)
     bands = {b: list(v) for b, v in config.bands.items()}
     window = list(na.DEFAULT_WINDOW)
     contrasts: list[dict[str, Any]] = []

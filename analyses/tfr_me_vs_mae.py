@@ -144,11 +144,7 @@ def build_summary(config: Config, inputs: dict[str, Path], group: xr.Dataset, md
     summary["n_subjects"] = len(subjects)
     kept = ep_mod.included_rows(md[md["kept"]], report)
     summary["epochs_per_condition"] = {c: int((kept["condition"] == c).sum()) for c in tfr.CONDITIONS}
-    excl: dict[str, int] = {}
-    for reason in md.loc[md["rejected"], "reason"]:
-        code = "epoch_" + (str(reason).split(">")[0].split("<")[0].split(" ")[0] or "unknown")
-        excl[code] = excl.get(code, 0) + 1
-    summary["exclusions_by_reason"] = dict(sorted(excl.items()))
+    summary["exclusions_by_reason"] = ep_mod.exclusion_counts(md)
     contrasts: list[dict[str, Any]] = []
     info: dict[str, Any] = {}
     for name, res in clusters.items():

@@ -16,13 +16,15 @@ the number of subjects grows.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+import pandas as pd
 
 from .bids import BidsSession, convert_study, read_bids_session
 from .config import Config
 
-__all__ = ["bids_root_for", "iter_sessions", "list_subjects", "prepare_bids"]
+__all__ = ["bids_root_for", "coded_exclusions", "iter_sessions", "list_subjects", "prepare_bids"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,3 +94,25 @@ def iter_sessions(bids_root: str | Path, subjects: list[str] | None = None, *,
     """
     for sub in subjects or list_subjects(bids_root):
         yield read_bids_session(bids_root, sub, physio=physio)
+
+
+def coded_exclusions(bids_root: str | Path, subjects: Sequence[str]) -> pd.DataFrame:
+    """Coded expressions of ``subjects`` that never became BIDS events, with their reasons.
+
+    Reads ``derivatives/mmme-neuro/exclusions.tsv`` (rows of scope ``all``:
+    excluded from every modality); an empty table if the study has none.
+
+    Returns
+    -------
+    exclusions : pandas.DataFrame
+        ``expression_id``, ``subject``, ``marker``, ``kind``, ``reason_code``,
+        ``stage``, ``reason``, sorted by subject, code and id.
+    """
+    path = Path(bids_root) / "derivatives" / "mmme-neuro" / "exclusions.tsv"
+    cols = ["expression_id", "subject", "marker", "kind", "reason_code", "stage", "reason"]
+    if not path.is_file():
+        return pd.DataFrame(columns=cols)
+    ex = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False, dtype=str)
+    ex = ex[(ex.get("scope", "all") == "all") & ex["subject"].isin(set(subjects))]
+    return ex.reindex(columns=cols).sort_values(["subject", "reason_code", "expression_id"], kind="stable",
+                                                na_position="last").reset_index(drop=True)  # fmt: skip

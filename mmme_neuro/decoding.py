@@ -459,6 +459,7 @@ class DecodingResult:
             row[f"{m}_chance"] = self.chance.get(m, np.nan)
             row[f"{m}_p"] = self.p_values.get(m, np.nan)
         row["n_permutations"] = len(self.null)
+        row["n_epochs_without_features"] = len(self.attrs.get("epochs_without_features", []))
         return row
 
 

@@ -25,6 +25,7 @@ upstream (ingestion exclusions) are the caller's to list.
 from __future__ import annotations
 
 import logging
+import re
 import zlib
 from typing import Any
 
@@ -55,6 +56,7 @@ __all__ = [
     "emg_summary",
     "epochs_from_session",
     "equalize_counts",
+    "exclusion_counts",
     "make_epochs",
     "plan_epochs",
     "subjects_for_contrast",
@@ -766,6 +768,36 @@ def included_rows(table: pd.DataFrame, report: pd.DataFrame) -> pd.DataFrame:
     ok = set(zip(report.loc[report["included"], "subject"], report.loc[report["included"], "condition"], strict=True))
     mask = [(s, c) in ok for s, c in zip(table["subject"], table["condition"], strict=True)]
     return table[mask].reset_index(drop=True)
+
+
+def reason_code(reason: Any) -> str:
+    """Short code of a rejection reason: ``'peak_to_peak>150uV on T7'`` -> ``'peak_to_peak'``."""
+    return re.split(r"[<>= ]", str(reason), maxsplit=1)[0] or "unknown"
+
+
+def exclusion_counts(metadata: pd.DataFrame, exclusions: pd.DataFrame | None = None) -> dict[str, int]:
+    """Reason code -> count of what did not become an analysed epoch.
+
+    Parameters
+    ----------
+    metadata : pandas.DataFrame
+        Epoch metadata (``rejected``, ``reason``): each rejected epoch counts
+        as ``epoch_<code>`` (:func:`reason_code`).
+    exclusions : pandas.DataFrame | None
+        Coded expressions that never became epochs (``reason_code``,
+        :func:`mmme_neuro.dataset.coded_exclusions`), counted by their code.
+
+    Returns
+    -------
+    counts : dict
+        Sorted by code.
+    """
+    counts: dict[str, int] = {}
+    codes = [] if exclusions is None else [str(c) for c in exclusions["reason_code"].dropna()]
+    codes += [f"epoch_{reason_code(r)}" for r in metadata.loc[metadata["rejected"].astype(bool), "reason"]]
+    for code in codes:
+        counts[code] = counts.get(code, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def subjects_for_contrast(kept: pd.DataFrame, conditions: tuple[str, ...]) -> list[str]:

@@ -308,6 +308,11 @@ def test_script_recovers_planted_effects(ci_bids, noica, tmp_path):
     # nothing is lost: every planned epoch is listed, kept or rejected with a reason
     ep = pd.read_csv(out / "epochs.csv")
     assert ep["epoch_id"].is_unique and (ep.loc[ep["rejected"], "reason"].astype(str).str.len() > 0).all()
+    excl = pd.read_csv(out / "exclusions.csv")
+    assert sum(summary["exclusions_by_reason"].values()) == len(excl) + int(ep["rejected"].sum())
+    coded = pd.read_csv(ci_bids / "derivatives" / "mmme-neuro" / "exclusions.tsv", sep="\t", dtype=str)
+    assert len(excl) == int((coded["scope"] == "all").sum()) > 0  # every upstream exclusion of the study is listed
+    assert (s["n_epochs_without_features"] == 0).all()
     feats = xr.load_dataarray(out / "features.nc")
     assert feats.sizes["epoch"] == int(ep["kept"].sum())
     for name in ("decoding_scores", "confusion", "time_decoding_me_vs_mae"):
