@@ -1,6 +1,7 @@
 # mmme-neuro: the two commands of the README, and helpers.
 #   make figures  -> venv + install + synthetic default study + every analysis -> figures/
 #   make test     -> venv + install + test suite (what .ci/run calls)
+#   make docs     -> venv + install + documentation site (warnings are errors) -> docs/_build/html/
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -8,7 +9,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.mmme-installed
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: install figures test test-slow lint lock clean-data
+.PHONY: install figures test test-slow lint docs lock clean-data
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +30,9 @@ test-slow: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+docs: install
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
 
 # Re-resolve and pin every dependency (run after changing pyproject.toml).
 lock:

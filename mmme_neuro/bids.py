@@ -1129,6 +1129,7 @@ def convert_study(
         Write a QA report per converted subject
         (``derivatives/mmme-neuro/qa/sub-XX.html``, :mod:`mmme_neuro.qa`) and
         the study table of counts (``qa/study_table.tsv``).
+
     Returns
     -------
     summary : ConversionSummary

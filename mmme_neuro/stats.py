@@ -788,7 +788,7 @@ def node_permutation_test(
     conditions, the sign of each subject's difference is arbitrary; the null
     distribution is built from random sign flips applied to all features at
     once, which keeps their dependence. ``p_maxstat`` compares each t with
-    the distribution of the maximum |t| over features (single-step maxT,
+    the distribution of the maximum ``|t|`` over features (single-step maxT,
     Nichols & Holmes 2002), controlling the family-wise error rate;
     ``p_fdr`` applies Benjamini-Hochberg to the uncorrected permutation p.
     p-values count the observed flip, so they are never 0 (Phipson & Smyth 2010).

@@ -13,17 +13,17 @@ to their short names (:data:`~mmme_neuro.constants.BIOPAC_SIGNALS`) and typed
 with the most specific MNE (>= 1.6) channel type; data are stored in SI units
 as MNE expects:
 
-============  =============  ===================  ===========================
-short name    MNE type       unit in the file     stored as
-============  =============  ===================  ===========================
-PPG           ``bio``        Volts                V
-RSP           ``resp``       Volts                V
-EMG_A/EMG_B   ``emg``        mV                   V   (x 1e-3)
-SKT_A/SKT_B   ``temperature`` Deg C               °C
-EDA           ``gsr``        microsiemens         S   (x 1e-6)
-ECG           ``ecg``        mV                   V   (x 1e-3)
-ECG_RATE      ``misc``       BPM                  beats/min (MNE unit: none)
-============  =============  ===================  ===========================
+============  ===============  ===================  ===========================
+short name    MNE type         unit in the file     stored as
+============  ===============  ===================  ===========================
+PPG           ``bio``          Volts                V
+RSP           ``resp``         Volts                V
+EMG_A/EMG_B   ``emg``          mV                   V   (x 1e-3)
+SKT_A/SKT_B   ``temperature``  Deg C                °C
+EDA           ``gsr``          microsiemens         S   (x 1e-6)
+ECG           ``ecg``          mV                   V   (x 1e-3)
+ECG_RATE      ``misc``         BPM                  beats/min (MNE unit: none)
+============  ===============  ===================  ===========================
 
 The conversion follows the unit text of the file (``units`` variable of the
 MATLAB export, channel units of ``.acq``), falling back to
