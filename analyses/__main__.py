@@ -61,18 +61,33 @@ def _stage_summary(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     s = json.loads(path.read_text(encoding="utf-8"))
-    return {"n_subjects": s.get("n_subjects"), "epochs_per_condition": s.get("epochs_per_condition", {}),
-            "exclusions_by_reason": s.get("exclusions_by_reason", {}),
-            "failed_subjects": s.get("results", {}).get("failed_subjects", [])}  # fmt: skip
+    row = {"n_subjects": s.get("n_subjects"), "epochs_per_condition": s.get("epochs_per_condition", {}),
+           "exclusions_by_reason": s.get("exclusions_by_reason", {}),
+           "failed_subjects": s.get("results", {}).get("failed_subjects", [])}  # fmt: skip
+    timing = path.with_name("timing.json")
+    if timing.is_file():  # time per stage: the per-subject (first-level) step and the group level
+        t = json.loads(timing.read_text(encoding="utf-8"))
+        fl = t.get("first_level", {})
+        row["stages"] = {"first_level_s": fl.get("wall_s"), "first_level_computed": fl.get("n_computed"),
+                         "first_level_cached": fl.get("n_cached"), "group_s": t.get("group_s")}  # fmt: skip
+    return row
+
+
+def _stage_cell(r: dict[str, Any]) -> str:
+    st = r.get("stages")
+    if not st or st.get("first_level_s") is None:
+        return "-"
+    return (f"{st['first_level_s']:.1f} s ({st['first_level_computed']} computed, {st['first_level_cached']} cached)"
+            f" + {st['group_s']:.1f} s")
 
 
 def _markdown(rows: list[dict[str, Any]], total_s: float) -> str:
     lines = ["# mmme-neuro run", "", f"Total {total_s:.1f} s.", "",
-             "| analysis | status | seconds | subjects | epochs per condition | exclusions | failed subjects |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+             "| analysis | status | seconds | first level + group | subjects | epochs per condition | exclusions "
+             "| failed subjects |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         failed = ", ".join(f"{f['subject']} ({f['reason']})" for f in r.get("failed_subjects", [])) or "-"
-        lines.append(f"| {r['analysis']} | {r['status']} | {r['seconds']:.1f} | {r.get('n_subjects', '-')} | "
+        lines.append(f"| {r['analysis']} | {r['status']} | {r['seconds']:.1f} | {_stage_cell(r)} | {r.get('n_subjects', '-')} | "
                      f"{r.get('epochs_per_condition', {})} | {r.get('exclusions_by_reason', {})} | {failed} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 

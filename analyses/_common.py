@@ -29,10 +29,11 @@ Examples
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from mmme_neuro import __version__
 from mmme_neuro._utils import atomic_path
 from mmme_neuro.config import Config, ConfigError, load_config
 
-__all__ = ["SCALES", "build_parser", "configure_logging", "load_sessions", "run_script", "setup", "write_csv"]
+__all__ = ["SCALES", "build_parser", "configure_logging", "run_script", "setup", "write_csv", "write_timing"]
 
 logger = logging.getLogger("analyses")
 
@@ -160,24 +161,22 @@ def setup(args: argparse.Namespace) -> tuple[Config, Path]:
     return config, out_dir
 
 
-def load_sessions(config: Config, *, progress: bool = True):
-    """Prepare the configured study as BIDS and return ``(bids_root, sessions iterator)``.
-
-    Thin wrapper of :func:`mmme_neuro.dataset.prepare_bids` and
-    :func:`mmme_neuro.dataset.iter_sessions`: the synthetic default study is
-    generated and converted once (resumable), a given ``--bids-root`` is used
-    as it is. Sessions are read one at a time.
-    """
-    from mmme_neuro.dataset import iter_sessions, prepare_bids
-
-    root = prepare_bids(config, progress=progress)
-    return root, iter_sessions(root)
-
-
 def write_csv(df: pd.DataFrame, path: Path) -> Path:
     """Write a table atomically as UTF-8 CSV with LF line ends and 10 significant digits (deterministic)."""
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False, lineterminator="\n", encoding="utf-8", float_format="%.10g")
+    return path
+
+
+def write_timing(out_dir: Path, stages: Mapping[str, Any]) -> Path:
+    """Write ``timing.json``: wall time per stage of an analysis (a run log, not a result file).
+
+    Read by ``mmme-neuro run`` for its run summary; kept out of ``summary.json``
+    so that result files stay identical between runs.
+    """
+    path = out_dir / "timing.json"
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(stages, indent=2, sort_keys=True, default=float) + "\n", encoding="utf-8")
     return path
 
 

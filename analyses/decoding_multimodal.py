@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,14 +45,14 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
-from analyses._common import build_parser, run_script, write_csv
+from analyses._common import build_parser, run_script, write_csv, write_timing
 from mmme_neuro import decoding as dec
 from mmme_neuro import epochs as ep_mod
 from mmme_neuro import features as ft
 from mmme_neuro.config import Config
 from mmme_neuro.containers import provenance, save_netcdf
 from mmme_neuro.dataset import coded_exclusions, prepare_bids
-from mmme_neuro.pipeline import run_subjects
+from mmme_neuro.pipeline import RunReport, run_subjects
 from mmme_neuro.reporting import base_summary, make_contrast, write_summary
 from mmme_neuro.viz import decoding as vdec
 from mmme_neuro.viz.style import save_figure
@@ -76,12 +77,12 @@ logger = logging.getLogger(f"analyses.{ANALYSIS}")
 
 
 def collect(bids_root: Path, config: Config, *, progress: bool = False
-            ) -> tuple[pd.DataFrame, xr.DataArray, pd.DataFrame, list[dict[str, str]]]:  # fmt: skip
+            ) -> tuple[pd.DataFrame, xr.DataArray, pd.DataFrame, RunReport]:  # fmt: skip
     """Features of every subject (:func:`mmme_neuro.features.first_level`), in parallel and cached.
 
     Per-subject results are cached under ``derivatives/mmme-neuro/first-level/decoding-features``
     of the BIDS study (:func:`mmme_neuro.pipeline.run_subjects`, ``run`` section of the
-    configuration); failed subjects are logged and listed.
+    configuration); failed subjects are logged and listed (``report.failed``).
     """
     report = run_subjects(ft.first_level, bids_root, config, stage="decoding-features", progress=progress)
     res = report.results
@@ -89,7 +90,7 @@ def collect(bids_root: Path, config: Config, *, progress: bool = False
         raise ValueError(f"at least 2 subjects with epochs are needed, got {len(res)}")
     return (pd.concat([r["table"] for r in res.values()], ignore_index=True),
             xr.concat([r["series"] for r in res.values()], dim="epoch"),
-            pd.concat([r["epochs"] for r in res.values()], ignore_index=True), report.failed)  # fmt: skip
+            pd.concat([r["epochs"] for r in res.values()], ignore_index=True), report)  # fmt: skip
 
 
 def run_decoding(table: pd.DataFrame, config: Config, tasks: Sequence[str], *, n_permutations: int | None = None,
@@ -173,7 +174,9 @@ def run(config: Config, out_dir: Path, *, tasks: Sequence[str] = TASKS, n_permut
         progress: bool = False) -> dict[str, Any]:  # fmt: skip
     """Run the analysis (see the module docstring) and write every output; return the summary."""
     bids_root = prepare_bids(config, progress=progress)
-    table, series, md, failed = collect(bids_root, config, progress=progress)
+    table, series, md, step = collect(bids_root, config, progress=progress)
+    failed = step.failed
+    t_group = time.perf_counter()
     results, skipped = run_decoding(table, config, tasks, n_permutations=n_permutations, progress=progress)
     scores = dec.summary_table(results)
     # every coded expression of the analysed subjects: analysed, an epoch rejected with its reason, or excluded upstream
@@ -252,6 +255,7 @@ def run(config: Config, out_dir: Path, *, tasks: Sequence[str] = TASKS, n_permut
         "failed_subjects": failed,
     }  # fmt: skip
     write_summary(out_dir, summary, build_markdown(summary))
+    write_timing(out_dir, {"first_level": step.timing(), "group_s": time.perf_counter() - t_group})
     logger.info("%s: %d subjects, %d models -> %s", ANALYSIS, summary["n_subjects"], len(results), os.fspath(out_dir))
     return summary
 

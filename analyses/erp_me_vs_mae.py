@@ -4,8 +4,9 @@
 
 Opens the configured study as BIDS (``--bids-root``, ``paths.bids_root``,
 ``paths.raw_root`` converted, or the synthetic default study of
-``simulation.scale/null`` and the seed), and per subject: epochs ME, MaE and
-NE with preprocessing and EMG measures (:func:`mmme_neuro.epochs.epochs_from_session`),
+``simulation.scale/null`` and the seed), and per subject (in parallel and
+cached, :func:`mmme_neuro.erp.first_level` run by
+:func:`mmme_neuro.pipeline.run_subjects`): epochs ME, MaE and NE with preprocessing and EMG measures (:func:`mmme_neuro.epochs.epochs_from_session`),
 averages them (:func:`mmme_neuro.erp.compute_evoked`) and measures the P3
 (:func:`mmme_neuro.erp.measure_components`). Then, over subjects: the
 minimum-count rule, cluster-based permutation tests ME vs MaE and ME vs NE
@@ -25,7 +26,8 @@ covariate, and the paired ME vs MaE test of the EMG measures. Writes to
 * figures (PNG 300 dpi + PDF): ``erp_overview`` (waveforms, EMG confound,
   topomaps), ``erp_waveforms``, ``topomaps_me_vs_mae``, ``topomaps_me_vs_ne``,
   ``emg_confound``;
-* ``summary.json`` (``docs/summary-json.md``) and ``summary.md``.
+* ``summary.json`` (``docs/summary-json.md``) and ``summary.md``;
+* ``timing.json``: time of the per-subject step and of the group level (not a result: it changes from run to run).
 """
 
 from __future__ import annotations
@@ -33,22 +35,22 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
-from tqdm.auto import tqdm
 
-from analyses._common import build_parser, load_sessions, run_script, write_csv
+from analyses._common import build_parser, run_script, write_csv, write_timing
 from mmme_neuro import epochs as ep_mod
 from mmme_neuro import erp
 from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
-from mmme_neuro.dataset import coded_exclusions
+from mmme_neuro.dataset import coded_exclusions, prepare_bids
+from mmme_neuro.pipeline import run_subjects
 from mmme_neuro.reporting import base_summary, make_contrast, write_summary
 from mmme_neuro.stats import (
     ClusterResult,
@@ -75,54 +77,17 @@ TOPO_WINDOWS: tuple[tuple[float, float], ...] = ((0.1, 0.2), (0.2, 0.3), (0.3, 0
 logger = logging.getLogger(f"analyses.{ANALYSIS}")
 
 
-@dataclass
-class SubjectResult:
-    """What one session contributes: its evoked array, epoch bookkeeping and component rows."""
-
-    subject: str
-    evoked: xr.DataArray
-    metadata: pd.DataFrame
-    components: pd.DataFrame
-
-
-def process_session(session: Any, config: Config) -> SubjectResult:
-    """Epoch, average and measure one session (see the module docstring)."""
-    epochs, md = ep_mod.epochs_from_session(session, config)
-    if config.epochs.equalize_counts:
-        present = tuple(c for c in erp.CONDITIONS if (md.loc[md["kept"], "condition"] == c).any())
-        if len(present) >= 2:
-            md, _ = ep_mod.equalize_counts(md, present, config.seed)
-    evoked = erp.compute_evoked(epochs, md, conditions=erp.CONDITIONS, subject=session.subject)
-    trials = erp.epochs_to_dataarray(epochs, md)
-    del epochs
-    comps = [erp.measure_components(trials, WINDOWS, ROIS, kind=k) for k in ("mean", "peak")]
-    table = md.drop(columns=[c for c in ("aus",) if c in md.columns]).copy()
-    table.attrs = {}
-    return SubjectResult(session.subject, evoked, table, pd.concat(comps, ignore_index=True))
-
-
-def collect(sessions: Iterable[Any], config: Config, *, total: int | None = None) -> tuple[list[SubjectResult], list[dict[str, str]]]:
-    """Run :func:`process_session` over sessions (tqdm); failed sessions are logged and listed."""
-    results, failed = [], []
-    for session in tqdm(sessions, total=total, desc="ERP subjects", unit="subject", disable=None):
-        try:
-            results.append(process_session(session, config))
-        except ValueError as err:
-            logger.warning("%s: no epochs (%s)", session.subject, err)
-            failed.append({"subject": session.subject, "reason": str(err)})
-    if len(results) < 2:
-        raise ValueError(f"at least 2 subjects with epochs are needed, got {len(results)}")
-    return results, failed
-
-
-def group_erp(results: Sequence[SubjectResult], config: Config) -> tuple[xr.DataArray, pd.DataFrame, pd.DataFrame]:
+def group_erp(results: Sequence[Mapping[str, Any]], config: Config) -> tuple[xr.DataArray, pd.DataFrame, pd.DataFrame]:
     """Group array with the minimum-count rule applied (NaN where a subject lacks enough epochs).
 
+    ``results`` are per-subject :func:`mmme_neuro.erp.first_level` results.
     Returns the group array, all epoch metadata and the min-count report.
     """
-    md = pd.concat([r.metadata for r in results], ignore_index=True)
+    if len(results) < 2:
+        raise ValueError(f"at least 2 subjects with epochs are needed, got {len(results)}")
+    md = pd.concat([r["epochs"] for r in results], ignore_index=True)
     _, report = ep_mod.apply_min_count(md, config, conditions=erp.CONDITIONS)
-    group = erp.stack_subjects([r.evoked for r in results], config=config, analysis=ANALYSIS,
+    group = erp.stack_subjects([r["evoked"] for r in results], config=config, analysis=ANALYSIS,
                                align=config.epochs.align, baseline_s=config.epochs.baseline)  # fmt: skip
     out = group.copy()
     for row in report[~report["included"]].itertuples():
@@ -330,11 +295,11 @@ def run(config: Config, out_dir: Path, *, progress: bool = True, figures: bool =
 
     ``figures=False`` writes the tables, ``erp.nc`` and the summaries only.
     """
-    from mmme_neuro.dataset import list_subjects
-
-    bids_root, sessions = load_sessions(config, progress=progress)
-    subjects = list_subjects(bids_root)
-    results, failed = collect(sessions, config, total=len(subjects))
+    bids_root = prepare_bids(config, progress=progress)
+    step = run_subjects(erp.first_level, bids_root, config, stage="erp", progress=progress,
+                        params={"windows": WINDOWS, "rois": ROIS})  # fmt: skip
+    results, failed = list(step.results.values()), step.failed
+    t_group = time.perf_counter()
     group, md, report = group_erp(results, config)
     save_netcdf(group, out_dir / "erp.nc")
 
@@ -342,7 +307,7 @@ def run(config: Config, out_dir: Path, *, progress: bool = True, figures: bool =
     for (a, b) in CONTRASTS:
         res = clusters[f"{a}-{b}"]
         write_csv(res.clusters if res is not None else pd.DataFrame(), out_dir / f"clusters_{a.lower()}_vs_{b.lower()}.csv")
-    components = ep_mod.included_rows(pd.concat([r.components for r in results], ignore_index=True), report)
+    components = ep_mod.included_rows(pd.concat([r["components"] for r in results], ignore_index=True), report)
     write_csv(components, out_dir / "components.csv")
     models = run_mixed_models(components)
     write_csv(models, out_dir / "mixed_models.csv")
@@ -352,7 +317,7 @@ def run(config: Config, out_dir: Path, *, progress: bool = True, figures: bool =
     write_csv(ep_mod.emg_summary(md), out_dir / "emg_per_subject.csv")
     write_csv(md, out_dir / "epochs.csv")
     write_csv(report, out_dir / "min_count.csv")
-    excl = coded_exclusions(bids_root, sorted({r.subject for r in results} | set(md["subject"])))
+    excl = coded_exclusions(bids_root, sorted(set(step.results) | set(md["subject"])))
     write_csv(excl, out_dir / "exclusions.csv")
 
     if figures:
@@ -364,6 +329,7 @@ def run(config: Config, out_dir: Path, *, progress: bool = True, figures: bool =
     inputs = {k: v for k, v in inputs.items() if v.is_file()}
     summary = build_summary(config, inputs, group, md, clusters, models, emg, ep_mod.exclusion_counts(md, excl), report, failed)
     write_summary(out_dir, summary, build_markdown(summary))
+    write_timing(out_dir, {"first_level": step.timing(), "group_s": time.perf_counter() - t_group})
     logger.info("%s: %d subjects -> %s", ANALYSIS, summary["n_subjects"], os.fspath(out_dir))
     return summary
 

@@ -2,7 +2,8 @@
 
 ``python -m analyses.network_nodal_efficiency [--bids-root PATH] [--config FILE] [--out DIR] [--scale ...] [--null]``
 
-Per subject: epochs ME, MaE and NE cut long enough for the wavelets
+Per subject (in parallel and cached, :func:`mmme_neuro.netanalysis.first_level`
+run by :func:`mmme_neuro.pipeline.run_subjects`): epochs ME, MaE and NE cut long enough for the wavelets
 (:func:`mmme_neuro.netanalysis.network_config`), within-epoch PLV per band in
 0-1.2 s after onset (n_cycles = f), averaged over count-equalised epochs
 (:func:`mmme_neuro.netanalysis.subject_connectivity`); binary graphs over
@@ -24,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,13 +33,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
-from tqdm.auto import tqdm
 
-from analyses._common import build_parser, load_sessions, run_script, write_csv
+from analyses._common import build_parser, run_script, write_csv, write_timing
 from mmme_neuro import epochs as ep_mod
 from mmme_neuro import netanalysis as na
 from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
+from mmme_neuro.dataset import prepare_bids
+from mmme_neuro.pipeline import run_subjects
 from mmme_neuro.reporting import base_summary, make_contrast, write_summary
 from mmme_neuro.stats import mixed_model
 from mmme_neuro.viz import network as vnet
@@ -46,32 +49,11 @@ from mmme_neuro.viz.style import save_figure
 ANALYSIS = "network_nodal_efficiency"
 FIGURE_FORMATS: tuple[str, ...] = ("png", "pdf")
 CONTRASTS: tuple[tuple[str, str], ...] = (("ME", "MaE"), ("ME", "NE"))
-#: Primary |t| threshold of the NBS.
+#: Primary ``|t|`` threshold of the NBS.
 NBS_THRESHOLD = 3.0
 EMG_COVARIATE = "emg_rms_uv"
 
 logger = logging.getLogger(f"analyses.{ANALYSIS}")
-
-
-def collect(sessions: Any, config: Config, *, total: int | None = None) -> tuple[dict[str, xr.DataArray], list[xr.DataArray], pd.DataFrame, list[dict[str, str]]]:
-    """Subject networks, per-epoch networks and epoch metadata of every session."""
-    conns, per_epoch, mds, failed = {}, [], [], []
-    for session in tqdm(sessions, total=total, desc="network subjects", unit="subject", disable=None):
-        try:
-            epochs, md = ep_mod.epochs_from_session(session, config)
-        except ValueError as err:
-            logger.warning("%s: no epochs (%s)", session.subject, err)
-            failed.append({"subject": session.subject, "reason": str(err)})
-            continue
-        pe = na.epoch_networks(epochs, config)
-        conns[session.subject] = na.condition_networks(pe, config, metadata=md)
-        per_epoch.append(pe)
-        table = md.drop(columns=[c for c in ("aus",) if c in md.columns]).copy()
-        table.attrs = {}
-        mds.append(table)
-    if len(conns) < 2:
-        raise ValueError(f"at least 2 subjects with epochs are needed, got {len(conns)}")
-    return conns, per_epoch, pd.concat(mds, ignore_index=True), failed
 
 
 def apply_min_count(conn: xr.DataArray, md: pd.DataFrame, config: Config) -> tuple[xr.DataArray, pd.DataFrame]:
@@ -211,11 +193,16 @@ def build_markdown(summary: dict[str, Any]) -> str:
 
 def run(config: Config, out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
     """Run the analysis into ``out_dir``; return the summary written to summary.json."""
-    from mmme_neuro.dataset import list_subjects
-
     config = na.network_config(config)
-    bids_root, sessions = load_sessions(config, progress=progress)
-    conns, per_epoch, md, failed = collect(sessions, config, total=len(list_subjects(bids_root)))
+    bids_root = prepare_bids(config, progress=progress)
+    step = run_subjects(na.first_level, bids_root, config, stage="network", progress=progress)
+    failed = step.failed
+    if len(step.results) < 2:
+        raise ValueError(f"at least 2 subjects with epochs are needed, got {len(step.results)}")
+    t_group = time.perf_counter()
+    conns = {s: r["connectivity"] for s, r in step.results.items()}
+    per_epoch = [r["per_epoch"] for r in step.results.values()]
+    md = pd.concat([r["epochs"] for r in step.results.values()], ignore_index=True)
     conn, report = apply_min_count(na.stack_subjects(conns), md, config)
     save_netcdf(conn, out_dir / "connectivity.nc")
     metrics = na.subject_graph_metrics(conn, config)
@@ -258,6 +245,7 @@ def run(config: Config, out_dir: Path, *, progress: bool = True) -> dict[str, An
     inputs = {k: v for k, v in inputs.items() if v.is_file()}
     summary = build_summary(config, inputs, conn, md, report, nodal, nbs, glob_df, models, failed)
     write_summary(out_dir, summary, build_markdown(summary))
+    write_timing(out_dir, {"first_level": step.timing(), "group_s": time.perf_counter() - t_group})
     logger.info("%s: %d subjects -> %s", ANALYSIS, summary["n_subjects"], os.fspath(out_dir))
     return summary
 

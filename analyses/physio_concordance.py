@@ -2,7 +2,8 @@
 
 ``python -m analyses.physio_concordance [--bids-root PATH] [--config FILE] [--out DIR] [--scale ...] [--null] [--eeg-trials CSV]``
 
-Per subject: physiology processed (:func:`mmme_neuro.physio.process_physio`,
+Per subject (in parallel and cached, :func:`mmme_neuro.concordance.first_level`
+run by :func:`mmme_neuro.pipeline.run_subjects`): physiology processed (:func:`mmme_neuro.physio.process_physio`,
 poor segments flagged and excluded), events ME, MaE, NE (drawn like the EEG
 NE epochs) and clip onsets (:func:`mmme_neuro.physio.session_events`),
 baseline-corrected time courses and per-epoch features, and the features of
@@ -27,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,11 +36,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analyses._common import build_parser, load_sessions, run_script, write_csv
+from analyses._common import build_parser, run_script, write_csv, write_timing
 from mmme_neuro import concordance as co
 from mmme_neuro import physio as ph
 from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
+from mmme_neuro.dataset import prepare_bids
+from mmme_neuro.pipeline import run_subjects
 from mmme_neuro.reporting import base_summary, make_contrast, write_summary
 from mmme_neuro.stats import mixed_model
 from mmme_neuro.viz import physio as vph
@@ -54,20 +58,6 @@ EPOCH_MEASURES: tuple[str, ...] = ("hr_change_bpm", "hr_peak_change_bpm", "scr_m
 CLEAN_MEASURES: frozenset[str] = frozenset({"hr_change_bpm", "hr_peak_change_bpm", "rsp_amplitude_change"})
 
 logger = logging.getLogger(f"analyses.{ANALYSIS}")
-
-
-def process_session(session: Any, config: Config) -> dict[str, Any]:
-    """Physiology, events, time courses and features of one session."""
-    processed, info, events = ph.process_session(session, config, clean_baseline_s=CLEAN_BASELINE_S)
-    q = info["quality"]
-    quality = (q.assign(reason=q["reason"].replace("", "ok")).groupby(["signal", "reason"])
-               .agg(n_segments=("segment", "size"), seconds=("end_s", "sum")).reset_index())  # fmt: skip
-    quality["seconds"] = q.assign(d=q["end_s"] - q["start_s"], reason=q["reason"].replace("", "ok")) \
-        .groupby(["signal", "reason"])["d"].sum().to_numpy()  # fmt: skip
-    quality.insert(0, "subject", session.subject)
-    return {"subject": session.subject, "epochs": ph.event_timecourses(processed, info, events),
-            "features": ph.event_features(processed, info, events),
-            "windows": co.window_features(processed, info, events), "quality": quality}  # fmt: skip
 
 
 def epoch_models(features: pd.DataFrame) -> pd.DataFrame:
@@ -132,20 +122,17 @@ def build_markdown(summary: dict[str, Any]) -> str:
 
 def run(config: Config, out_dir: Path, *, eeg_trials: Path | None = None, progress: bool = False) -> dict[str, Any]:
     """Run the analysis (see the module docstring) and write every output; return the summary."""
-    bids_root, sessions = load_sessions(config, progress=progress)
-    results, failed = [], []
-    for s in sessions:
-        try:
-            results.append(process_session(s, config))
-        except ValueError as err:
-            logger.warning("%s: skipped (%s)", s.subject, err)
-            failed.append({"subject": s.subject, "reason": str(err)})
+    bids_root = prepare_bids(config, progress=progress)
+    step = run_subjects(co.first_level, bids_root, config, stage="physio", progress=progress,
+                        params={"clean_baseline_s": CLEAN_BASELINE_S})  # fmt: skip
+    results, failed = list(step.results.values()), step.failed
+    t_group = time.perf_counter()
     if len(results) < 2:
         raise ValueError(f"at least 2 subjects with physiology are needed, got {len(results)}")
     feats = pd.concat([r["features"] for r in results], ignore_index=True)
     wins = pd.concat([r["windows"] for r in results], ignore_index=True)
     quality = pd.concat([r["quality"] for r in results], ignore_index=True)
-    group = ph.group_timecourses([r["epochs"] for r in results],
+    group = ph.group_timecourses([r["timecourses"] for r in results],
                                  clean_only={"hr": True, "eda": False, "rsp": True})  # fmt: skip
     group.attrs.update(analysis=ANALYSIS, clean_baseline_s=CLEAN_BASELINE_S, seed=int(config.seed))
     conc = co.concordance_tests(wins, alpha=config.stats.alpha, fdr_method=config.stats.fdr_method)
@@ -167,7 +154,7 @@ def run(config: Config, out_dir: Path, *, eeg_trials: Path | None = None, progre
                     out_dir / "brain_body", FIGURE_FORMATS)  # fmt: skip
 
     summary = base_summary(ANALYSIS, config, inputs={"bids_root": bids_root})
-    summary["subjects"] = [r["subject"] for r in results]
+    summary["subjects"] = list(step.results)
     summary["n_subjects"] = len(results)
     main_conds = feats[feats["condition"].isin(["ME", "MaE", "NE"])]
     summary["epochs_per_condition"] = {c: int((feats["condition"] == c).sum()) for c in ("ME", "MaE", "NE", "clip")}
@@ -220,6 +207,7 @@ def run(config: Config, out_dir: Path, *, eeg_trials: Path | None = None, progre
         "failed_subjects": failed,
     }
     write_summary(out_dir, summary, build_markdown(summary))
+    write_timing(out_dir, {"first_level": step.timing(), "group_s": time.perf_counter() - t_group})
     logger.info("%s: %d subjects -> %s", ANALYSIS, len(results), os.fspath(out_dir))
     return summary
 

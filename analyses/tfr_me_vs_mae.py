@@ -3,7 +3,8 @@
 ``python -m analyses.tfr_me_vs_mae [--bids-root PATH] [--config FILE] [--out DIR] [--scale ...] [--null] [--method ...]``
 
 Opens the configured study as BIDS (as :mod:`analyses.erp_me_vs_mae`) and
-per subject: epochs ME, MaE and NE padded for the transform
+per subject (in parallel and cached, :func:`mmme_neuro.tfr.first_level` run by
+:func:`mmme_neuro.pipeline.run_subjects`): epochs ME, MaE and NE padded for the transform
 (:func:`mmme_neuro.tfr.padded_config`, the edge rule) and decomposes them
 (:func:`mmme_neuro.tfr.compute_tfr`: Morlet by default, 20 log-spaced
 frequencies 4-45 Hz, output decimated to ~25 Hz, cropped to the configured
@@ -31,20 +32,22 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
-from tqdm.auto import tqdm
 
-from analyses._common import build_parser, load_sessions, run_script, write_csv
+from analyses._common import build_parser, run_script, write_csv, write_timing
 from mmme_neuro import epochs as ep_mod
 from mmme_neuro import tfr
 from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
+from mmme_neuro.dataset import prepare_bids
+from mmme_neuro.pipeline import run_subjects
 from mmme_neuro.reporting import base_summary, make_contrast, write_summary
 from mmme_neuro.stats import ClusterResult, cluster_tests, mixed_models_fdr, paired_test
 from mmme_neuro.viz import tfr as vtfr
@@ -62,36 +65,10 @@ TOPO_WINDOWS: tuple[tuple[float, float], ...] = ((0.0, 0.3), (0.3, 0.6), (0.6, 0
 logger = logging.getLogger(f"analyses.{ANALYSIS}")
 
 
-def process_session(session: Any, config: Config, method: str = "morlet") -> tuple[tfr.TFRResult, pd.DataFrame]:
-    """Padded epochs + TFR of one session; returns the result and the epoch bookkeeping."""
-    padded, _ = tfr.padded_config(config, tfr.DEFAULT_FREQS, method=method)
-    epochs, md = ep_mod.epochs_from_session(session, padded)
-    res = tfr.compute_tfr(epochs, md, config=config, method=method, subject=session.subject, rois=ROIS)
-    table = md.drop(columns=[c for c in ("aus",) if c in md.columns]).copy()
-    table.attrs = {}
-    return res, table
-
-
-def collect(sessions: Iterable[Any], config: Config, method: str = "morlet", *,
-            total: int | None = None) -> tuple[list[tfr.TFRResult], pd.DataFrame, list[dict[str, str]]]:  # fmt: skip
-    """Run :func:`process_session` over sessions; failed sessions are logged and listed."""
-    results, tables, failed = [], [], []
-    for session in tqdm(sessions, total=total, desc="TFR subjects", unit="subject", disable=None):
-        try:
-            res, table = process_session(session, config, method)
-        except ValueError as err:
-            logger.warning("%s: no TFR (%s)", session.subject, err)
-            failed.append({"subject": session.subject, "reason": str(err)})
-            continue
-        results.append(res)
-        tables.append(table)
+def group_tfr(results: Sequence[tfr.TFRResult | xr.Dataset], md: pd.DataFrame, config: Config) -> tuple[xr.Dataset, pd.DataFrame]:
+    """Group dataset with ``ersp`` (dB) and the minimum-count rule applied (NaN where excluded)."""
     if len(results) < 2:
         raise ValueError(f"at least 2 subjects with epochs are needed, got {len(results)}")
-    return results, pd.concat(tables, ignore_index=True), failed
-
-
-def group_tfr(results: Sequence[tfr.TFRResult], md: pd.DataFrame, config: Config) -> tuple[xr.Dataset, pd.DataFrame]:
-    """Group dataset with ``ersp`` (dB) and the minimum-count rule applied (NaN where excluded)."""
     _, report = ep_mod.apply_min_count(md, config, conditions=tfr.CONDITIONS)
     group = tfr.stack_subjects(results, config=config, analysis=ANALYSIS)
     for row in report[~report["included"]].itertuples():
@@ -244,17 +221,19 @@ def make_figures(group: xr.Dataset, bands: xr.DataArray, clusters: dict[str, Clu
 
 def run(config: Config, out_dir: Path, *, method: str = "morlet", progress: bool = True) -> dict[str, Any]:
     """Run the analysis into ``out_dir``; return the summary written to summary.json."""
-    from mmme_neuro.dataset import list_subjects
-
-    bids_root, sessions = load_sessions(config, progress=progress)
-    results, md, failed = collect(sessions, config, method, total=len(list_subjects(bids_root)))
-    group, report = group_tfr(results, md, config)
+    bids_root = prepare_bids(config, progress=progress)
+    step = run_subjects(tfr.first_level, bids_root, config, stage=f"tfr-{method}", progress=progress,
+                        params={"method": method, "rois": ROIS})  # fmt: skip
+    results, failed = list(step.results.values()), step.failed
+    t_group = time.perf_counter()
+    md = pd.concat([r["epochs"] for r in results], ignore_index=True) if results else pd.DataFrame()
+    group, report = group_tfr([r["tfr"] for r in results], md, config)
     save_netcdf(group, out_dir / "tfr.nc")
     clusters = cluster_tests(group["ersp"], CONTRASTS, config=config)
     for a, b in CONTRASTS:
         res = clusters[f"{a}-{b}"]
         write_csv(res.clusters if res is not None else pd.DataFrame(), out_dir / f"clusters_{a.lower()}_vs_{b.lower()}.csv")
-    trials = ep_mod.included_rows(pd.concat([r.trials for r in results], ignore_index=True), report)
+    trials = ep_mod.included_rows(pd.concat([r["trials"] for r in results], ignore_index=True), report)
     write_csv(trials, out_dir / "band_power_trials.csv")
     models = run_mixed_models(trials, config)
     write_csv(models, out_dir / "mixed_models.csv")
@@ -271,6 +250,7 @@ def run(config: Config, out_dir: Path, *, method: str = "morlet", progress: bool
     inputs = {k: v for k, v in inputs.items() if v.is_file()}
     summary = build_summary(config, inputs, group, md, clusters, models, emg, report, failed)
     write_summary(out_dir, summary, build_markdown(summary))
+    write_timing(out_dir, {"first_level": step.timing(), "group_s": time.perf_counter() - t_group})
     logger.info("%s: %d subjects -> %s", ANALYSIS, summary["n_subjects"], os.fspath(out_dir))
     return summary
 

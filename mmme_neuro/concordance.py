@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import physio as ph
 from .physio import hrv_time
 from .stats import fdr, mixed_model, paired_test
 
@@ -40,6 +41,8 @@ __all__ = [
     "WINDOWS_S",
     "brain_body_coupling",
     "concordance_tests",
+    "first_level",
+    "quality_summary",
     "response_timing",
     "window_features",
 ]
@@ -365,3 +368,55 @@ def brain_body_coupling(eeg_trials: pd.DataFrame, physio_trials: pd.DataFrame, e
            "n_subjects": int(r["n_subjects"]), "n_trials": int(r["n_trials"]), "converged": bool(r["converged"]),
            "conditions": ",".join(present)}  # fmt: skip
     return pd.DataFrame([row]), j
+
+
+# ----------------------------------------------------------------------------- pipeline step
+
+
+def quality_summary(quality: pd.DataFrame, subject: str) -> pd.DataFrame:
+    """Signal-quality segments summed per signal and reason (``ok`` for clean).
+
+    Parameters
+    ----------
+    quality : pandas.DataFrame
+        Per-segment flags of :func:`mmme_neuro.physio.process_session`
+        (``signal``, ``segment``, ``start_s``, ``end_s``, ``reason``).
+    subject : str
+        Subject label of the rows.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        ``subject``, ``signal``, ``reason``, ``n_segments``, ``seconds``.
+    """
+    q = quality.assign(reason=quality["reason"].replace("", "ok"), seconds=quality["end_s"] - quality["start_s"])
+    out = q.groupby(["signal", "reason"]).agg(n_segments=("segment", "size"), seconds=("seconds", "sum")).reset_index()
+    out.insert(0, "subject", subject)
+    return out
+
+
+def first_level(session: Any, config: Any, *, clean_baseline_s: float = 8.0) -> dict[str, Any]:
+    """One session's physiology step for :func:`mmme_neuro.pipeline.run_subjects`.
+
+    Parameters
+    ----------
+    session : Session
+        One subject's BIDS session (:func:`mmme_neuro.dataset.iter_sessions`).
+    config : Config
+        Configuration.
+    clean_baseline_s : float
+        Seconds without another expression before an onset for its epoch to
+        count as having a clean baseline (:func:`mmme_neuro.physio.process_session`).
+
+    Returns
+    -------
+    result : dict
+        ``timecourses`` (:func:`mmme_neuro.physio.event_timecourses`),
+        ``features`` (:func:`mmme_neuro.physio.event_features`), ``windows``
+        (:func:`window_features`) and ``quality`` (:func:`quality_summary`).
+    """
+    processed, info, events = ph.process_session(session, config, clean_baseline_s=clean_baseline_s)
+    return {"timecourses": ph.event_timecourses(processed, info, events),
+            "features": ph.event_features(processed, info, events),
+            "windows": window_features(processed, info, events),
+            "quality": quality_summary(info["quality"], session.subject)}  # fmt: skip

@@ -49,6 +49,7 @@ __all__ = [
     "compute_evoked",
     "contrast",
     "epochs_to_dataarray",
+    "first_level",
     "from_evoked",
     "measure_components",
     "stack_subjects",
@@ -742,3 +743,50 @@ def contrast(evoked: xr.DataArray, a: str = "ME", b: str = "MaE") -> xr.DataArra
     diff.name = f"{a}-{b}"
     diff.attrs = {**evoked.attrs, "contrast": f"{a}-{b}"}
     return diff
+
+
+# ----------------------------------------------------------------------------- pipeline step
+
+
+def first_level(session: Any, config: Config, *, windows: Mapping[str, tuple[float, float]] | None = None,
+                rois: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:  # fmt: skip
+    """One session's ERP step for :func:`mmme_neuro.pipeline.run_subjects`.
+
+    Epochs ME, MaE and NE with preprocessing and EMG measures
+    (:func:`mmme_neuro.epochs.epochs_from_session`), equalises the counts
+    when ``epochs.equalize_counts`` is set, averages per condition
+    (:func:`compute_evoked`) and measures the components per epoch
+    (:func:`measure_components`, mean and peak).
+
+    Parameters
+    ----------
+    session : Session
+        One subject's BIDS session (:func:`mmme_neuro.dataset.iter_sessions`).
+    config : Config
+        Configuration (epochs, preprocessing, seed).
+    windows, rois : mapping | None
+        Component windows (s) and regions of interest; None: :data:`DEFAULT_WINDOWS`, :data:`DEFAULT_ROIS`.
+
+    Returns
+    -------
+    result : dict
+        ``evoked`` (``(condition, channel, time)``, µV), ``epochs`` (every
+        planned epoch, kept or rejected with its reason; without the AU lists)
+        and ``components`` (one row per epoch x window x ROI x measure).
+    """
+    from .epochs import epochs_from_session, equalize_counts
+
+    epochs, md = epochs_from_session(session, config)
+    if config.epochs.equalize_counts:
+        present = tuple(c for c in CONDITIONS if (md.loc[md["kept"], "condition"] == c).any())
+        if len(present) >= 2:
+            md, _ = equalize_counts(md, present, config.seed)
+    evoked = compute_evoked(epochs, md, conditions=CONDITIONS, subject=session.subject)
+    trials = epochs_to_dataarray(epochs, md)
+    del epochs
+    windows = dict(DEFAULT_WINDOWS if windows is None else windows)
+    rois = dict(DEFAULT_ROIS if rois is None else rois)
+    comps = [measure_components(trials, windows, rois, kind=k) for k in ("mean", "peak")]
+    table = md.drop(columns=[c for c in ("aus",) if c in md.columns]).copy()
+    table.attrs = {}
+    return {"evoked": evoked, "epochs": table, "components": pd.concat(comps, ignore_index=True)}

@@ -75,10 +75,11 @@ from .stats import node_permutation_test, paired_test
 __all__ = [
     "CONDITIONS",
     "GLOBAL_MEASURES",
-    "N_CYCLES_PER_HZ",
     "NBSResult",
+    "N_CYCLES_PER_HZ",
     "condition_networks",
     "epoch_networks",
+    "first_level",
     "global_contrasts",
     "global_table",
     "nbs_core",
@@ -600,7 +601,7 @@ class NBSResult:
         Supra-threshold edges: ``node``, ``node_other``, ``t``, ``cohen_dz``,
         ``mean_diff``, ``component``, ``significant``.
     threshold : float
-        Primary (edge-forming) |t| threshold.
+        Primary (edge-forming) ``|t|`` threshold.
     null_max : ndarray
         Maximum component size (edges) of every permutation (observed first).
     n_subjects, n_permutations : int
@@ -662,7 +663,7 @@ def nbs_core(
     diff : ndarray, shape (n_subjects, n_nodes, n_nodes)
         Per-subject symmetric difference matrices (a - b).
     threshold : float
-        Primary threshold on the edge-wise paired t (|t| for ``tail=0``).
+        Primary threshold on the edge-wise paired t (``|t|`` for ``tail=0``).
     n_permutations : int
         Random sign flips (observed included); all ``2^n`` flips when that is
         not more.
@@ -767,7 +768,7 @@ def network_based_statistic(
         ``stats`` (alpha, permutations), ``seed``.
     threshold : float
         Primary threshold on the edge-wise paired t (default 3.0, as
-        commonly used with NBS; with 8 subjects, df = 7, |t| > 3.0 is
+        commonly used with NBS; with 8 subjects, df = 7, ``|t| > 3.0`` is
         p < 0.02 two-sided).
     tail : {0, 1, -1}
         See :func:`nbs_core`.
@@ -814,3 +815,31 @@ def network_based_statistic(
         n_permutations=res["n_permutations"], exact=res["exact"], contrast=(a, b),
         attrs={"tail": tail, "dropped_subjects": [str(s) for s, o in zip(conn["subject"].values, ok, strict=True) if not o]},
     )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- pipeline step
+
+
+def first_level(session: Any, config: Config) -> dict[str, Any]:
+    """One session's network step for :func:`mmme_neuro.pipeline.run_subjects`.
+
+    Parameters
+    ----------
+    session : Session
+        One subject's BIDS session (:func:`mmme_neuro.dataset.iter_sessions`).
+    config : Config
+        Configuration already passed through :func:`network_config` (padded epochs).
+
+    Returns
+    -------
+    result : dict
+        ``connectivity`` (:func:`condition_networks`: ``(condition, band, node,
+        node_other)``), ``per_epoch`` (:func:`epoch_networks`) and ``epochs``
+        (every planned epoch with its fate; without the AU lists).
+    """
+    epochs, md = ep_mod.epochs_from_session(session, config)
+    per_epoch = epoch_networks(epochs, config)
+    conn = condition_networks(per_epoch, config, metadata=md)
+    table = md.drop(columns=[c for c in ("aus",) if c in md.columns]).copy()
+    table.attrs = {}
+    return {"connectivity": conn, "per_epoch": per_epoch, "epochs": table}

@@ -24,7 +24,7 @@ area under the density curve (``<metric>_auc``).
 
 Binary shortest paths run a breadth-first search on bit sets (one 64-bit
 word per 64 nodes, a BFS level is an OR of rows), compiled with numba in
-:mod:`mmme_neuro._graph_kernels` (~130x faster than bctpy's ``distance_bin``
+:mod:`mmme_neuro._graph_kernels` (~25x faster than bctpy's ``distance_bin``
 for 64-node graphs, ``benchmarks/bench_network.py``). Weighted shortest paths
 use a Floyd-Warshall recursion vectorised over the stack.
 

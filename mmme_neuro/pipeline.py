@@ -185,7 +185,8 @@ def _subject_files(bids_root: Path, subject: str) -> list[Path]:
 
 
 def _fingerprint(root: Path, subject: str, config: Config, stage: str,
-                 known: Mapping[str, Sequence[Any]] | None = None) -> tuple[str, list[list[Any]]]:  # fmt: skip
+                 known: Mapping[str, Sequence[Any]] | None = None,
+                 params: Mapping[str, Any] | None = None) -> tuple[str, list[list[Any]]]:  # fmt: skip
     """Cache key and ``[relpath, size, mtime_ns, sha256]`` of every input file.
 
     A file whose size and modification time match ``known`` (the previous
@@ -195,7 +196,8 @@ def _fingerprint(root: Path, subject: str, config: Config, stage: str,
     h = hashlib.sha256()
     # how the run is executed (workers, scheduler, cache) and where outputs go never change a result
     settings = json.dumps(config.model_dump(mode="json", exclude={"run", "paths"}), sort_keys=True)
-    for part in (stage, __version__, settings):
+    extra = json.dumps(dict(params or {}), sort_keys=True, default=_jsonable)
+    for part in (stage, __version__, settings, extra):
         h.update(part.encode() + b"\0")
     files = []
     for f in _subject_files(root, subject):
@@ -208,16 +210,24 @@ def _fingerprint(root: Path, subject: str, config: Config, stage: str,
     return h.hexdigest(), files
 
 
-def subject_key(bids_root: str | os.PathLike, subject: str, config: Config, stage: str) -> str:
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple | set | frozenset):
+        return sorted(value) if isinstance(value, set | frozenset) else list(value)
+    raise TypeError(f"first-level parameter of type {type(value).__name__} is not JSON-serialisable: {value!r}")
+
+
+def subject_key(bids_root: str | os.PathLike, subject: str, config: Config, stage: str,
+                params: Mapping[str, Any] | None = None) -> str:
     """Cache key of one subject's first-level result (SHA-256 hex).
 
     Covers the contents and relative paths of the subject's BIDS files and of
     the study's exclusion report, every configuration setting except the
-    ``run`` and ``paths`` sections (which do not change results), the stage
-    and the package version: any change recomputes the subject.
+    ``run`` and ``paths`` sections (which do not change results), the
+    first-level function's extra parameters, the stage and the package
+    version: any change recomputes the subject.
     """
     root = Path(bids_root)
-    return _fingerprint(root, subject, config, stage, _known_files(cache_dir(root, stage, subject)))[0]
+    return _fingerprint(root, subject, config, stage, _known_files(cache_dir(root, stage, subject)), params)[0]
 
 
 def cache_dir(bids_root: str | os.PathLike, stage: str, subject: str) -> Path:
@@ -240,21 +250,31 @@ def _known_files(directory: Path) -> dict[str, list[Any]]:
 # ----------------------------------------------------------------------------- running
 
 
-def _compute(func: FirstLevel, bids_root: str, subject: str, config: Config, stage: str, key: str,
-             files: list[list[Any]]) -> dict[str, Any]:  # fmt: skip
+def _compute(func: FirstLevel, bids_root: str, subject: str, config: Config, stage: str,
+             params: Mapping[str, Any], key: str, files: list[list[Any]]) -> dict[str, Any]:  # fmt: skip
     """Worker task: open the session, run ``func``, write the cache; return a small status record."""
     from .dataset import iter_sessions
 
     t0 = time.perf_counter()
     try:
         session = next(iter_sessions(bids_root, [subject]))
-        result = func(session, config)
+        result = func(session, config, **params)
         save_result(result, cache_dir(bids_root, stage, subject), {"key": key, "stage": stage, "subject": subject,
                                                                     "mmme_neuro_version": __version__, "files": files})  # fmt: skip
     except Exception as err:  # noqa: BLE001 - one failing subject must not take the study down
         return {"subject": subject, "status": "failed", "error": f"{type(err).__name__}: {err}",
-                "seconds": time.perf_counter() - t0}  # fmt: skip
-    return {"subject": subject, "status": "computed", "error": "", "seconds": time.perf_counter() - t0}
+                "seconds": time.perf_counter() - t0, "peak_rss_mb": _peak_rss_mb()}  # fmt: skip
+    return {"subject": subject, "status": "computed", "error": "", "seconds": time.perf_counter() - t0,
+            "peak_rss_mb": _peak_rss_mb()}  # fmt: skip
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (MB): the worker's peak when run on a worker."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return float("nan")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @dataclass
@@ -267,11 +287,26 @@ class RunReport:
         Subject -> first-level result (loaded from the cache), successful subjects only, sorted.
     status : pandas.DataFrame
         One row per subject: ``subject``, ``status`` (``cached``, ``computed``,
-        ``failed``), ``error``, ``seconds`` (compute time; 0 when cached).
+        ``failed``), ``error``, ``seconds`` (compute time; 0 when cached),
+        ``peak_rss_mb`` (peak resident memory of the process that computed
+        the subject, up to the end of that subject - a dask worker's peak;
+        NaN when cached).
+    wall_seconds : float
+        Wall time of the whole run (keys, computing, loading the results).
     """
 
     results: dict[str, dict[str, Any]]
     status: pd.DataFrame
+    wall_seconds: float = 0.0
+
+    def timing(self) -> dict[str, Any]:
+        """Time of the step: wall time, computed/cached/failed counts, compute seconds per subject."""
+        st = self.status
+        return {"wall_s": round(self.wall_seconds, 3),
+                "n_computed": int((st["status"] == "computed").sum()), "n_cached": int((st["status"] == "cached").sum()),
+                "n_failed": int((st["status"] == "failed").sum()),
+                "subject_s": {s: round(float(x), 3) for s, x in zip(st["subject"], st["seconds"], strict=True)},
+                "peak_rss_mb": None if st["peak_rss_mb"].isna().all() else round(float(st["peak_rss_mb"].max()), 1)}  # fmt: skip
 
     @property
     def failed(self) -> list[dict[str, str]]:
@@ -291,6 +326,7 @@ def run_subjects(
     scheduler: str | None = None,
     cache: bool | None = None,
     progress: bool = True,
+    params: Mapping[str, Any] | None = None,
 ) -> RunReport:
     """Run a first-level function on every subject, in parallel, with a cache.
 
@@ -316,6 +352,9 @@ def run_subjects(
         False: recompute every subject (the cache is still written).
     progress : bool
         Progress bar over subjects.
+    params : mapping | None
+        Extra keyword arguments of ``func`` (JSON-serialisable: they are part
+        of the cache key), e.g. ``{"method": "multitaper"}``.
 
     Returns
     -------
@@ -323,7 +362,9 @@ def run_subjects(
     """
     from .dataset import list_subjects
 
+    t_start = time.perf_counter()
     root = Path(bids_root)
+    params = dict(params or {})
     subjects = list(list_subjects(root) if subjects is None else subjects)
     run_cfg = config.run
     workers = run_cfg.workers if workers is None else int(workers)
@@ -331,19 +372,19 @@ def run_subjects(
     cache = run_cfg.cache if cache is None else bool(cache)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    prints = {s: _fingerprint(root, s, config, stage, _known_files(cache_dir(root, stage, s))) for s in subjects}
+    prints = {s: _fingerprint(root, s, config, stage, _known_files(cache_dir(root, stage, s)), params) for s in subjects}
     rows: dict[str, dict[str, Any]] = {}
     todo = []
     for s in subjects:
         if cache and _manifest(cache_dir(root, stage, s)).get("key") == prints[s][0]:
-            rows[s] = {"subject": s, "status": "cached", "error": "", "seconds": 0.0}
+            rows[s] = {"subject": s, "status": "cached", "error": "", "seconds": 0.0, "peak_rss_mb": float("nan")}
         else:
             todo.append(s)
     logger.info("%s: %d subjects cached, %d to compute", stage, len(subjects) - len(todo), len(todo))
     bar = tqdm(total=len(todo), desc=stage, unit="subject", disable=not progress or not todo)
     if todo and scheduler is None and workers == 1:
         for s in todo:
-            rows[s] = _compute(func, os.fspath(root), s, config, stage, *prints[s])
+            rows[s] = _compute(func, os.fspath(root), s, config, stage, params, *prints[s])
             bar.update()
     elif todo:
         from distributed import Client, LocalCluster, as_completed
@@ -352,7 +393,7 @@ def run_subjects(
                                                       dashboard_address=None, silence_logs=logging.ERROR)  # fmt: skip
         try:
             with Client(scheduler or cluster) as client:
-                futures = [client.submit(_compute, func, os.fspath(root), s, config, stage, *prints[s],
+                futures = [client.submit(_compute, func, os.fspath(root), s, config, stage, params, *prints[s],
                                          key=f"{stage}-{s}-{prints[s][0][:12]}", pure=False) for s in todo]  # fmt: skip
                 for fut in as_completed(futures):
                     r = fut.result()
@@ -362,8 +403,8 @@ def run_subjects(
             if cluster is not None:
                 cluster.close()
     bar.close()
-    status = pd.DataFrame([rows[s] for s in subjects], columns=["subject", "status", "error", "seconds"])
+    status = pd.DataFrame([rows[s] for s in subjects], columns=["subject", "status", "error", "seconds", "peak_rss_mb"])
     for r in status[status["status"] == "failed"].itertuples():
         logger.warning("%s: %s failed: %s", stage, r.subject, r.error)
     results = {s: load_result(cache_dir(root, stage, s)) for s in subjects if rows[s]["status"] != "failed"}
-    return RunReport(results, status)
+    return RunReport(results, status, time.perf_counter() - t_start)

@@ -91,7 +91,6 @@ __all__ = [
     "METHODS",
     "TFRResult",
     "authors_band_psd",
-    "periodogram_band_power",
     "band_average",
     "baseline_normalize",
     "clip_tail_centers",
@@ -99,7 +98,9 @@ __all__ = [
     "default_decim",
     "default_n_cycles",
     "edge_half_width_s",
+    "first_level",
     "padded_config",
+    "periodogram_band_power",
     "stack_subjects",
 ]
 
@@ -801,3 +802,41 @@ def authors_band_psd(
     return xr.DataArray(out, dims=("epoch", "band", "channel"),
                         coords={"epoch": c, "band": list(bands), "channel": names},
                         name="band_psd", attrs={"units": "µV**2/Hz", "window_s": window_s})  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- pipeline step
+
+
+def first_level(session: Any, config: Config, *, method: Literal["morlet", "multitaper"] = "morlet",
+                rois: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:  # fmt: skip
+    """One session's time-frequency step for :func:`mmme_neuro.pipeline.run_subjects`.
+
+    Epochs with the padding the wavelets need (:func:`padded_config`), then
+    :func:`compute_tfr`.
+
+    Parameters
+    ----------
+    session : Session
+        One subject's BIDS session (:func:`mmme_neuro.dataset.iter_sessions`).
+    config : Config
+        Configuration.
+    method : {'morlet', 'multitaper'}
+        Transform.
+    rois : mapping | None
+        Regions of interest of the per-epoch band power; None: :data:`DEFAULT_ROIS`.
+
+    Returns
+    -------
+    result : dict
+        ``tfr`` (:attr:`TFRResult.tfr`), ``trials`` (:attr:`TFRResult.trials`)
+        and ``epochs`` (every planned epoch with its fate; without the AU lists).
+    """
+    from .epochs import epochs_from_session
+
+    padded, _ = padded_config(config, DEFAULT_FREQS, method=method)
+    epochs, md = epochs_from_session(session, padded)
+    res = compute_tfr(epochs, md, config=config, method=method, subject=session.subject,
+                      rois=dict(DEFAULT_ROIS if rois is None else rois))  # fmt: skip
+    table = md.drop(columns=[c for c in ("aus",) if c in md.columns]).copy()
+    table.attrs = {}
+    return {"tfr": res.tfr, "trials": res.trials, "epochs": table}

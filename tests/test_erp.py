@@ -157,7 +157,8 @@ def test_script_outputs_deterministic(script_out, ci_bids, noica_config, tmp_pat
 
 
 def _null_clusters(study, seed: int = 42):
-    from analyses.erp_me_vs_mae import CONTRASTS, collect, group_erp
+    from analyses.erp_me_vs_mae import CONTRASTS, group_erp
+    from mmme_neuro.erp import first_level
     from mmme_neuro.ingest import find_sessions, ingest_session
     from mmme_neuro.io.coding import read_coding
     from mmme_neuro.stats import cluster_tests
@@ -165,8 +166,7 @@ def _null_clusters(study, seed: int = 42):
     config = load_config(None, preprocessing={"ica": False}, seed=seed)
     coding = read_coding(study.coding_file, config.coding)
     sessions = (ingest_session(f, coding.expressions, config) for f in find_sessions(study.raw_dir, coding))
-    results, _ = collect(sessions, config)
-    group, _, _ = group_erp(results, config)
+    group, _, _ = group_erp([first_level(s, config) for s in sessions], config)
     return cluster_tests(group, CONTRASTS, config=config)
 
 

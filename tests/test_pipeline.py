@@ -29,6 +29,11 @@ def toy_first_level(session, config):
     return {"table": table, "onsets": onsets}
 
 
+def scaled_first_level(session, config, *, scale: float = 1.0, names: tuple[str, ...] = ()):
+    """First-level step with extra parameters (which must reach the cache key)."""
+    return {"t": pd.DataFrame({"value": [scale], "names": [",".join(names)]})}
+
+
 @pytest.fixture(scope="module")
 def bids(ci_study, tmp_path_factory) -> Path:
     from mmme_neuro.bids import convert_study
@@ -90,6 +95,24 @@ def test_cache_resume_failures_and_keys(bids, monkeypatch):
     assert manifest["key"] == pl.subject_key(bids, "sub-01", load_config(None, seed=7), "toy")
 
 
+def test_parameters_reach_the_function_and_the_key(bids):
+    cfg = load_config(None)
+    a = pl.run_subjects(scaled_first_level, bids, cfg, stage="toy-p", subjects=["sub-01"], progress=False,
+                        params={"scale": 2.0, "names": ("x", "y")})  # fmt: skip
+    assert a.status["status"].tolist() == ["computed"] and a.results["sub-01"]["t"]["value"].iloc[0] == 2.0
+    same = pl.run_subjects(scaled_first_level, bids, cfg, stage="toy-p", subjects=["sub-01"], progress=False,
+                           params={"names": ("x", "y"), "scale": 2.0})  # fmt: skip
+    assert same.status["status"].tolist() == ["cached"]
+    other = pl.run_subjects(scaled_first_level, bids, cfg, stage="toy-p", subjects=["sub-01"], progress=False,
+                            params={"scale": 3.0, "names": ("x", "y")})  # fmt: skip
+    assert other.status["status"].tolist() == ["computed"] and other.results["sub-01"]["t"]["value"].iloc[0] == 3.0
+    assert pl.subject_key(bids, "sub-01", cfg, "toy-p", {"scale": 2.0}) != pl.subject_key(bids, "sub-01", cfg, "toy-p")
+    t = other.timing()
+    assert t["n_computed"] == 1 and t["wall_s"] > 0 and t["peak_rss_mb"] > 10 and set(t["subject_s"]) == {"sub-01"}
+    with pytest.raises(TypeError, match="JSON"):
+        pl.run_subjects(scaled_first_level, bids, cfg, stage="toy-p", params={"scale": object()}, progress=False)
+
+
 def test_dask_workers_give_the_in_process_results(bids):
     cfg = load_config(None)
     local = pl.run_subjects(toy_first_level, bids, cfg, stage="toy-a", progress=False)
@@ -123,6 +146,10 @@ def test_mmme_neuro_run_isolates_a_failing_analysis(bids, tmp_path, monkeypatch)
     dec = rows["decoding_multimodal"]
     assert dec["status"] == "ok" and dec["n_subjects"] == 8 and dec["epochs_per_condition"]["ME"] > 0
     assert (out / "decoding_multimodal" / "decoding_scores.csv").is_file() and (out / "run_summary.md").is_file()
+    # time per stage: the per-subject step (computed by 2 workers) and the group level
+    assert dec["stages"]["first_level_computed"] + dec["stages"]["first_level_cached"] == 8
+    assert dec["stages"]["first_level_s"] > 0 and dec["stages"]["group_s"] > 0
+    assert "computed" in (out / "run_summary.md").read_text(encoding="utf-8")
     # the per-subject features were computed by the dask workers into the cache
     manifests = sorted((bids / "derivatives" / "mmme-neuro" / "first-level" / "decoding-features").glob("sub-*/manifest.json"))
     assert len(manifests) == 8
