@@ -310,8 +310,13 @@ class Config(_Section):
         return tomli_w.dumps(self.to_dict())
 
     def hash(self) -> str:
-        """Return a short, stable hash of the effective configuration (16 hex digits)."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """Return a short, stable hash of the effective configuration (16 hex digits).
+
+        The ``run`` section (workers, scheduler, cache) is left out: how a run
+        is executed never changes its results, so result files written with 1
+        or 2 workers carry the same hash and are identical.
+        """
+        canonical = json.dumps(self.model_dump(mode="json", exclude={"run"}), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

@@ -22,6 +22,9 @@ or :class:`pandas.DataFrame` (small per-subject arrays and tables).
   only a status, so the client's memory stays flat as subjects grow; the
   group level reads the small per-subject files. ``workers=1`` without a
   scheduler runs in-process (no cluster).
+* **determinism** - the step runs with one BLAS/OpenMP thread wherever it
+  runs, so a subject's result does not depend on the number of workers or
+  on where it was computed.
 * **failures** - a subject whose function raises is reported (subject,
   error type and message) and the others go on.
 
@@ -48,6 +51,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from . import __version__
@@ -60,6 +64,9 @@ __all__ = ["RunReport", "cache_dir", "load_result", "run_subjects", "save_result
 logger = logging.getLogger(__name__)
 
 FirstLevel = Callable[[Any, Config], Mapping[str, Any]]
+#: Part of every cache key: raised when cached results of the same inputs and settings would change
+#: (2: steps pinned to one BLAS thread, so results no longer depend on where they were computed).
+CACHE_VERSION = 2
 _NA = "\\N"  # CSV marker of a missing value (keeps "" apart from None/NaN)
 
 
@@ -197,7 +204,7 @@ def _fingerprint(root: Path, subject: str, config: Config, stage: str,
     # how the run is executed (workers, scheduler, cache) and where outputs go never change a result
     settings = json.dumps(config.model_dump(mode="json", exclude={"run", "paths"}), sort_keys=True)
     extra = json.dumps(dict(params or {}), sort_keys=True, default=_jsonable)
-    for part in (stage, __version__, settings, extra):
+    for part in (stage, __version__, str(CACHE_VERSION), settings, extra):
         h.update(part.encode() + b"\0")
     files = []
     for f in _subject_files(root, subject):
@@ -223,8 +230,8 @@ def subject_key(bids_root: str | os.PathLike, subject: str, config: Config, stag
     Covers the contents and relative paths of the subject's BIDS files and of
     the study's exclusion report, every configuration setting except the
     ``run`` and ``paths`` sections (which do not change results), the
-    first-level function's extra parameters, the stage and the package
-    version: any change recomputes the subject.
+    first-level function's extra parameters, the stage, the package version
+    and :data:`CACHE_VERSION`: any change recomputes the subject.
     """
     root = Path(bids_root)
     return _fingerprint(root, subject, config, stage, _known_files(cache_dir(root, stage, subject)), params)[0]
@@ -258,7 +265,11 @@ def _compute(func: FirstLevel, bids_root: str, subject: str, config: Config, sta
     t0 = time.perf_counter()
     try:
         session = next(iter_sessions(bids_root, [subject]))
-        result = func(session, config, **params)
+        # one BLAS/OpenMP thread wherever the step runs (in-process, LocalCluster worker, HPC worker):
+        # multi-threaded BLAS sums in another order, and iterative fits (ICA) then end elsewhere, so a
+        # subject's result would depend on where it was computed (measured: ICA-cleaned epochs differed)
+        with threadpool_limits(limits=1):
+            result = func(session, config, **params)
         save_result(result, cache_dir(bids_root, stage, subject), {"key": key, "stage": stage, "subject": subject,
                                                                     "mmme_neuro_version": __version__, "files": files})  # fmt: skip
     except Exception as err:  # noqa: BLE001 - one failing subject must not take the study down
@@ -275,6 +286,31 @@ def _peak_rss_mb() -> float:
     except ImportError:  # not on Windows
         return float("nan")
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class _QuietDask:
+    """dask.distributed logs every worker start and connection at INFO: keep it at WARNING (logs quiet by default).
+
+    The scheduler side is this process' ``distributed`` logger; worker processes
+    configure their logging from dask's configuration when they import
+    ``distributed``, so the level is also passed in the environment they inherit.
+    Nothing changes when this module logs at DEBUG.
+    """
+
+    _ENV = "DASK_LOGGING__DISTRIBUTED"
+
+    def __init__(self) -> None:
+        self._logger = logging.getLogger("distributed")
+        self._level = self._logger.level
+        self._env = os.environ.get(self._ENV)
+        if not logger.isEnabledFor(logging.DEBUG):
+            self._logger.setLevel(max(self._level, logging.WARNING))
+            os.environ.setdefault(self._ENV, "warning")
+
+    def restore(self) -> None:
+        self._logger.setLevel(self._level)
+        if self._env is None:
+            os.environ.pop(self._ENV, None)
 
 
 @dataclass
@@ -389,6 +425,7 @@ def run_subjects(
     elif todo:
         from distributed import Client, LocalCluster, as_completed
 
+        quiet = _QuietDask()
         cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                       dashboard_address=None, silence_logs=logging.ERROR)  # fmt: skip
         try:
@@ -402,6 +439,7 @@ def run_subjects(
         finally:
             if cluster is not None:
                 cluster.close()
+            quiet.restore()
     bar.close()
     status = pd.DataFrame([rows[s] for s in subjects], columns=["subject", "status", "error", "seconds", "peak_rss_mb"])
     for r in status[status["status"] == "failed"].itertuples():

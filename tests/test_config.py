@@ -42,6 +42,8 @@ def test_toml_round_trip(tmp_path):
 
 def test_hash_changes_with_any_value():
     assert Config().hash() != load_config(None, epochs={"tmax": 2.0}).hash()
+    # how a run is executed is not part of what it computes
+    assert Config().hash() == load_config(None, run={"workers": 2, "cache": False}).hash()
     assert Config().hash() == Config().hash()
 
 

@@ -124,6 +124,19 @@ def test_dask_workers_give_the_in_process_results(bids):
         pl.run_subjects(toy_first_level, bids, cfg, stage="toy", workers=0)
 
 
+def test_results_do_not_depend_on_where_they_are_computed(bids):
+    """ICA-cleaned ERPs: in-process (the machine's BLAS threads) == 2 dask workers (one thread each)."""
+    from mmme_neuro import erp
+
+    cfg = load_config(None)  # ICA on: an iterative fit, sensitive to the summation order of BLAS
+    subjects = ["sub-01", "sub-02"]
+    here = pl.run_subjects(erp.first_level, bids, cfg, stage="det-a", subjects=subjects, progress=False)
+    there = pl.run_subjects(erp.first_level, bids, cfg, stage="det-b", subjects=subjects, workers=2, progress=False)
+    for s in subjects:
+        xr.testing.assert_identical(here.results[s]["evoked"], there.results[s]["evoked"])
+        pd.testing.assert_frame_equal(here.results[s]["epochs"], there.results[s]["epochs"])
+
+
 def test_mmme_neuro_run_isolates_a_failing_analysis(bids, tmp_path, monkeypatch):
     import analyses.physio_concordance as phys
     from mmme_neuro.cli import main
