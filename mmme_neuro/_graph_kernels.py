@@ -9,8 +9,8 @@ level is a few OR instructions per frontier node; compiled, a whole graph
 takes a few microseconds. ``benchmarks/bench_network.py`` measures this
 against bctpy and networkx on the same graphs, in one run.
 
-Layout: a stack of ``G`` graphs of ``n`` nodes is packed into ``P`` of shape
-``(G, n, words)`` (``words = ceil(n / 64)``), bit ``j % 64`` of word
+Layout: a stack of ``G`` graphs of ``n`` nodes is packed (``np.packbits``, by
+the caller) into ``P`` of shape ``(G, n, words)`` (``words = ceil(n / 64)``), bit ``j % 64`` of word
 ``j // 64`` of row ``i`` set when nodes ``i`` and ``j`` are adjacent. Every
 kernel is single-threaded (``nogil``): parallelism is the caller's (dask
 workers), so kernels never oversubscribe the cores.
@@ -36,47 +36,6 @@ def _popcount(x):
     x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
     x = (x + (x >> np.uint64(4))) & _M4
     return int((x * _H01) >> np.uint64(56))
-
-
-@njit(cache=True, nogil=True)
-def pack(A):
-    """Pack ``(G, n, n)`` adjacency (non-zero = edge) into ``(G, n, words)`` uint64 bit rows."""
-    G, n, _ = A.shape
-    words = (n + 63) // 64
-    P = np.zeros((G, n, words), dtype=np.uint64)
-    for g in range(G):
-        for i in range(n):
-            for w in range(words):
-                acc = _ZERO
-                stop = min(n, (w + 1) * 64)
-                for j in range(w * 64, stop):
-                    acc |= np.uint64(A[g, i, j] != 0) << np.uint64(j - w * 64)
-                P[g, i, w] = acc
-    return P
-
-
-@njit(cache=True, nogil=True)
-def is_symmetric_loopless(P, n):
-    """Return (symmetric, no self-loops) of a packed stack.
-
-    Symmetric iff every edge ``(i, j)`` has its reverse ``(j, i)``: one test per
-    edge, not per matrix entry.
-    """
-    G, _, words = P.shape
-    loopless = True
-    for g in range(G):
-        for i in range(n):
-            wi, bi = i // 64, np.uint64(i % 64)
-            if (P[g, i, wi] >> bi) & _ONE:
-                loopless = False
-            for w in range(words):
-                m = P[g, i, w]
-                while m:
-                    j = w * 64 + trailing_zeros(m)
-                    m &= m - _ONE
-                    if not (P[g, j, wi] >> bi) & _ONE:
-                        return False, loopless
-    return True, loopless
 
 
 @njit(cache=True, nogil=True)
@@ -181,52 +140,46 @@ def _bfs(P, g, s, mask, use_mask, reached, frontier, nxt, out, mode, D):
 
 
 @njit(cache=True, nogil=True)
-def path_sums(P, n):
-    """Per source node of every graph: sum of 1/d, sum of finite d, number of reachable others."""
+def _every_source(P, n, mode):
+    """BFS from every node of every graph: (sum 1/d, sum d, n reached) per source, and distances if mode == 1."""
     G, _, words = P.shape
-    if words == 1:
-        return path_sums_1w(P, n)
     inv = np.zeros((G, n))
     dsum = np.zeros((G, n))
     reach = np.zeros((G, n))
+    D = np.full((G, n, n), np.inf) if mode == 1 else np.empty((0, 0, 0))
     reached = np.empty(words, dtype=np.uint64)
     frontier = np.empty(words, dtype=np.uint64)
     nxt = np.empty(words, dtype=np.uint64)
     mask = np.empty(words, dtype=np.uint64)
     out = np.empty(3)
-    D = np.empty((0, 0, 0))
     for g in range(G):
         for s in range(n):
+            if mode == 1:
+                D[g, s, s] = 0.0
             for w in range(words):
                 frontier[w] = P[g, s, w]
                 reached[w] = P[g, s, w]
             reached[s // 64] |= _ONE << np.uint64(s % 64)
-            _bfs(P, g, s, mask, False, reached, frontier, nxt, out, 0, D)
+            _bfs(P, g, s, mask, False, reached, frontier, nxt, out, mode, D)
             inv[g, s] = out[0]
             dsum[g, s] = out[1]
             reach[g, s] = out[2]
+    return inv, dsum, reach, D
+
+
+@njit(cache=True, nogil=True)
+def path_sums(P, n):
+    """Per source node of every graph: sum of 1/d, sum of finite d, number of reachable others."""
+    if P.shape[2] == 1:
+        return path_sums_1w(P, n)
+    inv, dsum, reach, _ = _every_source(P, n, 0)
     return inv, dsum, reach
 
 
 @njit(cache=True, nogil=True)
 def distances(P, n):
     """All-pairs shortest path lengths (edges), 0 on the diagonal, inf between disconnected nodes."""
-    G, _, words = P.shape
-    D = np.full((G, n, n), np.inf)
-    reached = np.empty(words, dtype=np.uint64)
-    frontier = np.empty(words, dtype=np.uint64)
-    nxt = np.empty(words, dtype=np.uint64)
-    mask = np.empty(words, dtype=np.uint64)
-    out = np.empty(3)
-    for g in range(G):
-        for s in range(n):
-            D[g, s, s] = 0.0
-            for w in range(words):
-                frontier[w] = P[g, s, w]
-                reached[w] = P[g, s, w]
-            reached[s // 64] |= _ONE << np.uint64(s % 64)
-            _bfs(P, g, s, mask, False, reached, frontier, nxt, out, 1, D)
-    return D
+    return _every_source(P, n, 1)[3]
 
 
 @njit(cache=True, nogil=True)
