@@ -2,6 +2,7 @@
 #   make figures  -> venv + install + synthetic default study + every analysis -> figures/
 #   make test     -> venv + install + test suite (what .ci/run calls)
 #   make docs     -> venv + install + documentation site (warnings are errors) -> docs/_build/html/
+#   make figures-check -> regenerate every analysis into build/figures-check/ and compare with figures/
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -9,7 +10,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.mmme-installed
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: install figures test test-slow lint docs lock clean-data
+.PHONY: install figures figures-check test test-slow lint docs lock clean-data
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +21,14 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 install: $(STAMP)
 
 figures: install
-	$(PY) -m analyses
+	$(PY) -m analyses --workers 2
+
+# Regenerate every figure (default study, 2 dask workers) and compare with the committed ones:
+# a changed, missing or uncommitted figure fails (commit changes on purpose).
+figures-check: install
+	rm -rf build/figures-check
+	$(VENV)/bin/mmme-neuro run --workers 2 --out build/figures-check
+	$(VENV)/bin/mmme-neuro compare-figures figures build/figures-check
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -10,8 +10,9 @@ baseline-corrected time courses and per-epoch features, and the features of
 the 2-10 s post-onset windows (:func:`mmme_neuro.concordance.window_features`).
 Over subjects: mixed models and repeated-measures correlations with FDR over
 windows x features, SCR/HR timing vs the NE chance rate, and, when per-epoch
-EEG measures are given (``--eeg-trials``, e.g. the ERP analysis'
-``components.csv``), the brain-body coupling model. Heart-rate and
+EEG measures are given (``--eeg-trials``; by default the ERP analysis'
+``components.csv`` in the same output root, ``<out>/../erp_me_vs_mae/``), the
+brain-body coupling model. Heart-rate and
 respiration averages use clean-baseline epochs (no expression onset in the
 8 s before): responses of expressions 2.5 s apart overlap otherwise.
 
@@ -221,8 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body(config: Config, out_dir: Path) -> None:
         eeg = args.eeg_trials
-        if eeg is None:
-            cand = Path(config.paths.figures_dir) / "erp_me_vs_mae" / "components.csv"
+        if eeg is None:  # the ERP analysis written next to this one (same output root), if any
+            cand = out_dir.parent / "erp_me_vs_mae" / "components.csv"
             eeg = cand if cand.is_file() else None
         run(config, out_dir, eeg_trials=eeg, progress=args.verbose > 0)
 

@@ -190,7 +190,28 @@ def build_parser() -> argparse.ArgumentParser:
     par.add_argument("--workers", type=int, default=None, help="local dask worker processes for per-subject steps")
     par.add_argument("--scheduler", default=None, help="address of an existing dask scheduler")
     p_run.set_defaults(func=_cmd_run)
+
+    p_cmp = sub.add_parser("compare-figures", help="compare regenerated figures with the committed ones (exit 1 on a difference)")
+    p_cmp.add_argument("reference", help="committed figures root, e.g. figures/")
+    p_cmp.add_argument("regenerated", help="regenerated outputs root (same <analysis>/<figure>.png layout)")
+    p_cmp.add_argument("--tol", type=float, default=None, help="RMS tolerance on the 0-255 grey scale (default 2.0)")
+    p_cmp.add_argument("--analyses", default=None, help="comma-separated analysis folders (default: all)")
+    p_cmp.set_defaults(func=_cmd_compare_figures)
     return parser
+
+
+def _cmd_compare_figures(args: argparse.Namespace) -> int:
+    from .viz.compare import DEFAULT_TOLERANCE, compare_figure_dirs, format_report
+
+    tol = DEFAULT_TOLERANCE if args.tol is None else args.tol
+    names = [a for a in args.analyses.split(",") if a] if args.analyses else None
+    try:
+        table = compare_figure_dirs(args.reference, args.regenerated, tol=tol, analyses=names)
+    except (FileNotFoundError, ValueError) as err:
+        logger.error("%s", err)
+        return 2
+    sys.stdout.write(format_report(table, tol))
+    return 0 if table["ok"].all() else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
