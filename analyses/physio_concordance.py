@@ -12,9 +12,11 @@ Over subjects: mixed models and repeated-measures correlations with FDR over
 windows x features, SCR/HR timing vs the NE chance rate, and, when per-epoch
 EEG measures are given (``--eeg-trials``; by default the ERP analysis'
 ``components.csv`` in the same output root, ``<out>/../erp_me_vs_mae/``), the
-brain-body coupling model. Heart-rate and
-respiration averages use clean-baseline epochs (no expression onset in the
-8 s before): responses of expressions 2.5 s apart overlap otherwise.
+brain-body coupling model. The group time courses (heart rate, EDA,
+respiration) and the heart-rate and respiration averages use clean-baseline
+epochs (no expression onset in the 8 s before): responses of expressions 2.5 s
+apart overlap otherwise (EDA over all events hid the MaE skin-conductance
+response: the previous response decays through the baseline).
 
 Writes to ``--out`` (default ``figures/physio_concordance/``):
 ``physio_timecourses.nc`` ``(subject, condition, signal, time)``; CSV
@@ -133,8 +135,7 @@ def run(config: Config, out_dir: Path, *, eeg_trials: Path | None = None, progre
     feats = pd.concat([r["features"] for r in results], ignore_index=True)
     wins = pd.concat([r["windows"] for r in results], ignore_index=True)
     quality = pd.concat([r["quality"] for r in results], ignore_index=True)
-    group = ph.group_timecourses([r["timecourses"] for r in results],
-                                 clean_only={"hr": True, "eda": False, "rsp": True})  # fmt: skip
+    group = ph.group_timecourses([r["timecourses"] for r in results], clean_only=True)
     group.attrs.update(analysis=ANALYSIS, clean_baseline_s=CLEAN_BASELINE_S, seed=int(config.seed))
     conc = co.concordance_tests(wins, alpha=config.stats.alpha, fdr_method=config.stats.fdr_method)
     rates, timing = co.response_timing(feats, config=config)

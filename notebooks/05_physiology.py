@@ -84,11 +84,11 @@ main.groupby("condition").agg(events=("event_id", "size"), clean_baseline=("clea
 # %% [markdown]
 # ## Event-related time courses
 #
-# Baseline -2 to 0 s, one mean per subject and condition (HR and respiration on clean-baseline
-# events, EDA on all), then mean ± 95 % CI over subjects.
+# Baseline -2 to 0 s, one mean per subject and condition over clean-baseline events (as the
+# script does), then mean ± 95 % CI over subjects.
 
 # %%
-group = ph.group_timecourses([r["timecourses"] for r in results], clean_only={"hr": True, "eda": False, "rsp": True})
+group = ph.group_timecourses([r["timecourses"] for r in results], clean_only=True)
 vph.plot_timecourses(group)
 plt.show()
 
@@ -106,14 +106,14 @@ peak
 # so the responses to expressions that *follow* an event enter the end of its window; "clean
 # baseline" protects only the baseline.
 #
-# EDA is averaged over all events (as in the script), but the phasic EDA of the previous
+# Why clean-baseline events for EDA too: over all events, the phasic EDA of the previous
 # response decays through the baseline and pulls the average down. Compare the EDA peak
 # (0-6 s) over all events with that over clean-baseline events:
 
 # %%
-eda_clean = ph.group_timecourses([r["timecourses"] for r in results], clean_only=True).sel(signal="eda")
-pd.DataFrame({"all events": group.sel(signal="eda", time=slice(0, 6)).mean("subject").max("time").to_series(),
-              "clean baseline": eda_clean.sel(time=slice(0, 6)).mean("subject").max("time").to_series()}).round(3)
+eda_all = ph.group_timecourses([r["timecourses"] for r in results], clean_only=False).sel(signal="eda")
+pd.DataFrame({"all events": eda_all.sel(time=slice(0, 6)).mean("subject").max("time").to_series(),
+              "clean baseline": group.sel(signal="eda", time=slice(0, 6)).mean("subject").max("time").to_series()}).round(3)
 
 # %% [markdown]
 # ## Per-epoch responses against what was planted

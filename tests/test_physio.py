@@ -110,6 +110,17 @@ def test_planted_hr_deceleration(script_out):
     assert row["estimate"] < 0 and row["p"] < 0.05
 
 
+def test_group_eda_shows_both_planted_scrs(script_out):
+    """Group EDA time courses on clean-baseline events: the planted SCRs of ME (0.6 µS, p .9) and MaE (0.25 µS, p .5).
+
+    0-4 s: SCR latencies are 1-3 s, and an expression following an NE moment (>= 3 s later) answers after 4 s.
+    Over all events (the old average) the MaE peak was ~0.004 µS: the previous response decays through the baseline.
+    """
+    group = load_netcdf(script_out / "physio_timecourses.nc").sel(signal="eda", time=slice(0.0, 4.0)).mean("subject")
+    peak = {c: float(group.sel(condition=c).max()) for c in ("ME", "MaE", "NE")}
+    assert peak["ME"] > peak["MaE"] > 0.02 and peak["MaE"] > peak["NE"], peak
+
+
 def test_planted_scr_and_respiration(script_out):
     s = json.loads((script_out / "summary.json").read_text())["results"]
     me, mae = s["responses"]["ME"], s["responses"]["MaE"]
