@@ -111,11 +111,15 @@ def build_markdown(summary: dict[str, Any]) -> str:
     for c, v in r["responses"].items():
         lines.append(f"| {c} | {v['hr_change_bpm']:.2f} | {v['hr_peak_change_bpm']:.2f} | {v['scr_rate']:.2f} | "
                      f"{v['scr_latency_s_median']:.2f} | {v['rsp_amplitude_change']:.3f} |")  # fmt: skip
-    lines += ["", "## Mixed models (epoch measures)", "", "| measure | term | estimate | p | d_lmm |", "|---|---|---|---|---|"]
+    lines += ["", "## Mixed models (epoch measures)", "", "| measure | term | estimate | p | d_lmm | converged |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
     for m in r["epoch_models"]:
-        lines.append(f"| {m['measure']} | {m['term']} | {m['estimate']:.3g} | {m['p']:.3g} | {m['effect_size']:.3g} |")
-    lines += ["", f"Concordance: {r['concordance']['n_significant']} of {r['concordance']['n_tests']} "
-              "window x feature tests significant after FDR.", "",
+        conv = "yes" if m.get("converged", True) else "**no** (best of several optimizers; read with care)"
+        lines.append(f"| {m['measure']} | {m['term']} | {m['estimate']:.3g} | {m['p']:.3g} | {m['effect_size']:.3g} | {conv} |")
+    c = r["concordance"]
+    lines += ["", f"Concordance: {c['n_significant']} of {c['n_tests']} window x feature tests significant after FDR"
+              + (f"; {c['n_not_converged']} mixed-model fits did not converge cleanly (flagged in `concordance.csv`)."
+                 if c.get("n_not_converged") else "."), "",
               f"SCR chance rate (NE): {r['timing']['chance_scr_rate']:.2f}", "",
               f"Brain-body coupling: {r['brain_body']['status']}", "",
               "Note: expressions can be 2.5 s apart while the HR response lasts ~9 s; HR and respiration "
@@ -200,8 +204,9 @@ def run(config: Config, out_dir: Path, *, eeg_trials: Path | None = None, progre
         "responses": responses,
         "hr_group_peak": peak,
         "epoch_models": models[["measure", "term", "estimate", "ci_low", "ci_high", "z", "p", "effect_size",
-                                "n_subjects", "n_trials"]].to_dict(orient="records") if len(models) else [],  # fmt: skip
+                                "n_subjects", "n_trials", "converged"]].to_dict(orient="records") if len(models) else [],  # fmt: skip
         "concordance": {"n_tests": int(conc["p"].notna().sum()), "n_significant": int(conc["significant"].sum()),
+                        "n_not_converged": int((conc["p"].notna() & ~conc["converged"].astype(bool)).sum()),
                         "windows_s": list(co.WINDOWS_S), "features": list(co.CONCORDANCE_FEATURES)},  # fmt: skip
         "timing": timing,
         "brain_body": {"status": bb_status, **(bb_table.iloc[0].to_dict() if len(bb_table) else {})},

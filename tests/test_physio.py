@@ -95,6 +95,12 @@ def test_script_outputs(script_out):
     assert list(group["signal"].values) == ["hr", "eda", "rsp"] and group.sizes["subject"] == 8
     conc = pd.read_csv(script_out / "concordance.csv")
     assert set(conc["window_s"]) == set(co.WINDOWS_S) and {"lmm", "rm_corr"} <= set(conc["test"])
+    # fits that did not converge cleanly are flagged in the summary, not only logged
+    res = summary["results"]
+    assert all(isinstance(m["converged"], bool) for m in res["epoch_models"])
+    n_bad = int((conc["p"].notna() & ~conc["converged"].astype(bool)).sum())
+    assert res["concordance"]["n_not_converged"] == n_bad
+    assert ("did not converge cleanly" in (script_out / "summary.md").read_text(encoding="utf-8")) == (n_bad > 0)
     # pNN50 needs >= 6 RR intervals: not computed in the 2-s window
     assert conc.loc[(conc["feature"] == "pnn50") & (conc["window_s"] == 2.0), "p"].isna().all()
 
