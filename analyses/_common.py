@@ -33,7 +33,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -168,15 +169,18 @@ def write_csv(df: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def write_timing(out_dir: Path, stages: Mapping[str, Any]) -> Path:
-    """Write ``timing.json``: wall time per stage of an analysis (a run log, not a result file).
+def write_timing(out_dir: Path, step: Any, group_start: float) -> Path:
+    """Write ``timing.json``: the per-subject step (``step.timing()`` of its
+    :class:`mmme_neuro.pipeline.RunReport`) and the group level (seconds since
+    ``group_start``, a :func:`time.perf_counter` value).
 
-    Read by ``mmme-neuro run`` for its run summary; kept out of ``summary.json``
-    so that result files stay identical between runs.
+    A run log, not a result file (it changes from run to run): read by
+    ``mmme-neuro run`` for its run summary, kept out of ``summary.json``.
     """
+    stages = {"first_level": step.timing(), "group_s": time.perf_counter() - group_start}
     path = out_dir / "timing.json"
     with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(stages, indent=2, sort_keys=True, default=float) + "\n", encoding="utf-8")
+        Path(tmp).write_text(json.dumps(stages, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path
 
 

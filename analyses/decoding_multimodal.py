@@ -85,9 +85,8 @@ def collect(bids_root: Path, config: Config, *, progress: bool = False
     configuration); failed subjects are logged and listed (``report.failed``).
     """
     report = run_subjects(ft.first_level, bids_root, config, stage="decoding-features", progress=progress)
+    report.require(2)
     res = report.results
-    if len(res) < 2:
-        raise ValueError(f"at least 2 subjects with epochs are needed, got {len(res)}")
     return (pd.concat([r["table"] for r in res.values()], ignore_index=True),
             xr.concat([r["series"] for r in res.values()], dim="epoch"),
             pd.concat([r["epochs"] for r in res.values()], ignore_index=True), report)  # fmt: skip
@@ -255,7 +254,7 @@ def run(config: Config, out_dir: Path, *, tasks: Sequence[str] = TASKS, n_permut
         "failed_subjects": failed,
     }  # fmt: skip
     write_summary(out_dir, summary, build_markdown(summary))
-    write_timing(out_dir, {"first_level": step.timing(), "group_s": time.perf_counter() - t_group})
+    write_timing(out_dir, step, t_group)
     logger.info("%s: %d subjects, %d models -> %s", ANALYSIS, summary["n_subjects"], len(results), os.fspath(out_dir))
     return summary
 

@@ -298,6 +298,7 @@ def run(config: Config, out_dir: Path, *, progress: bool = True, figures: bool =
     bids_root = prepare_bids(config, progress=progress)
     step = run_subjects(erp.first_level, bids_root, config, stage="erp", progress=progress,
                         params={"windows": WINDOWS, "rois": ROIS})  # fmt: skip
+    step.require(2)
     results, failed = list(step.results.values()), step.failed
     t_group = time.perf_counter()
     group, md, report = group_erp(results, config)
@@ -329,7 +330,7 @@ def run(config: Config, out_dir: Path, *, progress: bool = True, figures: bool =
     inputs = {k: v for k, v in inputs.items() if v.is_file()}
     summary = build_summary(config, inputs, group, md, clusters, models, emg, ep_mod.exclusion_counts(md, excl), report, failed)
     write_summary(out_dir, summary, build_markdown(summary))
-    write_timing(out_dir, {"first_level": step.timing(), "group_s": time.perf_counter() - t_group})
+    write_timing(out_dir, step, t_group)
     logger.info("%s: %d subjects -> %s", ANALYSIS, summary["n_subjects"], os.fspath(out_dir))
     return summary
 

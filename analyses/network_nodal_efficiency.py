@@ -196,9 +196,8 @@ def run(config: Config, out_dir: Path, *, progress: bool = True) -> dict[str, An
     config = na.network_config(config)
     bids_root = prepare_bids(config, progress=progress)
     step = run_subjects(na.first_level, bids_root, config, stage="network", progress=progress)
+    step.require(2)
     failed = step.failed
-    if len(step.results) < 2:
-        raise ValueError(f"at least 2 subjects with epochs are needed, got {len(step.results)}")
     t_group = time.perf_counter()
     conns = {s: r["connectivity"] for s, r in step.results.items()}
     per_epoch = [r["per_epoch"] for r in step.results.values()]
@@ -245,7 +244,7 @@ def run(config: Config, out_dir: Path, *, progress: bool = True) -> dict[str, An
     inputs = {k: v for k, v in inputs.items() if v.is_file()}
     summary = build_summary(config, inputs, conn, md, report, nodal, nbs, glob_df, models, failed)
     write_summary(out_dir, summary, build_markdown(summary))
-    write_timing(out_dir, {"first_level": step.timing(), "group_s": time.perf_counter() - t_group})
+    write_timing(out_dir, step, t_group)
     logger.info("%s: %d subjects -> %s", ANALYSIS, summary["n_subjects"], os.fspath(out_dir))
     return summary
 

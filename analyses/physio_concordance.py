@@ -132,10 +132,9 @@ def run(config: Config, out_dir: Path, *, eeg_trials: Path | None = None, progre
     bids_root = prepare_bids(config, progress=progress)
     step = run_subjects(co.first_level, bids_root, config, stage="physio", progress=progress,
                         params={"clean_baseline_s": CLEAN_BASELINE_S})  # fmt: skip
+    step.require(2)
     results, failed = list(step.results.values()), step.failed
     t_group = time.perf_counter()
-    if len(results) < 2:
-        raise ValueError(f"at least 2 subjects with physiology are needed, got {len(results)}")
     feats = pd.concat([r["features"] for r in results], ignore_index=True)
     wins = pd.concat([r["windows"] for r in results], ignore_index=True)
     quality = pd.concat([r["quality"] for r in results], ignore_index=True)
@@ -214,7 +213,7 @@ def run(config: Config, out_dir: Path, *, eeg_trials: Path | None = None, progre
         "failed_subjects": failed,
     }
     write_summary(out_dir, summary, build_markdown(summary))
-    write_timing(out_dir, {"first_level": step.timing(), "group_s": time.perf_counter() - t_group})
+    write_timing(out_dir, step, t_group)
     logger.info("%s: %d subjects -> %s", ANALYSIS, len(results), os.fspath(out_dir))
     return summary
 

@@ -224,6 +224,7 @@ def run(config: Config, out_dir: Path, *, method: str = "morlet", progress: bool
     bids_root = prepare_bids(config, progress=progress)
     step = run_subjects(tfr.first_level, bids_root, config, stage=f"tfr-{method}", progress=progress,
                         params={"method": method, "rois": ROIS})  # fmt: skip
+    step.require(2)
     results, failed = list(step.results.values()), step.failed
     t_group = time.perf_counter()
     md = pd.concat([r["epochs"] for r in results], ignore_index=True) if results else pd.DataFrame()
@@ -250,7 +251,7 @@ def run(config: Config, out_dir: Path, *, method: str = "morlet", progress: bool
     inputs = {k: v for k, v in inputs.items() if v.is_file()}
     summary = build_summary(config, inputs, group, md, clusters, models, emg, report, failed)
     write_summary(out_dir, summary, build_markdown(summary))
-    write_timing(out_dir, {"first_level": step.timing(), "group_s": time.perf_counter() - t_group})
+    write_timing(out_dir, step, t_group)
     logger.info("%s: %d subjects -> %s", ANALYSIS, summary["n_subjects"], os.fspath(out_dir))
     return summary
 

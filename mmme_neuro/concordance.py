@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from . import physio as ph
+from .config import Config
 from .physio import hrv_time
 from .stats import fdr, mixed_model, paired_test
 
@@ -395,7 +396,7 @@ def quality_summary(quality: pd.DataFrame, subject: str) -> pd.DataFrame:
     return out
 
 
-def first_level(session: Any, config: Any, *, clean_baseline_s: float = 8.0) -> dict[str, Any]:
+def first_level(session: Any, config: Config, *, clean_baseline_s: float = 8.0) -> dict[str, Any]:
     """One session's physiology step for :func:`mmme_neuro.pipeline.run_subjects`.
 
     Parameters

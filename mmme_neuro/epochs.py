@@ -51,6 +51,7 @@ __all__ = [
     "CONDITIONS",
     "METADATA_COLUMNS",
     "apply_min_count",
+    "bookkeeping_table",
     "draw_ne_centers",
     "emg_measures",
     "emg_summary",
@@ -751,6 +752,18 @@ def apply_min_count(
         logger.info("%s excluded from contrasts with %s: %s", r.subject, r.condition, r.reason)
     kept = rep.loc[rep["included"], ["subject", "condition", "n_clean"]].reset_index(drop=True)
     return kept, rep
+
+
+def bookkeeping_table(metadata: pd.DataFrame) -> pd.DataFrame:
+    """Epoch metadata as a plain result table: every planned epoch with its fate.
+
+    The per-expression AU lists (``aus``) are left out (lists do not fit a
+    flat table; the coding file and the BIDS events keep them) and so are the
+    preprocessing ``attrs`` (provenance lives in the result arrays).
+    """
+    table = metadata.drop(columns=[c for c in ("aus",) if c in metadata.columns]).copy()
+    table.attrs = {}
+    return table
 
 
 def included_rows(table: pd.DataFrame, report: pd.DataFrame) -> pd.DataFrame:

@@ -41,6 +41,7 @@ import xarray as xr
 
 from .config import Config
 from .containers import provenance, validate
+from .epochs import bookkeeping_table, epochs_from_session, equalize_counts
 
 __all__ = [
     "CONDITIONS",
@@ -774,8 +775,6 @@ def first_level(session: Any, config: Config, *, windows: Mapping[str, tuple[flo
         planned epoch, kept or rejected with its reason; without the AU lists)
         and ``components`` (one row per epoch x window x ROI x measure).
     """
-    from .epochs import epochs_from_session, equalize_counts
-
     epochs, md = epochs_from_session(session, config)
     if config.epochs.equalize_counts:
         present = tuple(c for c in CONDITIONS if (md.loc[md["kept"], "condition"] == c).any())
@@ -787,6 +786,5 @@ def first_level(session: Any, config: Config, *, windows: Mapping[str, tuple[flo
     windows = dict(DEFAULT_WINDOWS if windows is None else windows)
     rois = dict(DEFAULT_ROIS if rois is None else rois)
     comps = [measure_components(trials, windows, rois, kind=k) for k in ("mean", "peak")]
-    table = md.drop(columns=[c for c in ("aus",) if c in md.columns]).copy()
-    table.attrs = {}
+    table = bookkeeping_table(md)
     return {"evoked": evoked, "epochs": table, "components": pd.concat(comps, ignore_index=True)}

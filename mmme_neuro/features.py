@@ -393,8 +393,7 @@ def session_features(session: Any, config: Config, *, physio: bool = True, serie
     if physio and status != "ok":
         logger.warning("%s: physiology features missing (%s)", session.subject, status)
     ts = time_series(epochs, dec.time_window, dec.time_sfreq) if series else None
-    keep = md.drop(columns=[c for c in ("aus",) if c in md.columns]).copy()
-    keep.attrs = {}
+    keep = ep_mod.bookkeeping_table(md)
     return SessionFeatures(table.reset_index(), ts, keep, status)
 
 

@@ -828,7 +828,8 @@ def first_level(session: Any, config: Config) -> dict[str, Any]:
     session : Session
         One subject's BIDS session (:func:`mmme_neuro.dataset.iter_sessions`).
     config : Config
-        Configuration already passed through :func:`network_config` (padded epochs).
+        Configuration; its epochs are padded for the wavelets here
+        (:func:`network_config`, a no-op on a configuration that already is).
 
     Returns
     -------
@@ -837,9 +838,9 @@ def first_level(session: Any, config: Config) -> dict[str, Any]:
         node_other)``), ``per_epoch`` (:func:`epoch_networks`) and ``epochs``
         (every planned epoch with its fate; without the AU lists).
     """
+    config = network_config(config)
     epochs, md = ep_mod.epochs_from_session(session, config)
     per_epoch = epoch_networks(epochs, config)
     conn = condition_networks(per_epoch, config, metadata=md)
-    table = md.drop(columns=[c for c in ("aus",) if c in md.columns]).copy()
-    table.attrs = {}
+    table = ep_mod.bookkeeping_table(md)
     return {"connectivity": conn, "per_epoch": per_epoch, "epochs": table}

@@ -43,7 +43,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,8 +219,9 @@ def _fingerprint(root: Path, subject: str, config: Config, stage: str,
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, tuple | set | frozenset):
-        return sorted(value) if isinstance(value, set | frozenset) else list(value)
+    """``json.dumps`` fallback for first-level parameters: sets as sorted lists (tuples are lists already)."""
+    if isinstance(value, set | frozenset):
+        return sorted(value)
     raise TypeError(f"first-level parameter of type {type(value).__name__} is not JSON-serialisable: {value!r}")
 
 
@@ -288,7 +290,8 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-class _QuietDask:
+@contextmanager
+def _quiet_dask() -> Iterator[None]:
     """dask.distributed logs every worker start and connection at INFO: keep it at WARNING (logs quiet by default).
 
     The scheduler side is this process' ``distributed`` logger; worker processes
@@ -296,21 +299,18 @@ class _QuietDask:
     ``distributed``, so the level is also passed in the environment they inherit.
     Nothing changes when this module logs at DEBUG.
     """
-
-    _ENV = "DASK_LOGGING__DISTRIBUTED"
-
-    def __init__(self) -> None:
-        self._logger = logging.getLogger("distributed")
-        self._level = self._logger.level
-        self._env = os.environ.get(self._ENV)
-        if not logger.isEnabledFor(logging.DEBUG):
-            self._logger.setLevel(max(self._level, logging.WARNING))
-            os.environ.setdefault(self._ENV, "warning")
-
-    def restore(self) -> None:
-        self._logger.setLevel(self._level)
-        if self._env is None:
-            os.environ.pop(self._ENV, None)
+    env = "DASK_LOGGING__DISTRIBUTED"
+    dist = logging.getLogger("distributed")
+    level, before = dist.level, os.environ.get(env)
+    if not logger.isEnabledFor(logging.DEBUG):
+        dist.setLevel(max(level, logging.WARNING))
+        os.environ.setdefault(env, "warning")
+    try:
+        yield
+    finally:
+        dist.setLevel(level)
+        if before is None:
+            os.environ.pop(env, None)
 
 
 @dataclass
@@ -329,11 +329,21 @@ class RunReport:
         NaN when cached).
     wall_seconds : float
         Wall time of the whole run (keys, computing, loading the results).
+    stage : str
+        Name of the first-level step.
     """
 
     results: dict[str, dict[str, Any]]
     status: pd.DataFrame
     wall_seconds: float = 0.0
+    stage: str = ""
+
+    def require(self, minimum: int = 2) -> None:
+        """Raise ValueError if fewer than ``minimum`` subjects have a result; the message names the failed ones and why."""
+        if len(self.results) < minimum:
+            why = "; ".join(f"{f['subject']}: {f['reason']}" for f in self.failed) or "no subject in the study"
+            raise ValueError(f"{self.stage}: at least {minimum} subjects with results are needed, "
+                             f"got {len(self.results)} (failed: {why})")  # fmt: skip
 
     def timing(self) -> dict[str, Any]:
         """Time of the step: wall time, computed/cached/failed counts, compute seconds per subject."""
@@ -425,24 +435,23 @@ def run_subjects(
     elif todo:
         from distributed import Client, LocalCluster, as_completed
 
-        quiet = _QuietDask()
-        cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                      dashboard_address=None, silence_logs=logging.ERROR)  # fmt: skip
-        try:
-            with Client(scheduler or cluster) as client:
-                futures = [client.submit(_compute, func, os.fspath(root), s, config, stage, params, *prints[s],
-                                         key=f"{stage}-{s}-{prints[s][0][:12]}", pure=False) for s in todo]  # fmt: skip
-                for fut in as_completed(futures):
-                    r = fut.result()
-                    rows[r["subject"]] = r
-                    bar.update()
-        finally:
-            if cluster is not None:
-                cluster.close()
-            quiet.restore()
+        with _quiet_dask():
+            cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                          dashboard_address=None, silence_logs=logging.ERROR)  # fmt: skip
+            try:
+                with Client(scheduler or cluster) as client:
+                    futures = [client.submit(_compute, func, os.fspath(root), s, config, stage, params, *prints[s],
+                                             key=f"{stage}-{s}-{prints[s][0][:12]}", pure=False) for s in todo]  # fmt: skip
+                    for fut in as_completed(futures):
+                        r = fut.result()
+                        rows[r["subject"]] = r
+                        bar.update()
+            finally:
+                if cluster is not None:
+                    cluster.close()
     bar.close()
     status = pd.DataFrame([rows[s] for s in subjects], columns=["subject", "status", "error", "seconds", "peak_rss_mb"])
     for r in status[status["status"] == "failed"].itertuples():
         logger.warning("%s: %s failed: %s", stage, r.subject, r.error)
     results = {s: load_result(cache_dir(root, stage, s)) for s in subjects if rows[s]["status"] != "failed"}
-    return RunReport(results, status, time.perf_counter() - t_start)
+    return RunReport(results, status, time.perf_counter() - t_start, stage)

@@ -80,7 +80,7 @@ from scipy.signal import periodogram
 
 from .config import Config
 from .containers import provenance, validate
-from .epochs import equalize_counts
+from .epochs import bookkeeping_table, epochs_from_session, equalize_counts
 
 __all__ = [
     "BASELINE_MODES",
@@ -831,12 +831,9 @@ def first_level(session: Any, config: Config, *, method: Literal["morlet", "mult
         ``tfr`` (:attr:`TFRResult.tfr`), ``trials`` (:attr:`TFRResult.trials`)
         and ``epochs`` (every planned epoch with its fate; without the AU lists).
     """
-    from .epochs import epochs_from_session
-
     padded, _ = padded_config(config, DEFAULT_FREQS, method=method)
     epochs, md = epochs_from_session(session, padded)
     res = compute_tfr(epochs, md, config=config, method=method, subject=session.subject,
                       rois=dict(DEFAULT_ROIS if rois is None else rois))  # fmt: skip
-    table = md.drop(columns=[c for c in ("aus",) if c in md.columns]).copy()
-    table.attrs = {}
+    table = bookkeeping_table(md)
     return {"tfr": res.tfr, "trials": res.trials, "epochs": table}

@@ -70,6 +70,9 @@ def test_cache_resume_failures_and_keys(bids, monkeypatch):
     assert st[FAILING] == "failed" and (st.drop(FAILING) == "computed").all()
     assert first.failed == [{"subject": FAILING, "reason": "ValueError: planted failure"}]
     assert FAILING not in first.results and len(first.results) == 7
+    first.require(7)
+    with pytest.raises(ValueError, match=f"toy: at least 8 subjects.*got 7.*{FAILING}: ValueError: planted failure"):
+        first.require(8)
     # a re-run loads everything from the cache, recomputes only the failed subject
     again = pl.run_subjects(toy_first_level, bids, cfg, stage="toy", progress=False)
     st2 = again.status.set_index("subject")["status"]

@@ -28,7 +28,7 @@ DEFAULT_TOLERANCE = 2.0
 def _pngs(root: Path, analyses: list[str] | None) -> dict[str, Path]:
     out = {}
     for path in sorted(root.glob("*/*.png")):
-        if path.name.endswith("-failed-diff.png"):  # matplotlib's difference images of a previous check
+        if path.name.endswith("-failed-diff.png"):  # matplotlib's difference images (kept: they show the change)
             continue
         if analyses is None or path.parent.name in analyses:
             out[f"{path.parent.name}/{path.name}"] = path
@@ -64,6 +64,7 @@ def compare_figure_dirs(reference: str | os.PathLike, regenerated: str | os.Path
         If either root is not a directory.
     """
     from matplotlib.testing.compare import compare_images
+    from matplotlib.testing.exceptions import ImageComparisonFailure
 
     ref, new = Path(reference), Path(regenerated)
     for p in (ref, new):
@@ -85,16 +86,13 @@ def compare_figure_dirs(reference: str | os.PathLike, regenerated: str | os.Path
             continue
         try:
             res = compare_images(str(a[name]), str(b[name]), tol, in_decorator=True)
-        except Exception as err:  # noqa: BLE001 - an unreadable/resized image is a difference, reported
-            if "size" not in str(err).lower():
-                raise
+        except ImageComparisonFailure:  # raised (only) when the image sizes differ
             rows.append({"figure": name, "status": "size_changed", "rms": float("nan")})
             continue
         rms = 0.0 if res is None else float(res["rms"])
         rows.append({"figure": name, "status": "same" if res is None else "changed", "rms": rms})
     table = pd.DataFrame(rows, columns=["figure", "status", "rms"])
     table["ok"] = table["status"].eq("same")
-    # matplotlib writes *-failed-diff.png next to the regenerated image: keep them (they show the change)
     return table
 
 
