@@ -1,6 +1,6 @@
 # mmme-neuro: the two commands of the README, and helpers.
 #   make figures  -> venv + install + synthetic default study + every analysis -> figures/
-#   make test     -> venv + install + test suite (what .ci/run calls)
+#   make test     -> venv + install + test suite + figure regeneration check (what .ci/run calls)
 #   make docs     -> venv + install + documentation site (warnings are errors) -> docs/_build/html/
 #   make figures-check -> regenerate every analysis into build/figures-check/ and compare with figures/
 
@@ -30,8 +30,10 @@ figures-check: install
 	$(VENV)/bin/mmme-neuro run --workers 2 --out build/figures-check
 	$(VENV)/bin/mmme-neuro compare-figures figures build/figures-check
 
+# The suite (tests, executed notebooks, docs build), then every figure regenerated and compared.
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory figures-check
 
 test-slow: install
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)

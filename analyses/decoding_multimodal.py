@@ -49,6 +49,7 @@ from analyses._common import build_parser, run_script, write_csv, write_timing
 from mmme_neuro import decoding as dec
 from mmme_neuro import epochs as ep_mod
 from mmme_neuro import features as ft
+from mmme_neuro import steps
 from mmme_neuro.config import Config
 from mmme_neuro.containers import provenance, save_netcdf
 from mmme_neuro.dataset import coded_exclusions, prepare_bids
@@ -84,7 +85,8 @@ def collect(bids_root: Path, config: Config, *, progress: bool = False
     of the BIDS study (:func:`mmme_neuro.pipeline.run_subjects`, ``run`` section of the
     configuration); failed subjects are logged and listed (``report.failed``).
     """
-    report = run_subjects(ft.first_level, bids_root, config, stage="decoding-features", progress=progress)
+    report = run_subjects(ft.first_level, bids_root, config, stage="decoding-features", progress=progress,
+                          upstream=steps.upstream(config))  # fmt: skip
     report.require(2)
     res = report.results
     return (pd.concat([r["table"] for r in res.values()], ignore_index=True),
@@ -96,12 +98,14 @@ def run_decoding(table: pd.DataFrame, config: Config, tasks: Sequence[str], *, n
                  progress: bool = False) -> tuple[list[dec.DecodingResult], list[dict[str, str]]]:  # fmt: skip
     """Decode every task x feature set; tasks or sets that cannot run are listed with the reason."""
     prone = ft.emg_prone_columns(table.columns, config)
+    # the local workers of the first level also run the permutations (results do not depend on it)
+    n_jobs = config.decoding.n_jobs if config.run.scheduler else max(config.decoding.n_jobs, config.run.workers)
     results, skipped = [], []
     jobs = [(t, s) for t in tasks for s in (EMOTION_SETS if t.startswith("emotion") else SETS)]
     for task, (fset, fusion, label, drop) in tqdm(jobs, desc="decoding", unit="model", disable=not progress):
         try:
             results.append(dec.decode(table, task, fset, config=config, fusion=fusion, n_permutations=n_permutations,
-                                      exclude_columns=prone if drop else (), label=label))  # fmt: skip
+                                      exclude_columns=prone if drop else (), label=label, n_jobs=n_jobs))  # fmt: skip
         except ValueError as err:
             logger.warning("%s / %s (%s) not decoded: %s", task, label, fusion, err)
             skipped.append({"task": task, "feature_set": label, "fusion": fusion, "reason": str(err)})

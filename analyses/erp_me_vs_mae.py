@@ -46,7 +46,7 @@ import xarray as xr
 
 from analyses._common import build_parser, run_script, write_csv, write_timing
 from mmme_neuro import epochs as ep_mod
-from mmme_neuro import erp
+from mmme_neuro import erp, steps
 from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
 from mmme_neuro.dataset import coded_exclusions, prepare_bids
@@ -297,7 +297,7 @@ def run(config: Config, out_dir: Path, *, progress: bool = True, figures: bool =
     """
     bids_root = prepare_bids(config, progress=progress)
     step = run_subjects(erp.first_level, bids_root, config, stage="erp", progress=progress,
-                        params={"windows": WINDOWS, "rois": ROIS})  # fmt: skip
+                        params={"windows": WINDOWS, "rois": ROIS}, upstream=steps.upstream(config))  # fmt: skip
     step.require(2)
     results, failed = list(step.results.values()), step.failed
     t_group = time.perf_counter()

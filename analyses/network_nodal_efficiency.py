@@ -9,11 +9,15 @@ run by :func:`mmme_neuro.pipeline.run_subjects`): epochs ME, MaE and NE cut long
 (:func:`mmme_neuro.netanalysis.subject_connectivity`); binary graphs over
 densities 5-50 % (:func:`mmme_neuro.netanalysis.subject_graph_metrics`).
 Over subjects (minimum-count rule applied): per-node sign-flip permutation
-tests of nodal-efficiency AUC per band (max-stat and FDR), NBS on edges,
+tests of nodal-efficiency AUC per band (max-stat and FDR) on the subject means
+of per-epoch nodal efficiency over every kept epoch
+(:func:`mmme_neuro.netanalysis.epoch_metric_means`: not biased by the epoch
+count, so no epoch is discarded; more sensitive than the metrics of the
+equalised mean network, which are kept for the global tests), NBS on edges,
 paired tests of global efficiency, clustering and path length AUC, and
 trial-level mixed models of nodal efficiency with the EMG covariate. Writes
 to ``--out`` (default ``figures/network_nodal_efficiency/``):
-``connectivity.nc``, ``graph_metrics.nc``, CSV tables (``nodal_<a>_vs_<b>``,
+``connectivity.nc``, ``graph_metrics.nc``, ``nodal_efficiency_epochs.nc``, CSV tables (``nodal_<a>_vs_<b>``,
 ``nbs_components_*``, ``nbs_edges_*``, ``global_tests``, ``global_metrics``,
 ``trial_efficiency``, ``mixed_models``, ``epochs``, ``min_count``), figures
 (``topomaps_<a>_vs_<b>``, ``nbs_<a>_vs_<b>``, ``density_curves``) and
@@ -37,6 +41,7 @@ import xarray as xr
 from analyses._common import build_parser, run_script, write_csv, write_timing
 from mmme_neuro import epochs as ep_mod
 from mmme_neuro import netanalysis as na
+from mmme_neuro import steps
 from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
 from mmme_neuro.dataset import prepare_bids
@@ -172,7 +177,7 @@ def build_markdown(summary: dict[str, Any]) -> str:
         "",
         f"- **{summary['n_subjects']} subjects**; epochs: ME {epc.get('ME', 0)}, MaE {epc.get('MaE', 0)}, NE {epc.get('NE', 0)}.",
         "",
-        "## Nodal efficiency AUC (per-node sign-flip permutation tests, max-stat FWER per band)",
+        "## Nodal efficiency AUC, mean over all kept epochs (per-node sign-flip permutation tests, max-stat FWER per band)",
         "",
     ]
     for name, per_band in res["significant_nodes_maxstat"].items():
@@ -193,9 +198,11 @@ def build_markdown(summary: dict[str, Any]) -> str:
 
 def run(config: Config, out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
     """Run the analysis into ``out_dir``; return the summary written to summary.json."""
-    config = na.network_config(config)
     bids_root = prepare_bids(config, progress=progress)
-    step = run_subjects(na.first_level, bids_root, config, stage="network", progress=progress)
+    # the step pads the epochs for its wavelets itself, cropping the preprocessing pass shared with the other analyses
+    step = run_subjects(na.first_level, bids_root, config, stage="network", progress=progress,
+                        upstream=steps.upstream(config))  # fmt: skip
+    config = na.network_config(config)
     step.require(2)
     failed = step.failed
     t_group = time.perf_counter()
@@ -207,11 +214,16 @@ def run(config: Config, out_dir: Path, *, progress: bool = True) -> dict[str, An
     metrics = na.subject_graph_metrics(conn, config)
     save_netcdf(metrics, out_dir / "graph_metrics.nc")
     write_csv(na.global_table(metrics), out_dir / "global_metrics.csv")
+    # node-wise tests: mean of per-epoch nodal efficiency over every kept epoch (not biased by the count,
+    # so no epoch is discarded), with the same subjects x conditions as the networks (minimum-count rule)
+    included = conn.notnull().any(("band", "node", "node_other"))
+    node_metrics = na.epoch_metric_means(per_epoch, config, metadata=md).where(included)
+    save_netcdf(node_metrics, out_dir / "nodal_efficiency_epochs.nc")
 
     nodal, nbs, glob = {}, {}, []
     for a, b in CONTRASTS:
         name = f"{a}-{b}"
-        nodal[name] = na.nodal_contrasts(metrics, (a, b), config)
+        nodal[name] = na.nodal_contrasts(node_metrics, (a, b), config)
         write_csv(nodal[name], out_dir / f"nodal_{a.lower()}_vs_{b.lower()}.csv")
         nbs[name] = {str(band): na.network_based_statistic(conn.sel(band=band), (a, b), config, threshold=NBS_THRESHOLD)
                      for band in conn["band"].values}  # fmt: skip
@@ -234,7 +246,7 @@ def run(config: Config, out_dir: Path, *, progress: bool = True) -> dict[str, An
     nodes = [str(n) for n in conn["node"].values]
     for a, b in CONTRASTS:
         name = f"{a}-{b}"
-        save_figure(vnet.plot_nodal_topomaps(metrics, (a, b), nodal[name]), out_dir / f"topomaps_{a.lower()}_vs_{b.lower()}", FIGURE_FORMATS)
+        save_figure(vnet.plot_nodal_topomaps(node_metrics, (a, b), nodal[name]), out_dir / f"topomaps_{a.lower()}_vs_{b.lower()}", FIGURE_FORMATS)
         edges = pd.concat([r.significant_edges().assign(band=k) for k, r in nbs[name].items()], ignore_index=True)
         title = f"NBS {name}: " + (", ".join(f"{k} {int((edges['band'] == k).sum())}" for k in edges["band"].unique()) or "no significant edge")
         save_figure(vnet.plot_connectome(edges, nodes, title=title), out_dir / f"nbs_{a.lower()}_vs_{b.lower()}", FIGURE_FORMATS)

@@ -43,7 +43,7 @@ import xarray as xr
 
 from analyses._common import build_parser, run_script, write_csv, write_timing
 from mmme_neuro import epochs as ep_mod
-from mmme_neuro import tfr
+from mmme_neuro import steps, tfr
 from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
 from mmme_neuro.dataset import prepare_bids
@@ -223,7 +223,7 @@ def run(config: Config, out_dir: Path, *, method: str = "morlet", progress: bool
     """Run the analysis into ``out_dir``; return the summary written to summary.json."""
     bids_root = prepare_bids(config, progress=progress)
     step = run_subjects(tfr.first_level, bids_root, config, stage=f"tfr-{method}", progress=progress,
-                        params={"method": method, "rois": ROIS})  # fmt: skip
+                        params={"method": method, "rois": ROIS}, upstream=steps.tfr_upstream(config, method))  # fmt: skip
     step.require(2)
     results, failed = list(step.results.values()), step.failed
     t_group = time.perf_counter()

@@ -9,14 +9,18 @@ A subset of the ``full`` synthetic study (the MMME scale: ~73-min sessions,
 subjects in all) is generated and converted to BIDS, then every first-level
 step of the analysis scripts runs on every subject with
 :func:`mmme_neuro.pipeline.run_subjects` on a dask ``LocalCluster`` of 1 and
-of 2 single-threaded worker processes, cache off:
+of 2 single-threaded worker processes, every stage computed afresh:
 
-* ``erp`` - :func:`mmme_neuro.erp.first_level` (epochs, preprocessing with
-  ocular ICA, EMG measures, evoked responses, component measures);
-* ``tfr`` - :func:`mmme_neuro.tfr.first_level` (padded epochs, Morlet
-  power / induced power / ITC, band power per epoch);
-* ``network`` - :func:`mmme_neuro.netanalysis.first_level` (padded epochs,
-  within-epoch PLV per band and epoch, condition networks);
+* ``clean`` - :func:`mmme_neuro.epochs.first_level` as
+  :func:`mmme_neuro.steps.upstream` runs it: the one preprocessing pass the
+  EEG steps share (epochs over the union of their windows, filters, bad
+  channels, ocular ICA, EMG measures, rejection), cached as FIF;
+* ``erp`` - :func:`mmme_neuro.erp.first_level` (evoked responses, component
+  measures) on the cropped shared epochs;
+* ``tfr`` - :func:`mmme_neuro.tfr.first_level` (Morlet power / induced power
+  / ITC, band power per epoch) on the cropped shared epochs;
+* ``network`` - :func:`mmme_neuro.netanalysis.first_level` (within-epoch
+  PLV per band and epoch, condition networks) on the cropped shared epochs;
 * ``physio`` - :func:`mmme_neuro.concordance.first_level` (5 signals,
   event time courses, per-epoch and window features).
 
@@ -49,20 +53,23 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
-STAGES = ("erp", "tfr", "network", "physio")
-EEG_STAGES = ("erp", "tfr", "network")
+STAGES = ("clean", "erp", "tfr", "network", "physio")
+EEG_STAGES = ("clean", "erp", "tfr", "network")
 MMME_SUBJECTS = 110
 
 
 def _steps(config: Any) -> dict[str, tuple[Any, Any, dict[str, Any]]]:
-    """Stage -> (first-level function, configuration, extra parameters), as the analysis scripts call them."""
-    from mmme_neuro import concordance, erp, netanalysis, tfr
+    """Stage -> (first-level function, configuration, extra parameters, upstream), as the analysis scripts call them."""
+    from mmme_neuro import concordance, erp, netanalysis, steps, tfr
 
+    up = steps.upstream(config)
+    clean = up["clean"]
     return {
-        "erp": (erp.first_level, config, {}),
-        "tfr": (tfr.first_level, config, {"method": "morlet"}),
-        "network": (netanalysis.first_level, netanalysis.network_config(config), {}),
-        "physio": (concordance.first_level, config, {"clean_baseline_s": 8.0}),
+        "clean": (clean.func, clean.config, dict(clean.params), None),
+        "erp": (erp.first_level, config, {}, up),
+        "tfr": (tfr.first_level, config, {"method": "morlet"}, up),
+        "network": (netanalysis.first_level, config, {}, up),
+        "physio": (concordance.first_level, config, {"clean_baseline_s": 8.0}, None),
     }
 
 
@@ -70,14 +77,21 @@ def _run_stages(bids: Path, config: Any, workers: int, stages: list[str]) -> dic
     from distributed import LocalCluster
 
     from mmme_neuro.pipeline import run_subjects
+    from mmme_neuro.steps import CLEAN_STAGE
 
     out: dict[str, Any] = {}
+    levels = bids / "derivatives" / "mmme-neuro" / "first-level"
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                       silence_logs=logging.ERROR) as cluster:  # fmt: skip
         for stage in stages:
-            func, cfg, params = _steps(config)[stage]
-            rep = run_subjects(func, bids, cfg, stage=f"bench-{stage}", scheduler=cluster.scheduler_address,
-                               cache=False, progress=False, params=params)  # fmt: skip
+            func, cfg, params, up = _steps(config)[stage]
+            name = CLEAN_STAGE if stage == "clean" else f"bench-{stage}"
+            # every stage computed afresh; the EEG steps read the shared pass the "clean" stage just cached
+            shutil.rmtree(levels / name, ignore_errors=True)
+            rep = run_subjects(func, bids, cfg, stage=name, scheduler=cluster.scheduler_address,
+                               progress=False, params=params, upstream=up)  # fmt: skip
+            if up and (rep.status["upstream_s"] > 5).any():
+                raise RuntimeError(f"{stage}: the shared epochs were recomputed, not read from the cache")
             st = rep.status
             if (st["status"] == "failed").any():
                 raise RuntimeError(f"{stage}: failed subjects {rep.failed}")

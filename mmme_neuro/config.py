@@ -260,7 +260,8 @@ class DecodingConfig(_Section):
 class RunConfig(_Section):
     """Study-scale runs: parallel per-subject first-level steps with a cache (``mmme_neuro.pipeline``)."""
 
-    workers: int = Field(1, ge=1, description="Local dask worker processes for per-subject steps (1: in-process, no cluster).")
+    workers: int = Field(1, ge=1, description="Local worker processes: dask workers of the per-subject steps (1: in-process, no cluster), "
+                         "and at least as many parallel permutations of the decoding test (results do not depend on it).")
     scheduler: str | None = Field(None, description="Address of an existing dask scheduler (e.g. tcp://host:8786); overrides workers.")
     cache: bool = Field(True, description="Reuse per-subject results cached under derivatives/mmme-neuro/first-level when inputs, configuration and version are unchanged.")
 

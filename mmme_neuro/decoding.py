@@ -536,6 +536,7 @@ def decode(
     progress: bool = False,
     exclude_columns: Sequence[str] = (),
     label: str | None = None,
+    n_jobs: int | None = None,
 ) -> DecodingResult:
     """Cross-validated decoding with a within-subject label-permutation test.
 
@@ -564,6 +565,9 @@ def decode(
         :func:`mmme_neuro.features.emg_prone_columns`).
     label : str | None
         Name of the feature set in the result (default ``feature_set``).
+    n_jobs : int | None
+        Override ``decoding.n_jobs`` (parallel permutations; the results do
+        not depend on it).
 
     Returns
     -------
@@ -594,7 +598,7 @@ def decode(
         return scores(yp, cls[np.argmax(pp, axis=1)], classes)
 
     perms = tqdm(range(n_perm), desc=f"{task_name}/{feature_set} permutations", disable=not progress, leave=False)
-    null_rows = Parallel(n_jobs=dec.n_jobs)(delayed(one_permutation)(i) for i in perms)
+    null_rows = Parallel(n_jobs=dec.n_jobs if n_jobs is None else int(n_jobs))(delayed(one_permutation)(i) for i in perms)
     null = pd.DataFrame(null_rows, columns=["accuracy", "uf1", "uar"])
     chance = {m: float(null[m].mean()) if len(null) else np.nan for m in null.columns}
     pvals = {m: float((1 + (null[m] >= sc[m] - 1e-12).sum()) / (1 + len(null))) if len(null) else np.nan

@@ -58,6 +58,8 @@ __all__ = [
     "epochs_from_session",
     "equalize_counts",
     "exclusion_counts",
+    "first_level",
+    "from_clean",
     "make_epochs",
     "plan_epochs",
     "subjects_for_contrast",
@@ -503,6 +505,7 @@ def make_epochs(
     avoid: pd.DataFrame | None = None,
     options: PreprocessOptions | None = None,
     pad_s: float | None = None,
+    extend_s: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[mne.Epochs, pd.DataFrame]:
     """Cut clean ME, MaE and NE epochs of one session, with EMG measures and a rejection log.
 
@@ -532,6 +535,12 @@ def make_epochs(
         Preprocessing choices (:class:`~mmme_neuro.preprocessing.PreprocessOptions`).
     pad_s : float | None
         Segment padding (s); None: :func:`~mmme_neuro.preprocessing.filter_pad_s`.
+    extend_s : (float, float)
+        Seconds cut before ``epochs.tmin`` and after ``epochs.tmax`` on top of
+        the analysis window (the edge padding of wavelet transforms; one cut
+        that several analyses crop, :func:`from_clean`). Epochs are planned
+        and cut with the extended window, but the amplitude rejection and
+        the EMG measures use the analysis window ``tmin..tmax`` only.
 
     Returns
     -------
@@ -566,6 +575,13 @@ def make_epochs(
     if len(clips) == 0:
         raise ValueError(f"{subject}: no clip in the recording")
     opts = options or PreprocessOptions()
+    analysis = config.epochs
+    ext = tuple(float(x) for x in extend_s)
+    if len(ext) != 2 or min(ext) < 0 or not all(np.isfinite(ext)):
+        raise ValueError(f"extend_s must be two non-negative finite seconds, got {extend_s!r}")
+    if ext != (0.0, 0.0):  # plan and cut with the extended window
+        config = config.model_copy(update={"epochs": analysis.model_copy(
+            update={"tmin": round(analysis.tmin - ext[0], 9), "tmax": round(analysis.tmax + ext[1], 9)})})  # fmt: skip
     ep = config.epochs
     sf = float(raw.info["sfreq"])
     plan, ne_report = plan_epochs(expressions, clips, config, subject=subject, sfreq=sf,
@@ -582,10 +598,10 @@ def make_epochs(
     emg_pad = _emg_pad_s(emg_sf, config.emg, config.preprocessing.notch_freq)
     picks = [c for c, t in zip(src.ch_names, src.get_channel_types(), strict=True)
              if t == "emg" or c in config.emg.temporal_channels]  # fmt: skip
-    emg_seg = _emg_copy(read_segments(src, centers, ep.tmin, ep.tmax, emg_pad, picks=picks),
+    emg_seg = _emg_copy(read_segments(src, centers, analysis.tmin, analysis.tmax, emg_pad, picks=picks),
                         config.emg, config.preprocessing.notch_freq)  # fmt: skip
     n_emg = get_segment_map(emg_seg).n_orig_samples
-    emg = emg_measures(emg_seg, plan["landmark_sample"].to_numpy(), plan["duration_s"].to_numpy(), ep, config.emg)
+    emg = emg_measures(emg_seg, plan["landmark_sample"].to_numpy(), plan["duration_s"].to_numpy(), analysis, config.emg)
     del emg_seg
     # EEG: each span low-passed and decimated as it is read (integer factor), else read at the native rate
     pcfg = config.preprocessing
@@ -614,8 +630,10 @@ def make_epochs(
         bmask = (times >= ep.baseline[0] - 1e-9) & (times <= ep.baseline[1] + 1e-9)
         data -= data[:, :, bmask].mean(axis=2, keepdims=True)
     ptp = np.full(len(plan), np.nan)
+    rwin = np.flatnonzero((times >= analysis.tmin - 1e-9) & (times <= analysis.tmax + 1e-9))
+    r0, r1 = (int(rwin[0]), int(rwin[-1]) + 1) if rwin.size else (0, times.size)
     for k in np.flatnonzero(ok):
-        why, ptp[k] = _rejection_reason(data[k, eeg_idx] * 1e6, eeg_names, config.rejection)
+        why, ptp[k] = _rejection_reason(data[k, eeg_idx, r0:r1] * 1e6, eeg_names, config.rejection)
         if why:
             reason[k] = why
     md = plan.copy()
@@ -648,6 +666,7 @@ def make_epochs(
         epochs.drop(drop, reason=[str(r) for r in reason[built][drop]], verbose=False)
     md.attrs["preprocessing"] = prep
     md.attrs["ne"] = ne_report
+    prep["extend_s"] = list(ext)
     md.attrs["provenance"] = provenance(config, preprocessing=prep["steps"], align=ep.align, subject=subject)
     counts = md.groupby("condition")["kept"].agg(["size", "sum"]).to_dict(orient="index")
     logger.info("%s: epochs (planned, kept) per condition: %s", subject, counts)
@@ -677,6 +696,74 @@ def epochs_from_session(session: Any, config: Config, **kwargs: Any) -> tuple[mn
             raise TypeError(f"session must have .{attr} (a SessionIngest)")
     return make_epochs(session.eeg_raw, session.expressions, session.clips, config,
                        subject=session.subject, **kwargs)  # fmt: skip
+
+
+def first_level(session: Any, config: Config, *, extend_s: tuple[float, float] = (0.0, 0.0)) -> dict[str, Any]:
+    """Preprocessed epochs of one session as a first-level result (one pass that several analyses crop).
+
+    Parameters
+    ----------
+    session : SessionIngest
+        An ingested session (see :func:`epochs_from_session`).
+    config : Config
+        Configuration.
+    extend_s : (float, float)
+        Extra seconds before ``epochs.tmin`` and after ``epochs.tmax``
+        (see :func:`make_epochs`).
+
+    Returns
+    -------
+    result : dict
+        ``epochs`` (the kept epochs, :func:`make_epochs`, without metadata),
+        ``metadata`` (every planned epoch with its fate) and ``report``
+        (the metadata ``attrs``: preprocessing report, NE report,
+        provenance). :func:`from_clean` turns it back into epochs + metadata.
+    """
+    epochs, md = epochs_from_session(session, config, extend_s=tuple(extend_s))
+    report = dict(md.attrs)
+    md = md.copy()
+    md.attrs = {}
+    with mne.utils.use_log_level("WARNING"):
+        epochs.metadata = None  # the full table is stored on its own (FIF metadata would not round-trip every dtype)
+    return {"epochs": epochs, "metadata": md, "report": report}
+
+
+def from_clean(clean: Any, tmin: float, tmax: float) -> tuple[mne.Epochs, pd.DataFrame]:
+    """Epochs and metadata for an analysis window, cropped from a :func:`first_level` result.
+
+    Parameters
+    ----------
+    clean : mapping
+        ``{"epochs", "metadata", "report"}`` of :func:`first_level` (as cached).
+    tmin, tmax : float
+        Window the analysis needs (s); it must lie within the stored epochs.
+
+    Returns
+    -------
+    epochs : mne.Epochs
+        A cropped copy, ``metadata`` = the kept rows.
+    metadata : pandas.DataFrame
+        Every planned epoch (a copy), ``attrs`` restored.
+
+    Raises
+    ------
+    ValueError
+        If the window is not inside the stored epochs.
+    """
+    stored = clean["epochs"]
+    half = 0.5 / float(stored.info["sfreq"])
+    if tmin < stored.tmin - half or tmax > stored.tmax + half:
+        raise ValueError(f"window {tmin:g}..{tmax:g} s is not inside the preprocessed epochs "
+                         f"({stored.tmin:g}..{stored.tmax:g} s)")  # fmt: skip
+    md = clean["metadata"].copy()
+    md.attrs = {k: v for k, v in clean["report"].items()}
+    epochs = stored.copy().crop(max(tmin, stored.tmin), min(tmax, stored.tmax), verbose=False)
+    kept = md[md["kept"].astype(bool)].reset_index(drop=True)
+    if len(kept) != len(epochs):
+        raise ValueError(f"{len(epochs)} stored epochs but {len(kept)} kept rows in the metadata (a damaged cache?)")
+    with mne.utils.use_log_level("WARNING"):
+        epochs.metadata = kept
+    return epochs, md
 
 
 # ----------------------------------------------------------------------------- summaries and counts

@@ -41,7 +41,7 @@ import xarray as xr
 
 from .config import Config
 from .containers import provenance, validate
-from .epochs import bookkeeping_table, epochs_from_session, equalize_counts
+from .epochs import bookkeeping_table, epochs_from_session, equalize_counts, from_clean
 
 __all__ = [
     "CONDITIONS",
@@ -750,7 +750,8 @@ def contrast(evoked: xr.DataArray, a: str = "ME", b: str = "MaE") -> xr.DataArra
 
 
 def first_level(session: Any, config: Config, *, windows: Mapping[str, tuple[float, float]] | None = None,
-                rois: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:  # fmt: skip
+                rois: Mapping[str, Sequence[str]] | None = None, clean: Mapping[str, Any] | None = None,
+                ) -> dict[str, Any]:  # fmt: skip
     """One session's ERP step for :func:`mmme_neuro.pipeline.run_subjects`.
 
     Epochs ME, MaE and NE with preprocessing and EMG measures
@@ -767,6 +768,11 @@ def first_level(session: Any, config: Config, *, windows: Mapping[str, tuple[flo
         Configuration (epochs, preprocessing, seed).
     windows, rois : mapping | None
         Component windows (s) and regions of interest; None: :data:`DEFAULT_WINDOWS`, :data:`DEFAULT_ROIS`.
+    clean : mapping | None
+        Preprocessed epochs shared with the other analyses
+        (:func:`mmme_neuro.epochs.first_level`, as :func:`mmme_neuro.steps.upstream`
+        passes them); cropped to the window this step needs. None: epoch and
+        preprocess the session here.
 
     Returns
     -------
@@ -775,7 +781,10 @@ def first_level(session: Any, config: Config, *, windows: Mapping[str, tuple[flo
         planned epoch, kept or rejected with its reason; without the AU lists)
         and ``components`` (one row per epoch x window x ROI x measure).
     """
-    epochs, md = epochs_from_session(session, config)
+    if clean is None:
+        epochs, md = epochs_from_session(session, config)
+    else:
+        epochs, md = from_clean(clean, config.epochs.tmin, config.epochs.tmax)
     if config.epochs.equalize_counts:
         present = tuple(c for c in CONDITIONS if (md.loc[md["kept"], "condition"] == c).any())
         if len(present) >= 2:

@@ -349,7 +349,8 @@ def _erp_windows(config: Config) -> list[tuple[float, float]]:
     return [(float(a), float(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
-def session_features(session: Any, config: Config, *, physio: bool = True, series: bool = True) -> SessionFeatures:
+def session_features(session: Any, config: Config, *, physio: bool = True, series: bool = True,
+                     clean: Mapping[str, Any] | None = None) -> SessionFeatures:  # fmt: skip
     """All per-epoch features of one BIDS session (one epoching pass).
 
     Parameters
@@ -366,13 +367,21 @@ def session_features(session: Any, config: Config, *, physio: bool = True, serie
         Add the ``physio`` features (if the session has physiology).
     series : bool
         Return the time series for time-resolved decoding.
+    clean : mapping | None
+        Preprocessed epochs shared with the other analyses
+        (:func:`mmme_neuro.epochs.first_level`, as :func:`mmme_neuro.steps.upstream`
+        passes them); cropped to the window this step needs. None: epoch and
+        preprocess the session here.
 
     Returns
     -------
     SessionFeatures
     """
     cfg = na.network_config(config)
-    epochs, md = ep_mod.epochs_from_session(session, cfg)
+    if clean is None:
+        epochs, md = ep_mod.epochs_from_session(session, cfg)
+    else:
+        epochs, md = ep_mod.from_clean(clean, cfg.epochs.tmin, cfg.epochs.tmax)
     if len(epochs) == 0:
         raise ValueError(f"{session.subject}: no kept epochs")
     dec = config.decoding
@@ -397,13 +406,25 @@ def session_features(session: Any, config: Config, *, physio: bool = True, serie
     return SessionFeatures(table.reset_index(), ts, keep, status)
 
 
-def first_level(session: Any, config: Config) -> dict[str, Any]:
+def first_level(session: Any, config: Config, *, clean: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """:func:`session_features` as a first-level result for :func:`mmme_neuro.pipeline.run_subjects`.
+
+    Parameters
+    ----------
+    session : BidsSession
+        One subject's BIDS session.
+    config : Config
+        Configuration.
+    clean : mapping | None
+        Preprocessed epochs shared with the other analyses
+        (:func:`mmme_neuro.epochs.first_level`, as :func:`mmme_neuro.steps.upstream`
+        passes them); cropped to the window this step needs. None: epoch and
+        preprocess the session here.
 
     Returns
     -------
     result : dict
         ``table`` (features), ``series`` (time series) and ``epochs`` (bookkeeping of every planned epoch).
     """
-    f = session_features(session, config)
+    f = session_features(session, config, clean=clean)
     return {"table": f.table, "series": f.series, "epochs": f.epochs}

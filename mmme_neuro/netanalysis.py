@@ -78,6 +78,7 @@ __all__ = [
     "NBSResult",
     "N_CYCLES_PER_HZ",
     "condition_networks",
+    "epoch_metric_means",
     "epoch_networks",
     "first_level",
     "global_contrasts",
@@ -440,6 +441,76 @@ def subject_graph_metrics(
     ds.attrs.update(provenance(config, connectivity=conn.name, weighted=weighted,
                                densities=list(config.network.densities())))  # fmt: skip
     return ds
+
+
+def epoch_metric_means(
+    per_epoch: Sequence[xr.DataArray],
+    config: Config,
+    *,
+    metadata: pd.DataFrame | None = None,
+    conditions: Sequence[str] = CONDITIONS,
+    metrics: Sequence[str] = ("nodal_efficiency",),
+) -> xr.Dataset:
+    """Subject means of per-epoch graph metrics over every kept epoch of a condition.
+
+    Each epoch's network (:func:`epoch_networks`) is thresholded at the
+    configured densities and its metrics (and their AUC over density)
+    computed; the mean over a condition's kept epochs is the subject's value.
+    Unlike the metrics of the mean network (:func:`subject_graph_metrics` of
+    :func:`condition_networks`), this estimate is not biased by the number of
+    epochs (every epoch's PLV comes from the same window length), so no
+    epochs are discarded to equalise counts: all MaE and NE epochs count.
+    That is the node-wise analysis of the script (measured on the ``ci``
+    study: median t of the planted alpha nodes 2.4 against 0.8 for the mean
+    network; see the network analysis page).
+
+    Parameters
+    ----------
+    per_epoch : sequence of xarray.DataArray
+        :func:`epoch_networks` of each subject (``(epoch, band, node,
+        node_other)`` with ``subject`` and ``condition`` coordinates).
+    config : Config
+        Densities (``network``).
+    metadata : pandas.DataFrame | None
+        Epoch metadata (``epoch_id``, ``kept``); epochs not kept are left
+        out. None: all epochs count.
+    conditions : sequence of str
+        Conditions in the output (NaN where a subject has no epoch of one).
+    metrics : sequence of str
+        Nodal or global metrics of :mod:`mmme_neuro.network`.
+
+    Returns
+    -------
+    ds : xarray.Dataset
+        ``<metric>_auc`` over ``(subject, condition, band[, node])``,
+        coordinate ``n_epochs`` over ``(subject, condition)``.
+    """
+    if not per_epoch:
+        raise ValueError("no per-epoch networks")
+    ok = None if metadata is None else set(metadata.loc[metadata["kept"].astype(bool), "epoch_id"].astype(str))
+    subjects, parts = [], []
+    for pe in per_epoch:
+        subj = {str(s) for s in pe["subject"].values}
+        if len(subj) != 1:
+            raise ValueError(f"per-epoch networks must hold one subject each, got {sorted(subj)}")
+        keep = np.array([ok is None or str(e) in ok for e in pe["epoch"].values], dtype=bool)
+        pe = pe.isel(epoch=np.flatnonzero(keep))
+        ds = net_mod.graph_metrics(pe.drop_vars([c for c in pe.coords if c not in pe.dims]),
+                                   config.network.densities(), metrics=tuple(metrics), config=config)  # fmt: skip
+        ds = ds[[f"{m}_auc" for m in metrics]].assign_coords(condition=("epoch", [str(c) for c in pe["condition"].values]))
+        means, counts = [], []
+        for c in conditions:
+            sel = np.flatnonzero(ds["condition"].values == c)
+            counts.append(sel.size)
+            m = ds.isel(epoch=sel).mean("epoch") if sel.size else ds.isel(epoch=0).where(False)
+            means.append(m.drop_vars([v for v in ("condition", "epoch") if v in m.coords]))
+        out = xr.concat(means, dim=pd.Index(list(conditions), name="condition"))
+        subjects.append(subj.pop())
+        parts.append(out.assign_coords(n_epochs=("condition", counts)))
+    res = xr.concat(parts, dim=pd.Index(subjects, name="subject"))
+    res.attrs.update(provenance(config, estimator="mean of per-epoch graph metrics over all kept epochs",
+                                densities=list(config.network.densities())))  # fmt: skip
+    return res
 
 
 def trial_metric_table(
@@ -820,7 +891,7 @@ def network_based_statistic(
 # ----------------------------------------------------------------------------- pipeline step
 
 
-def first_level(session: Any, config: Config) -> dict[str, Any]:
+def first_level(session: Any, config: Config, *, clean: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One session's network step for :func:`mmme_neuro.pipeline.run_subjects`.
 
     Parameters
@@ -830,6 +901,11 @@ def first_level(session: Any, config: Config) -> dict[str, Any]:
     config : Config
         Configuration; its epochs are padded for the wavelets here
         (:func:`network_config`, a no-op on a configuration that already is).
+    clean : mapping | None
+        Preprocessed epochs shared with the other analyses
+        (:func:`mmme_neuro.epochs.first_level`, as :func:`mmme_neuro.steps.upstream`
+        passes them); cropped to the window this step needs. None: epoch and
+        preprocess the session here.
 
     Returns
     -------
@@ -839,7 +915,10 @@ def first_level(session: Any, config: Config) -> dict[str, Any]:
         (every planned epoch with its fate; without the AU lists).
     """
     config = network_config(config)
-    epochs, md = ep_mod.epochs_from_session(session, config)
+    if clean is None:
+        epochs, md = ep_mod.epochs_from_session(session, config)
+    else:
+        epochs, md = ep_mod.from_clean(clean, config.epochs.tmin, config.epochs.tmax)
     per_epoch = epoch_networks(epochs, config)
     conn = condition_networks(per_epoch, config, metadata=md)
     table = ep_mod.bookkeeping_table(md)

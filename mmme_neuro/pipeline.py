@@ -1,8 +1,9 @@
 """Study-scale first-level runs: per-subject results in parallel, cached as BIDS derivatives, resumable.
 
 A *first-level function* takes one BIDS session and the configuration and
-returns a mapping name -> :class:`xarray.DataArray`, :class:`xarray.Dataset`
-or :class:`pandas.DataFrame` (small per-subject arrays and tables).
+returns a mapping name -> :class:`xarray.DataArray`, :class:`xarray.Dataset`,
+:class:`pandas.DataFrame` (small per-subject arrays and tables),
+:class:`mne.Epochs` or a JSON-serialisable ``dict``.
 :func:`run_subjects` applies it to every subject of a BIDS study:
 
 * **cache** - each subject's result is written (atomically: temporary
@@ -27,11 +28,18 @@ or :class:`pandas.DataFrame` (small per-subject arrays and tables).
   on where it was computed.
 * **failures** - a subject whose function raises is reported (subject,
   error type and message) and the others go on.
+* **shared upstream steps** - ``upstream={"clean": Upstream(func, stage)}``
+  gives the function the cached result of another step as a keyword
+  argument, computing (and caching) it first where it is missing. Several
+  analyses then share one expensive pass per subject (the preprocessed
+  epochs of :mod:`mmme_neuro.steps`) instead of repeating it.
 
 Tables are stored as CSV with a dtype manifest (``float`` with 17 significant
 digits, ``bool``, ``int``, strings with ``None`` kept apart from ``""``), so a
 cached table reads back equal to the computed one; arrays as netCDF
-(:func:`mmme_neuro.containers.save_netcdf`). Nothing is pickled to disk.
+(:func:`mmme_neuro.containers.save_netcdf`); epochs as FIF in double
+precision (MNE's default, single, would round the data); dicts as JSON.
+Nothing is pickled to disk.
 """
 
 from __future__ import annotations
@@ -45,10 +53,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import mne
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -60,7 +69,7 @@ from ._utils import sha256_file, stat_key
 from .config import Config
 from .containers import load_netcdf, save_netcdf
 
-__all__ = ["RunReport", "cache_dir", "load_result", "run_subjects", "save_result", "subject_key"]
+__all__ = ["RunReport", "Upstream", "cache_dir", "load_result", "run_subjects", "save_result", "subject_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +90,7 @@ def _table_kinds(df: pd.DataFrame) -> dict[str, str]:
         if pd.api.types.is_bool_dtype(s):
             kinds[c] = "bool"
         elif pd.api.types.is_integer_dtype(s):
-            kinds[c] = "int"
+            kinds[c] = "Int64" if pd.api.types.is_extension_array_dtype(s) else "int"  # nullable: may hold <NA>
         elif pd.api.types.is_float_dtype(s):
             kinds[c] = "float"
         else:
@@ -116,6 +125,8 @@ def _read_table(path: Path, kinds: Mapping[str, str]) -> pd.DataFrame:
             out[c] = v if kind == "float" else pd.Series([None if m else x for x, m in zip(v, na, strict=True)], dtype=object)
         elif kind == "int":
             out[c] = raw.astype(np.int64)
+        elif kind == "Int64":
+            out[c] = pd.array([None if m else int(x) for x, m in zip(raw, na, strict=True)], dtype="Int64")
         elif kind in ("bool", "object_bool"):
             b = [None if m else x == "True" for x, m in zip(raw, na, strict=True)]
             out[c] = pd.Series(b, dtype=bool if kind == "bool" else object)
@@ -154,8 +165,18 @@ def save_result(result: Mapping[str, Any], directory: str | os.PathLike, manifes
             elif isinstance(obj, pd.DataFrame):
                 kinds = _write_table(obj, tmp / f"{name}.csv")
                 entries[name] = {"type": "table", "columns": [[c, k] for c, k in kinds.items()]}  # ordered
+            elif isinstance(obj, mne.BaseEpochs):
+                # double precision: MNE's default (single) would round the data, and a cached
+                # result must equal the computed one
+                obj.save(tmp / f"{name}-epo.fif", fmt="double", overwrite=True, verbose=False)
+                entries[name] = {"type": "epochs"}
+            elif isinstance(obj, dict):
+                (tmp / f"{name}.json").write_text(json.dumps(obj, indent=1, sort_keys=True, default=_jsonable),
+                                                  encoding="utf-8")  # fmt: skip
+                entries[name] = {"type": "json"}
             else:
-                raise TypeError(f"result {name!r}: cannot store {type(obj).__name__} (DataArray, Dataset or DataFrame)")
+                raise TypeError(f"result {name!r}: cannot store {type(obj).__name__} "
+                                "(DataArray, Dataset, DataFrame, Epochs or dict)")  # fmt: skip
         doc = {**(manifest or {}), "entries": entries}
         (tmp / "manifest.json").write_text(json.dumps(doc, indent=1, sort_keys=True), encoding="utf-8")
         if directory.exists():
@@ -175,6 +196,10 @@ def load_result(directory: str | os.PathLike) -> dict[str, Any]:
     for name, e in doc["entries"].items():
         if e["type"] == "table":
             out[name] = _read_table(directory / f"{name}.csv", dict(e["columns"]))
+        elif e["type"] == "epochs":
+            out[name] = mne.read_epochs(directory / f"{name}-epo.fif", preload=True, verbose=False)
+        elif e["type"] == "json":
+            out[name] = json.loads((directory / f"{name}.json").read_text(encoding="utf-8"))
         else:
             out[name] = load_netcdf(directory / f"{name}.nc")
     return out
@@ -219,10 +244,12 @@ def _fingerprint(root: Path, subject: str, config: Config, stage: str,
 
 
 def _jsonable(value: Any) -> Any:
-    """``json.dumps`` fallback for first-level parameters: sets as sorted lists (tuples are lists already)."""
+    """``json.dumps`` fallback for first-level parameters and results: sets as sorted lists, numpy scalars as numbers."""
     if isinstance(value, set | frozenset):
         return sorted(value)
-    raise TypeError(f"first-level parameter of type {type(value).__name__} is not JSON-serialisable: {value!r}")
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"value of type {type(value).__name__} is not JSON-serialisable: {value!r}")
 
 
 def subject_key(bids_root: str | os.PathLike, subject: str, config: Config, stage: str,
@@ -259,26 +286,72 @@ def _known_files(directory: Path) -> dict[str, list[Any]]:
 # ----------------------------------------------------------------------------- running
 
 
+@dataclass(frozen=True)
+class Upstream:
+    """A first-level step whose cached result another step receives as a keyword argument.
+
+    Parameters
+    ----------
+    func : callable
+        ``func(session, config, **params) -> result`` (module-level: it is sent to the workers).
+    stage : str
+        Its cache sub-directory, shared by every step that names it.
+    params : mapping
+        Its extra keyword arguments (JSON-serialisable: part of its cache key).
+    config : Config | None
+        Configuration it runs with (and is keyed on); None: the one of the
+        step that names it. A configuration reduced to what the upstream step
+        reads lets steps with different analysis settings share its cache.
+    """
+
+    func: FirstLevel
+    stage: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    config: Config | None = None
+
+
+def _upstream_result(up: Upstream, session: Any, bids_root: str, config: Config, cache: bool) -> tuple[dict[str, Any], float]:
+    """Cached result of an upstream step for ``session`` (computed and cached first if missing); its compute seconds."""
+    directory = cache_dir(bids_root, up.stage, session.subject)
+    config = up.config or config
+    key, files = _fingerprint(Path(bids_root), session.subject, config, up.stage, _known_files(directory), up.params)
+    t0 = time.perf_counter()
+    if not (cache and _manifest(directory).get("key") == key):
+        result = up.func(session, config, **up.params)
+        save_result(result, directory, {"key": key, "stage": up.stage, "subject": session.subject,
+                                        "mmme_neuro_version": __version__, "files": files})  # fmt: skip
+        del result  # the step gets what the cache holds: computed and cached runs see the same input
+    seconds = time.perf_counter() - t0
+    return load_result(directory), seconds
+
+
 def _compute(func: FirstLevel, bids_root: str, subject: str, config: Config, stage: str,
-             params: Mapping[str, Any], key: str, files: list[list[Any]]) -> dict[str, Any]:  # fmt: skip
-    """Worker task: open the session, run ``func``, write the cache; return a small status record."""
+             params: Mapping[str, Any], key: str, files: list[list[Any]],
+             upstream: Mapping[str, Upstream] | None = None, cache: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Worker task: open the session, get the upstream results, run ``func``, write the cache; return a small status record."""
     from .dataset import iter_sessions
 
     t0 = time.perf_counter()
+    up_s = 0.0
     try:
         session = next(iter_sessions(bids_root, [subject]))
         # one BLAS/OpenMP thread wherever the step runs (in-process, LocalCluster worker, HPC worker):
         # multi-threaded BLAS sums in another order, and iterative fits (ICA) then end elsewhere, so a
         # subject's result would depend on where it was computed (measured: ICA-cleaned epochs differed)
         with threadpool_limits(limits=1):
-            result = func(session, config, **params)
+            inputs = {}
+            for name, up in (upstream or {}).items():
+                inputs[name], sec = _upstream_result(up, session, bids_root, config, cache)
+                up_s += sec
+            result = func(session, config, **params, **inputs)
+            del inputs
         save_result(result, cache_dir(bids_root, stage, subject), {"key": key, "stage": stage, "subject": subject,
                                                                     "mmme_neuro_version": __version__, "files": files})  # fmt: skip
     except Exception as err:  # noqa: BLE001 - one failing subject must not take the study down
         return {"subject": subject, "status": "failed", "error": f"{type(err).__name__}: {err}",
-                "seconds": time.perf_counter() - t0, "peak_rss_mb": _peak_rss_mb()}  # fmt: skip
+                "seconds": time.perf_counter() - t0, "upstream_s": up_s, "peak_rss_mb": _peak_rss_mb()}  # fmt: skip
     return {"subject": subject, "status": "computed", "error": "", "seconds": time.perf_counter() - t0,
-            "peak_rss_mb": _peak_rss_mb()}  # fmt: skip
+            "upstream_s": up_s, "peak_rss_mb": _peak_rss_mb()}  # fmt: skip
 
 
 def _peak_rss_mb() -> float:
@@ -324,6 +397,8 @@ class RunReport:
     status : pandas.DataFrame
         One row per subject: ``subject``, ``status`` (``cached``, ``computed``,
         ``failed``), ``error``, ``seconds`` (compute time; 0 when cached),
+        ``upstream_s`` (part of ``seconds`` spent getting the upstream
+        results: computing them, or reading them when cached),
         ``peak_rss_mb`` (peak resident memory of the process that computed
         the subject, up to the end of that subject - a dask worker's peak;
         NaN when cached).
@@ -352,6 +427,7 @@ class RunReport:
                 "n_computed": int((st["status"] == "computed").sum()), "n_cached": int((st["status"] == "cached").sum()),
                 "n_failed": int((st["status"] == "failed").sum()),
                 "subject_s": {s: round(float(x), 3) for s, x in zip(st["subject"], st["seconds"], strict=True)},
+                "upstream_s": {s: round(float(x), 3) for s, x in zip(st["subject"], st["upstream_s"], strict=True)},
                 "peak_rss_mb": None if st["peak_rss_mb"].isna().all() else round(float(st["peak_rss_mb"].max()), 1)}  # fmt: skip
 
     @property
@@ -373,6 +449,7 @@ def run_subjects(
     cache: bool | None = None,
     progress: bool = True,
     params: Mapping[str, Any] | None = None,
+    upstream: Mapping[str, Upstream] | None = None,
 ) -> RunReport:
     """Run a first-level function on every subject, in parallel, with a cache.
 
@@ -401,6 +478,12 @@ def run_subjects(
     params : mapping | None
         Extra keyword arguments of ``func`` (JSON-serialisable: they are part
         of the cache key), e.g. ``{"method": "multitaper"}``.
+    upstream : mapping of str to Upstream | None
+        Cached results of other steps passed to ``func`` as keyword
+        arguments (name -> :class:`Upstream`), computed and cached on the
+        worker first where missing (e.g. :func:`mmme_neuro.steps.upstream`:
+        the preprocessed epochs shared by the EEG analyses). Their stages and
+        parameters are part of this step's cache key.
 
     Returns
     -------
@@ -411,6 +494,12 @@ def run_subjects(
     t_start = time.perf_counter()
     root = Path(bids_root)
     params = dict(params or {})
+    upstream = dict(upstream or {})
+    if set(upstream) & set(params):
+        raise ValueError(f"upstream names {sorted(set(upstream) & set(params))} are also parameters")
+    # the upstream steps' identities are part of the key (their inputs are the subject's files, in the key already)
+    key_params = {**params, "__upstream__": {n: [u.stage, dict(u.params), u.config.hash() if u.config else None]
+                                             for n, u in sorted(upstream.items())}} if upstream else params  # fmt: skip
     subjects = list(list_subjects(root) if subjects is None else subjects)
     run_cfg = config.run
     workers = run_cfg.workers if workers is None else int(workers)
@@ -418,19 +507,20 @@ def run_subjects(
     cache = run_cfg.cache if cache is None else bool(cache)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    prints = {s: _fingerprint(root, s, config, stage, _known_files(cache_dir(root, stage, s)), params) for s in subjects}
+    prints = {s: _fingerprint(root, s, config, stage, _known_files(cache_dir(root, stage, s)), key_params) for s in subjects}
     rows: dict[str, dict[str, Any]] = {}
     todo = []
     for s in subjects:
         if cache and _manifest(cache_dir(root, stage, s)).get("key") == prints[s][0]:
-            rows[s] = {"subject": s, "status": "cached", "error": "", "seconds": 0.0, "peak_rss_mb": float("nan")}
+            rows[s] = {"subject": s, "status": "cached", "error": "", "seconds": 0.0, "upstream_s": 0.0,
+                       "peak_rss_mb": float("nan")}  # fmt: skip
         else:
             todo.append(s)
     logger.info("%s: %d subjects cached, %d to compute", stage, len(subjects) - len(todo), len(todo))
     bar = tqdm(total=len(todo), desc=stage, unit="subject", disable=not progress or not todo)
     if todo and scheduler is None and workers == 1:
         for s in todo:
-            rows[s] = _compute(func, os.fspath(root), s, config, stage, params, *prints[s])
+            rows[s] = _compute(func, os.fspath(root), s, config, stage, params, *prints[s], upstream, cache)
             bar.update()
     elif todo:
         from distributed import Client, LocalCluster, as_completed
@@ -441,7 +531,7 @@ def run_subjects(
             try:
                 with Client(scheduler or cluster) as client:
                     futures = [client.submit(_compute, func, os.fspath(root), s, config, stage, params, *prints[s],
-                                             key=f"{stage}-{s}-{prints[s][0][:12]}", pure=False) for s in todo]  # fmt: skip
+                                             upstream, cache, key=f"{stage}-{s}-{prints[s][0][:12]}", pure=False) for s in todo]  # fmt: skip
                     for fut in as_completed(futures):
                         r = fut.result()
                         rows[r["subject"]] = r
@@ -450,7 +540,8 @@ def run_subjects(
                 if cluster is not None:
                     cluster.close()
     bar.close()
-    status = pd.DataFrame([rows[s] for s in subjects], columns=["subject", "status", "error", "seconds", "peak_rss_mb"])
+    status = pd.DataFrame([rows[s] for s in subjects],
+                          columns=["subject", "status", "error", "seconds", "upstream_s", "peak_rss_mb"])  # fmt: skip
     for r in status[status["status"] == "failed"].itertuples():
         logger.warning("%s: %s failed: %s", stage, r.subject, r.error)
     results = {s: load_result(cache_dir(root, stage, s)) for s in subjects if rows[s]["status"] != "failed"}

@@ -80,7 +80,7 @@ from scipy.signal import periodogram
 
 from .config import Config
 from .containers import provenance, validate
-from .epochs import bookkeeping_table, epochs_from_session, equalize_counts
+from .epochs import bookkeeping_table, epochs_from_session, equalize_counts, from_clean
 
 __all__ = [
     "BASELINE_MODES",
@@ -808,7 +808,8 @@ def authors_band_psd(
 
 
 def first_level(session: Any, config: Config, *, method: Literal["morlet", "multitaper"] = "morlet",
-                rois: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:  # fmt: skip
+                rois: Mapping[str, Sequence[str]] | None = None, clean: Mapping[str, Any] | None = None,
+                ) -> dict[str, Any]:  # fmt: skip
     """One session's time-frequency step for :func:`mmme_neuro.pipeline.run_subjects`.
 
     Epochs with the padding the wavelets need (:func:`padded_config`), then
@@ -824,6 +825,11 @@ def first_level(session: Any, config: Config, *, method: Literal["morlet", "mult
         Transform.
     rois : mapping | None
         Regions of interest of the per-epoch band power; None: :data:`DEFAULT_ROIS`.
+    clean : mapping | None
+        Preprocessed epochs shared with the other analyses
+        (:func:`mmme_neuro.epochs.first_level`, as :func:`mmme_neuro.steps.upstream`
+        passes them); cropped to the window this step needs. None: epoch and
+        preprocess the session here.
 
     Returns
     -------
@@ -832,7 +838,10 @@ def first_level(session: Any, config: Config, *, method: Literal["morlet", "mult
         and ``epochs`` (every planned epoch with its fate; without the AU lists).
     """
     padded, _ = padded_config(config, DEFAULT_FREQS, method=method)
-    epochs, md = epochs_from_session(session, padded)
+    if clean is None:
+        epochs, md = epochs_from_session(session, padded)
+    else:
+        epochs, md = from_clean(clean, padded.epochs.tmin, padded.epochs.tmax)
     res = compute_tfr(epochs, md, config=config, method=method, subject=session.subject,
                       rois=dict(DEFAULT_ROIS if rois is None else rois))  # fmt: skip
     table = bookkeeping_table(md)

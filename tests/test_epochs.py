@@ -16,6 +16,8 @@ from mmme_neuro.epochs import (
     emg_summary,
     epochs_from_session,
     equalize_counts,
+    first_level,
+    from_clean,
     make_epochs,
     subjects_for_contrast,
 )
@@ -172,6 +174,43 @@ def test_rejection_reasons_and_boundary(planted):
     assert others.reason.str.startswith("peak_to_peak>1uV on ").all()
     assert len(epochs) == 0 and md.rejected.all()
     assert sorted(md.expression_id.dropna()) == sorted(ex.expression_id)
+
+
+def test_extended_epochs_reject_and_measure_on_the_analysis_window(planted):
+    """One preprocessing pass for several analyses: epochs cut wider, rejection and EMG on the analysis window."""
+    _, sessions, _ = planted
+    s = sessions[0]
+    cfg = _no_ica(Config())
+    ep = cfg.epochs
+    narrow = epochs_from_session(s, cfg, options=FAST)
+    clean = first_level(s, cfg, extend_s=(0.5, 0.7))
+    wide, md = clean["epochs"], clean["metadata"]
+    assert np.isclose(wide.tmin, ep.tmin - 0.5) and np.isclose(wide.tmax, ep.tmax + 0.7)
+    assert wide.metadata is None and clean["report"]["preprocessing"]["extend_s"] == [0.5, 0.7]
+    # peak-to-peak of the kept epochs is measured on the analysis window, not on the padding
+    eeg = mne.pick_types(wide.info, eeg=True)
+    x = wide.get_data()[:, eeg] * 1e6
+    inside = (wide.times >= ep.tmin - 1e-9) & (wide.times <= ep.tmax + 1e-9)
+    ptp_in = np.ptp(x[:, :, inside], axis=2).max(axis=1)
+    ptp_all = np.ptp(x, axis=2).max(axis=1)
+    np.testing.assert_allclose(md.loc[md["kept"], "ptp_max_uv"].to_numpy(float), ptp_in, rtol=1e-9)
+    assert (ptp_all > ptp_in + 1e-6).any()  # the padding would have changed some values
+    # EMG measures of the expressions do not depend on the extension (same analysis window)
+    a = narrow[1].set_index("expression_id").loc[lambda d: d["condition"] != "NE"]
+    b = md.set_index("expression_id").loc[a.index]
+    emg_cols = [c for c in md.columns if c.startswith("emg_")]
+    assert emg_cols
+    np.testing.assert_allclose(b[emg_cols].to_numpy(float), a[emg_cols].to_numpy(float), rtol=1e-6, atol=1e-12)
+    # cropping gives the analysis window with the kept rows as metadata, and the full table with its attrs
+    cropped, md2 = from_clean(clean, ep.tmin, ep.tmax)
+    np.testing.assert_allclose(cropped.times, narrow[0].times, atol=1e-9)
+    assert len(cropped) == int(md["kept"].sum()) and cropped.metadata["epoch_id"].tolist() == md.loc[md["kept"], "epoch_id"].tolist()
+    assert "preprocessing" in md2.attrs and len(md2) == len(md)
+    np.testing.assert_array_equal(cropped.get_data(), wide.get_data()[:, :, inside])
+    with pytest.raises(ValueError, match="not inside"):
+        from_clean(clean, ep.tmin - 1.0, ep.tmax)
+    with pytest.raises(ValueError, match="extend_s"):
+        make_epochs(s.eeg_raw, s.expressions, s.clips, cfg, subject=s.subject, extend_s=(-0.1, 0.0))
 
 
 def _toy_metadata() -> pd.DataFrame:

@@ -57,6 +57,12 @@ def test_table_round_trip_is_exact(tmp_path):
     xr.testing.assert_equal(back["a"], da)
     with pytest.raises(TypeError, match="cannot store"):
         pl.save_result({"x": [1, 2]}, tmp_path / "bad")
+    # nullable integers keep <NA>; dicts go through JSON
+    ni = pd.DataFrame({"n": pd.array([1, None, 3], dtype="Int64")})
+    pl.save_result({"ni": ni, "meta": {"a": [1, 2.5], "b": None}}, tmp_path / "r2")
+    back2 = pl.load_result(tmp_path / "r2")
+    pd.testing.assert_frame_equal(back2["ni"], ni)
+    assert back2["meta"] == {"a": [1, 2.5], "b": None}
     assert not (tmp_path / "bad").exists() and not list(tmp_path.glob(".bad.*"))  # nothing half-written
 
 
@@ -114,6 +120,51 @@ def test_parameters_reach_the_function_and_the_key(bids):
     assert t["n_computed"] == 1 and t["wall_s"] > 0 and t["peak_rss_mb"] > 10 and set(t["subject_s"]) == {"sub-01"}
     with pytest.raises(TypeError, match="JSON"):
         pl.run_subjects(scaled_first_level, bids, cfg, stage="toy-p", params={"scale": object()}, progress=False)
+
+
+CALLS: list[str] = []
+
+
+def counted_upstream(session, config, *, offset: float = 0.0):
+    """Upstream step: records its calls (in-process runs only) and returns a dict and a table."""
+    CALLS.append(session.subject)
+    return {"info": {"subject": session.subject, "offset": offset, "n": np.int64(len(session.expressions))},
+            "onsets": pd.DataFrame({"onset_s": session.expressions["eeg_onset_s"].to_numpy(float) + offset})}
+
+
+def downstream(session, config, *, scale: float = 1.0, base=None):
+    """Step that uses the upstream result it is given as ``base``."""
+    return {"t": pd.DataFrame({"first": [float(base["onsets"]["onset_s"].iloc[0]) * scale],
+                               "n": [base["info"]["n"]], "offset": [base["info"]["offset"]]})}  # fmt: skip
+
+
+def test_upstream_step_is_computed_once_and_shared(bids):
+    cfg = load_config(None)
+    subjects = ["sub-01", "sub-02"]
+    up = {"base": pl.Upstream(counted_upstream, "toy-up", {"offset": 1.0})}
+    CALLS.clear()
+    a = pl.run_subjects(downstream, bids, cfg, stage="toy-down-a", subjects=subjects, progress=False, upstream=up)
+    assert CALLS == subjects and a.status["status"].eq("computed").all() and (a.status["upstream_s"] > 0).all()
+    # a second step naming the same upstream reads it from the cache
+    b = pl.run_subjects(downstream, bids, cfg, stage="toy-down-b", subjects=subjects, progress=False, upstream=up,
+                        params={"scale": 2.0})  # fmt: skip
+    assert CALLS == subjects
+    for s in subjects:
+        assert b.results[s]["t"]["first"].iloc[0] == 2 * a.results[s]["t"]["first"].iloc[0]
+        assert a.results[s]["t"]["offset"].iloc[0] == 1.0
+    stored = pl.load_result(pl.cache_dir(bids, "toy-up", "sub-01"))
+    assert stored["info"] == {"subject": "sub-01", "offset": 1.0, "n": int(a.results["sub-01"]["t"]["n"].iloc[0])}
+    # the upstream's parameters are part of the downstream key; its own configuration is used when given
+    up2 = {"base": pl.Upstream(counted_upstream, "toy-up", {"offset": 2.0})}
+    c = pl.run_subjects(downstream, bids, cfg, stage="toy-down-a", subjects=subjects, progress=False, upstream=up2)
+    assert c.status["status"].eq("computed").all() and CALLS == subjects * 2
+    assert c.results["sub-01"]["t"]["offset"].iloc[0] == 2.0
+    up3 = {"base": pl.Upstream(counted_upstream, "toy-up", {"offset": 2.0}, load_config(None))}
+    d = pl.run_subjects(downstream, bids, load_config(None, stats={"alpha": 0.01}), stage="toy-down-c",
+                        subjects=subjects, progress=False, upstream=up3)  # fmt: skip
+    assert d.status["status"].eq("computed").all() and CALLS == subjects * 2  # upstream cache hit despite another config
+    with pytest.raises(ValueError, match="also parameters"):
+        pl.run_subjects(downstream, bids, cfg, stage="toy-down-a", params={"base": 1}, upstream=up, progress=False)
 
 
 def test_dask_workers_give_the_in_process_results(bids):
