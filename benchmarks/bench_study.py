@@ -96,7 +96,8 @@ def _run_stages(bids: Path, config: Any, workers: int, stages: list[str]) -> dic
             if (st["status"] == "failed").any():
                 raise RuntimeError(f"{stage}: failed subjects {rep.failed}")
             out[stage] = {"wall_s": rep.wall_seconds, "subject_s": dict(zip(st["subject"], st["seconds"], strict=True)),
-                          "peak_rss_mb": float(st["peak_rss_mb"].max())}  # fmt: skip
+                          "peak_rss_mb": float(st["peak_rss_mb"].max()),
+                          "reading_shared_epochs_s": float(st["upstream_s"].mean())}  # fmt: skip
     return out
 
 

@@ -824,11 +824,15 @@ def time_resolved(
             skipped.append({"subject": str(groups[te][0]), "reason": f"only {present} epochs: AUC undefined"})
             logger.info("time-resolved %s: %s skipped (%s)", getattr(task, "name", task), *skipped[-1].values())
             continue
-        sl = SlidingEstimator(clone(base), scoring="roc_auc", n_jobs=None, verbose=False).fit(X[tr], yb[tr])
-        subj_scores.append(sl.score(X[te], yb[te]))
         if generalization:
+            # the generalising estimator fits the very per-time models of the sliding one (deterministic
+            # fits): its diagonal is the sliding score, so the models are fitted once, not twice
             ge = GeneralizingEstimator(clone(base), scoring="roc_auc", n_jobs=None, verbose=False).fit(X[tr], yb[tr])
             gen_scores.append(ge.score(X[te], yb[te]))
+            subj_scores.append(np.diag(gen_scores[-1]).copy())
+        else:
+            sl = SlidingEstimator(clone(base), scoring="roc_auc", n_jobs=None, verbose=False).fit(X[tr], yb[tr])
+            subj_scores.append(sl.score(X[te], yb[te]))
         subjects.append(groups[te][0])
     if len(subjects) < 2:
         raise ValueError(f"time-resolved decoding needs >= 2 test subjects with both classes, got {len(subjects)}")

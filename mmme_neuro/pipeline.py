@@ -321,8 +321,8 @@ def _upstream_result(up: Upstream, session: Any, bids_root: str, config: Config,
         save_result(result, directory, {"key": key, "stage": up.stage, "subject": session.subject,
                                         "mmme_neuro_version": __version__, "files": files})  # fmt: skip
         del result  # the step gets what the cache holds: computed and cached runs see the same input
-    seconds = time.perf_counter() - t0
-    return load_result(directory), seconds
+    loaded = load_result(directory)
+    return loaded, time.perf_counter() - t0
 
 
 def _compute(func: FirstLevel, bids_root: str, subject: str, config: Config, stage: str,

@@ -200,23 +200,23 @@ def test_mmme_neuro_run_isolates_a_failing_analysis(bids, tmp_path, monkeypatch)
 
     monkeypatch.setattr(phys, "main", crash)
     cfg = tmp_path / "cfg.toml"
-    cfg.write_text("[preprocessing]\nica = false\n\n[stats]\nn_permutations = 100\n\n[decoding]\nn_permutations = 10\n",
-                   encoding="utf-8")  # fmt: skip
+    cfg.write_text("[preprocessing]\nica = false\n\n[stats]\nn_permutations = 100\n", encoding="utf-8")
     out = tmp_path / "out"
-    code = main(["run", "--bids-root", str(bids), "--config", str(cfg), "--analyses", "decoding,physio",
+    code = main(["run", "--bids-root", str(bids), "--config", str(cfg), "--analyses", "physio,erp",
                  "--workers", "2", "--out", str(out)])  # fmt: skip
     assert code == 1  # one analysis failed
     summary = json.loads((out / "run_summary.json").read_text(encoding="utf-8"))
     rows = {r["analysis"]: r for r in summary["analyses"]}
-    assert list(rows) == ["physio_concordance", "decoding_multimodal"]  # data-flow order, not the given order
+    assert list(rows) == ["erp_me_vs_mae", "physio_concordance"]  # data-flow order, not the given order
     assert rows["physio_concordance"]["status"] == "failed" and rows["physio_concordance"]["exit_code"] == 2
-    dec = rows["decoding_multimodal"]
-    assert dec["status"] == "ok" and dec["n_subjects"] == 8 and dec["epochs_per_condition"]["ME"] > 0
-    assert (out / "decoding_multimodal" / "decoding_scores.csv").is_file() and (out / "run_summary.md").is_file()
+    erp = rows["erp_me_vs_mae"]
+    assert erp["status"] == "ok" and erp["n_subjects"] == 8 and erp["epochs_per_condition"]["ME"] > 0
+    assert (out / "erp_me_vs_mae" / "components.csv").is_file() and (out / "run_summary.md").is_file()
     # time per stage: the per-subject step (computed by 2 workers) and the group level
-    assert dec["stages"]["first_level_computed"] + dec["stages"]["first_level_cached"] == 8
-    assert dec["stages"]["first_level_s"] > 0 and dec["stages"]["group_s"] > 0
+    assert erp["stages"]["first_level_computed"] + erp["stages"]["first_level_cached"] == 8
+    assert erp["stages"]["first_level_s"] > 0 and erp["stages"]["group_s"] > 0
     assert "computed" in (out / "run_summary.md").read_text(encoding="utf-8")
-    # the per-subject features were computed by the dask workers into the cache
-    manifests = sorted((bids / "derivatives" / "mmme-neuro" / "first-level" / "decoding-features").glob("sub-*/manifest.json"))
-    assert len(manifests) == 8
+    # the per-subject results, and the preprocessing pass they share, were computed by the workers into the cache
+    levels = bids / "derivatives" / "mmme-neuro" / "first-level"
+    assert len(sorted((levels / "erp").glob("sub-*/manifest.json"))) == 8
+    assert len(sorted((levels / "clean-epochs").glob("sub-*/epochs-epo.fif"))) == 8
