@@ -130,7 +130,7 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -304,16 +304,29 @@ class BidsSession:
         ``in_physio`` as a nullable boolean.
     physio : pandas.DataFrame | None
         Physiology (one column per ``Columns`` entry of the sidecar, SI units);
-        None without physiology or if not loaded.
+        None without physiology or if not requested. Read from
+        ``physio_file`` on first access (a full session is ~4.7 M rows, ~5 s
+        to parse), so EEG-only steps never pay for it.
     physio_sidecar : dict | None
         ``_physio.json`` (``SamplingFrequency`` and ``StartTime`` on the EEG clock).
+    physio_file : pathlib.Path | None
+        The ``_physio.tsv.gz`` :attr:`physio` is read from.
     """
 
     subject: str
     raw: mne.io.BaseRaw
     events: pd.DataFrame
-    physio: pd.DataFrame | None = None
     physio_sidecar: dict[str, Any] | None = None
+    physio_file: Path | None = None
+    _physio: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def physio(self) -> pd.DataFrame | None:
+        """The physiology table (read on first access; None without physiology)."""
+        if self._physio is None and self.physio_file is not None and self.physio_sidecar is not None:
+            self._physio = pd.read_csv(self.physio_file, sep="\t", header=None, names=self.physio_sidecar["Columns"],
+                                       na_values=["n/a"], keep_default_na=False, engine="c", compression="gzip")  # fmt: skip
+        return self._physio
 
     @property
     def eeg_raw(self) -> mne.io.BaseRaw:
@@ -1370,7 +1383,8 @@ def read_bids_session(bids_root: str | os.PathLike, subject: str, *, task: str =
     task : str
         BIDS task label.
     physio : bool
-        Load the physiology table (a full session is ~4.7 M rows).
+        Make the physiology table available (read on first access of
+        :attr:`BidsSession.physio`; a full session is ~4.7 M rows).
 
     Returns
     -------
@@ -1402,10 +1416,8 @@ def read_bids_session(bids_root: str | os.PathLike, subject: str, *, task: str =
     if "in_physio" in events:
         events["in_physio"] = pd.array(events["in_physio"].map({"true": True, "false": False}), dtype="boolean")
     pbp = bp.copy().update(recording=PHYSIO_RECORDING, suffix="physio", extension=".tsv.gz")
-    sidecar = data = None
+    sidecar = None
     if pbp.fpath.is_file():
         sidecar = json.loads(pbp.copy().update(extension=".json").fpath.read_text(encoding="utf-8"))
-        if physio:
-            data = pd.read_csv(pbp.fpath, sep="\t", header=None, names=sidecar["Columns"], na_values=["n/a"],
-                               keep_default_na=False, engine="c", compression="gzip")  # fmt: skip
-    return BidsSession(subject=subject, raw=raw, events=events, physio=data, physio_sidecar=sidecar)
+    return BidsSession(subject=subject, raw=raw, events=events, physio_sidecar=sidecar,
+                       physio_file=pbp.fpath if physio and sidecar is not None else None)  # fmt: skip

@@ -149,6 +149,8 @@ def test_physio_values_round_trip(converted, study):
     files = find_sessions(study.raw_dir, coding)[0]
     session = ingest_session(files, coding.expressions, Config())
     back = read_bids_session(root, files.subject)
+    assert back._physio is None and back.physio_file is not None  # read on first access only (EEG steps never pay)
+    assert read_bids_session(root, files.subject, physio=False).physio is None
     dec = back.physio_sidecar["MMMEDecimals"]
     for i, ch in enumerate(session.physio_raw.ch_names):
         err = np.abs(back.physio[ch].to_numpy() - session.physio_raw._data[i])
