@@ -81,6 +81,7 @@ def _run_stages(bids: Path, config: Any, workers: int, stages: list[str]) -> dic
 
     out: dict[str, Any] = {}
     levels = bids / "derivatives" / "mmme-neuro" / "first-level"
+    shutil.rmtree(levels, ignore_errors=True)  # a first run: input files hashed (once per subject), nothing cached
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                       silence_logs=logging.ERROR) as cluster:  # fmt: skip
         for stage in stages:

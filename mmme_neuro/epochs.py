@@ -60,6 +60,7 @@ __all__ = [
     "exclusion_counts",
     "first_level",
     "from_clean",
+    "planned_config",
     "make_epochs",
     "plan_epochs",
     "subjects_for_contrast",
@@ -726,6 +727,18 @@ def first_level(session: Any, config: Config, *, extend_s: tuple[float, float] =
     with mne.utils.use_log_level("WARNING"):
         epochs.metadata = None  # the full table is stored on its own (FIF metadata would not round-trip every dtype)
     return {"epochs": epochs, "metadata": md, "report": report}
+
+
+def planned_config(clean: Any, config: Config) -> Config:
+    """``config`` with the epoch window a :func:`first_level` result was planned with (analysis window + ``extend_s``).
+
+    NE controls drawn with it (:func:`draw_ne_centers`, e.g. for the
+    physiology of the same moments) are the NE epochs of ``clean``.
+    """
+    ext = clean["report"].get("preprocessing", {}).get("extend_s", [0.0, 0.0])
+    ep = config.epochs
+    return config.model_copy(update={"epochs": ep.model_copy(
+        update={"tmin": round(ep.tmin - float(ext[0]), 9), "tmax": round(ep.tmax + float(ext[1]), 9)})})  # fmt: skip
 
 
 def from_clean(clean: Any, tmin: float, tmax: float) -> tuple[mne.Epochs, pd.DataFrame]:

@@ -380,8 +380,10 @@ def session_features(session: Any, config: Config, *, physio: bool = True, serie
     cfg = na.network_config(config)
     if clean is None:
         epochs, md = ep_mod.epochs_from_session(session, cfg)
+        planned = cfg
     else:
         epochs, md = ep_mod.from_clean(clean, cfg.epochs.tmin, cfg.epochs.tmax)
+        planned = ep_mod.planned_config(clean, config)
     if len(epochs) == 0:
         raise ValueError(f"{session.subject}: no kept epochs")
     dec = config.decoding
@@ -395,7 +397,8 @@ def session_features(session: Any, config: Config, *, physio: bool = True, serie
         if getattr(session, "physio", None) is None:
             status = "no physiology"
         else:
-            processed, info, events = ph.process_session(session, config, clips=False)
+            # NE controls drawn with the window the EEG epochs were planned with: the same moments
+            processed, info, events = ph.process_session(session, planned, clips=False)
             pf = physio_features(ph.event_features(processed, info, events))
             table = table.join(pf, on="event_key", how="left")
             status = "ok"

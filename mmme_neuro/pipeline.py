@@ -13,9 +13,11 @@ returns a mapping name -> :class:`xarray.DataArray`, :class:`xarray.Dataset`,
   files (``sub-XX/`` of the BIDS study and the study's exclusion report),
   the settings, the stage name and the package version. The manifest also
   records each file's size, modification time and hash: an unchanged file is
-  not read again to check the cache. A re-run
-  loads every subject whose key still matches and recomputes only the
-  others; a run interrupted half-way resumes where it stopped.
+  not read again to check the cache. A study-wide index
+  (``first-level/.file-hashes/<subject>.json``) shares these hashes between
+  stages, so a subject's 1.2 GB of input is hashed once, not once per stage.
+  A re-run loads every subject whose key still matches and recomputes only
+  the others; a run interrupted half-way resumes where it stopped.
 * **parallel** - subjects run on a dask.distributed cluster: a
   ``LocalCluster`` of ``workers`` single-threaded processes, or an existing
   scheduler (``scheduler="tcp://host:8786"``, e.g. started on an HPC cluster
@@ -65,7 +67,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from . import __version__
-from ._utils import sha256_file, stat_key
+from ._utils import atomic_write_text, sha256_file, stat_key
 from .config import Config
 from .containers import load_netcdf, save_netcdf
 
@@ -75,8 +77,9 @@ logger = logging.getLogger(__name__)
 
 FirstLevel = Callable[[Any, Config], Mapping[str, Any]]
 #: Part of every cache key: raised when cached results of the same inputs and settings would change
-#: (2: steps pinned to one BLAS thread, so results no longer depend on where they were computed).
-CACHE_VERSION = 2
+#: (2: steps pinned to one BLAS thread, so results no longer depend on where they were computed;
+#: 3: decoding features draw the physiology NE controls with the window of the shared EEG pass).
+CACHE_VERSION = 3
 _NA = "\\N"  # CSV marker of a missing value (keeps "" apart from None/NaN)
 
 
@@ -279,8 +282,36 @@ def _manifest(directory: Path) -> dict[str, Any]:
         return {}
 
 
+def _hash_index(bids_root: str | os.PathLike, subject: str) -> Path:
+    """Study-wide record of a subject's input-file hashes, shared by every stage."""
+    return Path(bids_root) / "derivatives" / "mmme-neuro" / "first-level" / ".file-hashes" / f"{subject}.json"
+
+
 def _known_files(directory: Path) -> dict[str, list[Any]]:
-    return {f[0]: f[1:] for f in _manifest(directory).get("files", [])}
+    """``relpath -> [size, mtime_ns, sha256]`` known for a cache directory: its manifest, and the
+    subject's study-wide hash index (so the first run of a new stage does not hash 1.2 GB again)."""
+    known: dict[str, list[Any]] = {}
+    index = directory.parent.parent / ".file-hashes" / f"{directory.name}.json"  # first-level/<stage>/<subject>
+    try:
+        known.update(json.loads(index.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        pass
+    known.update({f[0]: f[1:] for f in _manifest(directory).get("files", [])})
+    return known
+
+
+def _remember_files(bids_root: str | os.PathLike, subject: str, files: list[list[Any]]) -> None:
+    """Record the hashes of ``files`` in the subject's hash index (atomic; a stale index only costs a re-hash)."""
+    index = _hash_index(bids_root, subject)
+    entries = {f[0]: list(f[1:]) for f in files}
+    try:
+        old = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = {}
+    if {k: old.get(k) for k in entries} == entries:
+        return
+    index.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(index, json.dumps({**old, **entries}, sort_keys=True))
 
 
 # ----------------------------------------------------------------------------- running
@@ -315,6 +346,7 @@ def _upstream_result(up: Upstream, session: Any, bids_root: str, config: Config,
     directory = cache_dir(bids_root, up.stage, session.subject)
     config = up.config or config
     key, files = _fingerprint(Path(bids_root), session.subject, config, up.stage, _known_files(directory), up.params)
+    _remember_files(bids_root, session.subject, files)
     t0 = time.perf_counter()
     if not (cache and _manifest(directory).get("key") == key):
         result = up.func(session, config, **up.params)
@@ -508,6 +540,8 @@ def run_subjects(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     prints = {s: _fingerprint(root, s, config, stage, _known_files(cache_dir(root, stage, s)), key_params) for s in subjects}
+    for s in subjects:
+        _remember_files(root, s, prints[s][1])
     rows: dict[str, dict[str, Any]] = {}
     todo = []
     for s in subjects:

@@ -85,8 +85,8 @@ def test_cache_resume_failures_and_keys(bids, monkeypatch):
     assert (st2.drop(FAILING) == "cached").all() and st2[FAILING] == "failed"
     for s, r in first.results.items():
         pd.testing.assert_frame_equal(again.results[s]["table"], r["table"])
-    # checking the cache read no unchanged file again: only the failed subject (no manifest) is hashed
-    assert hashed and all(h.startswith(f"{FAILING}/") or h.startswith("derivatives/") for h in hashed), hashed
+    # checking the cache read no unchanged file again, not even the failed subject's (the study-wide hash index knows them)
+    assert hashed == [], hashed
     hashed.clear()
     # changed input of one subject: only that one is recomputed; workers/cache settings do not change keys
     side = sorted((bids / "sub-02").rglob("*_eeg.json"))[0]
@@ -220,3 +220,19 @@ def test_mmme_neuro_run_isolates_a_failing_analysis(bids, tmp_path, monkeypatch)
     levels = bids / "derivatives" / "mmme-neuro" / "first-level"
     assert len(sorted((levels / "erp").glob("sub-*/manifest.json"))) == 8
     assert len(sorted((levels / "clean-epochs").glob("sub-*/epochs-epo.fif"))) == 8
+
+
+def test_a_new_stage_reuses_the_file_hashes_of_another(bids, monkeypatch):
+    """The input files of a subject are hashed once for the study, not once per stage."""
+    cfg = load_config(None)
+    pl.run_subjects(toy_first_level, bids, cfg, stage="toy-h1", subjects=["sub-01"], progress=False)
+    hashed: list[str] = []
+    real_sha = pl.sha256_file
+    monkeypatch.setattr(pl, "sha256_file", lambda p: hashed.append(Path(p).name) or real_sha(p))
+    new = pl.run_subjects(toy_first_level, bids, cfg, stage="toy-h2", subjects=["sub-01"], progress=False)
+    assert new.status["status"].tolist() == ["computed"] and hashed == []
+    # an edited file is hashed again (size or modification time changed), and only that one
+    side = sorted((bids / "sub-01").rglob("*_eeg.json"))[0]
+    side.write_text(side.read_text(encoding="utf-8").replace("}", ', "Note": "again"}', 1), encoding="utf-8")
+    pl.run_subjects(toy_first_level, bids, cfg, stage="toy-h3", subjects=["sub-01"], progress=False)
+    assert hashed == [side.name]

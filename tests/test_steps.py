@@ -80,3 +80,28 @@ def _sessions(bids: Path, subjects: list[str]):
     from mmme_neuro.dataset import iter_sessions
 
     return iter_sessions(bids, subjects)
+
+
+def test_physiology_ne_controls_are_the_eeg_ne_moments(bids):
+    """Decoding joins EEG and physiology by event: NE controls must be drawn with the window of the shared pass."""
+    from mmme_neuro import physio as ph
+
+    cfg = load_config(None, preprocessing={"ica": False})
+    up = steps.upstream(cfg)["clean"]
+    session = next(iter(_sessions(bids, ["sub-02"])))
+    clean = up.func(session, up.config, **up.params)
+    md = clean["metadata"]
+    ne = md[md["condition"] == "NE"]
+    eeg = dict(zip(ne["matched_expression_id"], ne["landmark_s"], strict=True))
+
+    def physio_ne(config):
+        ev = ph.session_events(session, config, clips=False)
+        ev = ev[ev["condition"] == "NE"]
+        return dict(zip(ev["matched_expression_id"], ev["eeg_onset_s"], strict=True))
+
+    same = physio_ne(ep_mod.planned_config(clean, cfg))
+    assert same.keys() == eeg.keys() and len(eeg) > 5
+    assert all(abs(same[k] - eeg[k]) <= 1 / session.raw.info["sfreq"] for k in eeg)
+    # drawn with the analysis window alone, some NE controls would fall elsewhere (the test can fail)
+    other = physio_ne(cfg)
+    assert any(k not in other or abs(other[k] - eeg[k]) > 0.01 for k in eeg)
