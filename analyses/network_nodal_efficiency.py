@@ -200,14 +200,15 @@ def run(config: Config, out_dir: Path, *, progress: bool = True) -> dict[str, An
     """Run the analysis into ``out_dir``; return the summary written to summary.json."""
     bids_root = prepare_bids(config, progress=progress)
     # the step pads the epochs for its wavelets itself, cropping the preprocessing pass shared with the other analyses
+    # the per-epoch networks stay on disk: the group level reads their graph metrics (memory flat in subjects)
     step = run_subjects(na.first_level, bids_root, config, stage="network", progress=progress,
-                        upstream=steps.upstream(config))  # fmt: skip
+                        upstream=steps.upstream(config), load=("connectivity", "epoch_metrics", "epochs"))  # fmt: skip
     config = na.network_config(config)
     step.require(2)
     failed = step.failed
     t_group = time.perf_counter()
     conns = {s: r["connectivity"] for s, r in step.results.items()}
-    per_epoch = [r["per_epoch"] for r in step.results.values()]
+    per_epoch = [r["epoch_metrics"] for r in step.results.values()]
     md = pd.concat([r["epochs"] for r in step.results.values()], ignore_index=True)
     conn, report = apply_min_count(na.stack_subjects(conns), md, config)
     save_netcdf(conn, out_dir / "connectivity.nc")

@@ -78,6 +78,7 @@ __all__ = [
     "NBSResult",
     "N_CYCLES_PER_HZ",
     "condition_networks",
+    "epoch_graph_metrics",
     "epoch_metric_means",
     "epoch_networks",
     "first_level",
@@ -443,8 +444,37 @@ def subject_graph_metrics(
     return ds
 
 
+def epoch_graph_metrics(per_epoch: xr.DataArray, config: Config,
+                        metrics: Sequence[str] = ("nodal_efficiency", "global_efficiency")) -> xr.Dataset:  # fmt: skip
+    """AUC over the configured densities of each epoch's graph metrics (binary proportional thresholds).
+
+    Parameters
+    ----------
+    per_epoch : xarray.DataArray
+        :func:`epoch_networks` output (``(epoch, band, node, node_other)``).
+    config : Config
+        Densities (``network``).
+    metrics : sequence of str
+        Metrics of :mod:`mmme_neuro.network`.
+
+    Returns
+    -------
+    ds : xarray.Dataset
+        ``<metric>_auc`` over ``(epoch, band[, node])`` with the ``subject``
+        and ``condition`` coordinates of ``per_epoch``: a few kB per epoch,
+        where the networks take 160 kB, so the group level never needs the
+        networks themselves (:func:`first_level`).
+    """
+    extra = [c for c in per_epoch.coords if c not in per_epoch.dims]
+    ds = net_mod.graph_metrics(per_epoch.drop_vars(extra), config.network.densities(), metrics=tuple(metrics),
+                               config=config)  # fmt: skip
+    ds = ds[[f"{m}_auc" for m in metrics]]
+    return ds.assign_coords({c: ("epoch", [str(v) for v in per_epoch[c].values]) for c in ("subject", "condition")
+                             if c in per_epoch.coords})  # fmt: skip
+
+
 def epoch_metric_means(
-    per_epoch: Sequence[xr.DataArray],
+    per_epoch: Sequence[xr.DataArray | xr.Dataset],
     config: Config,
     *,
     metadata: pd.DataFrame | None = None,
@@ -466,9 +496,10 @@ def epoch_metric_means(
 
     Parameters
     ----------
-    per_epoch : sequence of xarray.DataArray
+    per_epoch : sequence of xarray.DataArray or xarray.Dataset
         :func:`epoch_networks` of each subject (``(epoch, band, node,
-        node_other)`` with ``subject`` and ``condition`` coordinates).
+        node_other)`` with ``subject`` and ``condition`` coordinates), or
+        their :func:`epoch_graph_metrics` (what :func:`first_level` stores).
     config : Config
         Densities (``network``).
     metadata : pandas.DataFrame | None
@@ -477,7 +508,8 @@ def epoch_metric_means(
     conditions : sequence of str
         Conditions in the output (NaN where a subject has no epoch of one).
     metrics : sequence of str
-        Nodal or global metrics of :mod:`mmme_neuro.network`.
+        Nodal or global metrics of :mod:`mmme_neuro.network` (present in
+        the given metrics when those are given).
 
     Returns
     -------
@@ -495,9 +527,8 @@ def epoch_metric_means(
             raise ValueError(f"per-epoch networks must hold one subject each, got {sorted(subj)}")
         keep = np.array([ok is None or str(e) in ok for e in pe["epoch"].values], dtype=bool)
         pe = pe.isel(epoch=np.flatnonzero(keep))
-        ds = net_mod.graph_metrics(pe.drop_vars([c for c in pe.coords if c not in pe.dims]),
-                                   config.network.densities(), metrics=tuple(metrics), config=config)  # fmt: skip
-        ds = ds[[f"{m}_auc" for m in metrics]].assign_coords(condition=("epoch", [str(c) for c in pe["condition"].values]))
+        ds = pe if isinstance(pe, xr.Dataset) else epoch_graph_metrics(pe, config, metrics)
+        ds = ds[[f"{m}_auc" for m in metrics]].drop_vars("subject", errors="ignore")
         means, counts = [], []
         for c in conditions:
             sel = np.flatnonzero(ds["condition"].values == c)
@@ -514,7 +545,7 @@ def epoch_metric_means(
 
 
 def trial_metric_table(
-    per_epoch: xr.DataArray,
+    per_epoch: xr.DataArray | xr.Dataset,
     metadata: pd.DataFrame,
     config: Config,
     *,
@@ -524,8 +555,9 @@ def trial_metric_table(
 
     Parameters
     ----------
-    per_epoch : xarray.DataArray
-        :func:`epoch_networks` output (one subject, or several concatenated).
+    per_epoch : xarray.DataArray | xarray.Dataset
+        :func:`epoch_networks` output (one subject, or several concatenated),
+        or its :func:`epoch_graph_metrics`.
     metadata : pandas.DataFrame
         Epoch metadata with the EMG covariates (``epoch_id`` and ``emg_*``).
     config : Config
@@ -543,9 +575,7 @@ def trial_metric_table(
         over the band's node set, NaN without one), ``roi`` (the nodes,
         comma-joined) and the ``emg_*`` columns of ``metadata``.
     """
-    ds = net_mod.graph_metrics(per_epoch.drop_vars([c for c in per_epoch.coords if c not in per_epoch.dims]),
-                               config.network.densities(), metrics=("nodal_efficiency", "global_efficiency"),
-                               config=config)  # fmt: skip
+    ds = per_epoch if isinstance(per_epoch, xr.Dataset) else epoch_graph_metrics(per_epoch, config)
     rows = []
     ne = ds["nodal_efficiency_auc"]
     for band in [str(b) for b in per_epoch["band"].values]:
@@ -911,8 +941,11 @@ def first_level(session: Any, config: Config, *, clean: Mapping[str, Any] | None
     -------
     result : dict
         ``connectivity`` (:func:`condition_networks`: ``(condition, band, node,
-        node_other)``), ``per_epoch`` (:func:`epoch_networks`) and ``epochs``
-        (every planned epoch with its fate; without the AU lists).
+        node_other)``), ``per_epoch`` (:func:`epoch_networks`), ``epoch_metrics``
+        (:func:`epoch_graph_metrics` of ``per_epoch``: what the group level
+        reads, so its memory does not grow with the networks of every epoch
+        of every subject) and ``epochs`` (every planned epoch with its fate;
+        without the AU lists).
     """
     config = network_config(config)
     if clean is None:
@@ -922,4 +955,5 @@ def first_level(session: Any, config: Config, *, clean: Mapping[str, Any] | None
     per_epoch = epoch_networks(epochs, config)
     conn = condition_networks(per_epoch, config, metadata=md)
     table = ep_mod.bookkeeping_table(md)
-    return {"connectivity": conn, "per_epoch": per_epoch, "epochs": table}
+    return {"connectivity": conn, "per_epoch": per_epoch, "epoch_metrics": epoch_graph_metrics(per_epoch, config),
+            "epochs": table}  # fmt: skip

@@ -78,8 +78,9 @@ logger = logging.getLogger(__name__)
 FirstLevel = Callable[[Any, Config], Mapping[str, Any]]
 #: Part of every cache key: raised when cached results of the same inputs and settings would change
 #: (2: steps pinned to one BLAS thread, so results no longer depend on where they were computed;
-#: 3: decoding features draw the physiology NE controls with the window of the shared EEG pass).
-CACHE_VERSION = 3
+#: 3: decoding features draw the physiology NE controls with the window of the shared EEG pass;
+#: 4: the network step also stores per-epoch graph metrics).
+CACHE_VERSION = 4
 _NA = "\\N"  # CSV marker of a missing value (keeps "" apart from None/NaN)
 
 
@@ -191,12 +192,20 @@ def save_result(result: Mapping[str, Any], directory: str | os.PathLike, manifes
     return directory
 
 
-def load_result(directory: str | os.PathLike) -> dict[str, Any]:
-    """Read a result written by :func:`save_result` (name -> DataArray / Dataset / DataFrame)."""
+def load_result(directory: str | os.PathLike, names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Read a result written by :func:`save_result` (name -> DataArray / Dataset / DataFrame / Epochs / dict).
+
+    ``names`` reads only those entries (e.g. leaving large per-epoch arrays on disk).
+    """
     directory = Path(directory)
     doc = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    missing = sorted(set(names or ()) - set(doc["entries"]))
+    if missing:
+        raise KeyError(f"{directory}: no entries {missing} (has {sorted(doc['entries'])})")
     out: dict[str, Any] = {}
     for name, e in doc["entries"].items():
+        if names is not None and name not in names:
+            continue
         if e["type"] == "table":
             out[name] = _read_table(directory / f"{name}.csv", dict(e["columns"]))
         elif e["type"] == "epochs":
@@ -482,6 +491,7 @@ def run_subjects(
     progress: bool = True,
     params: Mapping[str, Any] | None = None,
     upstream: Mapping[str, Upstream] | None = None,
+    load: Sequence[str] | None = None,
 ) -> RunReport:
     """Run a first-level function on every subject, in parallel, with a cache.
 
@@ -516,6 +526,10 @@ def run_subjects(
         worker first where missing (e.g. :func:`mmme_neuro.steps.upstream`:
         the preprocessed epochs shared by the EEG analyses). Their stages and
         parameters are part of this step's cache key.
+    load : sequence of str | None
+        Entries of each subject's result to read into :attr:`RunReport.results`
+        (None: all). The others stay on disk: the group level's memory then
+        grows only with what it needs (e.g. not the per-epoch networks).
 
     Returns
     -------
@@ -578,5 +592,5 @@ def run_subjects(
                           columns=["subject", "status", "error", "seconds", "upstream_s", "peak_rss_mb"])  # fmt: skip
     for r in status[status["status"] == "failed"].itertuples():
         logger.warning("%s: %s failed: %s", stage, r.subject, r.error)
-    results = {s: load_result(cache_dir(root, stage, s)) for s in subjects if rows[s]["status"] != "failed"}
+    results = {s: load_result(cache_dir(root, stage, s), load) for s in subjects if rows[s]["status"] != "failed"}
     return RunReport(results, status, time.perf_counter() - t_start, stage)

@@ -55,6 +55,9 @@ def test_table_round_trip_is_exact(tmp_path):
     assert back["t"]["of"].tolist() == [1.5, None, 2.0, None] and back["t"]["ob"].tolist() == [True, None, False, True]
     assert back["t"]["s"].tolist() == ["a", "", None, "x,y\n\"z\""] and back["t"]["f"].iloc[2] == 1 / 3
     xr.testing.assert_equal(back["a"], da)
+    assert list(pl.load_result(tmp_path / "r", ["a"])) == ["a"]  # the other entries stay on disk
+    with pytest.raises(KeyError, match="nope"):
+        pl.load_result(tmp_path / "r", ["a", "nope"])
     with pytest.raises(TypeError, match="cannot store"):
         pl.save_result({"x": [1, 2]}, tmp_path / "bad")
     # nullable integers keep <NA>; dicts go through JSON
