@@ -29,6 +29,9 @@ def test_notebook_pair_in_sync_and_runs(path, tmp_path, monkeypatch):
     assert paired.is_file(), f"{paired.name} missing: run `jupytext --sync {path.name}`"
     assert _sources(jupytext.read(paired)) == _sources(script), f"{path.name} and {paired.name} differ: jupytext --sync"
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    # the tutorials work in tempfile.mkdtemp() directories (studies, BIDS, caches: ~0.5 GB each): under pytest's
+    # tmp_path they are cleaned up with it instead of piling up in /tmp run after run (it filled the disk once)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     client = NotebookClient(script, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError naming the failing cell
     errors = [o for c in script.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
