@@ -769,7 +769,7 @@ def from_clean(clean: Any, tmin: float, tmax: float) -> tuple[mne.Epochs, pd.Dat
         raise ValueError(f"window {tmin:g}..{tmax:g} s is not inside the preprocessed epochs "
                          f"({stored.tmin:g}..{stored.tmax:g} s)")  # fmt: skip
     md = clean["metadata"].copy()
-    md.attrs = {k: v for k, v in clean["report"].items()}
+    md.attrs = dict(clean["report"])
     epochs = stored.copy().crop(max(tmin, stored.tmin), min(tmax, stored.tmax), verbose=False)
     kept = md[md["kept"].astype(bool)].reset_index(drop=True)
     if len(kept) != len(epochs):

@@ -50,7 +50,6 @@ import xarray as xr
 
 from . import epochs as ep_mod
 from . import netanalysis as na
-from . import network as net_mod
 from . import physio as ph
 from .config import Config
 from .tfr import periodogram_band_power
@@ -205,9 +204,8 @@ def nodal_efficiency_features(per_epoch: xr.DataArray, config: Config) -> pd.Dat
     table : pandas.DataFrame
         Index ``epoch_id``; columns ``eeg_nodal__<band>__<node>``.
     """
-    conn = per_epoch.drop_vars([c for c in per_epoch.coords if c not in per_epoch.dims])
-    ds = net_mod.graph_metrics(conn, config.network.densities(), metrics=("nodal_efficiency",), config=config)
-    ne = ds["nodal_efficiency_auc"].transpose("epoch", "band", "node")
+    ne = na.epoch_graph_metrics(per_epoch, config, ("nodal_efficiency",))["nodal_efficiency_auc"]
+    ne = ne.transpose("epoch", "band", "node")
     cols = [f"eeg_nodal__{b}__{n}" for b in ne["band"].values for n in ne["node"].values]
     return pd.DataFrame(ne.values.reshape(ne.shape[0], -1), columns=cols,
                         index=pd.Index([str(e) for e in ne["epoch"].values], name="epoch_id"))  # fmt: skip

@@ -300,7 +300,7 @@ def _known_files(directory: Path) -> dict[str, list[Any]]:
     """``relpath -> [size, mtime_ns, sha256]`` known for a cache directory: its manifest, and the
     subject's study-wide hash index (so the first run of a new stage does not hash 1.2 GB again)."""
     known: dict[str, list[Any]] = {}
-    index = directory.parent.parent / ".file-hashes" / f"{directory.name}.json"  # first-level/<stage>/<subject>
+    index = _hash_index(directory.parents[4], directory.name)  # <root>/derivatives/mmme-neuro/first-level/<stage>/<subject>
     try:
         known.update(json.loads(index.read_text(encoding="utf-8")))
     except (OSError, ValueError):

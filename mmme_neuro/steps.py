@@ -28,8 +28,6 @@ epochs on its own (:func:`covers`).
 
 from __future__ import annotations
 
-from typing import Any
-
 from . import epochs as ep_mod
 from . import netanalysis as na
 from . import tfr as tfr_mod
@@ -75,8 +73,7 @@ def shared_config(config: Config) -> Config:
     The shared step's cache key then does not change with, say, the
     statistics or decoding settings of one script.
     """
-    keep = {name: getattr(config, name) for name in _SHARED_SECTIONS}
-    return Config(**{k: v.model_copy() if hasattr(v, "model_copy") else v for k, v in keep.items()})
+    return Config(**{name: getattr(config, name) for name in _SHARED_SECTIONS})
 
 
 def upstream(config: Config) -> dict[str, Upstream]:
@@ -103,6 +100,6 @@ def _padded_window(config: Config, method: str) -> tuple[float, float]:
     return cfg.epochs.tmin, cfg.epochs.tmax
 
 
-def tfr_upstream(config: Config, method: str) -> dict[str, Any]:
+def tfr_upstream(config: Config, method: str) -> dict[str, Upstream]:
     """:func:`upstream` if the shared epochs hold the ``method`` transform's padded window, else ``{}``."""
     return upstream(config) if covers(config, *_padded_window(config, method)) else {}

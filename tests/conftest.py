@@ -40,6 +40,15 @@ def ci_null_study(tmp_path_factory):
     return _study(tmp_path_factory, "ci-seed42-null", scale="ci", seed=42, null=True)
 
 
+def convert_ci(study, tmp_path_factory, name: str) -> Path:
+    """A fresh BIDS conversion of a synthetic study under ``<tmp>/<name>/bids`` (every expression accounted for)."""
+    from mmme_neuro.bids import convert_study
+
+    root = tmp_path_factory.mktemp(name) / "bids"
+    assert convert_study(study.raw_dir, root, progress=False).accounting_ok
+    return root
+
+
 def require_shared(path: Path) -> Path:
     """Return ``path`` (under shared/data); skip locally, fail in CI, if it is missing."""
     if not path.exists():

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from conftest import convert_ci
 
 from mmme_neuro import pipeline as pl
 from mmme_neuro.config import load_config
@@ -36,11 +37,7 @@ def scaled_first_level(session, config, *, scale: float = 1.0, names: tuple[str,
 
 @pytest.fixture(scope="module")
 def bids(ci_study, tmp_path_factory) -> Path:
-    from mmme_neuro.bids import convert_study
-
-    root = tmp_path_factory.mktemp("pipe_bids") / "bids"
-    assert convert_study(ci_study.raw_dir, root, progress=False).accounting_ok
-    return root
+    return convert_ci(ci_study, tmp_path_factory, "pipe_bids")
 
 
 def test_table_round_trip_is_exact(tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import convert_ci
 
 from mmme_neuro import epochs as ep_mod
 from mmme_neuro import erp, netanalysis, steps, tfr
@@ -47,11 +48,7 @@ def test_shared_key_ignores_settings_the_pass_does_not_read():
 
 @pytest.fixture(scope="module")
 def bids(ci_study, tmp_path_factory) -> Path:
-    from mmme_neuro.bids import convert_study
-
-    root = tmp_path_factory.mktemp("steps_bids") / "bids"
-    assert convert_study(ci_study.raw_dir, root, progress=False).accounting_ok
-    return root
+    return convert_ci(ci_study, tmp_path_factory, "steps_bids")
 
 
 def test_two_steps_read_one_preprocessing_pass(bids):
