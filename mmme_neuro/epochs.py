@@ -42,7 +42,10 @@ from .preprocessing import (
     _read_decimated,
     decimation_factor,
     filter_pad_s,
+    filter_spans,
+    fir_kernel,
     get_segment_map,
+    notch_kernel,
     preprocess_segments,
     read_segments,
 )
@@ -332,33 +335,38 @@ def _emg_window_s(duration_s: np.ndarray, tmax: float) -> np.ndarray:
     return np.minimum(np.maximum(_MIN_EMG_WINDOW_S, dur), tmax)
 
 
-def _emg_pad_s(sfreq: float, emg: EmgConfig, notch_freq: float | None) -> float:
-    """Padding (s) of the EMG spans: half the longest FIR of :func:`_emg_copy`, plus 0.1 s."""
+def _emg_kernels(sfreq: float, emg: EmgConfig, notch_freq: float | None) -> list[np.ndarray]:
+    """The FIRs of :func:`_emg_copy`, in order: MNE's notch (mains harmonics below Nyquist), the EMG band-pass."""
     nyq = sfreq / 2
-    lengths = []
-    if notch_freq is not None and notch_freq < nyq:
-        half = notch_freq / 400 + 0.5  # MNE's default notch (see preprocessing._filter_lengths)
-        lengths.append(len(mne.filter.create_filter(None, sfreq, notch_freq + half, notch_freq - half,
-                                                    l_trans_bandwidth=0.5, h_trans_bandwidth=0.5, verbose=False)))
     lo, hi = emg.band
-    hi = hi if hi < nyq - 1.0 else None
-    lengths.append(len(mne.filter.create_filter(None, sfreq, lo, hi, verbose=False)))
-    return max(lengths) / 2.0 / sfreq + 0.1
+    kernels = [notch_kernel(sfreq, np.arange(notch_freq, nyq, notch_freq))] if notch_freq is not None and notch_freq < nyq else []
+    kernels.append(fir_kernel(sfreq, lo, hi if hi < nyq - 1.0 else None))
+    return kernels
+
+
+def _emg_pad_s(sfreq: float, emg: EmgConfig, notch_freq: float | None) -> float:
+    """Padding (s) of the EMG spans: the reach of the edge effects of :func:`_emg_copy`'s filters
+    applied one after the other (the sum of their half lengths), plus 0.1 s."""
+    return sum((len(h) - 1) / 2.0 for h in _emg_kernels(sfreq, emg, notch_freq)) / sfreq + 0.1
 
 
 def _emg_copy(segments: mne.io.Raw, emg: EmgConfig, notch_freq: float | None) -> mne.io.Raw:
-    """EMG channel(s) + temporal EEG channels, notch-filtered and band-passed to the EMG band."""
+    """EMG channel(s) + temporal EEG channels, notch-filtered and band-passed to the EMG band.
+
+    MNE's FIRs (as ``notch_filter`` + ``filter`` design them), designed once
+    and applied span by span with :func:`~mmme_neuro.preprocessing.filter_spans`.
+    """
     types = segments.get_channel_types()
     picks = [c for c, t in zip(segments.ch_names, types, strict=True) if t == "emg"]
     picks += [c for c in emg.temporal_channels if c in segments.ch_names]
     out = segments.copy().pick(picks)
     sf = float(out.info["sfreq"])
-    nyq = sf / 2
-    if notch_freq is not None and notch_freq < nyq:
-        out.notch_filter(np.arange(notch_freq, nyq, notch_freq), picks="all", verbose=False)
+    for h in _emg_kernels(sf, emg, notch_freq):
+        if not filter_spans(out, h, range(len(out.ch_names))):
+            raise ValueError("EMG segments must be a preloaded segmented Raw (mmme_neuro.preprocessing.read_segments)")
     lo, hi = emg.band
-    hi = hi if hi < nyq - 1.0 else None
-    out.filter(lo, hi, picks="all", verbose=False)
+    with out.info._unlock():
+        out.info["highpass"], out.info["lowpass"] = float(lo), float(min(hi, sf / 2))
     return out
 
 

@@ -63,6 +63,7 @@ __all__ = [
     "detect_scr",
     "event_features",
     "event_timecourses",
+    "has_physio",
     "group_timecourses",
     "hrv_time",
     "process_physio",
@@ -639,6 +640,15 @@ def process_physio(
 # ----------------------------------------------------------------------------- events
 
 
+def has_physio(session: Any) -> bool:
+    """Whether a session has physiology (a BIDS session answers from its files, without parsing the table)."""
+    if getattr(session, "physio_sidecar", None) is None:
+        return False
+    if hasattr(session, "physio_file"):
+        return session.physio_file is not None
+    return getattr(session, "physio", None) is not None
+
+
 def session_sampling_rate(session: Any) -> float:
     """Sampling rate (Hz) of a BIDS session's physiology (the BIOPAC nominal rate, rows are not resampled).
 
@@ -647,7 +657,7 @@ def session_sampling_rate(session: Any) -> float:
     ValueError
         If the session has no physiology.
     """
-    if getattr(session, "physio", None) is None or getattr(session, "physio_sidecar", None) is None:
+    if not has_physio(session):
         raise ValueError(f"{session.subject}: no physiology")
     sc = session.physio_sidecar
     return float(sc.get("MMMENominalSamplingFrequency", sc["SamplingFrequency"]))
@@ -667,9 +677,16 @@ def process_session(session: Any, config: Any, *, clean_baseline_s: float = 8.0,
     events : pandas.DataFrame
         As :func:`session_events`, ``in_recording`` rows only.
     """
-    processed, info = process_physio(session.physio, session_sampling_rate(session))
+    processed, info = process_physio(_signal_table(session), session_sampling_rate(session))
     events = session_events(session, config, clean_baseline_s=clean_baseline_s, clips=clips)
     return processed, info, events[events["in_recording"]].reset_index(drop=True)
+
+
+def _signal_table(session: Any) -> pd.DataFrame:
+    """The session's physiology columns :func:`process_physio` recognises (a BIDS session parses only those)."""
+    if not hasattr(session, "read_physio"):
+        return session.physio
+    return session.read_physio(list(_map_columns(list(session.physio_sidecar["Columns"]), None).values()))
 
 
 def session_events(session: Any, config: Any, *, clean_baseline_s: float = 8.0, clips: bool = True) -> pd.DataFrame:
@@ -702,7 +719,7 @@ def session_events(session: Any, config: Any, *, clean_baseline_s: float = 8.0, 
     from .epochs import draw_ne_centers
 
     fs = session_sampling_rate(session)
-    n = len(session.physio)
+    n = session.n_physio_rows if hasattr(session, "n_physio_rows") else len(session.physio)
     ex = session.expressions
     rows = []
     for r in ex.itertuples():

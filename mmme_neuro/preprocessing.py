@@ -73,6 +73,7 @@ import dataclasses
 import functools
 import importlib.util
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -80,6 +81,7 @@ import mne
 import numpy as np
 import pandas as pd
 import scipy.signal
+from numpy.typing import ArrayLike
 
 from .config import Config, PreprocessingConfig
 from .constants import MASTOID_CHANNELS, SCALP_CHANNELS
@@ -90,7 +92,11 @@ __all__ = [
     "decimation_factor",
     "detect_bad_channels",
     "filter_pad_s",
+    "filter_spans",
+    "fir_kernel",
+    "fir_zero_phase",
     "get_segment_map",
+    "notch_kernel",
     "preprocess",
     "preprocess_segments",
     "read_segments",
@@ -275,17 +281,11 @@ def _filter_lengths(sfreq: float, cfg: PreprocessingConfig) -> dict[str, int]:
     nyq = sfreq / 2.0
     h = cfg.h_freq if cfg.h_freq is not None and cfg.h_freq < nyq else None
     if h is not None:
-        filt = mne.filter.create_filter(None, sfreq, None, h, h_trans_bandwidth=_lowpass_trans(cfg), verbose=False)
-        out["lowpass"] = int(len(filt))
+        out["lowpass"] = int(len(fir_kernel(sfreq, None, h, h_trans_bandwidth=_lowpass_trans(cfg))))
     if cfg.notch_freq is not None and cfg.notch_freq < nyq and not _notch_subsumed(sfreq, cfg):
-        # MNE's default notch: width freq / 200, transition 1 Hz -> band-stop with 0.5-Hz transitions
-        f, half = cfg.notch_freq, cfg.notch_freq / 400 + 0.5
-        filt = mne.filter.create_filter(None, sfreq, f + half, f - half, l_trans_bandwidth=0.5,
-                                        h_trans_bandwidth=0.5, verbose=False)
-        out["notch"] = int(len(filt))
+        out["notch"] = int(len(notch_kernel(sfreq, [cfg.notch_freq])))  # the length does not depend on the harmonics
     if cfg.l_freq is not None:
-        sf_hp = _target_sfreq(sfreq, cfg)
-        out["highpass"] = int(len(mne.filter.create_filter(None, sf_hp, cfg.l_freq, None, verbose=False)))
+        out["highpass"] = int(len(fir_kernel(_target_sfreq(sfreq, cfg), cfg.l_freq, None)))
     return out
 
 
@@ -318,7 +318,7 @@ def filter_pad_s(sfreq: float, config: PreprocessingConfig | Config, *, extra_hz
     sf_hp = _target_sfreq(sfreq, cfg)
     hp = lengths.get("highpass", 0) / 2.0 / sf_hp
     if extra_hz is not None:
-        hp = max(hp, len(mne.filter.create_filter(None, sf_hp, extra_hz, None, verbose=False)) / 2.0 / sf_hp)
+        hp = max(hp, len(fir_kernel(sf_hp, extra_hz, None)) / 2.0 / sf_hp)
     return float(native + hp + _PAD_MARGIN_S)
 
 
@@ -427,7 +427,115 @@ def _lowpass_notch_array(x: np.ndarray, sf: float, cfg: PreprocessingConfig, idx
 
 @functools.lru_cache(maxsize=8)
 def _lowpass_kernel(sf: float, h_freq: float, trans: float | str) -> np.ndarray:
-    return mne.filter.create_filter(None, sf, None, h_freq, h_trans_bandwidth=trans, verbose=False)
+    return fir_kernel(sf, None, h_freq, h_trans_bandwidth=trans)
+
+
+@functools.lru_cache(maxsize=32)
+def _fir_kernel_cached(sf: float, l_freq: Any, h_freq: Any, l_trans: Any, h_trans: Any) -> np.ndarray:
+    def arg(v: Any) -> Any:
+        return list(v) if isinstance(v, tuple) else v
+
+    h = mne.filter.create_filter(None, sf, arg(l_freq), arg(h_freq), l_trans_bandwidth=l_trans,
+                                 h_trans_bandwidth=h_trans, verbose=False)  # fmt: skip
+    h.flags.writeable = False
+    return h
+
+
+def fir_kernel(sfreq: float, l_freq: float | Sequence[float] | None, h_freq: float | Sequence[float] | None, *,
+               l_trans_bandwidth: float | str = "auto", h_trans_bandwidth: float | str = "auto") -> np.ndarray:  # fmt: skip
+    """MNE's default FIR (:func:`mne.filter.create_filter`: firwin, Hamming, zero phase), designed once.
+
+    Designing the 0.1-Hz high-pass costs ~10 ms (MNE also evaluates its
+    attenuation), and MNE designs it again for every span of a segmented Raw;
+    here the kernel is cached per (rate, edges, transitions) and reused for
+    every span and subject of a worker. Read-only array.
+
+    Parameters
+    ----------
+    sfreq : float
+        Sampling rate (Hz).
+    l_freq, h_freq : float | sequence of float | None
+        Edges (Hz), as :func:`mne.filter.create_filter` (a band-stop when
+        ``l_freq > h_freq``; sequences for several stop bands, as
+        :func:`mne.filter.notch_filter` builds them).
+    l_trans_bandwidth, h_trans_bandwidth : float | 'auto'
+        Transition bandwidths (Hz).
+
+    Returns
+    -------
+    h : ndarray, shape (n_taps,)
+    """
+    def key(v: Any) -> Any:
+        if v is None or isinstance(v, str):
+            return v
+        arr = np.atleast_1d(np.asarray(v, dtype=float))
+        return float(arr[0]) if np.ndim(v) == 0 else tuple(float(a) for a in arr)
+
+    return _fir_kernel_cached(float(sfreq), key(l_freq), key(h_freq), key(l_trans_bandwidth), key(h_trans_bandwidth))
+
+
+def notch_kernel(sfreq: float, freqs: ArrayLike) -> np.ndarray:
+    """The FIR :func:`mne.filter.notch_filter` builds for ``freqs`` with its defaults (width f/200, 1-Hz transition)."""
+    f = np.atleast_1d(np.asarray(freqs, dtype=float))
+    half = f / 400.0 + 0.5  # notch width / 2 + transition / 2
+    return fir_kernel(sfreq, tuple(f + half), tuple(f - half), l_trans_bandwidth=0.5, h_trans_bandwidth=0.5)
+
+
+def fir_zero_phase(x: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Zero-phase FIR filtering of the last axis, as MNE's FIR ``filter_data`` does it.
+
+    Same edge handling as MNE (``pad='reflect_limited'``: each edge
+    point-reflected over ``len(h) - 1`` samples), same kernel; the convolution
+    is one :func:`scipy.signal.oaconvolve` over all rows instead of MNE's
+    per-channel, per-block Python loop (``_overlap_add_filter``), which is
+    what made MNE's filters dominate the per-span work (benchmarks/bench_erp).
+    Equal to :func:`mne.filter.filter_data` with the same kernel to round-off
+    (test).
+
+    Parameters
+    ----------
+    x : ndarray, shape (..., n_times)
+        Signals (float64).
+    h : ndarray, shape (n_taps,)
+        Odd-length linear-phase FIR (e.g. :func:`fir_kernel`).
+
+    Returns
+    -------
+    y : ndarray, same shape as ``x``
+    """
+    n = x.shape[-1]
+    if len(h) % 2 != 1:
+        raise ValueError(f"a zero-phase FIR needs an odd number of taps, got {len(h)}")
+    if n == 0 or len(h) == 1:
+        return x * (h[0] if len(h) else 1.0)
+    n_edge = min(len(h), n) - 1
+    ext = np.concatenate([2 * x[..., :1] - x[..., n_edge:0:-1], x, 2 * x[..., -1:] - x[..., -2:-n_edge - 2:-1]],
+                         axis=-1)  # fmt: skip
+    y = scipy.signal.oaconvolve(ext, h.reshape((1,) * (x.ndim - 1) + (-1,)), mode="full", axes=-1)
+    shift = (len(h) - 1) // 2 + n_edge
+    return y[..., shift:shift + n]
+
+
+def filter_spans(raw: mne.io.BaseRaw, h: np.ndarray, picks: Sequence[int]) -> bool:
+    """Filter each span of a segmented Raw in place with :func:`fir_zero_phase` (as ``raw.filter`` would).
+
+    ``raw.filter(..., skip_by_annotation='edge')`` filters every span apart;
+    so does this, with one kernel for all. Returns False (nothing done) if
+    ``raw`` is not a preloaded segmented Raw (:func:`read_segments`) or has
+    ``bad_acq_skip`` annotations: the caller then uses ``raw.filter``.
+    """
+    if not raw.preload or any(str(d).lower().startswith("bad_acq_skip") for d in raw.annotations.description):
+        return False
+    try:
+        smap = get_segment_map(raw)
+    except ValueError:
+        return False
+    idx = np.asarray(list(picks), dtype=int)
+    if idx.size == 0:
+        return True
+    for a, b in zip(smap.seg_start, smap.seg_stop, strict=True):
+        raw._data[idx, int(a):int(b)] = fir_zero_phase(raw._data[idx, int(a):int(b)], h)
+    return True
 
 
 def _aligned(orig_start: int, orig_stop: int, centers: np.ndarray, k: int) -> tuple[int, int]:
@@ -700,7 +808,13 @@ def _highpass(raw: mne.io.BaseRaw, cfg: PreprocessingConfig, native_sf: float) -
     """High-pass at the current (decimated) rate; returns the ``bandpass`` step record."""
     sf = float(raw.info["sfreq"])
     if cfg.l_freq is not None:
-        raw.filter(cfg.l_freq, None, picks=_FILTER_TYPES, skip_by_annotation=("edge", "bad_acq_skip"), verbose=False)
+        picks = _filter_idx(raw.info)
+        if filter_spans(raw, fir_kernel(sf, cfg.l_freq, None), picks):
+            with raw.info._unlock():
+                raw.info["highpass"] = max(float(raw.info["highpass"]), float(cfg.l_freq))
+        else:
+            raw.filter(cfg.l_freq, None, picks=_FILTER_TYPES, skip_by_annotation=("edge", "bad_acq_skip"),
+                       verbose=False)  # fmt: skip
     h = cfg.h_freq if cfg.h_freq is not None and cfg.h_freq < native_sf / 2 else None
     return {"l_freq_hz": cfg.l_freq, "h_freq_hz": h, "method": "fir", "phase": "zero",
             "h_trans_bandwidth_hz": _lowpass_trans(cfg), "lowpass_sfreq_hz": native_sf, "highpass_sfreq_hz": sf,
@@ -767,7 +881,8 @@ def _ica_fit_raw(raw: mne.io.BaseRaw, picks: list[str], opts: PreprocessOptions)
     smap = get_segment_map(raw)
     sf = float(raw.info["sfreq"])
     wins = _get_temp(raw, _WIN_KEY)
-    half = len(mne.filter.create_filter(None, sf, opts.ica_highpass_hz, None, verbose=False)) // 2 + 1
+    h = fir_kernel(sf, opts.ica_highpass_hz, None)
+    half = len(h) // 2 + 1
     iv: list[tuple[int, int]] = []
     last_span = -1
     if wins:
@@ -794,10 +909,15 @@ def _ica_fit_raw(raw: mne.io.BaseRaw, picks: list[str], opts: PreprocessOptions)
     info = mne.pick_info(raw.info, idx)
     with info._unlock():
         info["temp"] = None
-    pieces = [mne.io.RawArray(raw._data[idx, a:b], info.copy(), verbose=False) for a, b in iv]
+    filt = _filter_idx(info)  # each window high-passed on its own, as raw.filter(skip_by_annotation="edge") would
+    pieces = []
+    for a, b in iv:
+        x = raw._data[idx, a:b]
+        x[filt] = fir_zero_phase(x[filt], h)
+        pieces.append(mne.io.RawArray(x, info.copy(), verbose=False))
     fit_raw = _concat(pieces)
-    fit_raw.filter(opts.ica_highpass_hz, None, picks=_FILTER_TYPES, skip_by_annotation=("edge", "bad_acq_skip"),
-                   verbose=False)  # fmt: skip
+    with fit_raw.info._unlock():
+        fit_raw.info["highpass"] = max(float(fit_raw.info["highpass"]), float(opts.ica_highpass_hz))
     return fit_raw
 
 

@@ -159,6 +159,27 @@ def test_physio_values_round_trip(converted, study):
     assert np.array_equal(np.flatnonzero(codes), session.physio_events["sample"].to_numpy())
 
 
+def test_physio_columns_read_on_demand(converted):
+    """read_physio parses only the columns asked (then keeps them); values equal the full table's."""
+    from mmme_neuro import physio as ph
+
+    _, root = converted
+    subject = sorted(p.name[4:] for p in root.glob("sub-*"))[0]
+    part = read_bids_session(root, subject)
+    assert ph.has_physio(part) and part._physio is None  # answered from the files, nothing parsed
+    names = part.physio_sidecar["Columns"]
+    signals = ph._signal_table(part)
+    assert list(signals.columns) == ["PPG", "RSP", "SKT_A", "EDA", "ECG"] and set(names) > set(signals.columns)
+    assert list(part._physio.columns) == list(signals.columns)  # the other columns were not parsed
+    assert part.n_physio_rows == len(signals)
+    full = read_bids_session(root, subject).physio
+    pd.testing.assert_frame_equal(signals, full[list(signals.columns)])
+    pd.testing.assert_frame_equal(part.physio, full)  # the rest parsed on demand, same column order
+    with pytest.raises(ValueError, match=r"_physio\.tsv\.gz: no column\(s\) \['PULSE'\]"):
+        part.read_physio(["PULSE"])
+    assert not ph.has_physio(read_bids_session(root, subject, physio=False))
+
+
 def test_format_rows_edge_cases():
     cols = [np.array([np.nan, -1.5e-4, -4e-12, 0.0, 12.25, np.inf]), np.array([0, -3, 148, 7, 0, 1]),
             np.zeros(6)]  # fmt: skip

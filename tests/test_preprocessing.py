@@ -14,7 +14,11 @@ from mmme_neuro.preprocessing import (
     PreprocessOptions,
     detect_bad_channels,
     filter_pad_s,
+    filter_spans,
+    fir_kernel,
+    fir_zero_phase,
     get_segment_map,
+    notch_kernel,
     preprocess_segments,
     read_segments,
 )
@@ -101,6 +105,30 @@ def test_segment_filter_equals_whole_recording_filter(session, segments):
         seg_data = clean.get_data(picks="eeg", start=pos, stop=pos + b - a)
         worst = max(worst, float(np.abs(seg_data - whole.get_data(picks="eeg", start=a, stop=b)).max()))
     assert worst * 1e6 < 0.01  # µV, on signals of tens of µV
+
+
+def test_fir_helpers_equal_mne_filters(segments):
+    """The kernels designed once and applied span by span equal raw.filter / notch_filter (round-off)."""
+    x = np.random.default_rng(3).standard_normal((4, 3000))
+    for sf, lo, hi, n in ((250.0, 0.1, None, 3000), (1000.0, 30.0, 100.0, 3000), (250.0, 1.0, None, 200)):
+        ref = mne.filter.filter_data(x[:, :n], sf, lo, hi, verbose=False)
+        assert np.abs(fir_zero_phase(x[:, :n], fir_kernel(sf, lo, hi)) - ref).max() < 1e-12
+    harmonics = np.arange(50.0, 500.0, 50.0)
+    ref = mne.filter.notch_filter(x, 1000.0, harmonics, verbose=False)
+    assert np.abs(fir_zero_phase(x, notch_kernel(1000.0, harmonics)) - ref).max() < 1e-12
+    assert fir_kernel(250.0, 0.1, None) is fir_kernel(250.0, 0.1, None)  # designed once
+    # a segmented Raw: every span filtered on its own, as skip_by_annotation="edge" does
+    ours, theirs = segments.copy(), segments.copy()
+    sf = ours.info["sfreq"]
+    picks = mne.pick_types(ours.info, eeg=True, eog=True, ecg=True, emg=True)
+    assert filter_spans(ours, fir_kernel(sf, 1.0, None), picks)
+    theirs.filter(1.0, None, picks=picks, verbose=False)
+    assert len(get_segment_map(ours).seg_start) > 1
+    assert np.abs(ours.get_data() - theirs.get_data()).max() < 1e-15  # volts
+    plain = mne.io.RawArray(segments.get_data(), mne.create_info(segments.ch_names, sf), verbose=False)
+    assert not filter_spans(plain, fir_kernel(sf, 1.0, None), picks)  # no segment map: the caller uses raw.filter
+    with pytest.raises(ValueError, match="odd number of taps"):
+        fir_zero_phase(x, np.ones(4))
 
 
 def test_decimated_segments_equal_decimated_whole_recording(session, segments):
