@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import platform
 import shutil
@@ -74,16 +73,13 @@ def _steps(config: Any) -> dict[str, tuple[Any, Any, dict[str, Any]]]:
 
 
 def _run_stages(bids: Path, config: Any, workers: int, stages: list[str]) -> dict[str, Any]:
-    from distributed import LocalCluster
-
-    from mmme_neuro.pipeline import run_subjects
+    from mmme_neuro.pipeline import local_cluster, run_subjects
     from mmme_neuro.steps import CLEAN_STAGE
 
     out: dict[str, Any] = {}
     levels = bids / "derivatives" / "mmme-neuro" / "first-level"
     shutil.rmtree(levels, ignore_errors=True)  # a first run: input files hashed (once per subject), nothing cached
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=logging.ERROR) as cluster:  # fmt: skip
+    with local_cluster(workers) as cluster:
         for stage in stages:
             func, cfg, params, up = _steps(config)[stage]
             name = CLEAN_STAGE if stage == "clean" else f"bench-{stage}"

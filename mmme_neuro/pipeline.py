@@ -71,7 +71,8 @@ from ._utils import atomic_write_text, sha256_file, stat_key
 from .config import Config
 from .containers import load_netcdf, save_netcdf
 
-__all__ = ["RunReport", "Upstream", "cache_dir", "load_result", "run_subjects", "save_result", "subject_key"]
+__all__ = ["RunReport", "Upstream", "cache_dir", "load_result", "local_cluster", "run_subjects", "save_result",
+           "subject_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -396,6 +397,32 @@ def _compute(func: FirstLevel, bids_root: str, subject: str, config: Config, sta
             "upstream_s": up_s, "peak_rss_mb": _peak_rss_mb()}  # fmt: skip
 
 
+def local_cluster(n_workers: int) -> Any:
+    """A dask ``LocalCluster`` of ``n_workers`` single-threaded worker processes, without dask's malloc trimming.
+
+    dask starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``
+    (``distributed.nanny.pre-spawn-environ``) so that idle workers hand
+    memory back to the OS. Setting it also switches off glibc's dynamic mmap
+    threshold: every large NumPy temporary is then mapped and unmapped afresh,
+    page faults included. In our steps this made element-wise work 3-6x slower
+    (ICA's picard densities: 1.3 s instead of 0.4 s per subject) and the shared
+    preprocessing pass ~2x slower on a worker than in-process (measured in
+    ``benchmarks/bench_study``). Workers started here keep dask's other
+    settings (one OpenMP/MKL/OpenBLAS thread). Peak memory is unchanged; a
+    worker may keep freed memory between subjects. Workers of an external
+    scheduler (``--scheduler``) are started by whoever starts them: leave
+    ``MALLOC_TRIM_THRESHOLD_`` unset there too.
+    """
+    import dask
+    from distributed import LocalCluster
+
+    environ = {k: v for k, v in dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {}).items()
+               if k != "MALLOC_TRIM_THRESHOLD_"}  # fmt: skip
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        return LocalCluster(n_workers=int(n_workers), threads_per_worker=1, processes=True, dashboard_address=None,
+                            silence_logs=logging.ERROR)  # fmt: skip
+
+
 def _peak_rss_mb() -> float:
     """Peak resident memory of this process so far (MB): the worker's peak when run on a worker."""
     try:
@@ -572,11 +599,10 @@ def run_subjects(
             rows[s] = _compute(func, os.fspath(root), s, config, stage, params, *prints[s], upstream, cache)
             bar.update()
     elif todo:
-        from distributed import Client, LocalCluster, as_completed
+        from distributed import Client, as_completed
 
         with _quiet_dask():
-            cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                          dashboard_address=None, silence_logs=logging.ERROR)  # fmt: skip
+            cluster = None if scheduler else local_cluster(workers)
             try:
                 with Client(scheduler or cluster) as client:
                     futures = [client.submit(_compute, func, os.fspath(root), s, config, stage, params, *prints[s],

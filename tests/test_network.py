@@ -362,3 +362,28 @@ def test_metric_input_checks():
         nw.graph_metrics(xr.DataArray(W, dims=("node", "node_other")), (0.1,), metrics=("modularity",))
     with pytest.raises(ValueError, match="increasing"):
         nw.graph_metrics(xr.DataArray(W, dims=("node", "node_other")), (0.2, 0.1))
+
+
+@pytest.mark.parametrize("n", [2, 17, 63, 64])
+def test_boolean_graphs_checked_on_their_bits(n):
+    """Boolean graphs of <= 64 nodes are validated by the compiled bit check: same verdicts, same errors."""
+    from mmme_neuro import _graph_kernels
+
+    rng = np.random.default_rng(n)
+    A = rng.random((40, n, n)) < 0.3
+    A = A | A.swapaxes(-1, -2)
+    A[:, np.arange(n), np.arange(n)] = False
+    assert _graph_kernels.symmetric_loopless_1w(nw._pack(A), n) == (-1, -1)
+    np.testing.assert_array_equal(nw.nodal_efficiency(A), nw.nodal_efficiency(A.astype(float)))
+    for g in (0, 17, 39):  # one flipped edge end or one self-loop, in several graphs: found in that graph
+        i, j = rng.choice(n, 2, replace=False)
+        bad = A.copy()
+        bad[g, i, j] = ~bad[g, i, j]
+        assert _graph_kernels.symmetric_loopless_1w(nw._pack(bad), n) == (g, 0)
+        with pytest.raises(ValueError, match="symmetric"):
+            nw.nodal_efficiency(bad)
+        bad = A.copy()
+        bad[g, i, i] = True
+        assert _graph_kernels.symmetric_loopless_1w(nw._pack(bad), n) == (g, 1)
+        with pytest.raises(ValueError, match="diagonal"):
+            nw.characteristic_path_length(bad)

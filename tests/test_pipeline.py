@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -236,3 +237,18 @@ def test_a_new_stage_reuses_the_file_hashes_of_another(bids, monkeypatch):
     side.write_text(side.read_text(encoding="utf-8").replace("}", ', "Note": "again"}', 1), encoding="utf-8")
     pl.run_subjects(toy_first_level, bids, cfg, stage="toy-h3", subjects=["sub-01"], progress=False)
     assert hashed == [side.name]
+
+
+def _worker_environ() -> tuple[str | None, str | None]:
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")
+
+
+def test_local_cluster_workers_do_not_trim_malloc():
+    """dask's MALLOC_TRIM_THRESHOLD_ (2x slower steps on workers, see pipeline.local_cluster) is not passed on;
+    its other worker settings (one OpenMP thread) are."""
+    from distributed import Client
+
+    from mmme_neuro.pipeline import local_cluster
+
+    with local_cluster(1) as cluster, Client(cluster) as client:
+        assert client.submit(_worker_environ, pure=False).result() == (None, "1")
