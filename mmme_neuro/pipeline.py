@@ -54,6 +54,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,6 +256,11 @@ def _fingerprint(root: Path, subject: str, config: Config, stage: str,
         files.append([rel, size, mtime, sha])
         h.update(rel.encode() + b"\0" + sha.encode() + b"\0")
     return h.hexdigest(), files
+
+
+def _work_estimate(files: Sequence[Sequence[Any]]) -> int:
+    """Bytes of a subject's ``*_events.tsv``: a proxy of its work (epochs scale with the coded events)."""
+    return sum(int(f[1]) for f in files if str(f[0]).endswith("_events.tsv"))
 
 
 def _jsonable(value: Any) -> Any:
@@ -581,7 +587,13 @@ def run_subjects(
     cache = run_cfg.cache if cache is None else bool(cache)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    prints = {s: _fingerprint(root, s, config, stage, _known_files(cache_dir(root, stage, s)), key_params) for s in subjects}
+
+    def fingerprint(s: str) -> tuple[str, list[list[Any]]]:
+        return _fingerprint(root, s, config, stage, _known_files(cache_dir(root, stage, s)), key_params)
+
+    # input hashes of a first run (~1 s per GB): as many threads as workers (hashlib releases the GIL)
+    with ThreadPoolExecutor(max_workers=max(1, min(len(subjects), workers, os.cpu_count() or 1))) as pool:
+        prints = dict(zip(subjects, pool.map(fingerprint, subjects), strict=True))
     for s in subjects:
         _remember_files(root, s, prints[s][1])
     rows: dict[str, dict[str, Any]] = {}
@@ -605,6 +617,8 @@ def run_subjects(
             cluster = None if scheduler else local_cluster(workers)
             try:
                 with Client(scheduler or cluster) as client:
+                    # largest subjects first (longest-processing-time first): fewer idle workers at the end
+                    todo = sorted(todo, key=lambda s: -_work_estimate(prints[s][1]))
                     futures = [client.submit(_compute, func, os.fspath(root), s, config, stage, params, *prints[s],
                                              upstream, cache, key=f"{stage}-{s}-{prints[s][0][:12]}", pure=False) for s in todo]  # fmt: skip
                     for fut in as_completed(futures):
