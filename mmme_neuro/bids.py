@@ -1064,6 +1064,25 @@ def _hash_inputs(inputs: list[tuple[str, Path]]) -> list[dict[str, Any]]:
              "sha256": sha256_file(p)} for role, p in inputs]  # fmt: skip
 
 
+def _bids_file_hashes(bids_root: Path, subject: str, inputs: list[dict[str, Any]]) -> list[list[Any]]:
+    """``[relpath, size, mtime_ns, sha256]`` of a converted subject's BIDS files, for the first-level cache keys.
+
+    :mod:`mmme_neuro.pipeline` keys every per-subject result on the SHA-256 of
+    these files; recorded here, a study's first analysis run does not read
+    them all again (1.2 GB per MMME subject). The EEGLAB ``.fdt`` is a byte
+    copy of the input ``.fdt`` (:func:`_finish_eeglab_set`), whose hash the
+    conversion has already computed; the other files are small and hashed
+    here. A file changed later has another size or mtime and is hashed again.
+    """
+    fdt = {int(i["size"]): str(i["sha256"]) for i in inputs if i["ext"] == ".fdt"}
+    out = []
+    for p in sorted(q for q in (bids_root / subject).rglob("*") if q.is_file()):
+        size, mtime = stat_key(p)
+        sha = fdt.get(size) if p.suffix.lower() == ".fdt" else None
+        out.append([p.relative_to(bids_root).as_posix(), size, mtime, sha or sha256_file(p)])
+    return out
+
+
 def _same_inputs(recorded: list[dict[str, Any]], current: list[dict[str, Any]]) -> bool:
     def key(items: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
         return [(i["role"], i["ext"], i["sha256"]) for i in items]
@@ -1302,6 +1321,7 @@ def convert_study(
                        "n_excluded_physio": int((excl["scope"] == "physio").sum())}  # fmt: skip
             record = {"record_version": _RECORD_VERSION, "subject": subject, "status": "converted",
                       "fingerprint": base_fp, "inputs": inputs_rec, "files": result["files"],
+                      "bids_files": _bids_file_hashes(bids_root, subject, inputs_rec),
                       "summary": summary, "exclusions": _records(excl), "sync": result["sync"],
                       "markers": result["markers"], "qa": result.get("qa")}  # fmt: skip
             if result.get("qa"):

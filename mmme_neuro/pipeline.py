@@ -305,12 +305,18 @@ def _hash_index(bids_root: str | os.PathLike, subject: str) -> Path:
 
 
 def _known_files(directory: Path) -> dict[str, list[Any]]:
-    """``relpath -> [size, mtime_ns, sha256]`` known for a cache directory: its manifest, and the
-    subject's study-wide hash index (so the first run of a new stage does not hash 1.2 GB again)."""
+    """``relpath -> [size, mtime_ns, sha256]`` known for a cache directory: its manifest, the subject's
+    study-wide hash index (so the first run of a new stage does not hash 1.2 GB again) and the hashes
+    the BIDS conversion recorded of the files it wrote (so neither does the first run of all)."""
     known: dict[str, list[Any]] = {}
-    index = _hash_index(directory.parents[4], directory.name)  # <root>/derivatives/mmme-neuro/first-level/<stage>/<subject>
+    root = directory.parents[4]  # <root>/derivatives/mmme-neuro/first-level/<stage>/<subject>
+    try:  # the BIDS conversion's record of the files it wrote (mmme_neuro.bids)
+        record = json.loads((root / "derivatives" / "mmme-neuro" / "conversion" / f"{directory.name}.json").read_text(encoding="utf-8"))
+        known.update({f[0]: f[1:] for f in record.get("bids_files", [])})
+    except (OSError, ValueError, TypeError, IndexError):
+        pass
     try:
-        known.update(json.loads(index.read_text(encoding="utf-8")))
+        known.update(json.loads(_hash_index(root, directory.name).read_text(encoding="utf-8")))
     except (OSError, ValueError):
         pass
     known.update({f[0]: f[1:] for f in _manifest(directory).get("files", [])})

@@ -252,3 +252,26 @@ def test_local_cluster_workers_do_not_trim_malloc():
 
     with local_cluster(1) as cluster, Client(cluster) as client:
         assert client.submit(_worker_environ, pure=False).result() == (None, "1")
+
+
+def test_first_run_reuses_the_hashes_the_conversion_recorded(bids, monkeypatch):
+    """The conversion records the SHA-256 of every BIDS file it wrote (the .fdt's is its input's: a byte copy);
+    they are right, and a stage's first run then reads no subject file to key its cache."""
+    import shutil
+
+    subjects = sorted(p.name for p in bids.glob("sub-*"))
+    subjects = [s for s in subjects if s not in ("sub-01", "sub-02")]  # other tests edit their sidecars
+    fdt = 0
+    for s in subjects:
+        record = json.loads((bids / "derivatives" / "mmme-neuro" / "conversion" / f"{s}.json").read_text(encoding="utf-8"))
+        for rel, size, mtime, sha in record["bids_files"]:
+            assert [size, mtime] == list(pl.stat_key(bids / rel)) and sha == pl.sha256_file(bids / rel), rel
+            fdt += rel.endswith(".fdt")
+    assert fdt > 0  # EEGLAB subjects: the hash taken over from the input
+    shutil.rmtree(bids / "derivatives" / "mmme-neuro" / "first-level" / ".file-hashes", ignore_errors=True)
+    hashed: list[str] = []
+    real_sha = pl.sha256_file
+    monkeypatch.setattr(pl, "sha256_file", lambda p: hashed.append(Path(p).relative_to(bids).as_posix()) or real_sha(p))
+    rep = pl.run_subjects(scaled_first_level, bids, load_config(None), stage="toy-fresh", subjects=subjects, progress=False)
+    assert (rep.status["status"] == "computed").all()
+    assert [h for h in hashed if h.startswith("sub-")] == [], hashed
