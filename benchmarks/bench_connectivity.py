@@ -18,6 +18,10 @@ Settings
   table also reports the largest absolute difference of the two results.
 * The transform alone: ``mne.time_frequency.tfr_array_morlet`` vs our batched
   FFT convolution on the same data (the reason for our own transform).
+* The floor: the Hermitian products alone and the inverse FFTs alone, with
+  the shapes of the issue's setting, single precision, one core. Both are
+  needed for every sample of every wavelet, so their sum bounds from below
+  what any implementation of this estimator costs on this machine.
 * One full-length MMME subject: ~6 ME + ~26 MaE expression epochs (634 and
   2,841 over 110 participants) + as many no-expression controls = 64 epochs x
   64 channels x 2.5 s (-1.0 to 1.5 s) at 250 Hz, ``Config().bands``, the
@@ -113,6 +117,27 @@ def main(argv: list[str] | None = None) -> int:
     rows["transform_mne_tfr_array_morlet"] = {"wall_s": t_mne}
     rows["transform_ours_fft"] = {"wall_s": t_tfr, "speedup": t_mne / t_tfr}
 
+    # the arithmetic floor of the estimator (single precision, one core): the two operations every sample of
+    # every wavelet needs, alone - one inverse FFT per channel and one Hermitian product per epoch and frequency
+    import scipy.fft
+    import scipy.linalg
+    from threadpoolctl import threadpool_limits
+
+    z = (rng.standard_normal((ISSUE_FREQS.size, n_ch, x.shape[-1]))
+         + 1j * rng.standard_normal((ISSUE_FREQS.size, n_ch, x.shape[-1]))).astype(np.complex64)  # fmt: skip
+    spec = np.zeros((ISSUE_FREQS.size, n_ch, nfft), dtype=np.complex64)
+
+    def _herk_only() -> None:
+        for _ in range(n_ep):
+            for k in range(ISSUE_FREQS.size):
+                scipy.linalg.blas.cherk(1.0, z[k].T, trans=2)
+
+    with threadpool_limits(1):
+        t_herk, _ = _best(_herk_only, args.repeats)
+        t_ifft, _ = _best(lambda: [scipy.fft.ifft(spec, axis=-1, workers=1) for _ in range(n_ep)], args.repeats)
+    rows["floor_herk_only"] = {"wall_s": t_herk}
+    rows["floor_ifft_only"] = {"wall_s": t_ifft}
+
     # one full-length MMME subject
     cfg = Config()
     n_sub = 6 + 26 + 32
@@ -141,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         f"| {r['ours_double']['max_abs_diff_vs_mne_connectivity']:.1e} |\n"
         f"| transform only: mne tfr_array_morlet | {t_mne:.2f} | 1 | |\n"
         f"| transform only: ours (batched FFT, float64) | {t_tfr:.2f} | {t_mne / t_tfr:.1f}x | |\n"
+        f"| floor: the Hermitian products alone (30 x 44 of 64 x 750 complex64, 1 core) | {t_herk:.2f} | | |\n"
+        f"| floor: the inverse FFTs alone (30 x 44 x 64 of {nfft} points, complex64, 1 core) | {t_ifft:.2f} | | |\n"
         f"| one subject: {n_sub} epochs x 64 ch x 2.5 s, 5 bands x 5 wavelets, PLV | {t_sub:.2f} | | |\n"
         f"\nload average (1 min) at the end: {res['load_average_1min_at_end']:.1f} on {os.cpu_count()} CPUs\n"
     )
