@@ -333,7 +333,7 @@ class BidsSession:
 
         Parsing is the cost of a full session (~4.7 M rows of text): asking
         only for the columns a step uses skips converting the others (about
-        2x faster for 6 of 10 columns), and the gzip stream is inflated with
+        2x faster for 5 of 10 columns), and the gzip stream is inflated with
         ISA-L (:mod:`isal.igzip`, ~1.8x faster than :mod:`gzip`; same bytes).
 
         Parameters
