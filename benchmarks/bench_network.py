@@ -54,6 +54,35 @@ def _median_time(fn, repeats: int = 3) -> tuple[float, object]:
     return float(np.median(times)), out
 
 
+def _bfs_floor(P: np.ndarray) -> tuple[float, float]:
+    """Median time of the compiled BFS kernel alone on packed graphs: one core, and split over all cores.
+
+    The two-core variant exists only here, to bound what threads could give
+    (the library's kernels are single-threaded: dask workers are its parallelism).
+    """
+    import numba
+    from numba import njit, prange
+
+    from mmme_neuro import _graph_kernels as kernels
+
+    @njit(parallel=True, nogil=True)
+    def split(P, n):  # noqa: N803 - the kernels' naming
+        G = P.shape[0]
+        inv = np.zeros((G, n))
+        k = numba.get_num_threads()
+        for c in prange(k):
+            lo, hi = c * G // k, (c + 1) * G // k
+            inv[lo:hi] = kernels.path_sums_1w(P[lo:hi], n)[0]
+        return inv
+
+    n = P.shape[1]
+    split(P[:2], n)
+    one, _ = _median_time(lambda: kernels.path_sums_1w(P, n), 5)
+    both, out = _median_time(lambda: split(P, n), 5)
+    assert np.array_equal(out, kernels.path_sums_1w(P, n)[0])
+    return one, both
+
+
 def _bct_nodal(A: np.ndarray, bct) -> np.ndarray:
     D = bct.distance_bin(A)
     with np.errstate(divide="ignore"):
@@ -69,6 +98,12 @@ def _nx_nodal(A: np.ndarray, nx) -> np.ndarray:
     for i, lengths in nx.all_pairs_shortest_path_length(g):
         out[i] = sum(1.0 / d for d in lengths.values() if d > 0) / (n - 1)
     return out
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 1
 
 
 def _numba_version() -> str:
@@ -106,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     t_ours_metric, _ = _median_time(lambda: nw.nodal_efficiency(A_bool))
     t_ours_metric_f, _ = _median_time(lambda: nw.nodal_efficiency(A_all))
 
+    # the floor: the BFS kernel alone on already packed and validated graphs
+    t_bfs_one, t_bfs_both = _bfs_floor(nw._pack(A_bool))
+
     # bct on a subset
     sub = args.subset_bct
     t0 = time.perf_counter()
@@ -138,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         "bct_subset_graphs": sub * len(DENSITIES),
         "networkx_metric_s_extrapolated": t_nx_metric,
         "networkx_subset_graphs": subn * len(DENSITIES),
+        "floor_bfs_kernel_1_core_s": t_bfs_one,
+        "floor_bfs_kernel_all_cores_s": t_bfs_both,
         "speedup_pipeline_vs_bct": t_bct_pipe / t_ours_pipe,
         "speedup_metric_vs_bct": t_bct_metric / t_ours_metric,
         "speedup_metric_vs_networkx": t_nx_metric / t_ours_metric,
@@ -161,7 +201,11 @@ def main(argv: list[str] | None = None) -> int:
         f"| nodal efficiency of thresholded graphs (bool input) | {t_ours_metric:.3f} | {t_bct_metric:.2f}* "
         f"| {t_nx_metric:.1f}** | {res['speedup_metric_vs_bct']:.0f}x | {res['speedup_metric_vs_networkx']:.0f}x |\n"
         f"| same, float64 input (validation of 98 MB) | {t_ours_metric_f:.3f} | | | "
-        f"{t_bct_metric / t_ours_metric_f:.0f}x | {t_nx_metric / t_ours_metric_f:.0f}x |\n\n"
+        f"{t_bct_metric / t_ours_metric_f:.0f}x | {t_nx_metric / t_ours_metric_f:.0f}x |\n"
+        f"| floor: the BFS kernel alone (packed, validated input), 1 core | {t_bfs_one:.4f} | | | "
+        f"{t_bct_metric / t_bfs_one:.0f}x | |\n"
+        f"| floor: the BFS kernel alone, split over all {_cores()} cores (not in the library) | {t_bfs_both:.4f} | | | "
+        f"{t_bct_metric / t_bfs_both:.0f}x | |\n\n"
         f"\\* timed on {sub * len(DENSITIES)} graphs, extrapolated; ** timed on {subn * len(DENSITIES)} graphs, "
         f"extrapolated. Max |difference| vs bct: {res['max_abs_diff_vs_bct']:.1e}. First call (numba compile or "
         f"cache load, once per process): {t_first:.2f} s.\n"
