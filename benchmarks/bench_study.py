@@ -78,7 +78,7 @@ def _run_stages(bids: Path, config: Any, workers: int, stages: list[str]) -> dic
 
     out: dict[str, Any] = {}
     levels = bids / "derivatives" / "mmme-neuro" / "first-level"
-    shutil.rmtree(levels, ignore_errors=True)  # a first run: input files hashed (once per subject), nothing cached
+    shutil.rmtree(levels, ignore_errors=True)  # a first run: nothing cached (input hashes from the conversion record)
     with local_cluster(workers) as cluster:
         for stage in stages:
             func, cfg, params, up = _steps(config)[stage]

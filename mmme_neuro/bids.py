@@ -322,10 +322,13 @@ class BidsSession:
     _physio: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
+    def has_physio(self) -> bool:
+        """Whether the session has physiology (answered from its files, without parsing the table)."""
+        return self.physio_file is not None and self.physio_sidecar is not None
+
+    @property
     def physio(self) -> pd.DataFrame | None:
         """The physiology table, every column (read on first access; None without physiology)."""
-        if self.physio_file is None or self.physio_sidecar is None:
-            return None
         return self.read_physio()
 
     def read_physio(self, columns: Sequence[str] | None = None) -> pd.DataFrame | None:
@@ -349,9 +352,10 @@ class BidsSession:
         Raises
         ------
         ValueError
-            Naming the file, if a column is not in the sidecar's ``Columns``.
+            Naming the file, if a column is not in the sidecar's ``Columns`` or
+            the file cannot be parsed (truncated gzip, malformed rows).
         """
-        if self.physio_file is None or self.physio_sidecar is None:
+        if not self.has_physio:
             return None
         names = list(self.physio_sidecar["Columns"])
         wanted = names if columns is None else list(columns)
@@ -361,9 +365,12 @@ class BidsSession:
         have = {} if self._physio is None else {c: self._physio[c] for c in self._physio.columns}
         missing = [c for c in names if c in wanted and c not in have]
         if missing:
-            with igzip.open(self.physio_file, "rb") as fh:
-                parsed = pd.read_csv(fh, sep="\t", header=None, names=names, usecols=missing, na_values=["n/a"],
-                                     keep_default_na=False, engine="c")  # fmt: skip
+            try:
+                with igzip.open(self.physio_file, "rb") as fh:
+                    parsed = pd.read_csv(fh, sep="\t", header=None, names=names, usecols=missing, na_values=["n/a"],
+                                         keep_default_na=False, engine="c")  # fmt: skip
+            except (OSError, EOFError, ValueError) as err:  # pandas' ParserError is a ValueError
+                raise ValueError(f"{self.physio_file}: cannot read the physiology table: {err}") from err
             have.update({c: parsed[c] for c in missing})
             self._physio = pd.DataFrame({c: have[c] for c in names if c in have})
         return self._physio[wanted] if columns is not None else self._physio
@@ -371,7 +378,7 @@ class BidsSession:
     @property
     def n_physio_rows(self) -> int:
         """Number of physiology rows (parses the table only if no column was read yet; 0 without physiology)."""
-        if self.physio_file is None or self.physio_sidecar is None:
+        if not self.has_physio:
             return 0
         if self._physio is None:
             self.read_physio(list(self.physio_sidecar["Columns"])[:1])
@@ -418,7 +425,7 @@ class BidsSession:
 
     def physio_times(self) -> np.ndarray:
         """EEG-clock time (s) of every physiology row: ``StartTime + k / SamplingFrequency``."""
-        if self.physio_sidecar is None or self.physio_file is None:
+        if not self.has_physio:
             raise ValueError(f"{self.subject}: no physiology")
         sc = self.physio_sidecar
         return sc["StartTime"] + np.arange(self.n_physio_rows) / sc["SamplingFrequency"]
@@ -1083,6 +1090,21 @@ def _bids_file_hashes(bids_root: Path, subject: str, inputs: list[dict[str, Any]
     return out
 
 
+def conversion_record(bids_root: str | os.PathLike, subject: str) -> Path:
+    """``<bids_root>/derivatives/mmme-neuro/conversion/<subject>.json``: what the conversion of a subject recorded."""
+    return Path(bids_root) / DERIVATIVES / "conversion" / f"{subject}.json"
+
+
+def recorded_file_hashes(bids_root: str | os.PathLike, subject: str) -> dict[str, list[Any]]:
+    """``relpath -> [size, mtime_ns, sha256]`` of the BIDS files the conversion wrote for ``subject``
+    (:func:`_bids_file_hashes`); {} if it recorded none (an older or foreign conversion)."""
+    record = _read_record(conversion_record(bids_root, subject)) or {}
+    try:
+        return {str(f[0]): list(f[1:4]) for f in record.get("bids_files", []) if len(f) == 4}
+    except TypeError:  # a record not written by this package
+        return {}
+
+
 def _same_inputs(recorded: list[dict[str, Any]], current: list[dict[str, Any]]) -> bool:
     def key(items: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
         return [(i["role"], i["ext"], i["sha256"]) for i in items]
@@ -1274,7 +1296,7 @@ def convert_study(
                                  "n_excluded_all": len(excl_parts[-1]), "n_excluded_physio": 0})  # fmt: skip
                 continue
             seen_subjects.add(subject)
-            record_path = records_dir / f"{subject}.json"
+            record_path = conversion_record(bids_root, subject)
             inputs = _input_files(files)
             prev = _read_record(record_path)
             hashed: Future | list[dict[str, Any]] | None = None

@@ -392,7 +392,7 @@ def session_features(session: Any, config: Config, *, physio: bool = True, serie
     table = table.join(parts, how="left")
     status = "not requested"
     if physio:
-        if not ph.has_physio(session):
+        if not session.has_physio:
             status = "no physiology"
         else:
             # NE controls drawn with the window the EEG epochs were planned with: the same moments

@@ -64,7 +64,6 @@ __all__ = [
     "event_features",
     "event_timecourses",
     "group_timecourses",
-    "has_physio",
     "hrv_time",
     "process_physio",
     "process_session",
@@ -640,15 +639,6 @@ def process_physio(
 # ----------------------------------------------------------------------------- events
 
 
-def has_physio(session: Any) -> bool:
-    """Whether a session has physiology (a BIDS session answers from its files, without parsing the table)."""
-    if getattr(session, "physio_sidecar", None) is None:
-        return False
-    if hasattr(session, "physio_file"):
-        return session.physio_file is not None
-    return getattr(session, "physio", None) is not None
-
-
 def session_sampling_rate(session: Any) -> float:
     """Sampling rate (Hz) of a BIDS session's physiology (the BIOPAC nominal rate, rows are not resampled).
 
@@ -657,7 +647,7 @@ def session_sampling_rate(session: Any) -> float:
     ValueError
         If the session has no physiology.
     """
-    if not has_physio(session):
+    if not session.has_physio:
         raise ValueError(f"{session.subject}: no physiology")
     sc = session.physio_sidecar
     return float(sc.get("MMMENominalSamplingFrequency", sc["SamplingFrequency"]))
@@ -683,9 +673,7 @@ def process_session(session: Any, config: Any, *, clean_baseline_s: float = 8.0,
 
 
 def _signal_table(session: Any) -> pd.DataFrame:
-    """The session's physiology columns :func:`process_physio` recognises (a BIDS session parses only those)."""
-    if not hasattr(session, "read_physio"):
-        return session.physio
+    """The session's physiology columns :func:`process_physio` recognises (only those are parsed)."""
     return session.read_physio(list(_map_columns(list(session.physio_sidecar["Columns"]), None).values()))
 
 
@@ -719,7 +707,7 @@ def session_events(session: Any, config: Any, *, clean_baseline_s: float = 8.0, 
     from .epochs import draw_ne_centers
 
     fs = session_sampling_rate(session)
-    n = session.n_physio_rows if hasattr(session, "n_physio_rows") else len(session.physio)
+    n = session.n_physio_rows
     ex = session.expressions
     rows = []
     for r in ex.itertuples():

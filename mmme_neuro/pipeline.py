@@ -69,6 +69,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from ._utils import atomic_write_text, sha256_file, stat_key
+from .bids import recorded_file_hashes
 from .config import Config
 from .containers import load_netcdf, save_netcdf
 
@@ -310,11 +311,7 @@ def _known_files(directory: Path) -> dict[str, list[Any]]:
     the BIDS conversion recorded of the files it wrote (so neither does the first run of all)."""
     known: dict[str, list[Any]] = {}
     root = directory.parents[4]  # <root>/derivatives/mmme-neuro/first-level/<stage>/<subject>
-    try:  # the BIDS conversion's record of the files it wrote (mmme_neuro.bids)
-        record = json.loads((root / "derivatives" / "mmme-neuro" / "conversion" / f"{directory.name}.json").read_text(encoding="utf-8"))
-        known.update({f[0]: f[1:] for f in record.get("bids_files", [])})
-    except (OSError, ValueError, TypeError, IndexError):
-        pass
+    known.update(recorded_file_hashes(root, directory.name))
     try:
         known.update(json.loads(_hash_index(root, directory.name).read_text(encoding="utf-8")))
     except (OSError, ValueError):

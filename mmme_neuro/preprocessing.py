@@ -420,14 +420,9 @@ def _lowpass_notch_array(x: np.ndarray, sf: float, cfg: PreprocessingConfig, idx
         # same FIR as raw.filter(None, h_freq, h_trans_bandwidth=...), designed once; zero-phase ("same")
         # convolution. Span edges differ from MNE's padding, but only within half the filter of the edge,
         # which the high-pass padding (filter_pad_s) keeps out of reach of the epochs.
-        h = _lowpass_kernel(sf, float(cfg.h_freq), _lowpass_trans(cfg))
+        h = fir_kernel(sf, None, float(cfg.h_freq), h_trans_bandwidth=_lowpass_trans(cfg))
         x[idx] = scipy.signal.oaconvolve(x[idx], h[None, :], mode="same", axes=-1)
     return x
-
-
-@functools.lru_cache(maxsize=8)
-def _lowpass_kernel(sf: float, h_freq: float, trans: float | str) -> np.ndarray:
-    return fir_kernel(sf, None, h_freq, h_trans_bandwidth=trans)
 
 
 @functools.lru_cache(maxsize=32)

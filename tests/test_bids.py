@@ -159,14 +159,14 @@ def test_physio_values_round_trip(converted, study):
     assert np.array_equal(np.flatnonzero(codes), session.physio_events["sample"].to_numpy())
 
 
-def test_physio_columns_read_on_demand(converted):
+def test_physio_columns_read_on_demand(converted, tmp_path):
     """read_physio parses only the columns asked (then keeps them); values equal the full table's."""
     from mmme_neuro import physio as ph
 
     _, root = converted
     subject = sorted(p.name[4:] for p in root.glob("sub-*"))[0]
     part = read_bids_session(root, subject)
-    assert ph.has_physio(part) and part._physio is None  # answered from the files, nothing parsed
+    assert part.has_physio and part._physio is None  # answered from the files, nothing parsed
     names = part.physio_sidecar["Columns"]
     signals = ph._signal_table(part)
     assert list(signals.columns) == ["PPG", "RSP", "SKT_A", "EDA", "ECG"] and set(names) > set(signals.columns)
@@ -177,7 +177,17 @@ def test_physio_columns_read_on_demand(converted):
     pd.testing.assert_frame_equal(part.physio, full)  # the rest parsed on demand, same column order
     with pytest.raises(ValueError, match=r"_physio\.tsv\.gz: no column\(s\) \['PULSE'\]"):
         part.read_physio(["PULSE"])
-    assert not ph.has_physio(read_bids_session(root, subject, physio=False))
+    assert not read_bids_session(root, subject, physio=False).has_physio
+    # a truncated file: an error that names it (the table is never half-read)
+    import dataclasses
+
+    bad = tmp_path / part.physio_file.name
+    data = part.physio_file.read_bytes()
+    bad.write_bytes(data[: len(data) // 2])
+    truncated = dataclasses.replace(read_bids_session(root, subject), physio_file=bad)
+    with pytest.raises(ValueError, match=rf"{bad.name}: cannot read the physiology table"):
+        truncated.read_physio(["ECG"])
+    assert truncated._physio is None
 
 
 def test_format_rows_edge_cases():

@@ -263,3 +263,32 @@ def test_validation(planted):
         make_epochs(s.eeg_raw, s.expressions, s.clips, Config(), subject="")
     with pytest.raises(TypeError, match="Config"):
         make_epochs(s.eeg_raw, s.expressions, s.clips, {}, subject=s.subject)
+
+
+def test_emg_filters_on_spans_equal_the_whole_recording(planted):
+    """EMG spans are padded for the notch and the band-pass in series: inside the epoch windows the
+    filtered spans equal the whole recording filtered by MNE (notch_filter + filter)."""
+    from mmme_neuro.epochs import _emg_copy, _emg_pad_s
+    from mmme_neuro.preprocessing import get_segment_map, read_segments
+
+    _, sessions, _ = planted
+    raw, cfg = sessions[0].eeg_raw, Config()
+    sf = raw.info["sfreq"]
+    picks = [c for c, t in zip(raw.ch_names, raw.get_channel_types(), strict=True)
+             if t == "emg" or c in cfg.emg.temporal_channels]  # fmt: skip
+    centers = sessions[0].expressions["eeg_onset_s"].to_numpy()
+    tmin, tmax = cfg.epochs.tmin, cfg.epochs.tmax
+    seg = _emg_copy(read_segments(raw, centers, tmin, tmax, _emg_pad_s(sf, cfg.emg, cfg.preprocessing.notch_freq),
+                                  picks=picks), cfg.emg, cfg.preprocessing.notch_freq)  # fmt: skip
+    whole = raw.copy().pick(seg.ch_names).load_data()
+    whole.notch_filter(np.arange(cfg.preprocessing.notch_freq, sf / 2, cfg.preprocessing.notch_freq), picks="all",
+                       verbose=False)  # fmt: skip
+    whole.filter(*cfg.emg.band, picks="all", verbose=False)
+    smap = get_segment_map(seg)
+    worst, scale = 0.0, float(np.abs(whole.get_data()).max())
+    for c in np.round(centers * sf).astype(int):
+        a, b = c + int(round(tmin * sf)), c + int(round(tmax * sf))
+        pos = int(smap.to_segment(np.array([a]))[0])
+        worst = max(worst, float(np.abs(seg.get_data(start=pos, stop=pos + b - a)
+                                        - whole.get_data(start=a, stop=b)).max()))  # fmt: skip
+    assert worst <= 1e-9 * scale, worst / scale  # the longer filter alone as padding: ~5e-8
