@@ -202,6 +202,55 @@ def test_format_rows_edge_cases():
     assert {r[2] for r in rows} == {"0"}
 
 
+def test_physio_binary_copy_reads_as_the_text(converted, tmp_path):
+    """The conversion's binary copy gives the parsed text's values and dtypes exactly; a changed table
+    is parsed again (the copy is never trusted over the .tsv.gz)."""
+    import dataclasses
+    import os
+
+    _, root = converted
+    for sub_dir in sorted(root.glob("sub-*")):
+        s = read_bids_session(root, sub_dir.name)
+        assert s.physio_binary is not None and s.physio_binary.parent.name == bids.PHYSIO_BINARY_DIR
+        assert s.physio_binary.name.startswith(f"{sub_dir.name}_")
+        text = dataclasses.replace(read_bids_session(root, sub_dir.name), physio_binary=None).physio
+        pd.testing.assert_frame_equal(s.physio, text, check_exact=True)
+        assert s.n_physio_rows == len(text)
+    # edge cases: n/a, inf, -0 after rounding, negative, integer, all-zero float and large float columns
+    cols = [np.array([np.nan, -1.5e-4, -4e-12, 0.0, 12.25, np.inf, 3.3e-3, -7.77777]),
+            np.array([0, -3, 148, 7, 0, 1, 2**40, -5]), np.zeros(8),
+            np.array([2.5e9, -1.0, 3.0, 0.4999, 7.6, 8.0, 1.5, -2.5]),
+            np.array([np.nan, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]) * 1e8,
+            np.linspace(-1, 1, 8) / 3]  # fmt: skip
+    names = ["A", "B", "C", "D", "E", "F"]
+    dec = [bids._column_decimals(c) for c in cols]
+    tsv, npy = tmp_path / "sub-x_physio.tsv.gz", tmp_path / "sub-x_physio.npy"
+    bids._write_physio_tsv_gz(tsv, np.stack([c.astype(float) for c in cols if c.dtype.kind == "f"]), None,
+                              [d for c, d in zip(cols, dec, strict=True) if c.dtype.kind == "f"])  # fmt: skip
+    floats = [n for n, c in zip(names, cols, strict=True) if c.dtype.kind == "f"]
+    fdec = [d for c, d in zip(cols, dec, strict=True) if c.dtype.kind == "f"]
+    bids._write_physio_binary(npy, [c for c in cols if c.dtype.kind == "f"], fdec, floats, tsv)
+    meta = json.loads(npy.with_suffix(".json").read_text())
+    assert meta["Dtypes"] == ["float64", "int64", "int64", "float64", "float64"]  # as pandas infers the text
+    assert np.load(npy).dtype == np.int64  # 2.5e9 does not fit 32 bits
+    sess = bids.BidsSession(subject="sub-x", raw=None, events=None, physio_sidecar={"Columns": floats},
+                            physio_file=tsv, physio_binary=npy)  # fmt: skip
+    plain = dataclasses.replace(sess, physio_binary=None)
+    pd.testing.assert_frame_equal(sess.physio, plain.physio, check_exact=True)
+    assert np.signbit(sess.physio["A"].to_numpy()[2]) == np.signbit(plain.physio["A"].to_numpy()[2])
+    ints = [c for c in cols if c.dtype.kind == "i"]
+    bids._write_physio_binary(npy, ints, [0], ["B"], tsv)
+    assert np.load(npy).dtype == np.int64 and json.loads(npy.with_suffix(".json").read_text())["Dtypes"] == ["int64"]
+    # the table changed after the copy was written: the text is parsed (the changed values come back)
+    bids._write_physio_binary(npy, [c for c in cols if c.dtype.kind == "f"], fdec, floats, tsv)
+    bids._write_physio_tsv_gz(tsv, np.stack([c.astype(float) + 1 for c in cols if c.dtype.kind == "f"]), None,
+                              fdec)  # fmt: skip
+    os.utime(tsv, ns=(meta["SourceMtimeNs"] + 10**9, meta["SourceMtimeNs"] + 10**9))
+    changed = dataclasses.replace(sess, _physio=None)
+    pd.testing.assert_frame_equal(changed.physio, dataclasses.replace(plain, _physio=None).physio, check_exact=True)
+    assert changed.physio["D"].iloc[1] == 0.0  # -1.0 + 1, not the copy's -1.0
+
+
 def test_clock_recovered(converted, truth):
     _, root = converted
     sync = pd.read_csv(root / "derivatives/mmme-neuro/sync.tsv", sep="\t").set_index("participant_id")
