@@ -84,7 +84,8 @@ FirstLevel = Callable[[Any, Config], Mapping[str, Any]]
 #: 3: decoding features draw the physiology NE controls with the window of the shared EEG pass;
 #: 4: the network step also stores per-epoch graph metrics;
 #: 5: FIRs applied by mmme_neuro.preprocessing.fir_zero_phase (round-off), EMG spans padded for both filters;
-#: 6: Morlet TFR by mmme_neuro.tfr.morlet_decimated (round-off)).
+#: 6: Morlet TFR by mmme_neuro.tfr.morlet_decimated, native-rate low-pass by preprocessing.fir_decimate (round-off;
+#: ICA then converges elsewhere within its tolerance)).
 CACHE_VERSION = 6
 _NA = "\\N"  # CSV marker of a missing value (keeps "" apart from None/NaN)
 

