@@ -419,10 +419,13 @@ def local_cluster(n_workers: int) -> Any:
     (ICA's picard densities: 1.3 s instead of 0.4 s per subject) and the shared
     preprocessing pass ~2x slower on a worker than in-process (measured in
     ``benchmarks/bench_study``). Workers started here keep dask's other
-    settings (one OpenMP/MKL/OpenBLAS thread). Peak memory is unchanged; a
-    worker may keep freed memory between subjects. Workers of an external
-    scheduler (``--scheduler``) are started by whoever starts them: leave
-    ``MALLOC_TRIM_THRESHOLD_`` unset there too.
+    settings (one OpenMP/MKL/OpenBLAS thread) and import the analysis steps
+    when they start (dask preload :mod:`mmme_neuro.worker`: ~2 s per worker,
+    paid once instead of by each worker's first subject). Peak memory is
+    unchanged; a worker may keep freed memory between subjects. Workers of an
+    external scheduler (``--scheduler``) are started by whoever starts them:
+    leave ``MALLOC_TRIM_THRESHOLD_`` unset there too (and add
+    ``--preload mmme_neuro.worker``).
     """
     import dask
     from distributed import LocalCluster
@@ -431,7 +434,7 @@ def local_cluster(n_workers: int) -> Any:
                if k != "MALLOC_TRIM_THRESHOLD_"}  # fmt: skip
     with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
         return LocalCluster(n_workers=int(n_workers), threads_per_worker=1, processes=True, dashboard_address=None,
-                            silence_logs=logging.ERROR)  # fmt: skip
+                            silence_logs=logging.ERROR, preload=["mmme_neuro.worker"])  # fmt: skip
 
 
 def _peak_rss_mb() -> float:

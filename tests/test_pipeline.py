@@ -239,19 +239,24 @@ def test_a_new_stage_reuses_the_file_hashes_of_another(bids, monkeypatch):
     assert hashed == [side.name]
 
 
-def _worker_environ() -> tuple[str | None, str | None]:
-    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")
+def _worker_environ(modules: list[str]) -> tuple[str | None, str | None, list[str]]:
+    import sys  # nothing imported here: the worker has what its start-up imported (and this test module)
+
+    return (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS"),
+            [m for m in ["mmme_neuro.worker", *modules] if m not in sys.modules])  # fmt: skip
 
 
 def test_local_cluster_workers_do_not_trim_malloc():
     """dask's MALLOC_TRIM_THRESHOLD_ (2x slower steps on workers, see pipeline.local_cluster) is not passed on;
-    its other worker settings (one OpenMP thread) are."""
+    its other worker settings (one OpenMP thread) are; the analysis modules are imported when the worker starts."""
     from distributed import Client
 
     from mmme_neuro.pipeline import local_cluster
 
     with local_cluster(1) as cluster, Client(cluster) as client:
-        assert client.submit(_worker_environ, pure=False).result() == (None, "1")
+        from mmme_neuro.worker import MODULES
+
+        assert client.submit(_worker_environ, list(MODULES), pure=False).result() == (None, "1", [])
 
 
 def test_first_run_reuses_the_hashes_the_conversion_recorded(bids, monkeypatch):
