@@ -744,13 +744,23 @@ def _wavelet_kernels(
     ws = morlet_wavelets(sfreq, freqs, cycles, zero_mean=zero_mean)
     half = max((len(w) - 1) // 2 for w in ws)
     nfft = scipy.fft.next_fast_len(n_times + half)
-    kern = np.zeros((len(ws), nfft), dtype=np.complex128)
-    for i, w in enumerate(ws):
+    return centred_spectra(ws, nfft), nfft
+
+
+def centred_spectra(wavelets: Sequence[np.ndarray], nfft: int) -> np.ndarray:
+    """FFTs (length ``nfft``) of odd-length wavelets circularly shifted so that each centre sits at sample 0.
+
+    With the centre at sample 0, ``ifft(fft(x, nfft) * K)[:n_times]`` is the
+    ``mode='same'`` convolution of MNE's transforms whenever
+    ``nfft >= n_times + (len(w) - 1) // 2``. Shape ``(n_wavelets, nfft)``, complex128.
+    """
+    kern = np.zeros((len(wavelets), nfft), dtype=np.complex128)
+    for i, w in enumerate(wavelets):
         h = (len(w) - 1) // 2
         kern[i, : h + 1] = w[h:]
         if h:
             kern[i, -h:] = w[:h]
-    return scipy.fft.fft(kern, axis=-1), nfft
+    return scipy.fft.fft(kern, axis=-1)
 
 
 def _morlet(

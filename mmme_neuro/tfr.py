@@ -80,6 +80,7 @@ import xarray as xr
 from scipy.signal import periodogram
 
 from .config import Config
+from .connectivity import centred_spectra
 from .containers import provenance, validate
 from .epochs import bookkeeping_table, epochs_from_session, equalize_counts, from_clean
 
@@ -339,13 +340,7 @@ def morlet_decimated(data: np.ndarray, sfreq: float, freqs: np.ndarray, n_cycles
     half = max((len(w) - 1) // 2 for w in ws)  # odd lengths: centre at (len - 1) / 2
     m = scipy.fft.next_fast_len(-(-(n_t + half) // step))
     nfft = m * step  # circular convolution of this length equals the linear one on the n_t outputs
-    kern = np.zeros((len(ws), nfft), dtype=np.complex128)
-    for i, w in enumerate(ws):
-        h = (len(w) - 1) // 2
-        kern[i, : h + 1] = w[h:]
-        if h:
-            kern[i, -h:] = w[:h]
-    k_spec = scipy.fft.fft(kern, axis=-1)
+    k_spec = centred_spectra(ws, nfft)
     k_spec *= np.exp(2j * np.pi * np.arange(nfft) * start / nfft)  # output sample s -> index 0
     k_fold = np.ascontiguousarray(k_spec.reshape(len(ws), step, m).transpose(2, 1, 0))  # (m, j, freq)
     out = np.empty((n_e, n_c, len(ws), n_out), dtype=np.complex128)
