@@ -31,21 +31,13 @@ import argparse
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.bench_network import _median_time
+
 RESULTS = Path(__file__).parent / "results"
-
-
-def _median_time(fn, repeats: int = 3) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)), out
 
 
 def main(argv: list[str] | None = None) -> int:
