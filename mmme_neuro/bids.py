@@ -383,19 +383,20 @@ class BidsSession:
             raise ValueError(f"{self.physio_file}: no column(s) {unknown}; the sidecar lists {names}")
         have = {} if self._physio is None else {c: self._physio[c] for c in self._physio.columns}
         missing = [c for c in names if c in wanted and c not in have]
-        if missing and (binary := self._read_physio_binary(names, missing)) is not None:
-            have.update(binary)
-            self._physio = pd.DataFrame({c: have[c] for c in names if c in have})
-        elif missing:
-            try:
-                with igzip.open(self.physio_file, "rb") as fh:
-                    parsed = pd.read_csv(fh, sep="\t", header=None, names=names, usecols=missing, na_values=["n/a"],
-                                         keep_default_na=False, engine="c")  # fmt: skip
-            except (OSError, EOFError, ValueError) as err:  # pandas' ParserError is a ValueError
-                raise ValueError(f"{self.physio_file}: cannot read the physiology table: {err}") from err
-            have.update({c: parsed[c] for c in missing})
+        if missing:
+            have.update(self._read_physio_binary(names, missing) or self._parse_physio(names, missing))
             self._physio = pd.DataFrame({c: have[c] for c in names if c in have})
         return self._physio[wanted] if columns is not None else self._physio
+
+    def _parse_physio(self, names: list[str], columns: list[str]) -> dict[str, pd.Series]:
+        """``columns`` parsed from the ``.tsv.gz`` text (an error naming the file if it cannot be)."""
+        try:
+            with igzip.open(self.physio_file, "rb") as fh:
+                parsed = pd.read_csv(fh, sep="\t", header=None, names=names, usecols=columns, na_values=["n/a"],
+                                     keep_default_na=False, engine="c")  # fmt: skip
+        except (OSError, EOFError, ValueError) as err:  # pandas' ParserError is a ValueError
+            raise ValueError(f"{self.physio_file}: cannot read the physiology table: {err}") from err
+        return {c: parsed[c] for c in columns}
 
     def _read_physio_binary(self, names: list[str], columns: list[str]) -> dict[str, pd.Series] | None:
         """``columns`` from :attr:`physio_binary`, or None if there is none that matches the table."""
@@ -404,7 +405,7 @@ class BidsSession:
             return None
         try:
             meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
-            current = list(stat_key(self.physio_file))
+            current = stat_key(self.physio_file)
             if meta.get("Columns") != names or [meta.get("SourceSize"), meta.get("SourceMtimeNs")] != current \
                     or meta.get("Source") != self.physio_file.name:  # fmt: skip
                 logger.info("%s: %s does not match the table (changed since the conversion); parsing the text",

@@ -269,20 +269,17 @@ def _calibration(freqs: np.ndarray, n_cycles: np.ndarray, sfreq: float, method: 
     return out
 
 
-def _mne_tfr(data: np.ndarray, sfreq: float, freqs: np.ndarray, n_cycles: np.ndarray, method: str,
-             tb: float, decim: int | slice, output: str) -> np.ndarray:  # fmt: skip
+def _complex_tfr(data: np.ndarray, sfreq: float, freqs: np.ndarray, n_cycles: np.ndarray, method: str,
+                 tb: float, decim: int | slice) -> np.ndarray:  # fmt: skip
     """Complex coefficients ``(epoch, channel, [taper,] freq, time)`` as MNE's ``tfr_array_*`` gives them.
 
     Morlet: :func:`morlet_decimated` (same values, ~10x faster); multitaper:
     :func:`mne.time_frequency.tfr_array_multitaper`.
     """
-    if method == "morlet" and output == "complex":
-        return morlet_decimated(data, sfreq, freqs, n_cycles, decim)
     if method == "morlet":
-        return mne.time_frequency.tfr_array_morlet(data, sfreq, freqs, n_cycles=n_cycles, output=output,
-                                                   decim=decim, verbose=False)  # fmt: skip
+        return morlet_decimated(data, sfreq, freqs, n_cycles, decim)
     return mne.time_frequency.tfr_array_multitaper(data, sfreq, freqs, n_cycles=n_cycles, time_bandwidth=tb,
-                                                   output=output, decim=decim, verbose=False)  # fmt: skip
+                                                   output="complex", decim=decim, verbose=False)  # fmt: skip
 
 
 def morlet_decimated(data: np.ndarray, sfreq: float, freqs: np.ndarray, n_cycles: np.ndarray,
@@ -366,7 +363,7 @@ def _complex_power_phase(data: np.ndarray, sfreq: float, freqs: np.ndarray, n_cy
                          tb: float, decim: slice, calib: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Calibrated power ``(epoch, ch, freq, time)`` (mean over tapers of ``|c|**2``) and unit phasors
     ``(epoch, ch, taper, freq, time)`` (one taper for Morlet)."""
-    c = _mne_tfr(data, sfreq, freqs, n_cycles, method, tb, decim, "complex")
+    c = _complex_tfr(data, sfreq, freqs, n_cycles, method, tb, decim)
     if c.ndim == 4:
         c = c[:, :, None]
     mag = np.abs(c)
@@ -585,10 +582,10 @@ def compute_tfr(
         phsum: Any = 0
         # induced: the transform is linear, so the coefficients of (epoch - evoked) are
         # c(epoch) - c(evoked): one extra transform of the evoked response per condition
-        c_ev = _mne_tfr(x.mean(axis=0, keepdims=True), sfreq, f, n_cyc, method, time_bandwidth, dsl, "complex")
+        c_ev = _complex_tfr(x.mean(axis=0, keepdims=True), sfreq, f, n_cyc, method, time_bandwidth, dsl)
         c_ev = (c_ev if c_ev.ndim == 5 else c_ev[:, :, None])[..., keep_t]
         for s in range(0, len(idx), chunk):
-            c = _mne_tfr(x[s : s + chunk], sfreq, f, n_cyc, method, time_bandwidth, dsl, "complex")
+            c = _complex_tfr(x[s : s + chunk], sfreq, f, n_cyc, method, time_bandwidth, dsl)
             c = (c if c.ndim == 5 else c[:, :, None])[..., keep_t]
             mag = np.abs(c)
             p = (mag**2).mean(axis=2) * calib[None, None, :, None]

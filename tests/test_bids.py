@@ -202,20 +202,35 @@ def test_format_rows_edge_cases():
     assert {r[2] for r in rows} == {"0"}
 
 
-def test_physio_binary_copy_reads_as_the_text(converted, tmp_path):
-    """The conversion's binary copy gives the parsed text's values and dtypes exactly; a changed table
-    is parsed again (the copy is never trusted over the .tsv.gz)."""
+def test_physio_binary_copy_reads_as_the_text(converted, tmp_path, monkeypatch, caplog):
+    """The conversion's binary copy is what is read (no text parsed) and gives the parsed text's values and
+    dtypes exactly; a changed table is parsed again and a damaged copy is reported and ignored (the copy is
+    never trusted over the .tsv.gz)."""
     import dataclasses
     import os
 
     _, root = converted
+    texts = {}
     for sub_dir in sorted(root.glob("sub-*")):
-        s = read_bids_session(root, sub_dir.name)
-        assert s.physio_binary is not None and s.physio_binary.parent.name == bids.PHYSIO_BINARY_DIR
-        assert s.physio_binary.name.startswith(f"{sub_dir.name}_")
-        text = dataclasses.replace(read_bids_session(root, sub_dir.name), physio_binary=None).physio
-        pd.testing.assert_frame_equal(s.physio, text, check_exact=True)
-        assert s.n_physio_rows == len(text)
+        texts[sub_dir.name] = dataclasses.replace(read_bids_session(root, sub_dir.name), physio_binary=None).physio
+    with monkeypatch.context() as m:
+        m.setattr(bids.igzip, "open", lambda *a, **k: pytest.fail("the text was parsed"))
+        for name, text in texts.items():
+            s = read_bids_session(root, name)
+            assert s.physio_binary is not None and s.physio_binary.parent.name == bids.PHYSIO_BINARY_DIR
+            assert s.physio_binary.name.startswith(f"{name}_")
+            pd.testing.assert_frame_equal(s.physio, text, check_exact=True)
+            assert s.n_physio_rows == len(text)
+    # a damaged copy: a warning naming it, and the text's values
+    name = next(iter(texts))
+    s = read_bids_session(root, name)
+    damaged = tmp_path / s.physio_binary.name
+    damaged.write_bytes(s.physio_binary.read_bytes()[:1000])
+    damaged.with_suffix(".json").write_text(s.physio_binary.with_suffix(".json").read_text())
+    with caplog.at_level(logging.WARNING, logger="mmme_neuro.bids"):
+        got = dataclasses.replace(s, physio_binary=damaged).physio
+    pd.testing.assert_frame_equal(got, texts[name], check_exact=True)
+    assert any(damaged.name in r.getMessage() and "parsing the text" in r.getMessage() for r in caplog.records)
     # edge cases: n/a, inf, -0 after rounding, negative, integer, all-zero float and large float columns
     cols = [np.array([np.nan, -1.5e-4, -4e-12, 0.0, 12.25, np.inf, 3.3e-3, -7.77777]),
             np.array([0, -3, 148, 7, 0, 1, 2**40, -5]), np.zeros(8),
