@@ -61,7 +61,7 @@ import xarray as xr
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.feature_selection import SelectFromModel, SelectKBest, VarianceThreshold, f_classif
+from sklearn.feature_selection import SelectFromModel, SelectKBest, VarianceThreshold
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import confusion_matrix, f1_score, recall_score
@@ -83,6 +83,7 @@ __all__ = [
     "LateFusionClassifier",
     "Task",
     "TimeDecodingResult",
+    "anova_f",
     "cross_val_proba",
     "cv_splits",
     "decode",
@@ -209,7 +210,7 @@ def _cfg(config: Config | DecodingConfig | None) -> DecodingConfig:
 
 
 def make_pipeline(config: Config | DecodingConfig | None = None, *, n_features: int | None = None, seed: int = 0,
-                  impute: bool = True) -> Pipeline:  # fmt: skip
+                  impute: bool = True, label_free: bool = True) -> Pipeline:  # fmt: skip
     """The decoding pipeline: impute -> drop constants -> select -> scale -> classify.
 
     Every step is fitted on training data only when the pipeline is fitted
@@ -228,21 +229,23 @@ def make_pipeline(config: Config | DecodingConfig | None = None, *, n_features: 
         Median imputation of missing values (fitted on the training fold).
         False for data without NaN: the imputer is a third of the fit time
         of a 1000-feature EEG set and would do nothing.
+    label_free : bool
+        Include the steps that do not look at labels (imputation, constant
+        columns dropped). False for data that went through them already
+        (:func:`decode` fits them once per fold and reuses them for every
+        permutation of the labels).
 
     Returns
     -------
     pipeline : sklearn.pipeline.Pipeline
     """
     dec = _cfg(config)
-    steps: list[tuple[str, Any]] = [
-        ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-        ("constant", VarianceThreshold(0.0)),
-    ][0 if impute else 1 :]
+    steps = _label_free_steps(impute) if label_free else []
     k = dec.n_features if n_features is None else min(dec.n_features, int(n_features))
     if dec.feature_selection != "none" and (n_features is None or n_features > k):
         # both selectors are invariant to per-feature scaling: select first, scale only the k kept
         if dec.feature_selection == "anova":
-            steps.append(("select", SelectKBest(f_classif, k=k)))
+            steps.append(("select", SelectKBest(anova_f, k=k)))
         else:
             forest = RandomForestClassifier(n_estimators=200, class_weight="balanced", random_state=seed, n_jobs=1)
             steps.append(("select", SelectFromModel(forest, max_features=k, threshold=-np.inf)))
@@ -258,6 +261,52 @@ def make_pipeline(config: Config | DecodingConfig | None = None, *, n_features: 
         clf = HistGradientBoostingClassifier(class_weight="balanced", random_state=seed)
     steps.append(("classify", clf))
     return Pipeline(steps)
+
+
+def _label_free_steps(impute: bool) -> list[tuple[str, Any]]:
+    """Median imputation (if ``impute``) and constant columns dropped: fitted on rows, never on labels."""
+    steps: list[tuple[str, Any]] = [
+        ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+        ("constant", VarianceThreshold(0.0)),
+    ]
+    return steps[0 if impute else 1 :]
+
+
+def anova_f(X: np.ndarray, y: np.ndarray) -> np.ndarray:  # noqa: N803 (sklearn naming)
+    """One-way ANOVA F of every column of ``X`` between the classes of ``y``.
+
+    The F values of :func:`sklearn.feature_selection.f_classif` (equal to
+    1e-10 relative, tested), without its p-values and per-class copies of
+    ``X``: 0.3 ms instead of 7 ms for 336 epochs x 1008 features, the largest
+    part of a decoding fit (``benchmarks/bench_decoding.py``). Constant
+    columns give NaN or inf, as there.
+
+    Parameters
+    ----------
+    X : numpy.ndarray
+        ``(n_samples, n_features)``.
+    y : numpy.ndarray
+        ``(n_samples,)`` class labels.
+
+    Returns
+    -------
+    f : numpy.ndarray
+        ``(n_features,)``.
+    """
+    X = np.asarray(X, dtype=float)  # noqa: N806
+    classes, code = np.unique(np.asarray(y), return_inverse=True)
+    if classes.size < 2:
+        raise ValueError(f"ANOVA F needs at least 2 classes, got {classes.size}")
+    onehot = np.zeros((code.size, classes.size))
+    onehot[np.arange(code.size), code] = 1.0
+    n_per_class = onehot.sum(axis=0)
+    sums = onehot.T @ X  # (n_classes, n_features)
+    total = sums.sum(axis=0)
+    correction = total**2 / code.size
+    ss_between = (sums**2 / n_per_class[:, None]).sum(axis=0) - correction
+    ss_within = np.einsum("ij,ij->j", X, X) - correction - ss_between
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (ss_between / (classes.size - 1)) / (ss_within / (code.size - classes.size))
 
 
 class LateFusionClassifier(ClassifierMixin, BaseEstimator):
@@ -359,17 +408,59 @@ def cross_val_proba(X: np.ndarray, y: np.ndarray, splits: Sequence[tuple[np.ndar
     fold : numpy.ndarray of int
         Test fold of each row (-1: none).
     """
+    folds = [_Fold(tr, te, X[tr], X[te], []) for tr, te in splits]
+    return _folds_proba(folds, y, lambda _: clone(estimator), classes)
+
+
+@dataclass
+class _Fold:
+    """A training/test split and its feature matrices (after the label-free steps, if :func:`_prepare_folds`)."""
+
+    train: np.ndarray
+    test: np.ndarray
+    X_train: np.ndarray  # noqa: N815
+    X_test: np.ndarray  # noqa: N815
+    col_groups: list[list[int]]
+
+
+def _prepare_folds(X: np.ndarray, splits: Sequence[tuple[np.ndarray, np.ndarray]],  # noqa: N803
+                   col_groups: list[list[int]], impute: bool) -> list[_Fold]:  # fmt: skip
+    """The label-free steps (:func:`_label_free_steps`) fitted on each training fold and applied to its test rows.
+
+    They look at no label, so the permutations of a leave-one-subject-out test
+    (same folds, labels shuffled) reuse them instead of refitting (measured in
+    ``benchmarks/bench_decoding.py``). The steps work column by column, so
+    applying them to all columns before a late fusion's per-set pipelines
+    gives those pipelines the values they would compute: ``col_groups`` are
+    mapped to the kept columns (a set with none left is an error, as in the
+    pipeline itself).
+    """
+    folds = []
+    for tr, te in splits:
+        prep = Pipeline(_label_free_steps(impute)).fit(X[tr])
+        keep = prep[-1].get_support()
+        position = np.cumsum(keep) - 1
+        groups = [position[np.asarray(g)][keep[np.asarray(g)]].tolist() for g in col_groups]
+        if any(not g for g in groups):
+            raise ValueError("a feature set has no column that varies in a training fold")
+        folds.append(_Fold(tr, te, prep.transform(X[tr]), prep.transform(X[te]), groups))
+    return folds
+
+
+def _folds_proba(folds: Sequence[_Fold], y: np.ndarray, estimator_for: Callable[[_Fold], Any],
+                 classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Fit ``estimator_for(fold)`` on each fold's training rows; out-of-fold probabilities (see :func:`cross_val_proba`)."""
     classes = np.asarray(classes)
-    proba = np.full((len(y), classes.size), np.nan)
-    fold = np.full(len(y), -1)
-    for i, (tr, te) in enumerate(splits):
-        est = clone(estimator).fit(X[tr], y[tr])
-        p = est.predict_proba(X[te])
-        out = np.zeros((te.size, classes.size))
-        out[:, np.searchsorted(classes, est.classes_)] = p
-        proba[te] = out
-        fold[te] = i
-    return proba, fold
+    n = len(y)
+    proba = np.full((n, classes.size), np.nan)
+    fold_of = np.full(n, -1)
+    for i, f in enumerate(folds):
+        est = estimator_for(f).fit(f.X_train, y[f.train])
+        out = np.zeros((f.test.size, classes.size))
+        out[:, np.searchsorted(classes, est.classes_)] = est.predict_proba(f.X_test)
+        proba[f.test] = out
+        fold_of[f.test] = i
+    return proba, fold_of
 
 
 def scores(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]) -> dict[str, float]:
@@ -511,16 +602,29 @@ def _task_matrix(table: pd.DataFrame, task: str | Task, feature_set: str, exclud
     return rows, y, classes, X, col_groups, left_out
 
 
-def _estimator(dec: DecodingConfig, X: np.ndarray, col_groups: list[list[int]], fusion: str, seed: int) -> Any:  # noqa: N803
+def _estimator(dec: DecodingConfig, n_columns: int, col_groups: list[list[int]], fusion: str, seed: int,
+               impute: bool = False, label_free: bool = True) -> Any:  # fmt: skip
     """The estimator :func:`decode` cross-validates: one pipeline (early fusion) or one per set (late).
 
-    An imputer is part of it when ``X`` (all rows) has a missing value: a
-    structural choice fitted on nothing, so it cannot leak.
+    With ``label_free=False`` it expects data after :func:`_prepare_folds`.
     """
-    impute = bool(np.isnan(X).any())
     if len(col_groups) > 1 and fusion == "late":
-        return LateFusionClassifier(_GroupPipeline(dec, seed, impute), col_groups)
-    return make_pipeline(dec, n_features=X.shape[1], seed=seed, impute=impute)
+        return LateFusionClassifier(_GroupPipeline(dec, seed, impute, label_free), col_groups)
+    return make_pipeline(dec, n_features=n_columns, seed=seed, impute=impute, label_free=label_free)
+
+
+def _cross_validate(X: np.ndarray, y: np.ndarray, splits: Sequence[tuple[np.ndarray, np.ndarray]],  # noqa: N803
+                    col_groups: list[list[int]], dec: DecodingConfig, fusion: str, seed: int,
+                    classes: Sequence[str], folds: Sequence[_Fold] | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Out-of-fold probabilities of :func:`decode`'s estimator; ``folds`` from :func:`_prepare_folds` if at hand.
+
+    An imputer is part of the label-free steps when ``X`` (all rows) has a
+    missing value: a structural choice fitted on nothing, so it cannot leak.
+    """
+    if folds is None:
+        folds = _prepare_folds(X, splits, col_groups, impute=bool(np.isnan(X).any()))
+    return _folds_proba(folds, y, lambda f: _estimator(dec, f.X_train.shape[1], f.col_groups, fusion, seed,
+                                                       label_free=False), classes)  # fmt: skip
 
 
 @_one_thread
@@ -582,9 +686,10 @@ def decode(
     task_name = task if isinstance(task, str) else task.name
     groups = rows["subject"].astype(str).to_numpy()
     kind = "none" if len(col_groups) == 1 else fusion
-    est = _estimator(dec, X, col_groups, fusion, seed)
     splits = cv_splits(y, groups, cv=dec.cv, n_folds=dec.n_folds, seed=seed)
-    proba, fold = cross_val_proba(X, y, splits, est, classes)
+    # leave-one-subject-out folds do not depend on labels: their label-free steps serve every permutation
+    folds = _prepare_folds(X, splits, col_groups, impute=bool(np.isnan(X).any())) if dec.cv == "loso" else None
+    proba, fold = _cross_validate(X, y, splits, col_groups, dec, fusion, seed, classes, folds)
     cls = np.asarray(classes)
     pred = cls[np.argmax(proba, axis=1)]
     sc = scores(y, pred, classes)
@@ -593,8 +698,8 @@ def decode(
     def one_permutation(i: int) -> dict[str, float]:
         # each permutation has its own seed: the null is the same whatever n_jobs
         yp = _shuffle_within(y, groups, np.random.default_rng([seed, 7919, i]))
-        sp = splits if dec.cv == "loso" else cv_splits(yp, groups, cv=dec.cv, n_folds=dec.n_folds, seed=seed)
-        pp, _ = cross_val_proba(X, yp, sp, est, classes)
+        sp = splits if folds is not None else cv_splits(yp, groups, cv=dec.cv, n_folds=dec.n_folds, seed=seed)
+        pp, _ = _cross_validate(X, yp, sp, col_groups, dec, fusion, seed, classes, folds)
         return scores(yp, cls[np.argmax(pp, axis=1)], classes)
 
     perms = tqdm(range(n_perm), desc=f"{task_name}/{feature_set} permutations", disable=not progress, leave=False)
@@ -626,13 +731,15 @@ def decode(
 class _GroupPipeline(BaseEstimator):
     """A decoding pipeline whose selection size adapts to the number of columns it is fitted on."""
 
-    def __init__(self, config: DecodingConfig, seed: int = 0, impute: bool = True):
+    def __init__(self, config: DecodingConfig, seed: int = 0, impute: bool = True, label_free: bool = True):
         self.config = config
         self.seed = seed
         self.impute = impute
+        self.label_free = label_free
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> _GroupPipeline:  # noqa: N803
-        self.pipeline_ = make_pipeline(self.config, n_features=X.shape[1], seed=self.seed, impute=self.impute).fit(X, y)
+        self.pipeline_ = make_pipeline(self.config, n_features=X.shape[1], seed=self.seed, impute=self.impute,
+                                       label_free=self.label_free).fit(X, y)  # fmt: skip
         self.classes_ = self.pipeline_.classes_
         return self
 
@@ -716,11 +823,9 @@ def pipeline_leakage_check(table: pd.DataFrame, task: str | Task, feature_set: s
     dec = config.decoding
     rows, y, classes, X, col_groups, _ = _task_matrix(table, task, feature_set, exclude_columns)  # noqa: N806
 
-    est = _estimator(dec, X, col_groups, fusion, config.seed)  # built once, on the data decode sees
-
     def evaluate(Xe: np.ndarray, ye: np.ndarray, ge: np.ndarray) -> np.ndarray:  # noqa: N803
         splits = cv_splits(ye, ge, cv=dec.cv, n_folds=dec.n_folds, seed=config.seed)
-        return cross_val_proba(Xe, ye, splits, est, classes)[0]
+        return _cross_validate(Xe, ye, splits, col_groups, dec, fusion, config.seed, classes)[0]
 
     return leakage_check(evaluate, X, y, rows["subject"].astype(str).to_numpy(), n_subjects=n_subjects, seed=config.seed)
 

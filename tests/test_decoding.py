@@ -149,6 +149,51 @@ def test_epochs_without_features_are_listed_not_lost():
     assert len(r.predictions) == len(t) - 2 and t.at[9, "epoch_id"] in set(r.predictions["epoch_id"])
 
 
+def test_anova_f_equals_sklearn_f_classif():
+    rng = np.random.default_rng(5)
+    for n_classes in (2, 3, 7):
+        y = np.asarray([f"c{i}" for i in rng.integers(0, n_classes, 200)])
+        X = rng.normal(0, 1, (200, 60)) * rng.uniform(1e-12, 1e3, 60) + rng.uniform(-50, 50, 60)
+        X[:, 3] += (y == "c1") * 2.0  # one informative column
+        X[:, 7] = 0.0  # constant: NaN, as in sklearn
+        X[:, 8] = 4.2  # constant: ~0 (round-off), as in sklearn
+        X[y == "c0", 9], X[y != "c0", 9] = 1.0, 2.0  # no within-class variance: inf, as in sklearn
+        with np.errstate(divide="ignore", invalid="ignore"), pytest.warns(UserWarning, match="constant"):
+            ref = f_classif(X, y)[0]
+        ours = dec.anova_f(X, y)
+        assert np.isnan(ours[7]) and np.isnan(ref[7]) and np.isinf(ours[9]) and np.isinf(ref[9])
+        assert abs(ours[8]) < 1e-20 and abs(ref[8]) < 1e-20
+        ok = np.isfinite(ref)
+        np.testing.assert_allclose(ours[ok], ref[ok], rtol=1e-10)
+        assert np.argmax(ours[ok]) == np.argmax(ref[ok])
+    with pytest.raises(ValueError, match="2 classes"):
+        dec.anova_f(X, np.zeros(200))
+
+
+@pytest.mark.parametrize("fusion", ["early", "late"])
+def test_decode_equals_refitting_the_whole_pipeline_per_fold(fusion):
+    # decode fits the label-free steps (imputation, constant columns) once per fold for every permutation:
+    # its out-of-fold probabilities must be those of the whole pipeline refitted in each fold
+    t = _table(11, eeg_effect=0.6, phys_effect=0.6)
+    t.loc[t.index[::7], "eeg_psd__theta__C4"] = np.nan  # imputed
+    t.loc[t["subject"] == "sub-03", "physio__f1"] = np.nan  # missing for a whole subject
+    t["eeg_psd__theta__C5"] = 1.5  # constant everywhere: dropped
+    t.loc[t["subject"] != "sub-02", "physio__f2"] = 0.0  # constant in every fold but one
+    cfg = _config(n_features=6)
+    r = dec.decode(t, "me_vs_mae", "eeg+physio", config=cfg, fusion=fusion, n_permutations=0)
+    rows, y, classes = dec.task_data(t, "me_vs_mae")
+    eeg, phys = ft.feature_columns(rows, "eeg"), ft.feature_columns(rows, "physio")
+    X = rows[eeg + phys].to_numpy(float)
+    if fusion == "early":
+        est = dec.make_pipeline(cfg, n_features=X.shape[1])
+    else:
+        est = dec.LateFusionClassifier(dec._GroupPipeline(cfg.decoding, cfg.seed), [list(range(len(eeg))),
+                                       list(range(len(eeg), X.shape[1]))])  # fmt: skip
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ref, _ = dec.cross_val_proba(X, y, dec.cv_splits(y, rows["subject"].to_numpy()), est, classes)
+    np.testing.assert_allclose(r.predictions[[f"proba_{c}" for c in classes]].to_numpy(), ref, rtol=1e-12, atol=1e-15)
+
+
 # ----------------------------------------------------------------------------- planted effects / null
 
 

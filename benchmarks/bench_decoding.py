@@ -1,0 +1,133 @@
+"""Benchmark: one leave-one-subject-out run of the decoding permutation test, the whole pipeline refitted vs ours.
+
+Run on demand (NOT a test): ``.venv/bin/python -m benchmarks.bench_decoding``.
+
+The permutation test of :func:`mmme_neuro.decoding.decode` re-runs the whole
+cross-validation for every shuffle of the labels (101 runs per model, 15
+models in ``analyses.decoding_multimodal``): its cost is the group level of
+the decoding analysis. The workload here has the default study's shape: 12
+subjects, 366 ME + MaE epochs, 1008 EEG features and 8 physiology features
+(random values: the timing depends on the shape only), ME vs MaE, logistic
+regression with ANOVA selection of 40 features. One LOSO run (12 fits), median
+of 5 repeats, one thread, for three feature sets, three ways:
+
+* ``refit_f_classif`` - the whole pipeline (imputation if needed, constant
+  columns, ``SelectKBest(f_classif)``, scaling, classifier) cloned and fitted
+  in every fold (:func:`mmme_neuro.decoding.cross_val_proba`: what ``decode`` did
+  before stop 17);
+* ``refit_anova_f`` - the same with :func:`mmme_neuro.decoding.anova_f` as the
+  selection score;
+* ``ours`` - what ``decode`` does: the label-free steps fitted once per fold
+  (``_prepare_folds``, outside the timing: shared by all 101 runs) and only
+  the selection, scaling and classifier refitted per run.
+
+The three give the same out-of-fold probabilities (largest difference
+printed; the test suite checks it). Also timed: the ANOVA F of one training
+fold alone, sklearn's ``f_classif`` vs ``anova_f``. Prints a table and writes
+``benchmarks/results/decoding.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.bench_network import _median_time
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _table(seed: int = 0, n_subjects: int = 12, n_me: int = 6, n_mae: int = 25, n_eeg: int = 1008,
+           n_phys: int = 8) -> pd.DataFrame:  # fmt: skip
+    rng = np.random.default_rng(seed)
+    n = n_me + n_mae
+    cond = np.tile(["ME"] * n_me + ["MaE"] * n_mae, n_subjects)
+    subj = np.repeat([f"sub-{s + 1:02d}" for s in range(n_subjects)], n)
+    data = {"epoch_id": [f"{s}_ep{i:04d}" for i, s in enumerate(subj)], "subject": subj, "condition": cond}
+    eeg = rng.standard_normal((cond.size, n_eeg)) + (cond == "ME")[:, None] * 0.2
+    phys = rng.standard_normal((cond.size, n_phys))
+    cols = {f"eeg_psd__b{j // 64}__C{j % 64}": eeg[:, j] for j in range(n_eeg)}
+    cols |= {f"physio__f{j}": phys[:, j] for j in range(n_phys)}
+    return pd.concat([pd.DataFrame(data), pd.DataFrame(cols)], axis=1)
+
+
+@contextlib.contextmanager
+def _selection_score(module: Any, func: Any) -> Iterator[None]:
+    """``make_pipeline`` with ``func`` as the ANOVA selection's score (it looks ``anova_f`` up when called)."""
+    saved = module.anova_f
+    module.anova_f = func
+    try:
+        yield
+    finally:
+        module.anova_f = saved
+
+
+def _time_set(table: pd.DataFrame, fset: str, fusion: str) -> dict[str, float]:
+    """One LOSO run of ``fset``, the three ways (see the module docstring)."""
+    from sklearn.feature_selection import f_classif
+
+    from mmme_neuro import decoding as dec
+    from mmme_neuro.config import Config
+
+    cfg = Config()
+    rows, y, classes, X, col_groups, _ = dec._task_matrix(table, "me_vs_mae", fset)  # noqa: N806
+    splits = dec.cv_splits(y, rows["subject"].to_numpy())
+
+    def refit() -> np.ndarray:
+        est = dec._estimator(cfg.decoding, X.shape[1], col_groups, fusion, cfg.seed)
+        return dec.cross_val_proba(X, y, splits, est, classes)[0]
+
+    with _selection_score(dec, lambda a, b: f_classif(a, b)[0]):  # the pipeline as it was: sklearn's F
+        t_old, p_old = _median_time(refit, 5)
+    t_refit, _ = _median_time(refit, 5)
+    folds = dec._prepare_folds(X, splits, col_groups, impute=False)
+    t_ours, p_ours = _median_time(lambda: dec._cross_validate(X, y, splits, col_groups, cfg.decoding, fusion, cfg.seed,
+                                                              classes, folds)[0], 5)  # fmt: skip
+    return {"n_features": X.shape[1], "refit_f_classif_s": t_old, "refit_anova_f_s": t_refit, "ours_s": t_ours,
+            "max_abs_diff": float(np.nanmax(np.abs(p_old - p_ours)))}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print a table; write JSON."""
+    from sklearn.feature_selection import f_classif
+    from threadpoolctl import threadpool_limits
+
+    from mmme_neuro import decoding as dec
+
+    table = _table()
+    res: dict[str, object] = {"n_subjects": 12, "machine": platform.machine(), "python": platform.python_version()}
+    rows = ["One LOSO run (12 fits) of the permutation test, default study's shape, ME vs MaE "
+            "(one thread, median of 5)", "", "| feature set | fusion | features | refit, f_classif (s) | "
+            "refit, anova_f (s) | ours (s) | ours faster by | max diff |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    with threadpool_limits(1):
+        for fset, fusion in (("eeg", "early"), ("physio", "early"), ("eeg+physio", "late")):
+            r = _time_set(table, fset, fusion)
+            res[f"{fset}_{fusion}"] = r
+            rows.append(f"| {fset} | {fusion} | {r['n_features']} | {r['refit_f_classif_s']:.3f} | "
+                        f"{r['refit_anova_f_s']:.3f} | {r['ours_s']:.3f} | {r['refit_f_classif_s'] / r['ours_s']:.1f}x | "
+                        f"{r['max_abs_diff']:.1e} |")  # fmt: skip
+        rows_t, y, _, X, _, _ = dec._task_matrix(table, "me_vs_mae", "eeg")  # noqa: N806
+        tr = rows_t["subject"].to_numpy() != "sub-01"
+        t_fc, f_ref = _median_time(lambda: f_classif(X[tr], y[tr])[0], 20)
+        t_af, f_ours = _median_time(lambda: dec.anova_f(X[tr], y[tr]), 20)
+    res["anova"] = {"rows": int(tr.sum()), "features": X.shape[1], "f_classif_ms": t_fc * 1e3, "anova_f_ms": t_af * 1e3,
+                    "max_rel_diff": float(np.max(np.abs(f_ours / f_ref - 1)))}  # fmt: skip
+    rows += ["", f"ANOVA F of one training fold ({int(tr.sum())} x {X.shape[1]}): sklearn f_classif "
+             f"{t_fc * 1e3:.2f} ms, anova_f {t_af * 1e3:.2f} ms ({t_fc / t_af:.0f}x), largest relative difference "
+             f"{res['anova']['max_rel_diff']:.1e}."]  # fmt: skip
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "decoding.json").write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
+    sys.stdout.write("\n".join(rows) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
