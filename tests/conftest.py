@@ -40,12 +40,45 @@ def ci_null_study(tmp_path_factory):
     return _study(tmp_path_factory, "ci-seed42-null", scale="ci", seed=42, null=True)
 
 
-def convert_ci(study, tmp_path_factory, name: str) -> Path:
-    """A fresh BIDS conversion of a synthetic study under ``<tmp>/<name>/bids`` (every expression accounted for)."""
+@pytest.fixture(scope="session")
+def _ci_bids_pristine(ci_study, tmp_path_factory) -> Path:
+    """The `ci` study converted to BIDS (QA reports included) once per test process; only ever copied.
+
+    A conversion takes ~15 s (most of it the QA figures): the modules that need
+    a converted study share this one instead of converting again.
+    """
     from mmme_neuro.bids import convert_study
 
+    base = tmp_path_factory.getbasetemp() / "ci-seed42-bids-pristine"
+    if not (base / "COMPLETE").is_file():
+        assert convert_study(ci_study.raw_dir, base / "bids", progress=False).accounting_ok
+        (base / "COMPLETE").touch()
+    return base / "bids"
+
+
+@pytest.fixture(scope="session")
+def ci_bids(_ci_bids_pristine, tmp_path_factory) -> Path:
+    """The converted `ci` study shared by the analysis tests (session scope).
+
+    Tests read it and write their outputs elsewhere. Its first-level cache
+    (``derivatives/mmme-neuro/first-level``) is shared too: a script run with a
+    configuration another test used reuses those per-subject results, as a
+    user's re-run would. Tests of the conversion or of the cache itself take a
+    fresh copy (:func:`convert_ci`).
+    """
+    return convert_ci(_ci_bids_pristine, tmp_path_factory, "ci-bids-shared")
+
+
+def convert_ci(pristine: Path, tmp_path_factory, name: str) -> Path:
+    """A fresh copy of the converted `ci` study (fixture ``_ci_bids_pristine``) under ``<tmp>/<name>/bids``.
+
+    Its files and modification times are those of a conversion (``shutil.copytree``
+    keeps them), with no first-level cache yet.
+    """
+    import shutil
+
     root = tmp_path_factory.mktemp(name) / "bids"
-    assert convert_study(study.raw_dir, root, progress=False).accounting_ok
+    shutil.copytree(pristine, root)
     return root
 
 

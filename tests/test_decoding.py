@@ -315,15 +315,6 @@ def test_feature_functions_against_hand_values():
 
 
 @pytest.fixture(scope="module")
-def ci_bids(ci_study, tmp_path_factory) -> Path:
-    from mmme_neuro.bids import convert_study
-
-    root = tmp_path_factory.mktemp("dec_bids") / "bids"
-    assert convert_study(ci_study.raw_dir, root, progress=False).accounting_ok
-    return root
-
-
-@pytest.fixture(scope="module")
 def noica(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("dec_cfg") / "noica.toml"
     path.write_text(NO_ICA, encoding="utf-8")

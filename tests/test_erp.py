@@ -37,16 +37,6 @@ def noica_config(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ci_bids(ci_study, tmp_path_factory) -> Path:
-    from mmme_neuro.bids import convert_study
-
-    root = tmp_path_factory.mktemp("erp_bids") / "bids"
-    summary = convert_study(ci_study.raw_dir, root, progress=False)
-    assert summary.accounting_ok
-    return root
-
-
-@pytest.fixture(scope="module")
 def script_out(ci_bids, noica_config, tmp_path_factory) -> Path:
     from analyses.erp_me_vs_mae import main
 

@@ -135,16 +135,13 @@ def test_network_config_pads_epochs():
 
 
 @pytest.fixture(scope="module")
-def script_out(ci_study, tmp_path_factory) -> Path:
+def script_out(ci_bids, tmp_path_factory) -> Path:
     from analyses.network_nodal_efficiency import main
-    from mmme_neuro.bids import convert_study
 
-    root = tmp_path_factory.mktemp("net_bids") / "bids"
-    assert convert_study(ci_study.raw_dir, root, progress=False).accounting_ok
     cfg = tmp_path_factory.mktemp("net_cfg") / "noica.toml"
     cfg.write_text(NO_ICA, encoding="utf-8")
     out = tmp_path_factory.mktemp("net_out")
-    assert main(["--bids-root", str(root), "--config", str(cfg), "--out", str(out)]) == 0
+    assert main(["--bids-root", str(ci_bids), "--config", str(cfg), "--out", str(out)]) == 0
     return out
 
 

@@ -32,15 +32,6 @@ from mmme_neuro.stats import fdr, mixed_model
 
 
 @pytest.fixture(scope="module")
-def ci_bids(ci_study, tmp_path_factory) -> Path:
-    from mmme_neuro.bids import convert_study
-
-    root = tmp_path_factory.mktemp("physio_bids") / "bids"
-    assert convert_study(ci_study.raw_dir, root, progress=False).accounting_ok
-    return root
-
-
-@pytest.fixture(scope="module")
 def script_out(ci_bids, tmp_path_factory) -> Path:
     from analyses.physio_concordance import main
 

@@ -37,8 +37,8 @@ def scaled_first_level(session, config, *, scale: float = 1.0, names: tuple[str,
 
 
 @pytest.fixture(scope="module")
-def bids(ci_study, tmp_path_factory) -> Path:
-    return convert_ci(ci_study, tmp_path_factory, "pipe_bids")
+def bids(_ci_bids_pristine, tmp_path_factory) -> Path:
+    return convert_ci(_ci_bids_pristine, tmp_path_factory, "pipe_bids")
 
 
 def test_table_round_trip_is_exact(tmp_path):

@@ -47,8 +47,8 @@ def test_shared_key_ignores_settings_the_pass_does_not_read():
 
 
 @pytest.fixture(scope="module")
-def bids(ci_study, tmp_path_factory) -> Path:
-    return convert_ci(ci_study, tmp_path_factory, "steps_bids")
+def bids(_ci_bids_pristine, tmp_path_factory) -> Path:
+    return convert_ci(_ci_bids_pristine, tmp_path_factory, "steps_bids")
 
 
 def test_two_steps_read_one_preprocessing_pass(bids):

@@ -174,17 +174,14 @@ def test_authors_band_psd_matches_periodogram():
 
 
 @pytest.fixture(scope="module")
-def script_out(ci_study, tmp_path_factory) -> Path:
+def script_out(ci_bids, tmp_path_factory) -> Path:
     from analyses.tfr_me_vs_mae import main
-    from mmme_neuro.bids import convert_study
 
     base = tmp_path_factory.mktemp("tfr")
     cfg = base / "noica.toml"
     cfg.write_text(NO_ICA, encoding="utf-8")
-    bids = base / "bids"
-    convert_study(ci_study.raw_dir, bids, progress=False)
     out = base / "out"
-    assert main(["--bids-root", str(bids), "--config", str(cfg), "--scale", "ci", "--out", str(out)]) == 0
+    assert main(["--bids-root", str(ci_bids), "--config", str(cfg), "--scale", "ci", "--out", str(out)]) == 0
     return out
 
 
