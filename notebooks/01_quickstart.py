@@ -41,7 +41,7 @@ from mmme_neuro.viz.erp import plot_erp_waveforms
 
 work = Path(tempfile.mkdtemp(prefix="mmme-quickstart-"))
 study = simulate_study(work / "raw", scale="ci", seed=42, progress=False)
-summary = convert_study(study.raw_dir, work / "bids", progress=False)
+summary = convert_study(study.raw_dir, work / "bids", progress=False, qa=False)  # QA reports: tutorial 06
 print(summary.counts, "accounting ok:", summary.accounting_ok)
 
 # %% [markdown]

@@ -39,7 +39,7 @@ from mmme_neuro.viz.decoding import plot_scores, plot_time_decoding
 work = Path(tempfile.mkdtemp(prefix="mmme-decoding-"))
 study = simulate_study(work / "raw", scale="ci", seed=42, progress=False)
 bids = work / "bids"
-convert_study(study.raw_dir, bids, progress=False)
+convert_study(study.raw_dir, bids, progress=False, qa=False)  # QA reports: tutorial 06
 config = load_config(None, preprocessing={"ica": False}, decoding={"n_permutations": 20},
                      stats={"n_permutations": 200})
 
