@@ -14,7 +14,7 @@ channels, gamma band; :func:`mmme_neuro.features.emg_prone_columns`);
 ``eeg_all`` keeps them, to show how much the muscle artefact adds. A leakage
 check of the fusion pipeline (:func:`mmme_neuro.decoding.pipeline_leakage_check`)
 and time-resolved decoding with temporal generalisation and a cluster test
-(ME vs MaE, ME vs NE) complete it. Writes to ``--out`` (default
+(ME vs MaE, ME vs NE, when among ``--tasks``) complete it. Writes to ``--out`` (default
 ``figures/decoding_multimodal/``):
 
 * tables (CSV): ``decoding_scores`` (one row per task x feature set: accuracy,
@@ -94,12 +94,16 @@ def collect(bids_root: Path, config: Config, *, progress: bool = False
             pd.concat([r["epochs"] for r in res.values()], ignore_index=True), report)  # fmt: skip
 
 
+def _n_jobs(config: Config) -> int:
+    """Processes of the group level: the local workers of the first level also run it (results do not depend on it)."""
+    return config.decoding.n_jobs if config.run.scheduler else max(config.decoding.n_jobs, config.run.workers)
+
+
 def run_decoding(table: pd.DataFrame, config: Config, tasks: Sequence[str], *, n_permutations: int | None = None,
                  progress: bool = False) -> tuple[list[dec.DecodingResult], list[dict[str, str]]]:  # fmt: skip
     """Decode every task x feature set; tasks or sets that cannot run are listed with the reason."""
     prone = ft.emg_prone_columns(table.columns, config)
-    # the local workers of the first level also run the permutations (results do not depend on it)
-    n_jobs = config.decoding.n_jobs if config.run.scheduler else max(config.decoding.n_jobs, config.run.workers)
+    n_jobs = _n_jobs(config)
     results, skipped = [], []
     jobs = [(t, s) for t in tasks for s in (EMOTION_SETS if t.startswith("emotion") else SETS)]
     for task, (fset, fusion, label, drop) in tqdm(jobs, desc="decoding", unit="model", disable=not progress):
@@ -189,9 +193,9 @@ def run(config: Config, out_dir: Path, *, tasks: Sequence[str] = TASKS, n_permut
                                       exclude_columns=ft.emg_prone_columns(table.columns, config))  # fmt: skip
     timed: dict[str, Any] = {}
     tr_results: dict[str, dec.TimeDecodingResult] = {}
-    for t in TIME_TASKS:
+    for t in (t for t in TIME_TASKS if t in tasks):  # the binary tasks asked for
         try:
-            tr_results[t] = dec.time_resolved(series, table, t, config=config)
+            tr_results[t] = dec.time_resolved(series, table, t, config=config, n_jobs=_n_jobs(config))
         except ValueError as err:
             logger.warning("time-resolved %s not run: %s", t, err)
             timed[t] = {"error": str(err)}

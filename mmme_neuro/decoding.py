@@ -10,7 +10,9 @@ Honest evaluation
   with a model fitted on the others. Imputation, scaling, feature selection
   and the classifier are one scikit-learn :class:`~sklearn.pipeline.Pipeline`
   fitted on the training fold only, so no epoch of the test subject
-  influences training. :func:`leakage_check` verifies this for any
+  influences training. (The steps that look at no label, imputation and
+  constant columns, are fitted once per training fold and reused by every
+  permutation of the labels: the same values as refitting them.) :func:`leakage_check` verifies this for any
   evaluation procedure: the prediction for one epoch of a test subject must
   not change when the subject's *other* epochs (features and labels) are
   replaced. It catches normalising or selecting features before splitting.
@@ -881,6 +883,7 @@ def time_resolved(
     config: Config | None = None,
     generalization: bool = True,
     seed: int | None = None,
+    n_jobs: int | None = None,
 ) -> TimeDecodingResult:
     """Sliding-estimator decoding over time with LOSO folds and a cluster test.
 
@@ -899,6 +902,9 @@ def time_resolved(
         Also train at each time and test at every time.
     seed : int | None
         Override ``config.seed``.
+    n_jobs : int | None
+        Processes over the folds (default ``decoding.n_jobs``; the results
+        do not depend on it).
 
     Returns
     -------
@@ -910,6 +916,7 @@ def time_resolved(
 
     config = config or Config()
     seed = config.seed if seed is None else int(seed)
+    n_jobs = config.decoding.n_jobs if n_jobs is None else int(n_jobs)
     rows, y, classes = task_data(table, task)
     if len(classes) != 2:
         raise ValueError(f"time-resolved decoding needs a binary task, got classes {classes}")
@@ -922,23 +929,27 @@ def time_resolved(
     groups = rows["subject"].astype(str).to_numpy()
     base = Pipeline([("scale", StandardScaler()), ("classify", LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000))])
     times = series["time"].values
-    subj_scores, gen_scores, subjects, skipped = [], [], [], []
+    subjects, skipped, folds = [], [], []
     for tr, te in cv_splits(yb, groups, cv="loso"):
         if len(np.unique(yb[te])) < 2 or len(np.unique(yb[tr])) < 2:
             present = sorted(set(y[te]))
             skipped.append({"subject": str(groups[te][0]), "reason": f"only {present} epochs: AUC undefined"})
             logger.info("time-resolved %s: %s skipped (%s)", getattr(task, "name", task), *skipped[-1].values())
             continue
+        folds.append((tr, te))
+        subjects.append(groups[te][0])
+
+    def one_fold(tr: np.ndarray, te: np.ndarray) -> np.ndarray:
         if generalization:
             # the generalising estimator fits the very per-time models of the sliding one (deterministic
             # fits): its diagonal is the sliding score, so the models are fitted once, not twice
-            ge = GeneralizingEstimator(clone(base), scoring="roc_auc", n_jobs=None, verbose=False).fit(X[tr], yb[tr])
-            gen_scores.append(ge.score(X[te], yb[te]))
-            subj_scores.append(np.diag(gen_scores[-1]).copy())
-        else:
-            sl = SlidingEstimator(clone(base), scoring="roc_auc", n_jobs=None, verbose=False).fit(X[tr], yb[tr])
-            subj_scores.append(sl.score(X[te], yb[te]))
-        subjects.append(groups[te][0])
+            return GeneralizingEstimator(clone(base), scoring="roc_auc", verbose=False).fit(X[tr], yb[tr]).score(X[te], yb[te])
+        return SlidingEstimator(clone(base), scoring="roc_auc", verbose=False).fit(X[tr], yb[tr]).score(X[te], yb[te])
+
+    # folds in parallel (one process's fits are as in serial: the scores do not depend on n_jobs)
+    fold_scores = Parallel(n_jobs=n_jobs)(delayed(one_fold)(tr, te) for tr, te in folds)
+    gen_scores = fold_scores if generalization else []
+    subj_scores = [np.diag(g).copy() for g in fold_scores] if generalization else fold_scores
     if len(subjects) < 2:
         raise ValueError(f"time-resolved decoding needs >= 2 test subjects with both classes, got {len(subjects)}")
     sc = xr.DataArray(np.asarray(subj_scores), dims=("subject", "time"), coords={"subject": subjects, "time": times},

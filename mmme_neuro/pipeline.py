@@ -124,15 +124,25 @@ def _write_table(df: pd.DataFrame, path: Path) -> dict[str, str]:
 
 def _read_table(path: Path, kinds: Mapping[str, str]) -> pd.DataFrame:
     df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8")
-    out = {}
+    missing = [c for c in kinds if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: column {missing[0]!r} of the manifest is missing (a damaged cache; delete it to recompute)")
+    out: dict[str, Any] = {}
+    floats = [c for c, kind in kinds.items() if kind == "float"]
+    if floats:
+        # all float columns in one conversion (a feature table has ~1200): Python's float() of each text, as
+        # Series.astype(float) does column by column, 10x faster
+        block = df[floats].to_numpy(dtype=object)
+        block[block == _NA] = "nan"
+        out.update(pd.DataFrame(block.astype(float), columns=floats, index=df.index).items())
     for c, kind in kinds.items():
-        if c not in df.columns:
-            raise ValueError(f"{path}: column {c!r} of the manifest is missing (a damaged cache; delete it to recompute)")
+        if kind == "float":
+            continue
         raw = df[c]
         na = raw.eq(_NA).to_numpy()
-        if kind == "float" or kind == "object_float":
+        if kind == "object_float":
             v = raw.mask(na).astype(float)
-            out[c] = v if kind == "float" else pd.Series([None if m else x for x, m in zip(v, na, strict=True)], dtype=object)
+            out[c] = pd.Series([None if m else x for x, m in zip(v, na, strict=True)], dtype=object)
         elif kind == "int":
             out[c] = raw.astype(np.int64)
         elif kind == "Int64":

@@ -261,6 +261,9 @@ def test_time_resolved_finds_planted_window_and_nothing_in_null():
     r1 = dec.time_resolved(da, one_class, "me_vs_mae", config=cfg, generalization=False)
     assert r1.skipped_subjects == [{"subject": "sub-01", "reason": "only ['MaE'] epochs: AUC undefined"}]
     assert "sub-01" not in r1.scores["subject"].values
+    # the folds in two processes: the same scores
+    r2 = dec.time_resolved(da, one_class, "me_vs_mae", config=cfg, generalization=False, n_jobs=2)
+    xr.testing.assert_identical(r2.scores, r1.scores)
     null = dec.time_resolved(*_series(6, 0.0), "me_vs_mae", config=cfg)
     assert not null.significant.values.any() and not null.clusters["significant"].any()
 
@@ -354,6 +357,8 @@ def test_script_recovers_planted_effects(ci_bids, noica, tmp_path):
     for name in ("decoding_scores", "confusion", "time_decoding_me_vs_mae"):
         assert (out / f"{name}.png").stat().st_size > 10_000
     assert set(s.index.get_level_values("task")) == {"me_vs_mae"}
+    # only the tasks asked for, time-resolved ones included
+    assert set(summary["results"]["time_resolved"]) == {"me_vs_mae"} and not (out / "time_decoding_me_vs_ne.nc").exists()
 
 
 @pytest.mark.slow
