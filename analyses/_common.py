@@ -162,6 +162,16 @@ def setup(args: argparse.Namespace) -> tuple[Config, Path]:
     return config, out_dir
 
 
+def group_jobs(config: Config, n_jobs: int = 1) -> int:
+    """Processes of a group level's parallel parts (permutations): ``n_jobs``, or the local workers of the first level.
+
+    With a local cluster (``run.workers``) those processes are idle once the
+    first level is done; with a remote scheduler the group level runs here,
+    on ``n_jobs``. The results do not depend on it.
+    """
+    return n_jobs if config.run.scheduler else max(n_jobs, config.run.workers)
+
+
 def write_csv(df: pd.DataFrame, path: Path) -> Path:
     """Write a table atomically as UTF-8 CSV with LF line ends and 10 significant digits (deterministic)."""
     with atomic_path(path) as tmp:

@@ -45,7 +45,7 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
-from analyses._common import build_parser, run_script, write_csv, write_timing
+from analyses._common import build_parser, group_jobs, run_script, write_csv, write_timing
 from mmme_neuro import decoding as dec
 from mmme_neuro import epochs as ep_mod
 from mmme_neuro import features as ft
@@ -94,16 +94,11 @@ def collect(bids_root: Path, config: Config, *, progress: bool = False
             pd.concat([r["epochs"] for r in res.values()], ignore_index=True), report)  # fmt: skip
 
 
-def _n_jobs(config: Config) -> int:
-    """Processes of the group level: the local workers of the first level also run it (results do not depend on it)."""
-    return config.decoding.n_jobs if config.run.scheduler else max(config.decoding.n_jobs, config.run.workers)
-
-
 def run_decoding(table: pd.DataFrame, config: Config, tasks: Sequence[str], *, n_permutations: int | None = None,
                  progress: bool = False) -> tuple[list[dec.DecodingResult], list[dict[str, str]]]:  # fmt: skip
     """Decode every task x feature set; tasks or sets that cannot run are listed with the reason."""
     prone = ft.emg_prone_columns(table.columns, config)
-    n_jobs = _n_jobs(config)
+    n_jobs = group_jobs(config, config.decoding.n_jobs)
     results, skipped = [], []
     jobs = [(t, s) for t in tasks for s in (EMOTION_SETS if t.startswith("emotion") else SETS)]
     for task, (fset, fusion, label, drop) in tqdm(jobs, desc="decoding", unit="model", disable=not progress):
@@ -195,7 +190,7 @@ def run(config: Config, out_dir: Path, *, tasks: Sequence[str] = TASKS, n_permut
     tr_results: dict[str, dec.TimeDecodingResult] = {}
     for t in (t for t in TIME_TASKS if t in tasks):  # the binary tasks asked for
         try:
-            tr_results[t] = dec.time_resolved(series, table, t, config=config, n_jobs=_n_jobs(config))
+            tr_results[t] = dec.time_resolved(series, table, t, config=config, n_jobs=group_jobs(config, config.decoding.n_jobs))
         except ValueError as err:
             logger.warning("time-resolved %s not run: %s", t, err)
             timed[t] = {"error": str(err)}

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from analyses._common import build_parser, run_script, write_csv, write_timing
+from analyses._common import build_parser, group_jobs, run_script, write_csv, write_timing
 from mmme_neuro import epochs as ep_mod
 from mmme_neuro import steps, tfr
 from mmme_neuro.config import Config
@@ -230,7 +230,7 @@ def run(config: Config, out_dir: Path, *, method: str = "morlet", progress: bool
     md = pd.concat([r["epochs"] for r in results], ignore_index=True) if results else pd.DataFrame()
     group, report = group_tfr([r["tfr"] for r in results], md, config)
     save_netcdf(group, out_dir / "tfr.nc")
-    clusters = cluster_tests(group["ersp"], CONTRASTS, config=config)
+    clusters = cluster_tests(group["ersp"], CONTRASTS, config=config, n_jobs=group_jobs(config))
     for a, b in CONTRASTS:
         res = clusters[f"{a}-{b}"]
         write_csv(res.clusters if res is not None else pd.DataFrame(), out_dir / f"clusters_{a.lower()}_vs_{b.lower()}.csv")

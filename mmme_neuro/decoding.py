@@ -903,8 +903,8 @@ def time_resolved(
     seed : int | None
         Override ``config.seed``.
     n_jobs : int | None
-        Processes over the folds (default ``decoding.n_jobs``; the results
-        do not depend on it).
+        Processes over the folds and the cluster test's permutations
+        (default ``decoding.n_jobs``; the results do not depend on it).
 
     Returns
     -------
@@ -960,7 +960,7 @@ def time_resolved(
     thr = float(sstats.t.ppf(1 - config.stats.cluster_forming_p, n - 1))
     t_obs, clusters, pv, _ = permutation_cluster_1samp_test(
         sc.values - 0.5, threshold=thr, tail=1, n_permutations=config.stats.n_permutations,
-        rng=np.random.default_rng(seed), out_type="indices", verbose=False)  # fmt: skip
+        rng=np.random.default_rng(seed), out_type="indices", n_jobs=n_jobs, verbose=False)  # fmt: skip
     rows_c, sig = [], np.zeros(times.size, bool)
     for cl, p in zip(clusters, pv, strict=True):
         m = _mask(cl, (times.size,))
@@ -979,7 +979,7 @@ def time_resolved(
         _, gcl, gpv, _ = permutation_cluster_1samp_test(gen.values - 0.5, threshold=thr, tail=1,
                                                         n_permutations=config.stats.n_permutations,
                                                         rng=np.random.default_rng(seed), out_type="indices",
-                                                        verbose=False)  # fmt: skip
+                                                        n_jobs=n_jobs, verbose=False)  # fmt: skip
         gmask = np.zeros((times.size, times.size), bool)
         for cl, p in zip(gcl, gpv, strict=True):
             if p < config.stats.alpha:

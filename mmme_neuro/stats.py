@@ -484,6 +484,7 @@ def cluster_test(
     tail: int = 0,
     seed: int | None = None,
     config: Config | StatsConfig | None = None,
+    n_jobs: int | None = None,
 ) -> ClusterResult:
     """Within-subject cluster-based permutation test of a condition contrast.
 
@@ -521,6 +522,9 @@ def cluster_test(
     config : Config | StatsConfig | None
         Source of defaults (alpha, permutations, threshold p, seed) and of
         provenance; None: defaults.
+    n_jobs : int | None
+        Processes of the permutations (joblib; None: one). The sign flips are
+        drawn before they are split, so the result does not depend on it.
 
     Returns
     -------
@@ -591,7 +595,7 @@ def cluster_test(
             tail=tail,
             adjacency=adj,
             out_type="mask",
-            n_jobs=None,
+            n_jobs=n_jobs,
             verbose="error",
             rng=np.random.default_rng(seed),
         )

@@ -179,7 +179,7 @@ def test_cluster_3d_channel_freq_time():
 def test_cluster_deterministic():
     da = _erp(5, effect=0.8, channels=SCALP_CHANNELS[20:40], n_times=60)
     r1 = stats.cluster_test(da, n_permutations=200, seed=9)
-    r2 = stats.cluster_test(da, n_permutations=200, seed=9)
+    r2 = stats.cluster_test(da, n_permutations=200, seed=9, n_jobs=2)  # permutations in two processes: the same test
     pd.testing.assert_frame_equal(r1.clusters, r2.clusters)
     np.testing.assert_array_equal(r1.h0, r2.h0)
     r3 = stats.cluster_test(da, n_permutations=200, seed=10)
