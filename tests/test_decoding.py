@@ -192,6 +192,10 @@ def test_decode_equals_refitting_the_whole_pipeline_per_fold(fusion):
     with np.errstate(divide="ignore", invalid="ignore"):
         ref, _ = dec.cross_val_proba(X, y, dec.cv_splits(y, rows["subject"].to_numpy()), est, classes)
     np.testing.assert_allclose(r.predictions[[f"proba_{c}" for c in classes]].to_numpy(), ref, rtol=1e-12, atol=1e-15)
+    if fusion == "late":  # a set left without any varying column is named, as the pipeline itself would fail
+        t.loc[:, [c for c in t.columns if c.startswith("physio__")]] = 2.0
+        with pytest.raises(ValueError, match="feature set 2 of 2: no column varies in the training rows of fold 1"):
+            dec.decode(t, "me_vs_mae", "eeg+physio", config=cfg, fusion=fusion, n_permutations=0)
 
 
 # ----------------------------------------------------------------------------- planted effects / null
