@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import platform
 import sys
 from collections.abc import Iterator
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     rows += ["", f"ANOVA F of one training fold ({int(tr.sum())} x {X.shape[1]}): sklearn f_classif "
              f"{t_fc * 1e3:.2f} ms, anova_f {t_af * 1e3:.2f} ms ({t_fc / t_af:.0f}x), largest relative difference "
              f"{res['anova']['max_rel_diff']:.1e}."]  # fmt: skip
+    res["load_average_1min_at_end"] = os.getloadavg()[0]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "decoding.json").write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
     sys.stdout.write("\n".join(rows) + "\n")
