@@ -83,13 +83,13 @@ def _time_set(table: pd.DataFrame, fset: str, fusion: str) -> dict[str, float]:
     splits = dec.cv_splits(y, rows["subject"].to_numpy())
 
     def refit() -> np.ndarray:
-        est = dec._estimator(cfg.decoding, X.shape[1], col_groups, fusion, cfg.seed)
+        est = dec._estimator(cfg.decoding, X.shape[1], col_groups, fusion, cfg.seed, label_free=True)
         return dec.cross_val_proba(X, y, splits, est, classes)[0]
 
     with _selection_score(dec, lambda a, b: f_classif(a, b)[0]):  # the pipeline as it was: sklearn's F
         t_old, p_old = _median_time(refit, 5)
     t_refit, _ = _median_time(refit, 5)
-    folds = dec._prepare_folds(X, splits, col_groups, impute=False)
+    folds = dec._prepare_folds(X, splits, col_groups)
     t_ours, p_ours = _median_time(lambda: dec._cross_validate(X, y, splits, col_groups, cfg.decoding, fusion, cfg.seed,
                                                               classes, folds)[0], 5)  # fmt: skip
     return {"n_features": X.shape[1], "refit_f_classif_s": t_old, "refit_anova_f_s": t_refit, "ours_s": t_ours,

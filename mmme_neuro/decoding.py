@@ -298,7 +298,10 @@ def anova_f(X: np.ndarray, y: np.ndarray) -> np.ndarray:  # noqa: N803 (sklearn 
         ``(n_features,)``.
     """
     X = np.asarray(X, dtype=float)  # noqa: N806
-    classes, code = np.unique(np.asarray(y), return_inverse=True)
+    y = np.asarray(y)
+    if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
+        raise ValueError(f"ANOVA F needs X (samples, features) and y (samples,), got shapes {X.shape} and {y.shape}")
+    classes, code = np.unique(y, return_inverse=True)
     if classes.size < 2:
         raise ValueError(f"ANOVA F needs at least 2 classes, got {classes.size}")
     onehot = np.zeros((code.size, classes.size))
@@ -428,7 +431,7 @@ class _Fold:
 
 
 def _prepare_folds(X: np.ndarray, splits: Sequence[tuple[np.ndarray, np.ndarray]],  # noqa: N803
-                   col_groups: list[list[int]], impute: bool) -> list[_Fold]:  # fmt: skip
+                   col_groups: list[list[int]]) -> list[_Fold]:  # fmt: skip
     """The label-free steps (:func:`_label_free_steps`) fitted on each training fold and applied to its test rows.
 
     They look at no label, so the permutations of a leave-one-subject-out test
@@ -437,8 +440,10 @@ def _prepare_folds(X: np.ndarray, splits: Sequence[tuple[np.ndarray, np.ndarray]
     applying them to all columns before a late fusion's per-set pipelines
     gives those pipelines the values they would compute: ``col_groups`` are
     mapped to the kept columns (a set with none left is an error, as in the
-    pipeline itself).
+    pipeline itself). An imputer is among the steps when ``X`` (all rows) has
+    a missing value: a structural choice fitted on nothing, so it cannot leak.
     """
+    impute = bool(np.isnan(X).any())
     folds = []
     for i, (tr, te) in enumerate(splits):
         prep = Pipeline(_label_free_steps(impute)).fit(X[tr])
@@ -609,28 +614,24 @@ def _task_matrix(table: pd.DataFrame, task: str | Task, feature_set: str, exclud
 
 
 def _estimator(dec: DecodingConfig, n_columns: int, col_groups: list[list[int]], fusion: str, seed: int,
-               impute: bool = False, label_free: bool = True) -> Any:  # fmt: skip
+               label_free: bool = False) -> Any:  # fmt: skip
     """The estimator :func:`decode` cross-validates: one pipeline (early fusion) or one per set (late).
 
-    With ``label_free=False`` it expects data after :func:`_prepare_folds`.
+    It expects data after :func:`_prepare_folds`; ``label_free=True`` puts
+    the constant-column step back (no imputer) for data without NaN.
     """
     if len(col_groups) > 1 and fusion == "late":
-        return LateFusionClassifier(_GroupPipeline(dec, seed, impute, label_free), col_groups)
-    return make_pipeline(dec, n_features=n_columns, seed=seed, impute=impute, label_free=label_free)
+        return LateFusionClassifier(_GroupPipeline(dec, seed, impute=False, label_free=label_free), col_groups)
+    return make_pipeline(dec, n_features=n_columns, seed=seed, impute=False, label_free=label_free)
 
 
 def _cross_validate(X: np.ndarray, y: np.ndarray, splits: Sequence[tuple[np.ndarray, np.ndarray]],  # noqa: N803
                     col_groups: list[list[int]], dec: DecodingConfig, fusion: str, seed: int,
                     classes: Sequence[str], folds: Sequence[_Fold] | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Out-of-fold probabilities of :func:`decode`'s estimator; ``folds`` from :func:`_prepare_folds` if at hand.
-
-    An imputer is part of the label-free steps when ``X`` (all rows) has a
-    missing value: a structural choice fitted on nothing, so it cannot leak.
-    """
+    """Out-of-fold probabilities of :func:`decode`'s estimator; ``folds`` from :func:`_prepare_folds` if at hand."""
     if folds is None:
-        folds = _prepare_folds(X, splits, col_groups, impute=bool(np.isnan(X).any()))
-    return _folds_proba(folds, y, lambda f: _estimator(dec, f.X_train.shape[1], f.col_groups, fusion, seed,
-                                                       label_free=False), classes)  # fmt: skip
+        folds = _prepare_folds(X, splits, col_groups)
+    return _folds_proba(folds, y, lambda f: _estimator(dec, f.X_train.shape[1], f.col_groups, fusion, seed), classes)
 
 
 @_one_thread
@@ -694,7 +695,7 @@ def decode(
     kind = "none" if len(col_groups) == 1 else fusion
     splits = cv_splits(y, groups, cv=dec.cv, n_folds=dec.n_folds, seed=seed)
     # leave-one-subject-out folds do not depend on labels: their label-free steps serve every permutation
-    folds = _prepare_folds(X, splits, col_groups, impute=bool(np.isnan(X).any())) if dec.cv == "loso" else None
+    folds = _prepare_folds(X, splits, col_groups) if dec.cv == "loso" else None
     proba, fold = _cross_validate(X, y, splits, col_groups, dec, fusion, seed, classes, folds)
     cls = np.asarray(classes)
     pred = cls[np.argmax(proba, axis=1)]

@@ -168,6 +168,9 @@ def test_anova_f_equals_sklearn_f_classif():
         assert np.argmax(ours[ok]) == np.argmax(ref[ok])
     with pytest.raises(ValueError, match="2 classes"):
         dec.anova_f(X, np.zeros(200))
+    for bad_x, bad_y in ((X[:, 0], y), (X, y[:-1]), (X, y[:, None])):
+        with pytest.raises(ValueError, match="shapes"):
+            dec.anova_f(bad_x, bad_y)
 
 
 @pytest.mark.parametrize("fusion", ["early", "late"])
