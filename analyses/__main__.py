@@ -6,7 +6,9 @@ options (e.g. ``--scale ci``); :func:`run_study` (``mmme-neuro run``) runs a
 selection, lets a failing analysis not stop the others, and writes a run
 summary (``run_summary.json`` / ``.md``: per analysis its status, wall time,
 subjects, epochs per condition, exclusions by reason and failed subjects,
-read from its ``summary.json``).
+read from its ``summary.json``). Both first run the per-subject steps of all
+the selected analyses as one task graph (:func:`first_level`), then each
+script, which finds its first level cached.
 """
 
 from __future__ import annotations
@@ -81,8 +83,18 @@ def _stage_cell(r: dict[str, Any]) -> str:
             f" + {st['group_s']:.1f} s")
 
 
-def _markdown(rows: list[dict[str, Any]], total_s: float) -> str:
-    lines = ["# mmme-neuro run", "", f"Total {total_s:.1f} s.", "",
+def _first_level_line(first: dict[str, Any]) -> str:
+    if first.get("status") == "ok":
+        counts = "; ".join(f"{n}: {c['computed']} computed, {c['cached']} cached, {c['failed']} failed"
+                           for n, c in first["stages"].items())  # fmt: skip
+        return f"First level of the analyses as one task graph: {first['seconds']:.1f} s ({counts})."
+    if first.get("status") == "failed":
+        return f"First level as one task graph not run ({first['error']}): each analysis ran its own."
+    return "No analysis with a per-subject step."
+
+
+def _markdown(rows: list[dict[str, Any]], total_s: float, first: dict[str, Any]) -> str:
+    lines = ["# mmme-neuro run", "", f"Total {total_s:.1f} s. {_first_level_line(first)}", "",
              "| analysis | status | seconds | first level + group | subjects | epochs per condition | exclusions "
              "| failed subjects |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
@@ -90,6 +102,61 @@ def _markdown(rows: list[dict[str, Any]], total_s: float) -> str:
         lines.append(f"| {r['analysis']} | {r['status']} | {r['seconds']:.1f} | {_stage_cell(r)} | {r.get('n_subjects', '-')} | "
                      f"{r.get('epochs_per_condition', {})} | {r.get('exclusions_by_reason', {})} | {failed} |")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def first_level(analyses: Sequence[str], script_args: Sequence[str]) -> dict[str, Any]:
+    """Run the per-subject steps of ``analyses`` as one task graph, before their group levels.
+
+    Each analysis script exposing ``first_level_step(config)`` contributes its
+    step; :func:`mmme_neuro.pipeline.run_steps` runs them all on one cluster
+    (the shared preprocessing pass once per subject, the analyses of a
+    preprocessed subject while the other worker preprocesses the next one, no
+    wait between analyses, one cluster start). The scripts then find their
+    first level in the cache: the results are the ones they would compute
+    themselves (same steps, same keys).
+
+    Parameters
+    ----------
+    analyses : sequence of str
+        Short or script names.
+    script_args : sequence of str
+        The options given to every script (``--config``, ``--bids-root``,
+        ``--scale``, ``--workers``...; others are ignored here).
+
+    Returns
+    -------
+    row : dict
+        ``status`` (``ok``, ``failed`` or ``none``: no analysis with a
+        per-subject step), ``seconds``, ``error``, and per stage the numbers
+        of subjects ``computed``, ``cached`` and ``failed``. A failure here
+        (e.g. an invalid configuration) is logged as a warning: each script
+        then runs its own step and reports the error itself.
+    """
+    from analyses._common import build_parser, configure_logging, effective_config
+    from mmme_neuro.dataset import prepare_bids
+    from mmme_neuro.pipeline import run_steps
+
+    modules = [importlib.import_module(f"analyses.{n}") for n in resolve(analyses)]
+    modules = [m for m in modules if hasattr(m, "first_level_step")]
+    if not modules:
+        return {"status": "none", "seconds": 0.0, "error": "", "stages": {}}
+    t0 = time.perf_counter()
+    try:
+        args, _ = build_parser("first level of the analyses", analysis="first_level").parse_known_args(list(script_args))
+        configure_logging(args.verbose)
+        config = effective_config(args)
+        bids_root = prepare_bids(config, progress=True)
+        reports = run_steps([m.first_level_step(config) for m in modules], bids_root, progress=True)
+    except Exception as err:  # noqa: BLE001 - the scripts report their own errors
+        logger.warning("first level of %s not run as one task graph (%s: %s); each analysis runs its own",
+                       ", ".join(m.__name__ for m in modules), type(err).__name__, err)  # fmt: skip
+        return {"status": "failed", "seconds": round(time.perf_counter() - t0, 1), "error": f"{type(err).__name__}: {err}",
+                "stages": {}}  # fmt: skip
+    stages = {name: {k: int((rep.status["status"] == k).sum()) for k in ("computed", "cached", "failed")}
+              for name, rep in reports.items()}  # fmt: skip
+    dt = time.perf_counter() - t0
+    sys.stderr.write(f"first level ({', '.join(reports)}): {dt:.1f} s\n")
+    return {"status": "ok", "seconds": round(dt, 1), "error": "", "stages": stages}
 
 
 def run_study(analyses: Sequence[str], script_args: Sequence[str], out_root: Path | None = None) -> tuple[int, list[dict[str, Any]]]:
@@ -118,6 +185,7 @@ def run_study(analyses: Sequence[str], script_args: Sequence[str], out_root: Pat
 
     rows = []
     t_all = time.perf_counter()
+    first = first_level(analyses, script_args)
     for name in resolve(analyses):
         module = importlib.import_module(f"analyses.{name}")
         argv = list(script_args) + (["--out", str(Path(out_root) / name)] if out_root is not None else [])
@@ -138,8 +206,9 @@ def run_study(analyses: Sequence[str], script_args: Sequence[str], out_root: Pat
         total = time.perf_counter() - t_all
         Path(out_root).mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(out_root) / "run_summary.json",
-                          json.dumps({"total_seconds": round(total, 1), "analyses": rows}, indent=1, sort_keys=True) + "\n")  # fmt: skip
-        atomic_write_text(Path(out_root) / "run_summary.md", _markdown(rows, total))
+                          json.dumps({"total_seconds": round(total, 1), "first_level": first, "analyses": rows},
+                                     indent=1, sort_keys=True) + "\n")  # fmt: skip
+        atomic_write_text(Path(out_root) / "run_summary.md", _markdown(rows, total, first))
     return sum(r["status"] != "ok" for r in rows), rows
 
 

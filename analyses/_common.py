@@ -44,7 +44,8 @@ from mmme_neuro import __version__
 from mmme_neuro._utils import atomic_path
 from mmme_neuro.config import Config, ConfigError, load_config
 
-__all__ = ["SCALES", "build_parser", "configure_logging", "run_script", "setup", "write_csv", "write_timing"]
+__all__ = ["SCALES", "build_parser", "configure_logging", "effective_config", "run_script", "setup", "write_csv",
+           "write_timing"]
 
 logger = logging.getLogger("analyses")
 
@@ -137,6 +138,25 @@ def setup(args: argparse.Namespace) -> tuple[Config, Path]:
     """
     configure_logging(getattr(args, "verbose", 0))
     _use_agg_if_headless()
+    config = effective_config(args)
+    out = getattr(args, "out", None)
+    out_dir = Path(out) if out is not None else Path(config.paths.figures_dir) / args.analysis
+    out_dir.mkdir(parents=True, exist_ok=True)
+    logger.info(
+        "%s: config hash %s, seed %d, output %s", args.analysis, config.hash(), config.seed, os.fspath(out_dir)
+    )
+    return config, out_dir
+
+
+def effective_config(args: argparse.Namespace) -> Config:
+    """The configuration of ``--config`` with the overrides of ``--scale``, ``--null``, ``--seed``,
+    ``--workers``, ``--scheduler`` and ``--bids-root``.
+
+    Raises
+    ------
+    mmme_neuro.config.ConfigError
+        If the configuration file is missing or invalid.
+    """
     overrides: dict[str, Any] = {}
     simulation: dict[str, Any] = {}
     if getattr(args, "scale", None) is not None:
@@ -152,14 +172,7 @@ def setup(args: argparse.Namespace) -> tuple[Config, Path]:
         overrides["run"] = run
     if getattr(args, "bids_root", None) is not None:
         overrides["paths"] = {"bids_root": str(args.bids_root)}
-    config = load_config(getattr(args, "config", None), **overrides)
-    out = getattr(args, "out", None)
-    out_dir = Path(out) if out is not None else Path(config.paths.figures_dir) / args.analysis
-    out_dir.mkdir(parents=True, exist_ok=True)
-    logger.info(
-        "%s: config hash %s, seed %d, output %s", args.analysis, config.hash(), config.seed, os.fspath(out_dir)
-    )
-    return config, out_dir
+    return load_config(getattr(args, "config", None), **overrides)
 
 
 def group_jobs(config: Config, n_jobs: int = 1) -> int:

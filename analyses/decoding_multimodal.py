@@ -3,7 +3,7 @@
 ``python -m analyses.decoding_multimodal [--bids-root PATH] [--config FILE] [--out DIR] [--scale ...] [--null] [--tasks ...] [--permutations N]``
 
 Per subject (:func:`mmme_neuro.features.session_features`, one epoching
-pass, run in parallel and cached by :func:`mmme_neuro.pipeline.run_subjects`): per-epoch EEG band power (the authors' periodogram features), ERP
+pass, run in parallel and cached by :func:`mmme_neuro.pipeline.run_steps`): per-epoch EEG band power (the authors' periodogram features), ERP
 window means, nodal efficiency, event-related physiology and the facial-EMG
 measures. Over subjects, per task (``decoding`` section of the
 configuration): leave-one-subject-out cross-validation of EEG-only,
@@ -53,7 +53,7 @@ from mmme_neuro import steps
 from mmme_neuro.config import Config
 from mmme_neuro.containers import provenance, save_netcdf
 from mmme_neuro.dataset import coded_exclusions, prepare_bids
-from mmme_neuro.pipeline import RunReport, run_subjects
+from mmme_neuro.pipeline import RunReport, Step, run_steps
 from mmme_neuro.reporting import base_summary, make_contrast, write_summary
 from mmme_neuro.viz import decoding as vdec
 from mmme_neuro.viz.style import save_figure
@@ -77,16 +77,24 @@ TIME_TASKS: tuple[str, ...] = ("me_vs_mae", "me_vs_ne")
 logger = logging.getLogger(f"analyses.{ANALYSIS}")
 
 
+def first_level_step(config: Config) -> Step:
+    """The per-subject step of this analysis (:func:`mmme_neuro.features.first_level` on the shared preprocessing pass).
+
+    :func:`collect` runs it; ``mmme-neuro run`` runs it with the other
+    analyses' steps as one task graph first (:func:`mmme_neuro.pipeline.run_steps`).
+    """
+    return Step(ft.first_level, "decoding-features", config, upstream=steps.upstream(config))
+
+
 def collect(bids_root: Path, config: Config, *, progress: bool = False
             ) -> tuple[pd.DataFrame, xr.DataArray, pd.DataFrame, RunReport]:  # fmt: skip
     """Features of every subject (:func:`mmme_neuro.features.first_level`), in parallel and cached.
 
     Per-subject results are cached under ``derivatives/mmme-neuro/first-level/decoding-features``
-    of the BIDS study (:func:`mmme_neuro.pipeline.run_subjects`, ``run`` section of the
+    of the BIDS study (:func:`mmme_neuro.pipeline.run_steps`, ``run`` section of the
     configuration); failed subjects are logged and listed (``report.failed``).
     """
-    report = run_subjects(ft.first_level, bids_root, config, stage="decoding-features", progress=progress,
-                          upstream=steps.upstream(config))  # fmt: skip
+    report = run_steps([first_level_step(config)], bids_root, progress=progress)["decoding-features"]
     report.require(2)
     res = report.results
     return (pd.concat([r["table"] for r in res.values()], ignore_index=True),

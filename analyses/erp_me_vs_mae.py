@@ -6,7 +6,7 @@ Opens the configured study as BIDS (``--bids-root``, ``paths.bids_root``,
 ``paths.raw_root`` converted, or the synthetic default study of
 ``simulation.scale/null`` and the seed), and per subject (in parallel and
 cached, :func:`mmme_neuro.erp.first_level` run by
-:func:`mmme_neuro.pipeline.run_subjects`): epochs ME, MaE and NE with preprocessing and EMG measures (:func:`mmme_neuro.epochs.epochs_from_session`),
+:func:`mmme_neuro.pipeline.run_steps`): epochs ME, MaE and NE with preprocessing and EMG measures (:func:`mmme_neuro.epochs.epochs_from_session`),
 averages them (:func:`mmme_neuro.erp.compute_evoked`) and measures the P3
 (:func:`mmme_neuro.erp.measure_components`). Then, over subjects: the
 minimum-count rule, cluster-based permutation tests ME vs MaE and ME vs NE
@@ -50,7 +50,7 @@ from mmme_neuro import erp, steps
 from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
 from mmme_neuro.dataset import coded_exclusions, prepare_bids
-from mmme_neuro.pipeline import run_subjects
+from mmme_neuro.pipeline import Step, run_steps
 from mmme_neuro.reporting import base_summary, make_contrast, write_summary
 from mmme_neuro.stats import (
     ClusterResult,
@@ -290,14 +290,22 @@ def make_figures(group: xr.DataArray, clusters: dict[str, ClusterResult | None],
     return figs
 
 
+def first_level_step(config: Config) -> Step:
+    """The per-subject step of this analysis (:func:`mmme_neuro.erp.first_level` on the shared preprocessing pass).
+
+    :func:`run` runs it; ``mmme-neuro run`` runs it with the other analyses'
+    steps as one task graph first (:func:`mmme_neuro.pipeline.run_steps`).
+    """
+    return Step(erp.first_level, "erp", config, {"windows": WINDOWS, "rois": ROIS}, steps.upstream(config))
+
+
 def run(config: Config, out_dir: Path, *, progress: bool = True, figures: bool = True) -> dict[str, Any]:
     """Run the analysis into ``out_dir``; return the summary written to summary.json.
 
     ``figures=False`` writes the tables, ``erp.nc`` and the summaries only.
     """
     bids_root = prepare_bids(config, progress=progress)
-    step = run_subjects(erp.first_level, bids_root, config, stage="erp", progress=progress,
-                        params={"windows": WINDOWS, "rois": ROIS}, upstream=steps.upstream(config))  # fmt: skip
+    step = run_steps([first_level_step(config)], bids_root, progress=progress)["erp"]
     step.require(2)
     results, failed = list(step.results.values()), step.failed
     t_group = time.perf_counter()

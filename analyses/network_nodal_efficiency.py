@@ -3,7 +3,7 @@
 ``python -m analyses.network_nodal_efficiency [--bids-root PATH] [--config FILE] [--out DIR] [--scale ...] [--null]``
 
 Per subject (in parallel and cached, :func:`mmme_neuro.netanalysis.first_level`
-run by :func:`mmme_neuro.pipeline.run_subjects`): epochs ME, MaE and NE cut long enough for the wavelets
+run by :func:`mmme_neuro.pipeline.run_steps`): epochs ME, MaE and NE cut long enough for the wavelets
 (:func:`mmme_neuro.netanalysis.network_config`), within-epoch PLV per band in
 0-1.2 s after onset (n_cycles = f), averaged over count-equalised epochs
 (:func:`mmme_neuro.netanalysis.subject_connectivity`); binary graphs over
@@ -45,7 +45,7 @@ from mmme_neuro import steps
 from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
 from mmme_neuro.dataset import prepare_bids
-from mmme_neuro.pipeline import run_subjects
+from mmme_neuro.pipeline import Step, run_steps
 from mmme_neuro.reporting import base_summary, make_contrast, write_summary
 from mmme_neuro.stats import mixed_model
 from mmme_neuro.viz import network as vnet
@@ -196,13 +196,22 @@ def build_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def first_level_step(config: Config) -> Step:
+    """The per-subject step of this analysis (:func:`mmme_neuro.netanalysis.first_level` on the shared preprocessing pass).
+
+    It pads the epochs for its wavelets itself, cropping the shared pass. The
+    per-epoch networks stay on disk: the group level reads their graph
+    metrics (memory flat in subjects). :func:`run` runs it; ``mmme-neuro
+    run`` runs it with the other analyses' steps as one task graph first.
+    """
+    return Step(na.first_level, "network", config, upstream=steps.upstream(config),
+                load=("connectivity", "epoch_metrics", "epochs"))
+
+
 def run(config: Config, out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
     """Run the analysis into ``out_dir``; return the summary written to summary.json."""
     bids_root = prepare_bids(config, progress=progress)
-    # the step pads the epochs for its wavelets itself, cropping the preprocessing pass shared with the other analyses
-    # the per-epoch networks stay on disk: the group level reads their graph metrics (memory flat in subjects)
-    step = run_subjects(na.first_level, bids_root, config, stage="network", progress=progress,
-                        upstream=steps.upstream(config), load=("connectivity", "epoch_metrics", "epochs"))  # fmt: skip
+    step = run_steps([first_level_step(config)], bids_root, progress=progress)["network"]
     config = na.network_config(config)
     step.require(2)
     failed = step.failed

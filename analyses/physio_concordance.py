@@ -3,7 +3,7 @@
 ``python -m analyses.physio_concordance [--bids-root PATH] [--config FILE] [--out DIR] [--scale ...] [--null] [--eeg-trials CSV]``
 
 Per subject (in parallel and cached, :func:`mmme_neuro.concordance.first_level`
-run by :func:`mmme_neuro.pipeline.run_subjects`): physiology processed (:func:`mmme_neuro.physio.process_physio`,
+run by :func:`mmme_neuro.pipeline.run_steps`): physiology processed (:func:`mmme_neuro.physio.process_physio`,
 poor segments flagged and excluded), events ME, MaE, NE (drawn like the EEG
 NE epochs) and clip onsets (:func:`mmme_neuro.physio.session_events`),
 baseline-corrected time courses and per-epoch features, and the features of
@@ -45,7 +45,7 @@ from mmme_neuro import physio as ph
 from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
 from mmme_neuro.dataset import prepare_bids
-from mmme_neuro.pipeline import run_subjects
+from mmme_neuro.pipeline import Step, run_steps
 from mmme_neuro.reporting import base_summary, make_contrast, write_summary
 from mmme_neuro.stats import mixed_model
 from mmme_neuro.viz import physio as vph
@@ -127,11 +127,19 @@ def build_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def first_level_step(config: Config) -> Step:
+    """The per-subject step of this analysis (:func:`mmme_neuro.concordance.first_level`).
+
+    :func:`run` runs it; ``mmme-neuro run`` runs it with the other analyses'
+    steps as one task graph first (:func:`mmme_neuro.pipeline.run_steps`).
+    """
+    return Step(co.first_level, "physio", config, {"clean_baseline_s": CLEAN_BASELINE_S})
+
+
 def run(config: Config, out_dir: Path, *, eeg_trials: Path | None = None, progress: bool = False) -> dict[str, Any]:
     """Run the analysis (see the module docstring) and write every output; return the summary."""
     bids_root = prepare_bids(config, progress=progress)
-    step = run_subjects(co.first_level, bids_root, config, stage="physio", progress=progress,
-                        params={"clean_baseline_s": CLEAN_BASELINE_S})  # fmt: skip
+    step = run_steps([first_level_step(config)], bids_root, progress=progress)["physio"]
     step.require(2)
     results, failed = list(step.results.values()), step.failed
     t_group = time.perf_counter()

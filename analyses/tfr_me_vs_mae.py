@@ -4,7 +4,7 @@
 
 Opens the configured study as BIDS (as :mod:`analyses.erp_me_vs_mae`) and
 per subject (in parallel and cached, :func:`mmme_neuro.tfr.first_level` run by
-:func:`mmme_neuro.pipeline.run_subjects`): epochs ME, MaE and NE padded for the transform
+:func:`mmme_neuro.pipeline.run_steps`): epochs ME, MaE and NE padded for the transform
 (:func:`mmme_neuro.tfr.padded_config`, the edge rule) and decomposes them
 (:func:`mmme_neuro.tfr.compute_tfr`: Morlet by default, 20 log-spaced
 frequencies 4-45 Hz, output decimated to ~25 Hz, cropped to the configured
@@ -47,7 +47,7 @@ from mmme_neuro import steps, tfr
 from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
 from mmme_neuro.dataset import prepare_bids
-from mmme_neuro.pipeline import run_subjects
+from mmme_neuro.pipeline import Step, run_steps
 from mmme_neuro.reporting import base_summary, make_contrast, write_summary
 from mmme_neuro.stats import ClusterResult, cluster_tests, mixed_models_fdr, paired_test
 from mmme_neuro.viz import tfr as vtfr
@@ -219,11 +219,20 @@ def make_figures(group: xr.Dataset, bands: xr.DataArray, clusters: dict[str, Clu
     return figs
 
 
+def first_level_step(config: Config, method: str = "morlet") -> Step:
+    """The per-subject step of this analysis (:func:`mmme_neuro.tfr.first_level`; stage ``tfr-<method>``).
+
+    :func:`run` runs it; ``mmme-neuro run`` runs it with the other analyses'
+    steps as one task graph first (:func:`mmme_neuro.pipeline.run_steps`).
+    """
+    return Step(tfr.first_level, f"tfr-{method}", config, {"method": method, "rois": ROIS},
+                steps.tfr_upstream(config, method))
+
+
 def run(config: Config, out_dir: Path, *, method: str = "morlet", progress: bool = True) -> dict[str, Any]:
     """Run the analysis into ``out_dir``; return the summary written to summary.json."""
     bids_root = prepare_bids(config, progress=progress)
-    step = run_subjects(tfr.first_level, bids_root, config, stage=f"tfr-{method}", progress=progress,
-                        params={"method": method, "rois": ROIS}, upstream=steps.tfr_upstream(config, method))  # fmt: skip
+    step = run_steps([first_level_step(config, method)], bids_root, progress=progress)[f"tfr-{method}"]
     step.require(2)
     results, failed = list(step.results.values()), step.failed
     t_group = time.perf_counter()

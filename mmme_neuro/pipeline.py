@@ -35,6 +35,12 @@ returns a mapping name -> :class:`xarray.DataArray`, :class:`xarray.Dataset`,
   argument, computing (and caching) it first where it is missing. Several
   analyses then share one expensive pass per subject (the preprocessed
   epochs of :mod:`mmme_neuro.steps`) instead of repeating it.
+* **one task graph** - :func:`run_steps` runs several steps (:class:`Step`)
+  at once: every (step, subject) is a task that waits only for its own
+  subject's upstream task. No worker waits for a step to end on every
+  subject before the next begins, and each upstream step runs once per
+  subject however many steps read it. ``mmme-neuro run`` runs the first
+  level of all its analyses this way; :func:`run_subjects` is the one-step case.
 
 Tables are stored as CSV with a dtype manifest (``float`` with 17 significant
 digits, ``bool``, ``int``, strings with ``None`` kept apart from ``""``), so a
@@ -73,8 +79,8 @@ from .bids import recorded_file_hashes
 from .config import Config
 from .containers import load_netcdf, save_netcdf
 
-__all__ = ["RunReport", "Upstream", "cache_dir", "load_result", "local_cluster", "run_subjects", "save_result",
-           "subject_key"]
+__all__ = ["RunReport", "Step", "Upstream", "cache_dir", "load_result", "local_cluster", "run_steps", "run_subjects",
+           "save_result", "subject_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -373,14 +379,18 @@ class Upstream:
     config: Config | None = None
 
 
-def _upstream_result(up: Upstream, session: Any, bids_root: str, config: Config, cache: bool) -> tuple[dict[str, Any], float]:
-    """Cached result of an upstream step for ``session`` (computed and cached first if missing); its compute seconds."""
+def _upstream_result(up: Upstream, session: Any, bids_root: str, config: Config) -> tuple[dict[str, Any], float]:
+    """Cached result of an upstream step for ``session`` (computed and cached first if missing); its seconds.
+
+    :func:`run_steps` computes a missing or stale upstream result in a task of
+    its own before the steps that read it, so this normally only reads it.
+    """
     directory = cache_dir(bids_root, up.stage, session.subject)
     config = up.config or config
     key, files = _fingerprint(Path(bids_root), session.subject, config, up.stage, _known_files(directory), up.params)
     _remember_files(bids_root, session.subject, files)
     t0 = time.perf_counter()
-    if not (cache and _manifest(directory).get("key") == key):
+    if _manifest(directory).get("key") != key:
         result = up.func(session, config, **up.params)
         save_result(result, directory, {"key": key, "stage": up.stage, "subject": session.subject,
                                         "mmme_neuro_version": __version__, "files": files})  # fmt: skip
@@ -391,12 +401,22 @@ def _upstream_result(up: Upstream, session: Any, bids_root: str, config: Config,
 
 def _compute(func: FirstLevel, bids_root: str, subject: str, config: Config, stage: str,
              params: Mapping[str, Any], key: str, files: list[list[Any]],
-             upstream: Mapping[str, Upstream] | None = None, cache: bool = True) -> dict[str, Any]:  # fmt: skip
-    """Worker task: open the session, get the upstream results, run ``func``, write the cache; return a small status record."""
+             upstream: Mapping[str, Upstream] | None = None, after: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:  # fmt: skip
+    """Worker task: open the session, get the upstream results, run ``func``, write the cache; return a small status record.
+
+    ``after`` holds the status records of the upstream tasks this one waited
+    for (dask passes them in place of their futures): if one failed, this
+    task fails with its reason instead of computing it again.
+    """
     from .dataset import iter_sessions
 
     t0 = time.perf_counter()
     up_s = 0.0
+    broken = [a for a in after if a["status"] == "failed"]
+    if broken:
+        why = "; ".join(f"upstream step {a['stage']} failed: {a['error']}" for a in broken)
+        return {"subject": subject, "stage": stage, "status": "failed", "error": why, "seconds": 0.0,
+                "upstream_s": 0.0, "peak_rss_mb": _peak_rss_mb()}  # fmt: skip
     try:
         session = next(iter_sessions(bids_root, [subject]))
         # one BLAS/OpenMP thread wherever the step runs (in-process, LocalCluster worker, HPC worker):
@@ -405,16 +425,16 @@ def _compute(func: FirstLevel, bids_root: str, subject: str, config: Config, sta
         with threadpool_limits(limits=1):
             inputs = {}
             for name, up in (upstream or {}).items():
-                inputs[name], sec = _upstream_result(up, session, bids_root, config, cache)
+                inputs[name], sec = _upstream_result(up, session, bids_root, config)
                 up_s += sec
             result = func(session, config, **params, **inputs)
             del inputs
         save_result(result, cache_dir(bids_root, stage, subject), {"key": key, "stage": stage, "subject": subject,
                                                                     "mmme_neuro_version": __version__, "files": files})  # fmt: skip
     except Exception as err:  # noqa: BLE001 - one failing subject must not take the study down
-        return {"subject": subject, "status": "failed", "error": f"{type(err).__name__}: {err}",
+        return {"subject": subject, "stage": stage, "status": "failed", "error": f"{type(err).__name__}: {err}",
                 "seconds": time.perf_counter() - t0, "upstream_s": up_s, "peak_rss_mb": _peak_rss_mb()}  # fmt: skip
-    return {"subject": subject, "status": "computed", "error": "", "seconds": time.perf_counter() - t0,
+    return {"subject": subject, "stage": stage, "status": "computed", "error": "", "seconds": time.perf_counter() - t0,
             "upstream_s": up_s, "peak_rss_mb": _peak_rss_mb()}  # fmt: skip
 
 
@@ -530,6 +550,279 @@ class RunReport:
         return [{"subject": s, "reason": e} for s, e in zip(f["subject"], f["error"], strict=True)]
 
 
+@dataclass(frozen=True)
+class Step:
+    """A first-level step as :func:`run_steps` runs it: one function applied to every subject, cached.
+
+    Parameters
+    ----------
+    func : callable
+        ``func(session, config, **params, **upstream) -> {name: result}``; a
+        module-level function (it is sent to the workers).
+    stage : str
+        Name of the step: its cache sub-directory and its key in the reports,
+        e.g. ``"erp"``.
+    config : Config
+        Configuration it runs with (its hash is part of the cache key).
+    params : mapping
+        Extra keyword arguments of ``func`` (JSON-serialisable: part of the
+        cache key), e.g. ``{"method": "multitaper"}``.
+    upstream : mapping of str to Upstream
+        Cached results of other steps passed to ``func`` as keyword arguments
+        (name -> :class:`Upstream`), e.g. :func:`mmme_neuro.steps.upstream`.
+        Their stages and parameters are part of this step's cache key.
+    load : sequence of str | None
+        Entries of each subject's result read into :attr:`RunReport.results`
+        (None: all; the others stay on disk).
+    """
+
+    func: FirstLevel
+    stage: str
+    config: Config
+    params: Mapping[str, Any] = field(default_factory=dict)
+    upstream: Mapping[str, Upstream] = field(default_factory=dict)
+    load: Sequence[str] | None = None
+
+    def __post_init__(self) -> None:
+        if not callable(self.func):
+            raise TypeError(f"step {self.stage!r}: func must be callable, got {type(self.func).__name__}")
+        if not isinstance(self.stage, str) or not self.stage or "/" in self.stage or self.stage.startswith("."):
+            raise ValueError(f"stage must be a non-empty directory name, got {self.stage!r}")
+        if not isinstance(self.config, Config):
+            raise TypeError(f"step {self.stage!r}: config must be a mmme_neuro.config.Config, got {type(self.config).__name__}")
+        if set(self.upstream) & set(self.params):
+            raise ValueError(f"step {self.stage!r}: upstream names {sorted(set(self.upstream) & set(self.params))} "
+                             "are also parameters")  # fmt: skip
+
+    def key_params(self) -> dict[str, Any]:
+        """The parameters in this step's cache key: ``params`` and, if any, the upstream steps' identities
+        (their inputs are the subject's files, in the key already)."""
+        if not self.upstream:
+            return dict(self.params)
+        return {**self.params, "__upstream__": {n: [u.stage, dict(u.params), u.config.hash() if u.config else None]
+                                                for n, u in sorted(self.upstream.items())}}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Task:
+    """One (step or upstream step, subject) of a run; ``after``: the stages it waits for."""
+
+    func: FirstLevel
+    stage: str
+    config: Config
+    params: Mapping[str, Any]
+    key_params: Mapping[str, Any]
+    upstream: Mapping[str, Upstream]
+    after: tuple[str, ...]
+
+
+def _tasks(steps: Sequence[Step]) -> tuple[dict[str, _Task], list[str]]:
+    """Every stage of a run (the steps and the upstream steps they name, upstream first), and the steps' stages.
+
+    An upstream step named by several steps (or also listed as a step) runs
+    once per subject; naming one stage with two different definitions is an
+    error, as their results would overwrite each other's cache.
+    """
+    if not steps:
+        raise ValueError("no step to run")
+    tasks: dict[str, _Task] = {}
+    ident: dict[str, tuple[tuple[Any, ...], str]] = {}  # stage -> (what defines its results, who defined it)
+
+    def add(task: _Task, who: str) -> None:
+        me = (task.func, task.config.hash(), json.dumps(dict(task.params), sort_keys=True, default=_jsonable))
+        if task.stage not in ident:
+            ident[task.stage] = (me, who)
+            tasks[task.stage] = task
+        elif ident[task.stage][0] != me:
+            raise ValueError(f"stage {task.stage!r} is defined twice with different functions, parameters or "
+                             f"configurations (by {ident[task.stage][1]} and {who}): they would share one cache")  # fmt: skip
+
+    stages = []
+    for step in steps:
+        if not isinstance(step, Step):
+            raise TypeError(f"steps must be mmme_neuro.pipeline.Step objects, got {type(step).__name__}")
+        if step.stage in stages:
+            raise ValueError(f"step {step.stage!r} is listed twice")
+        stages.append(step.stage)
+        for up in step.upstream.values():
+            cfg = up.config or step.config
+            add(_Task(up.func, up.stage, cfg, dict(up.params), dict(up.params), {}, ()), f"the upstream of {step.stage!r}")
+    for step in steps:
+        add(_Task(step.func, step.stage, step.config, dict(step.params), step.key_params(), dict(step.upstream),
+                  tuple(sorted({u.stage for u in step.upstream.values()}))), f"step {step.stage!r}")  # fmt: skip
+    for name, task in tasks.items():  # an upstream step that names upstream steps itself is not supported
+        if task.after and any(tasks[a].after for a in task.after):
+            raise ValueError(f"step {name!r}: upstream steps cannot have upstream steps themselves")
+    order = sorted(tasks, key=lambda n: bool(tasks[n].after))  # upstream steps first (stable)
+    return {n: tasks[n] for n in order}, stages
+
+
+def run_steps(
+    steps: Sequence[Step],
+    bids_root: str | os.PathLike,
+    *,
+    subjects: Sequence[str] | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    cache: bool | None = None,
+    progress: bool = True,
+) -> dict[str, RunReport]:
+    """Run several first-level steps on every subject as one task graph, in parallel, with a cache.
+
+    Every (step, subject) is a task; a step that reads an upstream step's
+    result (:attr:`Step.upstream`, e.g. the preprocessing pass the EEG
+    analyses share) waits for that subject's upstream task only, which runs
+    once however many steps name it. The workers thus never wait for a stage
+    to end on every subject: while one worker preprocesses a large subject,
+    the other runs the analyses of a finished one, or the physiology. Tasks
+    are dispatched largest subject first (longest-processing-time first),
+    the analyses of a preprocessed subject before new preprocessing, and the
+    steps without upstream (e.g. the physiology: a similar time per
+    subject) last, to fill the end. ``mmme-neuro run`` runs the first level
+    of all its analyses this way before their group levels.
+
+    Parameters
+    ----------
+    steps : sequence of Step
+        The steps (each with its stage, configuration, parameters, upstream
+        steps and the entries to load).
+    bids_root : path-like
+        BIDS study (:func:`mmme_neuro.dataset.prepare_bids`).
+    subjects : sequence of str | None
+        Subjects (default: all of the study).
+    workers : int | None
+        Local worker processes (1: in-process, no cluster; default:
+        ``run.workers`` of the first step's configuration).
+    scheduler : str | None
+        Address of an existing dask scheduler (overrides ``workers``;
+        default ``run.scheduler``).
+    cache : bool | None
+        False: recompute every subject, upstream steps included (the cache
+        is still written). Default ``run.cache``.
+    progress : bool
+        Progress bar over (step, subject) tasks.
+
+    Returns
+    -------
+    reports : dict of str to RunReport
+        Stage -> report of each step (in the order of ``steps``). A subject's
+        ``seconds`` and ``upstream_s`` in the first step naming an upstream
+        step include computing it (unless that upstream step is listed in
+        ``steps``: it then has its own report); other steps only read it.
+        ``wall_seconds`` is the wall time of the whole run (keys, computing,
+        loading the results), the same for every step.
+
+    Raises
+    ------
+    ValueError
+        No step, a step listed twice, one stage defined twice with different
+        settings, or ``workers < 1``.
+    """
+    from .dataset import list_subjects
+
+    t_start = time.perf_counter()
+    root = Path(bids_root)
+    tasks, stages = _tasks(list(steps))
+    run_cfg = steps[0].config.run
+    workers = run_cfg.workers if workers is None else int(workers)
+    scheduler = run_cfg.scheduler if scheduler is None else scheduler
+    cache = run_cfg.cache if cache is None else bool(cache)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    subjects = list(list_subjects(root) if subjects is None else subjects)
+
+    def fingerprints(s: str) -> dict[str, tuple[str, list[list[Any]]]]:
+        out = {}
+        for name, t in tasks.items():  # the first hashes new input files, the others find them in the index
+            out[name] = _fingerprint(root, s, t.config, name, _known_files(cache_dir(root, name, s)), t.key_params)
+            _remember_files(root, s, out[name][1])
+        return out
+
+    # input hashes of a first run (~1 s per GB): as many threads as workers (hashlib releases the GIL)
+    with ThreadPoolExecutor(max_workers=max(1, min(len(subjects), workers, os.cpu_count() or 1))) as pool:
+        prints = dict(zip(subjects, pool.map(fingerprints, subjects), strict=True))
+    cached = {(n, s) for n in tasks for s in subjects
+              if cache and _manifest(cache_dir(root, n, s)).get("key") == prints[s][n][0]}  # fmt: skip
+    todo = [(n, s) for s in subjects for n in stages if (n, s) not in cached]
+    # an upstream step runs where a step that reads it runs (a listed upstream step runs anyway)
+    needed = set(todo) | {(a, s) for n, s in todo for a in tasks[n].after}
+    todo = [(n, s) for s in subjects for n in tasks if (n, s) in needed and (n, s) not in cached]
+    n_steps = sum(n in stages for n, _ in todo)
+    logger.info("%s: %d of %d results cached, %d tasks to run (%d with upstream steps)", ", ".join(stages),
+                len(stages) * len(subjects) - n_steps, len(stages) * len(subjects), n_steps, len(todo))  # fmt: skip
+    rows: dict[tuple[str, str], dict[str, Any]] = {
+        (n, s): {"subject": s, "stage": n, "status": "cached", "error": "", "seconds": 0.0, "upstream_s": 0.0,
+                 "peak_rss_mb": float("nan")} for n in tasks for s in subjects if (n, s) in cached}  # fmt: skip
+    bar = tqdm(total=n_steps, desc=stages[0] if len(stages) == 1 else "first level",
+               unit="subject" if len(stages) == 1 else "task", disable=not progress or not n_steps)  # fmt: skip
+
+    def done(r: dict[str, Any]) -> None:
+        rows[(r["stage"], r["subject"])] = r
+        if r["stage"] in stages:
+            bar.update()
+
+    def submit_args(n: str, s: str) -> tuple[Any, ...]:
+        t = tasks[n]
+        return (t.func, os.fspath(root), s, t.config, n, dict(t.params), *prints[s][n], t.upstream)
+
+    if todo and scheduler is None and workers == 1:
+        for n, s in todo:  # subject by subject, upstream first: its files are still in the page cache when read
+            done(_compute(*submit_args(n, s), after=[rows[(a, s)] for a in tasks[n].after if (a, s) in rows]))
+    elif todo:
+        from distributed import Client, as_completed
+
+        # largest subjects first (longest-processing-time first): fewer idle workers at the end
+        rank = {s: i for i, s in enumerate(sorted(subjects, key=lambda s: -_work_estimate(prints[s][stages[0]][1])))}
+        big = len(subjects) + 1
+        with _quiet_dask():
+            cluster = None if scheduler else local_cluster(workers)
+            try:
+                with Client(scheduler or cluster) as client:
+                    futures: dict[tuple[str, str], Any] = {}
+                    for n, s in sorted(todo, key=lambda ns: (rank[ns[1]], bool(tasks[ns[0]].after))):
+                        t = tasks[n]
+                        # readers of an upstream result first, then upstream steps, then the steps without upstream
+                        tier = 2 if t.after else 1 if any(n in u.after for u in tasks.values()) else 0
+                        after = [futures[(a, s)] for a in t.after if (a, s) in futures]
+                        futures[(n, s)] = client.submit(_compute, *submit_args(n, s), after=after, key=f"{n}-{s}-{prints[s][n][0][:12]}",
+                                                        priority=tier * big + big - 1 - rank[s], pure=False)  # fmt: skip
+                    for fut in as_completed(list(futures.values())):
+                        done(fut.result())
+            finally:
+                if cluster is not None:
+                    cluster.close()
+    bar.close()
+    reports = {}
+    for n in stages:
+        table = []
+        for s in subjects:
+            r = dict(rows[(n, s)])
+            for a in tasks[n].after:  # the first step reading an upstream result is charged with computing it
+                ur = rows.get((a, s))
+                if ur is not None and ur["status"] == "computed" and n == _first_reader(a, stages, tasks):
+                    r["seconds"] += ur["seconds"]
+                    r["upstream_s"] += ur["seconds"]
+                    r["peak_rss_mb"] = float(np.fmax(r["peak_rss_mb"], ur["peak_rss_mb"]))
+            table.append(r)
+        status = pd.DataFrame(table, columns=["subject", "status", "error", "seconds", "upstream_s", "peak_rss_mb"])
+        for r in status[status["status"] == "failed"].itertuples():
+            logger.warning("%s: %s failed: %s", n, r.subject, r.error)
+        load = next(st.load for st in steps if st.stage == n)
+        results = {s: load_result(cache_dir(root, n, s), load) for s in subjects if rows[(n, s)]["status"] != "failed"}
+        reports[n] = RunReport(results, status, 0.0, n)
+    wall = time.perf_counter() - t_start
+    for rep in reports.values():
+        rep.wall_seconds = wall
+    return reports
+
+
+def _first_reader(upstream_stage: str, stages: Sequence[str], tasks: Mapping[str, _Task]) -> str | None:
+    """The first of ``stages`` that reads ``upstream_stage``; None if that is a listed step (it has its own report)."""
+    if upstream_stage in stages:
+        return None
+    return next((n for n in stages if upstream_stage in tasks[n].after), None)
+
+
 def run_subjects(
     func: FirstLevel,
     bids_root: str | os.PathLike,
@@ -566,7 +859,7 @@ def run_subjects(
     scheduler : str | None
         Address of an existing dask scheduler (overrides ``workers``).
     cache : bool | None
-        False: recompute every subject (the cache is still written).
+        False: recompute every subject, upstream steps included (the cache is still written).
     progress : bool
         Progress bar over subjects.
     params : mapping | None
@@ -574,8 +867,8 @@ def run_subjects(
         of the cache key), e.g. ``{"method": "multitaper"}``.
     upstream : mapping of str to Upstream | None
         Cached results of other steps passed to ``func`` as keyword
-        arguments (name -> :class:`Upstream`), computed and cached on the
-        worker first where missing (e.g. :func:`mmme_neuro.steps.upstream`:
+        arguments (name -> :class:`Upstream`), computed and cached first
+        where missing, in a task of its own (e.g. :func:`mmme_neuro.steps.upstream`:
         the preprocessed epochs shared by the EEG analyses). Their stages and
         parameters are part of this step's cache key.
     load : sequence of str | None
@@ -586,70 +879,12 @@ def run_subjects(
     Returns
     -------
     RunReport
+        ``upstream_s`` of a subject includes computing its upstream results
+        where they were missing.
+
+    See Also
+    --------
+    run_steps : several steps as one task graph (no wait between steps).
     """
-    from .dataset import list_subjects
-
-    t_start = time.perf_counter()
-    root = Path(bids_root)
-    params = dict(params or {})
-    upstream = dict(upstream or {})
-    if set(upstream) & set(params):
-        raise ValueError(f"upstream names {sorted(set(upstream) & set(params))} are also parameters")
-    # the upstream steps' identities are part of the key (their inputs are the subject's files, in the key already)
-    key_params = {**params, "__upstream__": {n: [u.stage, dict(u.params), u.config.hash() if u.config else None]
-                                             for n, u in sorted(upstream.items())}} if upstream else params  # fmt: skip
-    subjects = list(list_subjects(root) if subjects is None else subjects)
-    run_cfg = config.run
-    workers = run_cfg.workers if workers is None else int(workers)
-    scheduler = run_cfg.scheduler if scheduler is None else scheduler
-    cache = run_cfg.cache if cache is None else bool(cache)
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-
-    def fingerprint(s: str) -> tuple[str, list[list[Any]]]:
-        return _fingerprint(root, s, config, stage, _known_files(cache_dir(root, stage, s)), key_params)
-
-    # input hashes of a first run (~1 s per GB): as many threads as workers (hashlib releases the GIL)
-    with ThreadPoolExecutor(max_workers=max(1, min(len(subjects), workers, os.cpu_count() or 1))) as pool:
-        prints = dict(zip(subjects, pool.map(fingerprint, subjects), strict=True))
-    for s in subjects:
-        _remember_files(root, s, prints[s][1])
-    rows: dict[str, dict[str, Any]] = {}
-    todo = []
-    for s in subjects:
-        if cache and _manifest(cache_dir(root, stage, s)).get("key") == prints[s][0]:
-            rows[s] = {"subject": s, "status": "cached", "error": "", "seconds": 0.0, "upstream_s": 0.0,
-                       "peak_rss_mb": float("nan")}  # fmt: skip
-        else:
-            todo.append(s)
-    logger.info("%s: %d subjects cached, %d to compute", stage, len(subjects) - len(todo), len(todo))
-    bar = tqdm(total=len(todo), desc=stage, unit="subject", disable=not progress or not todo)
-    if todo and scheduler is None and workers == 1:
-        for s in todo:
-            rows[s] = _compute(func, os.fspath(root), s, config, stage, params, *prints[s], upstream, cache)
-            bar.update()
-    elif todo:
-        from distributed import Client, as_completed
-
-        with _quiet_dask():
-            cluster = None if scheduler else local_cluster(workers)
-            try:
-                with Client(scheduler or cluster) as client:
-                    # largest subjects first (longest-processing-time first): fewer idle workers at the end
-                    todo = sorted(todo, key=lambda s: -_work_estimate(prints[s][1]))
-                    futures = [client.submit(_compute, func, os.fspath(root), s, config, stage, params, *prints[s],
-                                             upstream, cache, key=f"{stage}-{s}-{prints[s][0][:12]}", pure=False) for s in todo]  # fmt: skip
-                    for fut in as_completed(futures):
-                        r = fut.result()
-                        rows[r["subject"]] = r
-                        bar.update()
-            finally:
-                if cluster is not None:
-                    cluster.close()
-    bar.close()
-    status = pd.DataFrame([rows[s] for s in subjects],
-                          columns=["subject", "status", "error", "seconds", "upstream_s", "peak_rss_mb"])  # fmt: skip
-    for r in status[status["status"] == "failed"].itertuples():
-        logger.warning("%s: %s failed: %s", stage, r.subject, r.error)
-    results = {s: load_result(cache_dir(root, stage, s), load) for s in subjects if rows[s]["status"] != "failed"}
-    return RunReport(results, status, time.perf_counter() - t_start, stage)
+    return run_steps([Step(func, stage, config, dict(params or {}), dict(upstream or {}), load)], bids_root,
+                     subjects=subjects, workers=workers, scheduler=scheduler, cache=cache, progress=progress)[stage]

@@ -168,6 +168,87 @@ def test_upstream_step_is_computed_once_and_shared(bids):
         pl.run_subjects(downstream, bids, cfg, stage="toy-down-a", params={"base": 1}, upstream=up, progress=False)
 
 
+ATTEMPTS: list[str] = []
+
+
+def failing_upstream(session, config):
+    """Upstream step that fails for FAILING (attempts recorded in-process)."""
+    ATTEMPTS.append(session.subject)
+    if session.subject == FAILING:
+        raise ValueError("planted upstream failure")
+    return counted_upstream(session, config)
+
+
+def _graph(cfg, tag: str) -> list[pl.Step]:
+    up = {"base": pl.Upstream(counted_upstream, f"{tag}-up", {"offset": 1.0})}
+    bad = {"base": pl.Upstream(failing_upstream, f"{tag}-bad-up")}
+    return [pl.Step(downstream, f"{tag}-a", cfg, upstream=up), pl.Step(downstream, f"{tag}-b", cfg, {"scale": 2.0}, up),
+            pl.Step(toy_first_level, f"{tag}-toy", cfg), pl.Step(downstream, f"{tag}-bad", cfg, upstream=bad)]  # fmt: skip
+
+
+def test_steps_run_as_one_graph(bids):
+    """Several steps in one run: a shared upstream once per subject, failures passed on, same results on dask."""
+    cfg = load_config(None)
+    subjects = ["sub-01", "sub-02", FAILING]
+    CALLS.clear()
+    ATTEMPTS.clear()
+    reps = pl.run_steps(_graph(cfg, "g"), bids, subjects=subjects, workers=1, progress=False)
+    assert list(reps) == ["g-a", "g-b", "g-toy", "g-bad"]
+    assert ATTEMPTS == subjects  # a failed upstream step is not tried again by the step that reads it
+    assert sorted(CALLS) == sorted(subjects + subjects[:2])  # "g-up" once per subject for its two readers
+    # the first reader is charged with computing the shared upstream result; the second only reads it
+    a, b = reps["g-a"].status, reps["g-b"].status
+    assert (a["upstream_s"] > b["upstream_s"]).all() and (a["seconds"] >= a["upstream_s"]).all()
+    assert reps["g-toy"].failed == [{"subject": FAILING, "reason": "ValueError: planted failure"}]
+    assert reps["g-bad"].failed == [{"subject": FAILING, "reason": "upstream step g-bad-up failed: ValueError: planted upstream failure"}]
+    assert sorted(reps["g-bad"].results) == ["sub-01", "sub-02"]
+    # the keys are those of one step at a time: nothing to recompute
+    alone = pl.run_subjects(downstream, bids, cfg, stage="g-b", subjects=subjects, params={"scale": 2.0}, progress=False,
+                            upstream={"base": pl.Upstream(counted_upstream, "g-up", {"offset": 1.0})})  # fmt: skip
+    assert alone.status["status"].eq("cached").all() and len(CALLS) == 5
+    # cache=False recomputes the upstream step once per subject too
+    pl.run_steps(_graph(cfg, "g")[:2], bids, subjects=subjects, workers=1, cache=False, progress=False)
+    assert len(CALLS) == 8
+    # on 2 dask workers (upstream futures passed to the readers): the same results and failures
+    there = pl.run_steps(_graph(cfg, "d"), bids, subjects=subjects, workers=2, progress=False)
+    for name in ("a", "b", "toy", "bad"):
+        here_r, there_r = reps[f"g-{name}"], there[f"d-{name}"]
+        assert [{**f, "reason": f["reason"].replace("d-bad-up", "g-bad-up")} for f in there_r.failed] == here_r.failed
+        assert sorted(there_r.results) == sorted(here_r.results)
+        for s, res in here_r.results.items():
+            for k, v in res.items():
+                assert type(there_r.results[s][k]) is type(v)
+                if isinstance(v, pd.DataFrame):
+                    pd.testing.assert_frame_equal(there_r.results[s][k], v)
+                else:
+                    xr.testing.assert_identical(there_r.results[s][k], v)
+
+
+def test_run_steps_rejects_ambiguous_graphs(bids):
+    cfg = load_config(None)
+    up1 = {"base": pl.Upstream(counted_upstream, "x-up", {"offset": 1.0})}
+    up2 = {"base": pl.Upstream(counted_upstream, "x-up", {"offset": 2.0})}
+    with pytest.raises(ValueError, match=r"'x-up' is defined twice .* upstream of 'x-a' and the upstream of 'x-b'"):
+        pl.run_steps([pl.Step(downstream, "x-a", cfg, upstream=up1), pl.Step(downstream, "x-b", cfg, upstream=up2)], bids)
+    with pytest.raises(ValueError, match="listed twice"):
+        pl.run_steps([pl.Step(toy_first_level, "x", cfg), pl.Step(toy_first_level, "x", cfg)], bids)
+    with pytest.raises(ValueError, match="no step"):
+        pl.run_steps([], bids)
+    with pytest.raises(ValueError, match="directory name"):
+        pl.Step(toy_first_level, "a/b", cfg)
+    with pytest.raises(TypeError, match="Config"):
+        pl.Step(toy_first_level, "x", {"seed": 1})
+    with pytest.raises(ValueError, match="also parameters"):
+        pl.Step(downstream, "x", cfg, {"base": 1}, up1)
+    # an upstream step also listed as a step runs once, and has its own report (not charged to its reader)
+    CALLS.clear()
+    reps = pl.run_steps([pl.Step(counted_upstream, "y-up", cfg, {"offset": 1.0}),
+                         pl.Step(downstream, "y-a", cfg, upstream={"base": pl.Upstream(counted_upstream, "y-up", {"offset": 1.0})})],
+                        bids, subjects=["sub-01"], workers=1, progress=False)  # fmt: skip
+    assert CALLS == ["sub-01"] and reps["y-up"].status["status"].tolist() == ["computed"]
+    assert reps["y-a"].status["upstream_s"].iloc[0] < reps["y-up"].status["seconds"].iloc[0] + 1.0
+
+
 def test_dask_workers_give_the_in_process_results(bids):
     cfg = load_config(None)
     local = pl.run_subjects(toy_first_level, bids, cfg, stage="toy-a", progress=False)
@@ -217,10 +298,29 @@ def test_mmme_neuro_run_isolates_a_failing_analysis(bids, tmp_path, monkeypatch)
     assert erp["stages"]["first_level_computed"] + erp["stages"]["first_level_cached"] == 8
     assert erp["stages"]["first_level_s"] > 0 and erp["stages"]["group_s"] > 0
     assert "computed" in (out / "run_summary.md").read_text(encoding="utf-8")
+    # both analyses' per-subject steps ran first, as one task graph; the scripts found them cached
+    assert summary["first_level"]["status"] == "ok"
+    assert summary["first_level"]["stages"]["erp"] == {"computed": 8, "cached": 0, "failed": 0}
+    assert summary["first_level"]["stages"]["physio"]["computed"] == 8 and erp["stages"]["first_level_cached"] == 8
+    assert "as one task graph" in (out / "run_summary.md").read_text(encoding="utf-8")
     # the per-subject results, and the preprocessing pass they share, were computed by the workers into the cache
     levels = bids / "derivatives" / "mmme-neuro" / "first-level"
     assert len(sorted((levels / "erp").glob("sub-*/manifest.json"))) == 8
     assert len(sorted((levels / "clean-epochs").glob("sub-*/epochs-epo.fif"))) == 8
+
+
+def test_first_level_phase_reports_what_it_could_not_run(tmp_path, caplog):
+    """``mmme-neuro run``'s first level as one graph: skipped without per-subject steps, a bad option named and left
+    to the scripts (which report it themselves)."""
+    from analyses.__main__ import _markdown, first_level
+
+    assert first_level(["dataset"], [])["status"] == "none"
+    bad = tmp_path / "missing.toml"
+    with caplog.at_level("WARNING", logger="analyses"):
+        row = first_level(["erp", "physio"], ["--config", str(bad)])
+    assert row["status"] == "failed" and "missing.toml" in row["error"] and row["stages"] == {}
+    assert "not run as one task graph" in caplog.text and "analyses.erp_me_vs_mae" in caplog.text
+    assert "each analysis ran its own" in _markdown([], 1.0, row)
 
 
 def test_a_new_stage_reuses_the_file_hashes_of_another(bids, monkeypatch):
