@@ -19,6 +19,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +147,8 @@ def first_level(analyses: Sequence[str], script_args: Sequence[str]) -> dict[str
         configure_logging(args.verbose)
         config = effective_config(args)
         bids_root = prepare_bids(config, progress=True)
-        reports = run_steps([m.first_level_step(config) for m in modules], bids_root, progress=True)
+        # the results stay on disk here (load=()): each script reads what its group level needs
+        reports = run_steps([replace(m.first_level_step(config), load=()) for m in modules], bids_root, progress=True)
     except Exception as err:  # noqa: BLE001 - the scripts report their own errors
         logger.warning("first level of %s not run as one task graph (%s: %s); each analysis runs its own",
                        ", ".join(m.__name__ for m in modules), type(err).__name__, err)  # fmt: skip

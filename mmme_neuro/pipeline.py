@@ -765,33 +765,35 @@ def run_steps(
         t = tasks[n]
         return (t.func, os.fspath(root), s, t.config, n, dict(t.params), *prints[s][n], t.upstream)
 
-    if todo and scheduler is None and workers == 1:
-        for n, s in todo:  # subject by subject, upstream first: its files are still in the page cache when read
-            done(_compute(*submit_args(n, s), after=[rows[(a, s)] for a in tasks[n].after if (a, s) in rows]))
-    elif todo:
-        from distributed import Client, as_completed
+    try:
+        if todo and scheduler is None and workers == 1:
+            for n, s in todo:  # subject by subject, upstream first: its files are still in the page cache when read
+                done(_compute(*submit_args(n, s), after=[rows[(a, s)] for a in tasks[n].after if (a, s) in rows]))
+        elif todo:
+            from distributed import Client, as_completed
 
-        # largest subjects first (longest-processing-time first): fewer idle workers at the end
-        rank = {s: i for i, s in enumerate(sorted(subjects, key=lambda s: -_work_estimate(prints[s][stages[0]][1])))}
-        big = len(subjects) + 1
-        with _quiet_dask():
-            cluster = None if scheduler else local_cluster(workers)
-            try:
-                with Client(scheduler or cluster) as client:
-                    futures: dict[tuple[str, str], Any] = {}
-                    for n, s in sorted(todo, key=lambda ns: (rank[ns[1]], bool(tasks[ns[0]].after))):
-                        t = tasks[n]
-                        # readers of an upstream result first, then upstream steps, then the steps without upstream
-                        tier = 2 if t.after else 1 if any(n in u.after for u in tasks.values()) else 0
-                        after = [futures[(a, s)] for a in t.after if (a, s) in futures]
-                        futures[(n, s)] = client.submit(_compute, *submit_args(n, s), after=after, key=f"{n}-{s}-{prints[s][n][0][:12]}",
-                                                        priority=tier * big + big - 1 - rank[s], pure=False)  # fmt: skip
-                    for fut in as_completed(list(futures.values())):
-                        done(fut.result())
-            finally:
-                if cluster is not None:
-                    cluster.close()
-    bar.close()
+            # largest subjects first (longest-processing-time first): fewer idle workers at the end
+            rank = {s: i for i, s in enumerate(sorted(subjects, key=lambda s: -_work_estimate(prints[s][stages[0]][1])))}
+            big = len(subjects) + 1
+            with _quiet_dask():
+                cluster = None if scheduler else local_cluster(workers)
+                try:
+                    with Client(scheduler or cluster) as client:
+                        futures: dict[tuple[str, str], Any] = {}
+                        for n, s in sorted(todo, key=lambda ns: (rank[ns[1]], bool(tasks[ns[0]].after))):
+                            t = tasks[n]
+                            # readers of an upstream result first, then upstream steps, then the steps without upstream
+                            tier = 2 if t.after else 1 if any(n in u.after for u in tasks.values()) else 0
+                            after = [futures[(a, s)] for a in t.after if (a, s) in futures]
+                            futures[(n, s)] = client.submit(_compute, *submit_args(n, s), after=after, key=f"{n}-{s}-{prints[s][n][0][:12]}",
+                                                            priority=tier * big + big - 1 - rank[s], pure=False)  # fmt: skip
+                        for fut in as_completed(list(futures.values())):
+                            done(fut.result())
+                finally:
+                    if cluster is not None:
+                        cluster.close()
+    finally:
+        bar.close()
     reports = {}
     for n in stages:
         table = []
