@@ -320,4 +320,6 @@ plt.show()
 # %% [markdown]
 # With your own data, only the TOML changes: `raw_root` pointing at your exports (and
 # `coding_file` if the coding file is elsewhere). `mmme-neuro run --config my_study.toml`
-# then runs every analysis in data-flow order and writes a run summary.
+# then runs the per-subject steps of every analysis as one dask task graph (the shared
+# preprocessing pass once per subject; `mmme_neuro.pipeline.run_steps`), then every group
+# level in data-flow order, and writes a run summary.
