@@ -179,6 +179,14 @@ def failing_upstream(session, config):
     return counted_upstream(session, config)
 
 
+def slow_upstream(session, config, *, sleep_s: float):
+    """Upstream step that takes at least ``sleep_s`` seconds."""
+    import time
+
+    time.sleep(sleep_s)
+    return counted_upstream(session, config)
+
+
 def _graph(cfg, tag: str) -> list[pl.Step]:
     up = {"base": pl.Upstream(counted_upstream, f"{tag}-up", {"offset": 1.0})}
     bad = {"base": pl.Upstream(failing_upstream, f"{tag}-bad-up")}
@@ -242,11 +250,11 @@ def test_run_steps_rejects_ambiguous_graphs(bids):
         pl.Step(downstream, "x", cfg, {"base": 1}, up1)
     # an upstream step also listed as a step runs once, and has its own report (not charged to its reader)
     CALLS.clear()
-    reps = pl.run_steps([pl.Step(counted_upstream, "y-up", cfg, {"offset": 1.0}),
-                         pl.Step(downstream, "y-a", cfg, upstream={"base": pl.Upstream(counted_upstream, "y-up", {"offset": 1.0})})],
+    reps = pl.run_steps([pl.Step(slow_upstream, "y-up", cfg, {"sleep_s": 0.5}),
+                         pl.Step(downstream, "y-a", cfg, upstream={"base": pl.Upstream(slow_upstream, "y-up", {"sleep_s": 0.5})})],
                         bids, subjects=["sub-01"], workers=1, progress=False)  # fmt: skip
     assert CALLS == ["sub-01"] and reps["y-up"].status["status"].tolist() == ["computed"]
-    assert reps["y-a"].status["upstream_s"].iloc[0] < reps["y-up"].status["seconds"].iloc[0] + 1.0
+    assert reps["y-up"].status["seconds"].iloc[0] >= 0.5 > reps["y-a"].status["upstream_s"].iloc[0]
 
 
 def test_dask_workers_give_the_in_process_results(bids):
