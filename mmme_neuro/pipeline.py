@@ -251,21 +251,13 @@ def _subject_files(bids_root: Path, subject: str) -> list[Path]:
     return files + ([ex] if ex.is_file() else [])
 
 
-def _fingerprint(root: Path, subject: str, config: Config, stage: str,
-                 known: Mapping[str, Sequence[Any]] | None = None,
-                 params: Mapping[str, Any] | None = None) -> tuple[str, list[list[Any]]]:  # fmt: skip
-    """Cache key and ``[relpath, size, mtime_ns, sha256]`` of every input file.
+def _input_files(root: Path, subject: str, known: Mapping[str, Sequence[Any]] | None = None) -> list[list[Any]]:
+    """``[relpath, size, mtime_ns, sha256]`` of every input file of ``subject``.
 
-    A file whose size and modification time match ``known`` (the previous
-    manifest) keeps its recorded SHA-256 instead of being read again: at MMME
-    scale a subject's EEG is 1.2 GB, ~6 s of hashing on every run otherwise.
+    A file whose size and modification time match ``known`` (a previous
+    manifest, the hash index) keeps its recorded SHA-256 instead of being read
+    again: at MMME scale a subject's EEG is 1.2 GB, ~6 s of hashing otherwise.
     """
-    h = hashlib.sha256()
-    # how the run is executed (workers, scheduler, cache) and where outputs go never change a result
-    settings = json.dumps(config.model_dump(mode="json", exclude={"run", "paths"}), sort_keys=True)
-    extra = json.dumps(dict(params or {}), sort_keys=True, default=_jsonable)
-    for part in (stage, __version__, str(CACHE_VERSION), settings, extra):
-        h.update(part.encode() + b"\0")
     files = []
     for f in _subject_files(root, subject):
         rel = f.relative_to(root).as_posix()
@@ -273,8 +265,20 @@ def _fingerprint(root: Path, subject: str, config: Config, stage: str,
         prev = (known or {}).get(rel)
         sha = str(prev[2]) if prev is not None and list(prev[:2]) == [size, mtime] else sha256_file(f)
         files.append([rel, size, mtime, sha])
-        h.update(rel.encode() + b"\0" + sha.encode() + b"\0")
-    return h.hexdigest(), files
+    return files
+
+
+def _key(config: Config, stage: str, params: Mapping[str, Any] | None, files: Sequence[Sequence[Any]]) -> str:
+    """Cache key of one stage of a subject whose input files are ``files`` (see :func:`subject_key`)."""
+    h = hashlib.sha256()
+    # how the run is executed (workers, scheduler, cache) and where outputs go never change a result
+    settings = json.dumps(config.model_dump(mode="json", exclude={"run", "paths"}), sort_keys=True)
+    extra = json.dumps(dict(params or {}), sort_keys=True, default=_jsonable)
+    for part in (stage, __version__, str(CACHE_VERSION), settings, extra):
+        h.update(part.encode() + b"\0")
+    for rel, _, _, sha in files:
+        h.update(str(rel).encode() + b"\0" + str(sha).encode() + b"\0")
+    return h.hexdigest()
 
 
 def _work_estimate(files: Sequence[Sequence[Any]]) -> int:
@@ -302,7 +306,7 @@ def subject_key(bids_root: str | os.PathLike, subject: str, config: Config, stag
     and :data:`CACHE_VERSION`: any change recomputes the subject.
     """
     root = Path(bids_root)
-    return _fingerprint(root, subject, config, stage, _known_files(cache_dir(root, stage, subject)), params)[0]
+    return _key(config, stage, params, _input_files(root, subject, _known_files(root, subject, [stage])))
 
 
 def cache_dir(bids_root: str | os.PathLike, stage: str, subject: str) -> Path:
@@ -323,18 +327,19 @@ def _hash_index(bids_root: str | os.PathLike, subject: str) -> Path:
     return Path(bids_root) / "derivatives" / "mmme-neuro" / "first-level" / ".file-hashes" / f"{subject}.json"
 
 
-def _known_files(directory: Path) -> dict[str, list[Any]]:
-    """``relpath -> [size, mtime_ns, sha256]`` known for a cache directory: its manifest, the subject's
+def _known_files(root: Path, subject: str, stages: Sequence[str]) -> dict[str, list[Any]]:
+    """``relpath -> [size, mtime_ns, sha256]`` known for a subject: the manifests of its ``stages``, its
     study-wide hash index (so the first run of a new stage does not hash 1.2 GB again) and the hashes
-    the BIDS conversion recorded of the files it wrote (so neither does the first run of all)."""
+    the BIDS conversion recorded of the files it wrote (so neither does the first run of all). An entry
+    is used only while the file's size and modification time still match it."""
     known: dict[str, list[Any]] = {}
-    root = directory.parents[4]  # <root>/derivatives/mmme-neuro/first-level/<stage>/<subject>
-    known.update(recorded_file_hashes(root, directory.name))
+    known.update(recorded_file_hashes(root, subject))
     try:
-        known.update(json.loads(_hash_index(root, directory.name).read_text(encoding="utf-8")))
+        known.update(json.loads(_hash_index(root, subject).read_text(encoding="utf-8")))
     except (OSError, ValueError):
         pass
-    known.update({f[0]: f[1:] for f in _manifest(directory).get("files", [])})
+    for stage in stages:
+        known.update({f[0]: f[1:] for f in _manifest(cache_dir(root, stage, subject)).get("files", [])})
     return known
 
 
@@ -379,19 +384,19 @@ class Upstream:
     config: Config | None = None
 
 
-def _upstream_result(up: Upstream, session: Any, bids_root: str, config: Config) -> tuple[dict[str, Any], float]:
+def _upstream_result(up: Upstream, session: Any, bids_root: str, config: Config, key: str,
+                     files: list[list[Any]]) -> tuple[dict[str, Any], float]:  # fmt: skip
     """Cached result of an upstream step for ``session`` (computed and cached first if missing); its seconds.
 
-    :func:`run_steps` computes a missing or stale upstream result in a task of
-    its own before the steps that read it, so this normally only reads it.
+    ``key`` is the upstream step's cache key for this subject (computed by
+    :func:`run_steps` from the input ``files``). :func:`run_steps` computes a
+    missing or stale upstream result in a task of its own before the steps
+    that read it, so this normally only reads it.
     """
     directory = cache_dir(bids_root, up.stage, session.subject)
-    config = up.config or config
-    key, files = _fingerprint(Path(bids_root), session.subject, config, up.stage, _known_files(directory), up.params)
-    _remember_files(bids_root, session.subject, files)
     t0 = time.perf_counter()
     if _manifest(directory).get("key") != key:
-        result = up.func(session, config, **up.params)
+        result = up.func(session, up.config or config, **up.params)
         save_result(result, directory, {"key": key, "stage": up.stage, "subject": session.subject,
                                         "mmme_neuro_version": __version__, "files": files})  # fmt: skip
         del result  # the step gets what the cache holds: computed and cached runs see the same input
@@ -401,10 +406,12 @@ def _upstream_result(up: Upstream, session: Any, bids_root: str, config: Config)
 
 def _compute(func: FirstLevel, bids_root: str, subject: str, config: Config, stage: str,
              params: Mapping[str, Any], key: str, files: list[list[Any]],
-             upstream: Mapping[str, Upstream] | None = None, after: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:  # fmt: skip
+             upstream: Mapping[str, Upstream] | None = None, upstream_keys: Mapping[str, str] | None = None,
+             after: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:  # fmt: skip
     """Worker task: open the session, get the upstream results, run ``func``, write the cache; return a small status record.
 
-    ``after`` holds the status records of the upstream tasks this one waited
+    ``upstream_keys`` maps each upstream stage to its cache key for this
+    subject (same input ``files``). ``after`` holds the status records of the upstream tasks this one waited
     for (dask passes them in place of their futures): if one failed, this
     task fails with its reason instead of computing it again.
     """
@@ -425,7 +432,7 @@ def _compute(func: FirstLevel, bids_root: str, subject: str, config: Config, sta
         with threadpool_limits(limits=1):
             inputs = {}
             for name, up in (upstream or {}).items():
-                inputs[name], sec = _upstream_result(up, session, bids_root, config)
+                inputs[name], sec = _upstream_result(up, session, bids_root, config, (upstream_keys or {})[up.stage], files)
                 up_s += sec
             result = func(session, config, **params, **inputs)
             del inputs
@@ -590,6 +597,9 @@ class Step:
             raise ValueError(f"stage must be a non-empty directory name, got {self.stage!r}")
         if not isinstance(self.config, Config):
             raise TypeError(f"step {self.stage!r}: config must be a mmme_neuro.config.Config, got {type(self.config).__name__}")
+        bad = {n: type(u).__name__ for n, u in self.upstream.items() if not isinstance(u, Upstream)}
+        if bad:
+            raise TypeError(f"step {self.stage!r}: upstream values must be mmme_neuro.pipeline.Upstream, got {bad}")
         if set(self.upstream) & set(self.params):
             raise ValueError(f"step {self.stage!r}: upstream names {sorted(set(self.upstream) & set(self.params))} "
                              "are also parameters")  # fmt: skip
@@ -731,18 +741,17 @@ def run_steps(
         raise ValueError(f"workers must be >= 1, got {workers}")
     subjects = list(list_subjects(root) if subjects is None else subjects)
 
-    def fingerprints(s: str) -> dict[str, tuple[str, list[list[Any]]]]:
-        out = {}
-        for name, t in tasks.items():  # the first hashes new input files, the others find them in the index
-            out[name] = _fingerprint(root, s, t.config, name, _known_files(cache_dir(root, name, s)), t.key_params)
-            _remember_files(root, s, out[name][1])
-        return out
+    def input_files(s: str) -> list[list[Any]]:  # the same for every stage: listed and checked once per subject
+        found = _input_files(root, s, _known_files(root, s, list(tasks)))
+        _remember_files(root, s, found)
+        return found
 
     # input hashes of a first run (~1 s per GB): as many threads as workers (hashlib releases the GIL)
     with ThreadPoolExecutor(max_workers=max(1, min(len(subjects), workers, os.cpu_count() or 1))) as pool:
-        prints = dict(zip(subjects, pool.map(fingerprints, subjects), strict=True))
+        files = dict(zip(subjects, pool.map(input_files, subjects), strict=True))
+    keys = {s: {n: _key(t.config, n, t.key_params, files[s]) for n, t in tasks.items()} for s in subjects}
     cached = {(n, s) for n in tasks for s in subjects
-              if cache and _manifest(cache_dir(root, n, s)).get("key") == prints[s][n][0]}  # fmt: skip
+              if cache and _manifest(cache_dir(root, n, s)).get("key") == keys[s][n]}  # fmt: skip
     todo = [(n, s) for s in subjects for n in stages if (n, s) not in cached]
     # an upstream step runs where a step that reads it runs (a listed upstream step runs anyway)
     needed = set(todo) | {(a, s) for n, s in todo for a in tasks[n].after}
@@ -763,7 +772,8 @@ def run_steps(
 
     def submit_args(n: str, s: str) -> tuple[Any, ...]:
         t = tasks[n]
-        return (t.func, os.fspath(root), s, t.config, n, dict(t.params), *prints[s][n], t.upstream)
+        return (t.func, os.fspath(root), s, t.config, n, dict(t.params), keys[s][n], files[s], t.upstream,
+                {a: keys[s][a] for a in t.after})  # fmt: skip
 
     try:
         if todo and scheduler is None and workers == 1:
@@ -773,7 +783,7 @@ def run_steps(
             from distributed import Client, as_completed
 
             # largest subjects first (longest-processing-time first): fewer idle workers at the end
-            rank = {s: i for i, s in enumerate(sorted(subjects, key=lambda s: -_work_estimate(prints[s][stages[0]][1])))}
+            rank = {s: i for i, s in enumerate(sorted(subjects, key=lambda s: -_work_estimate(files[s])))}
             big = len(subjects) + 1
             with _quiet_dask():
                 cluster = None if scheduler else local_cluster(workers)
@@ -785,7 +795,7 @@ def run_steps(
                             # readers of an upstream result first, then upstream steps, then the steps without upstream
                             tier = 2 if t.after else 1 if any(n in u.after for u in tasks.values()) else 0
                             after = [futures[(a, s)] for a in t.after if (a, s) in futures]
-                            futures[(n, s)] = client.submit(_compute, *submit_args(n, s), after=after, key=f"{n}-{s}-{prints[s][n][0][:12]}",
+                            futures[(n, s)] = client.submit(_compute, *submit_args(n, s), after=after, key=f"{n}-{s}-{keys[s][n][:12]}",
                                                             priority=tier * big + big - 1 - rank[s], pure=False)  # fmt: skip
                         for fut in as_completed(list(futures.values())):
                             done(fut.result())

@@ -248,6 +248,8 @@ def test_run_steps_rejects_ambiguous_graphs(bids):
         pl.Step(toy_first_level, "x", {"seed": 1})
     with pytest.raises(ValueError, match="also parameters"):
         pl.Step(downstream, "x", cfg, {"base": 1}, up1)
+    with pytest.raises(TypeError, match=r"upstream values must be .*Upstream, got \{'base': 'function'\}"):
+        pl.Step(downstream, "x", cfg, upstream={"base": counted_upstream})
     # an upstream step also listed as a step runs once, and has its own report (not charged to its reader)
     CALLS.clear()
     reps = pl.run_steps([pl.Step(slow_upstream, "y-up", cfg, {"sleep_s": 0.5}),
