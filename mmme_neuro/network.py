@@ -22,11 +22,13 @@ densities (proportional thresholds, as in GRETNA and Zhao et al. 2022, 2024)
 and returns a Dataset of metrics over ``(..., density[, node])`` plus their
 area under the density curve (``<metric>_auc``).
 
-Binary shortest paths run a breadth-first search on bit sets (one 64-bit
-word per 64 nodes, a BFS level is an OR of rows), compiled with numba in
-:mod:`mmme_neuro._graph_kernels` (~25x faster than bctpy's ``distance_bin``
-for 64-node graphs, ``benchmarks/bench_network.py``). Weighted shortest paths
-use a Floyd-Warshall recursion vectorised over the stack.
+Binary shortest paths run breadth-first searches on bit sets (one 64-bit
+word per 64 nodes; for graphs of <= 64 nodes a level of the searches from
+every node is one boolean product of bit rows), compiled with numba in
+:mod:`mmme_neuro._graph_kernels`: nodal efficiency of 64-node graphs is
+~75x faster than bctpy's ``distance_bin`` on one thread and ~110x with
+``n_jobs=-1`` on two cores (``benchmarks/bench_network.py``). Weighted
+shortest paths use a Floyd-Warshall recursion vectorised over the stack.
 
 Examples
 --------
@@ -272,7 +274,7 @@ def shortest_path_lengths(W: np.ndarray, *, weighted: bool = False) -> np.ndarra
     return _binary_distances(W != 0)
 
 
-def global_efficiency(W: np.ndarray, *, weighted: bool = False) -> np.ndarray:
+def global_efficiency(W: np.ndarray, *, weighted: bool = False, n_jobs: int = 1) -> np.ndarray:
     """Global efficiency of each graph (Latora & Marchiori 2001).
 
     Parameters
@@ -281,6 +283,8 @@ def global_efficiency(W: np.ndarray, *, weighted: bool = False) -> np.ndarray:
         Symmetric, non-negative matrices with zero diagonal.
     weighted : bool
         Use lengths ``1 / w`` instead of edge counts.
+    n_jobs : int
+        Threads of the binary kernel (see :func:`nodal_efficiency`).
 
     Returns
     -------
@@ -300,10 +304,10 @@ def global_efficiency(W: np.ndarray, *, weighted: bool = False) -> np.ndarray:
     Latora V, Marchiori M (2001) Efficient behavior of small-world networks.
     Phys Rev Lett 87:198701.
     """
-    return nodal_efficiency(W, weighted=weighted).mean(axis=-1)
+    return nodal_efficiency(W, weighted=weighted, n_jobs=n_jobs).mean(axis=-1)
 
 
-def nodal_efficiency(W: np.ndarray, *, weighted: bool = False) -> np.ndarray:
+def nodal_efficiency(W: np.ndarray, *, weighted: bool = False, n_jobs: int = 1) -> np.ndarray:
     """Nodal efficiency: mean inverse shortest path length from each node.
 
     Parameters
@@ -312,6 +316,11 @@ def nodal_efficiency(W: np.ndarray, *, weighted: bool = False) -> np.ndarray:
         Symmetric, non-negative matrices with zero diagonal.
     weighted : bool
         Use lengths ``1 / w`` instead of edge counts.
+    n_jobs : int
+        Threads for binary graphs of <= 64 nodes (-1: all cores): the stack
+        is split into that many contiguous parts, so the values do not depend
+        on it. Default 1: the pipeline's parallelism is its dask workers, and
+        threads inside them would compete for the same cores.
 
     Returns
     -------
@@ -332,13 +341,11 @@ def nodal_efficiency(W: np.ndarray, *, weighted: bool = False) -> np.ndarray:
     Achard S, Bullmore E (2007) Efficiency and cost of economical brain
     functional networks. PLoS Comput Biol 3:e17.
     """
-    W, packed = _checked_bits(W)
-    n = W.shape[-1]
-    inv, _, _ = _path_sums(W, weighted, packed)
-    return inv / (n - 1)
+    W, (inv, _, _) = _checked_path_sums(W, weighted, _threads(n_jobs))
+    return inv / (W.shape[-1] - 1)
 
 
-def characteristic_path_length(W: np.ndarray, *, weighted: bool = False) -> np.ndarray:
+def characteristic_path_length(W: np.ndarray, *, weighted: bool = False, n_jobs: int = 1) -> np.ndarray:
     """Characteristic path length: mean shortest path length over connected pairs.
 
     Parameters
@@ -347,6 +354,8 @@ def characteristic_path_length(W: np.ndarray, *, weighted: bool = False) -> np.n
         Symmetric, non-negative matrices with zero diagonal.
     weighted : bool
         Use lengths ``1 / w`` instead of edge counts.
+    n_jobs : int
+        Threads of the binary kernel (see :func:`nodal_efficiency`).
 
     Returns
     -------
@@ -365,8 +374,7 @@ def characteristic_path_length(W: np.ndarray, *, weighted: bool = False) -> np.n
     and gives NaN (bct: the mean of an empty array). Use
     :func:`global_efficiency` when disconnection should count.
     """
-    W, packed = _checked_bits(W)
-    _, dsum, reach = _path_sums(W, weighted, packed)
+    _, (_, dsum, reach) = _checked_path_sums(W, weighted, _threads(n_jobs))
     total = reach.sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, dsum.sum(axis=-1) / total, np.nan)
@@ -700,6 +708,7 @@ def graph_metrics(
     weighted: bool = False,
     metrics: Sequence[str] = _DEFAULT_METRICS,
     config: Config | None = None,
+    n_jobs: int = 1,
 ) -> xr.Dataset:
     """Threshold connectivity over densities and compute graph metrics.
 
@@ -717,6 +726,10 @@ def graph_metrics(
         Names from :data:`NODAL_METRICS` and :data:`GLOBAL_METRICS`.
     config : Config | None
         Configuration recorded in the provenance (and source of default densities).
+    n_jobs : int
+        Threads of the binary path-length kernel (nodal and global
+        efficiency, characteristic path length; see :func:`nodal_efficiency`);
+        the values do not depend on it.
 
     Returns
     -------
@@ -748,6 +761,7 @@ def graph_metrics(
         _check_density(float(p))
     if dens.size > 1 and np.any(np.diff(dens) <= 0):
         raise ValueError(f"densities must be strictly increasing, got {dens.tolist()}")
+    threads = _threads(n_jobs)
 
     conn = conn.transpose(..., "node", "node_other")
     lead = list(conn.dims[:-2])
@@ -759,7 +773,7 @@ def graph_metrics(
         keep = rank < _n_kept(n, float(p))
         G = np.where(keep, W, 0.0) if weighted else keep
         logger.debug("graph_metrics: density %.3f, %d graphs of %d nodes", p, G[..., 0, 0].size, n)
-        for name, value in _compute_metrics(G, metrics, weighted).items():
+        for name, value in _compute_metrics(G, metrics, weighted, threads).items():
             results[name].append(value)
 
     density = xr.DataArray(dens, dims="density", attrs={"units": "1", "long_name": "edge density"})
@@ -823,27 +837,71 @@ def _check_stack(W: Any, name: str, *, exact_symmetry: bool) -> np.ndarray:
 
 
 def _check_graphs(W: Any) -> np.ndarray:
-    return _checked_bits(W)[0]
-
-
-def _checked_bits(W: Any) -> tuple[np.ndarray, np.ndarray | None]:
-    """Validated stack, and its packed bit rows (:func:`_pack`) when it is boolean with <= 64 nodes.
-
-    Boolean graphs of <= 64 nodes are checked on their bits (one compiled
-    pass: 64 x 64 bit transpose and diagonal, ~6x faster than comparing the
-    boolean array with its transpose), and the packed rows are returned so the
-    binary metrics do not pack them again. Anything else: :func:`_check_stack`.
-    """
-    arr = W if isinstance(W, np.ndarray) else None
-    square = arr is not None and arr.ndim >= 2 and arr.shape[-1] == arr.shape[-2]
-    if square and arr.dtype == bool and 2 <= arr.shape[-1] <= 64:
-        P = _pack(arr)
-        g, kind = _kernels.symmetric_loopless_1w(P, arr.shape[-1])
+    """Validated stack: boolean graphs of <= 64 nodes checked on their bits (:func:`_checked_path_sums`)."""
+    if _small_bool(W):
+        _, g, kind = _kernels.pack_checked_1w(_bool_words(W), W.shape[-1])
         if g >= 0:
-            _check_graphs_slow(arr)  # raises the error of the generic check (same messages)
-            raise AssertionError(f"graph {g}: bit check (kind {kind}) and array check disagree")  # pragma: no cover
-        return arr, P
-    return _check_graphs_slow(W), None
+            _raise_bad_graph(W, g, kind)
+        return W
+    return _check_graphs_slow(W)
+
+
+def _threads(n_jobs: Any) -> int:
+    """Threads for the compiled kernels from an ``n_jobs`` argument (-1: all; at most numba's thread count)."""
+    if isinstance(n_jobs, (bool, np.bool_)) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0 or n_jobs < -1:
+        raise ValueError(f"n_jobs must be a positive integer or -1 (all cores), got {n_jobs!r}")
+    import numba
+
+    available = int(numba.config.NUMBA_NUM_THREADS)
+    return available if n_jobs == -1 else min(int(n_jobs), available)
+
+
+def _small_bool(W: Any) -> bool:
+    """Whether W is a boolean ndarray stack of square graphs of 2-64 nodes (the bit kernels' input)."""
+    return (
+        isinstance(W, np.ndarray) and W.dtype == bool and W.ndim >= 2
+        and W.shape[-1] == W.shape[-2] and 2 <= W.shape[-1] <= 64
+    )  # fmt: skip
+
+
+def _bool_words(A: np.ndarray) -> np.ndarray:
+    """Boolean stack (..., n, n) as (G, n, ceil(n / 8)) little-endian uint64 of 8 bytes each (rows zero-padded)."""
+    n = A.shape[-1]
+    B = np.ascontiguousarray(A.reshape(-1, n, n)).view(np.uint8)
+    if n % 8:  # rows as whole 8-byte groups (64-channel graphs need no copy)
+        B = np.concatenate([B, np.zeros(B.shape[:-1] + (8 - n % 8,), np.uint8)], axis=-1)
+    return B.view("<u8")
+
+
+def _raise_bad_graph(A: np.ndarray, g: int, kind: int) -> None:
+    """Raise the generic check's error for a stack the bit check rejected (graph g, kind)."""
+    _check_graphs_slow(A)  # raises the error of the generic check (same messages)
+    raise AssertionError(f"graph {g}: bit check (kind {kind}) and array check disagree")  # pragma: no cover
+
+
+def _checked_path_sums(
+    W: Any, weighted: bool, threads: int
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Validated stack and its per-source path sums (:func:`_path_sums`).
+
+    Boolean graphs of <= 64 nodes are packed into bit rows, checked
+    (symmetric, empty diagonal: 64 x 64 bit transpose, ~6x faster than
+    comparing the boolean array with its transpose) and searched in one
+    compiled pass per thread. Anything else: :func:`_check_graphs`, then
+    :func:`_path_sums`.
+    """
+    if weighted or not _small_bool(W):
+        W = _check_graphs(W)
+        return W, _path_sums(W, weighted, threads)
+    lead, n = W.shape[:-2], W.shape[-1]
+    X = _bool_words(W)
+    if _parallel(threads, X.shape[0]):
+        *sums, g, kind = _kernels.checked_path_sums_1w_threads(X, n, threads)
+    else:
+        *sums, g, kind = _kernels.checked_path_sums_1w(X, n)
+    if g >= 0:
+        _raise_bad_graph(W, g, kind)
+    return W, tuple(x.reshape(lead + (n,)) for x in sums)  # type: ignore[return-value]
 
 
 def _check_graphs_slow(W: Any) -> np.ndarray:
@@ -916,13 +974,13 @@ def _apply_threshold(W: np.ndarray, rank: np.ndarray, n_keep: int, binarize: boo
 # --------------------------------------------------------------------------- metric helpers
 
 
-def _compute_metrics(G: np.ndarray, metrics: Sequence[str], weighted: bool) -> dict[str, np.ndarray]:
-    """Metrics of a validated stack of thresholded graphs; shared work done once."""
+def _compute_metrics(G: np.ndarray, metrics: Sequence[str], weighted: bool, threads: int = 1) -> dict[str, np.ndarray]:
+    """Metrics of a validated stack of thresholded graphs; shared work done once (``threads``: :func:`_threads`)."""
     n = G.shape[-1]
     out: dict[str, np.ndarray] = {}
     wanted = set(metrics)
     if wanted & {"nodal_efficiency", "global_efficiency", "characteristic_path_length"}:
-        inv, dsum, reach = _path_sums(G, weighted)
+        inv, dsum, reach = _path_sums(G, weighted, threads)
         nodal = inv / (n - 1)
         out["nodal_efficiency"] = nodal
         out["global_efficiency"] = nodal.mean(axis=-1)
@@ -947,8 +1005,8 @@ def _compute_metrics(G: np.ndarray, metrics: Sequence[str], weighted: bool) -> d
     return {m: out[m] for m in metrics}
 
 
-def _path_sums(W: np.ndarray, weighted: bool, packed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per source node: sum of 1/d, sum of finite d, number of reachable others (``packed``: :func:`_pack` of W)."""
+def _path_sums(W: np.ndarray, weighted: bool, threads: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per source node of a validated stack: sum of 1/d, sum of finite d, number of reachable others."""
     if weighted:
         D = _weighted_distances(W)
         n = D.shape[-1]
@@ -958,8 +1016,17 @@ def _path_sums(W: np.ndarray, weighted: bool, packed: np.ndarray | None = None) 
             inv = np.where(finite, 1.0 / np.where(finite, D, 1.0), 0.0)
         return inv.sum(-1), np.where(finite, D, 0.0).sum(-1), finite.sum(-1).astype(float)
     lead, n = W.shape[:-2], W.shape[-1]
-    sums = _kernels.path_sums(_pack(W) if packed is None else packed, n)
+    P = _pack(W)
+    if n <= 64 and _parallel(threads, P.shape[0]):
+        sums = _kernels.path_sums_1w_threads(P, n, threads)
+    else:
+        sums = _kernels.path_sums(P, n)
     return tuple(x.reshape(lead + (n,)) for x in sums)  # type: ignore[return-value]
+
+
+def _parallel(threads: int, n_graphs: int) -> bool:
+    """Whether a stack is worth splitting over threads (starting them costs ~tens of us; a graph ~1 us)."""
+    return threads > 1 and n_graphs >= 64 * threads
 
 
 def _binary_distances(A: np.ndarray) -> np.ndarray:

@@ -387,3 +387,52 @@ def test_boolean_graphs_checked_on_their_bits(n):
         assert _graph_kernels.symmetric_loopless_1w(nw._pack(bad), n) == (g, 1)
         with pytest.raises(ValueError, match="diagonal"):
             nw.characteristic_path_length(bad)
+
+
+@pytest.mark.parametrize("n", [9, 64])
+def test_threads_give_the_same_values_and_find_the_same_bad_graph(n):
+    """n_jobs splits a stack over threads: values identical to one thread and to bct; a bad graph in any chunk is found."""
+    from mmme_neuro import _graph_kernels
+
+    rng = np.random.default_rng(n)
+    A = rng.random((300, n, n)) < rng.uniform(0.02, 0.6, (300, 1, 1))  # sparse ones fall apart: disconnected graphs
+    A = np.triu(A, 1)
+    A = (A | A.swapaxes(-1, -2)).reshape(15, 20, n, n)
+    one = nw.nodal_efficiency(A)
+    for g in rng.choice(300, 30, replace=False):
+        _close(one.reshape(300, n)[g], _bct_nodal_efficiency(bct.distance_bin(A.reshape(300, n, n)[g])))
+    np.testing.assert_array_equal(nw.nodal_efficiency(A, n_jobs=2), one)
+    np.testing.assert_array_equal(nw.global_efficiency(A, n_jobs=-1), nw.global_efficiency(A))
+    np.testing.assert_array_equal(nw.characteristic_path_length(A, n_jobs=2), nw.characteristic_path_length(A))
+    conn = xr.DataArray(np.stack([_sym(n, rng) for _ in range(150)]), dims=("epoch", "node", "node_other"))
+    metrics = ("nodal_efficiency", "characteristic_path_length")
+    xr.testing.assert_identical(nw.graph_metrics(conn, (0.1, 0.3), metrics=metrics, n_jobs=2),
+                                nw.graph_metrics(conn, (0.1, 0.3), metrics=metrics))  # fmt: skip
+
+    # the threaded kernels themselves, in 3 chunks whatever the machine's thread count
+    X = nw._bool_words(A)
+    serial = _graph_kernels.checked_path_sums_1w(X, n)
+    threaded = _graph_kernels.checked_path_sums_1w_threads(X, n, 3)
+    assert serial[3:] == threaded[3:] == (-1, -1)
+    for s, t in zip(serial[:3], threaded[:3], strict=True):
+        np.testing.assert_array_equal(s.reshape(15, 20, n), t.reshape(15, 20, n))
+    for s, t in zip(_graph_kernels.path_sums_1w(nw._pack(A), n), _graph_kernels.path_sums_1w_threads(nw._pack(A), n, 3),
+                    strict=True):  # fmt: skip
+        np.testing.assert_array_equal(s, t)
+    for g, (i, j), kind, match in ((250, (0, 1), 0, "symmetric"), (150, (2, 2), 1, "diagonal")):  # 3rd and 2nd chunk
+        bad = A.reshape(300, n, n).copy()
+        bad[g, i, j] = ~bad[g, i, j]
+        assert _graph_kernels.checked_path_sums_1w_threads(nw._bool_words(bad), n, 3)[3:] == (g, kind)
+        assert _graph_kernels.checked_path_sums_1w(nw._bool_words(bad), n)[3:] == (g, kind)
+        with pytest.raises(ValueError, match=match):
+            nw.nodal_efficiency(bad, n_jobs=2)
+
+
+@pytest.mark.parametrize("n_jobs", [0, -2, 1.5, True, "2", None])
+def test_bad_n_jobs_raises(n_jobs):
+    A = np.zeros((2, 5, 5), dtype=bool)
+    with pytest.raises(ValueError, match="n_jobs"):
+        nw.nodal_efficiency(A, n_jobs=n_jobs)
+    with pytest.raises(ValueError, match="n_jobs"):
+        nw.graph_metrics(xr.DataArray(_sym(5, np.random.default_rng(0)), dims=("node", "node_other")), (0.5,),
+                         n_jobs=n_jobs)  # fmt: skip
