@@ -9,8 +9,8 @@ level of all sources at once is a boolean matrix product of bit rows;
 compiled, a whole graph takes ~1.5 us. ``benchmarks/bench_network.py``
 measures this against bctpy and networkx on the same graphs, in one run.
 
-Layout: a stack of ``G`` graphs of ``n`` nodes is packed (``np.packbits`` or
-:func:`pack_checked_1w`) into ``P`` of shape ``(G, n, words)``
+Layout: a stack of ``G`` graphs of ``n`` nodes is packed (``np.packbits``)
+into ``P`` of shape ``(G, n, words)``
 (``words = ceil(n / 64)``), bit ``j % 64`` of word ``j // 64`` of row ``i``
 set when nodes ``i`` and ``j`` are adjacent. Kernels are single-threaded
 (``nogil``): the pipeline's parallelism is its dask workers, so kernels never
@@ -74,46 +74,60 @@ def path_sums_1w(P, n):
 @njit(cache=True, nogil=True)
 def _path_sums_into(P, n, inv, dsum, reach):
     """:func:`path_sums_1w` writing into ``inv``, ``dsum``, ``reach`` (each ``(G, n)``)."""
-    G = P.shape[0]
+    A = np.zeros(64, dtype=np.uint64)  # one graph's rows (rows >= n stay empty)
+    F = np.empty(64, dtype=np.uint64)
+    R = np.empty(64, dtype=np.uint64)
+    for g in range(P.shape[0]):
+        for i in range(n):
+            A[i] = P[g, i, 0]
+        _search(A, n, F, R, inv[g], dsum[g], reach[g], True)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _search(A, n, F, R, inv, dsum, reach, all_sums):
+    """The searches of :func:`path_sums_1w` on one graph's rows ``A`` (64 words, rows >= n empty).
+
+    Writes per source: ``inv`` (sum of 1/d) and, if ``all_sums``, ``dsum``
+    (sum of finite d) and ``reach`` (reachable others). ``F`` (frontier of
+    each source) and ``R`` (reached by each source, itself included) are
+    64-word scratch.
+    """
     full = ~_ZERO if n == 64 else (_ONE << np.uint64(n)) - _ONE
-    A = np.zeros(64, dtype=np.uint64)  # the graph's rows (rows >= n stay empty)
-    F = np.zeros(64, dtype=np.uint64)  # frontier of each source
-    R = np.zeros(64, dtype=np.uint64)  # reached by each source, itself included
-    for g in range(G):
+    tot = 0
+    left = _ZERO
+    for s in range(n):
+        f = A[s]
+        F[s] = f
+        R[s] = f | (_ONE << np.uint64(s))
+        left |= full & ~R[s]
+        c = _popcount(f)
+        inv[s] = c
+        if all_sums:
+            dsum[s] = c
+            reach[s] = c
+        tot += c
+    d = 2
+    while tot > 0 and left != _ZERO:
         tot = 0
         left = _ZERO
         for s in range(n):
-            f = P[g, s, 0]
-            A[s] = f
-            F[s] = f
-            R[s] = f | (_ONE << np.uint64(s))
+            f = F[s]
+            if f == _ZERO:
+                continue
+            nxt = _ZERO
+            for t in range(64):  # fixed trip count: vectorised
+                nxt |= np.uint64((f & A[t]) != _ZERO) << np.uint64(t)
+            x = nxt & ~R[s]
+            R[s] |= x
+            F[s] = x
             left |= full & ~R[s]
-            c = _popcount(f)
-            inv[g, s] = c
-            dsum[g, s] = c
-            reach[g, s] = c
+            c = _popcount(x)
+            inv[s] += c / d
+            if all_sums:
+                dsum[s] += c * d
+                reach[s] += c
             tot += c
-        d = 2
-        while tot > 0 and left != _ZERO:
-            tot = 0
-            left = _ZERO
-            for s in range(n):
-                f = F[s]
-                if f == _ZERO:
-                    continue
-                nxt = _ZERO
-                for t in range(64):  # fixed trip count: vectorised
-                    nxt |= np.uint64((f & A[t]) != _ZERO) << np.uint64(t)
-                x = nxt & ~R[s]
-                R[s] |= x
-                F[s] = x
-                left |= full & ~R[s]
-                c = _popcount(x)
-                inv[g, s] += c / d
-                dsum[g, s] += c * d
-                reach[g, s] += c
-                tot += c
-            d += 1
+        d += 1
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -251,8 +265,8 @@ def local_efficiency_sums(P, n):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _fault_1w(P, g, n, a):
-    """-1 if packed graph ``g`` (``n <= 64``) is symmetric with an empty diagonal, else 0 (asymmetric) or 1 (self-loop).
+def _fault(A, n, a):
+    """-1 if the graph of rows ``A`` (64 words, ``n <= 64`` used) is symmetric with an empty diagonal, else 0 (asymmetric) or 1 (self-loop).
 
     The symmetry test transposes the 64 x 64 bit matrix (in ``a``, 64 words of
     scratch) in six rounds of block swaps (Warren, Hacker's Delight, sec. 7-3)
@@ -261,7 +275,7 @@ def _fault_1w(P, g, n, a):
     (Eight graphs side by side in SIMD lanes measured no faster.)
     """
     for i in range(64):
-        a[i] = P[g, i, 0] if i < n else _ZERO
+        a[i] = A[i] if i < n else _ZERO
     for i in range(n):
         if (a[i] >> np.uint64(i)) & _ONE:
             return 1
@@ -278,9 +292,24 @@ def _fault_1w(P, g, n, a):
         j >>= 1
         m ^= m << np.uint64(j)
     for i in range(n):
-        if a[i] != P[g, i, 0]:
+        if a[i] != A[i]:
             return 0
     return -1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pack_rows(X, g, n, A):
+    """Pack graph ``g`` of ``X`` (see :func:`pack_checked_1w`) into the 64-word rows ``A`` (rows >= n untouched).
+
+    Eight 0/1 bytes become eight bits in one multiplication: byte ``j`` (bit
+    ``8 j``) times ``2 ** (7 (8 - j))`` lands on bit ``56 + j``, and no two
+    products overlap.
+    """
+    for i in range(n):
+        w = _ZERO
+        for k in range(X.shape[2]):
+            w |= (((X[g, i, k] & _BYTE_LSB) * _GATHER) >> _56) << np.uint64(8 * k)
+        A[i] = w
 
 
 @njit(cache=True, nogil=True)
@@ -290,86 +319,94 @@ def symmetric_loopless_1w(P, n):
     Returns ``(-1, -1)`` if all are, else the first offending ``(graph, kind)``
     with kind 0 = asymmetric, 1 = self-loop.
     """
-    a = np.zeros(64, dtype=np.uint64)
+    A = np.zeros(64, dtype=np.uint64)
+    a = np.empty(64, dtype=np.uint64)
     for g in range(P.shape[0]):
-        kind = _fault_1w(P, g, n, a)
+        for i in range(n):
+            A[i] = P[g, i, 0]
+        kind = _fault(A, n, a)
         if kind >= 0:
             return g, kind
     return -1, -1
 
 
 @njit(cache=True, nogil=True)
-def pack_checked_1w(X, n):
-    """Pack boolean graphs into bit rows and check them (``n <= 64``).
+def check_1w(X, n):
+    """First graph of boolean graphs that is not symmetric with an empty diagonal: ``(g, kind)`` or ``(-1, -1)``.
 
-    ``X``: the booleans of shape ``(G, n, n8)``, each row zero-padded to
-    ``n8 = ceil(n / 8)`` groups of 8 bytes and read as one little-endian
-    ``uint64`` per group. Returns ``(P, g, kind)``: ``P`` of shape
-    ``(G, n, 1)`` as from ``network._pack``, and the first graph that is not
-    symmetric with an empty diagonal (:func:`symmetric_loopless_1w`), or
-    ``(-1, -1)``. Eight 0/1 bytes become eight bits in one multiplication:
-    byte ``j`` (bit ``8 j``) times ``2 ** (7 (8 - j))`` lands on bit
-    ``56 + j``, and no two products overlap. With the check in the same pass,
-    while the graph is in the cache: 1.2 ms for the benchmark's 3000 graphs,
-    against 2.7 ms for ``np.packbits`` and the check after it.
+    ``X``: the booleans of shape ``(G, n, n8)``, ``n <= 64``, each row
+    zero-padded to ``n8 = ceil(n / 8)`` groups of 8 bytes and read as one
+    little-endian ``uint64`` per group (``network._bool_words``). Kinds as
+    :func:`symmetric_loopless_1w`; each graph is packed (:func:`_pack_rows`)
+    into 64 words of scratch and checked there.
     """
-    P = np.empty((X.shape[0], n, 1), dtype=np.uint64)
-    g, kind = _pack_checked_into(X, n, P)
-    return P, g, kind
-
-
-@njit(cache=True, nogil=True)
-def _pack_checked_into(X, n, P):
-    """:func:`pack_checked_1w` writing into ``P``; returns ``(g, kind)``."""
-    a = np.zeros(64, dtype=np.uint64)
+    A = np.zeros(64, dtype=np.uint64)
+    a = np.empty(64, dtype=np.uint64)
     for g in range(X.shape[0]):
-        for i in range(n):
-            w = _ZERO
-            for k in range(X.shape[2]):
-                w |= (((X[g, i, k] & _BYTE_LSB) * _GATHER) >> _56) << np.uint64(8 * k)
-            P[g, i, 0] = w
-        kind = _fault_1w(P, g, n, a)
+        _pack_rows(X, g, n, A)
+        kind = _fault(A, n, a)
         if kind >= 0:
-            return g, kind  # the caller raises; the rest need not be packed
+            return g, kind
     return -1, -1
 
 
 @njit(cache=True, nogil=True)
-def checked_path_sums_1w(X, n):
-    """:func:`pack_checked_1w` then :func:`path_sums_1w`: ``(inv, dsum, reach, g, kind)``; sums not filled if a graph is bad."""
+def checked_path_sums_1w(X, n, all_sums):
+    """Pack, check and search boolean graphs (``X`` as in :func:`check_1w`), one graph at a time.
+
+    Returns ``(inv, dsum, reach, g, kind)`` as :func:`path_sums_1w` and
+    :func:`check_1w` (``dsum`` and ``reach`` empty unless
+    ``all_sums``; the sums are not filled after a bad graph). Each graph is
+    packed into 64 words of scratch, checked and searched while it is in the
+    cache: no packed copy of the stack is written (for the benchmark's 3000
+    graphs: 5.0 ms, against 7.5 ms for ``np.packbits``, the check and the
+    searches one after the other).
+    """
     G = X.shape[0]
-    P = np.empty((G, n, 1), dtype=np.uint64)
     inv = np.empty((G, n))
-    dsum = np.empty((G, n))
-    reach = np.empty((G, n))
-    g, kind = _pack_checked_into(X, n, P)
-    if g < 0:
-        _path_sums_into(P, n, inv, dsum, reach)
+    dsum = np.empty((G if all_sums else 0, n))
+    reach = np.empty((G if all_sums else 0, n))
+    g, kind = _checked_sums_into(X, n, inv, dsum, reach, all_sums)
     return inv, dsum, reach, g, kind
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def checked_path_sums_1w_threads(X, n, k):
-    """:func:`checked_path_sums_1w` on ``k`` contiguous chunks of the stack, one per thread (same result).
+@njit(cache=True, nogil=True)
+def _checked_sums_into(X, n, inv, dsum, reach, all_sums):
+    """:func:`checked_path_sums_1w` writing into the given arrays; returns ``(g, kind)``."""
+    A = np.zeros(64, dtype=np.uint64)
+    a = np.empty(64, dtype=np.uint64)
+    F = np.empty(64, dtype=np.uint64)
+    R = np.empty(64, dtype=np.uint64)
+    for g in range(X.shape[0]):
+        _pack_rows(X, g, n, A)
+        kind = _fault(A, n, a)
+        if kind >= 0:
+            return g, kind
+        if all_sums:
+            _search(A, n, F, R, inv[g], dsum[g], reach[g], True)
+        else:
+            _search(A, n, F, R, inv[g], inv[g], inv[g], False)
+    return -1, -1
 
-    One parallel region for packing, checking and the searches: each thread's
-    graphs stay in its core's cache, and the threads start once.
-    """
+
+@njit(cache=True, nogil=True, parallel=True)
+def checked_path_sums_1w_threads(X, n, all_sums, k):
+    """:func:`checked_path_sums_1w` on ``k`` contiguous chunks of the stack, one per thread (same result)."""
     G = X.shape[0]
-    P = np.empty((G, n, 1), dtype=np.uint64)
     inv = np.empty((G, n))
-    dsum = np.empty((G, n))
-    reach = np.empty((G, n))
+    dsum = np.empty((G if all_sums else 0, n))
+    reach = np.empty((G if all_sums else 0, n))
     bad = np.full(k, -1, dtype=np.int64)
     kinds = np.full(k, -1, dtype=np.int64)
     for c in prange(k):
         lo, hi = c * G // k, (c + 1) * G // k
-        b, kind = _pack_checked_into(X[lo:hi], n, P[lo:hi])
+        if all_sums:
+            b, kind = _checked_sums_into(X[lo:hi], n, inv[lo:hi], dsum[lo:hi], reach[lo:hi], True)
+        else:
+            b, kind = _checked_sums_into(X[lo:hi], n, inv[lo:hi], inv[lo:hi], inv[lo:hi], False)
         if b >= 0:
             bad[c] = lo + b
             kinds[c] = kind
-        else:
-            _path_sums_into(P[lo:hi], n, inv[lo:hi], dsum[lo:hi], reach[lo:hi])
     for c in range(k):
         if bad[c] >= 0:
             return inv, dsum, reach, bad[c], kinds[c]

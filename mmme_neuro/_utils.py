@@ -10,6 +10,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     """Return the SHA-256 hex digest of a file, read in chunks.
@@ -128,3 +130,17 @@ def check_option(name: str, value: Any, allowed: Iterable[Any]) -> Any:
     if value not in allowed:
         raise ValueError(f"Invalid value for {name!r}: {value!r}. Expected one of {allowed}.")
     return value
+
+
+def n_threads(n_jobs: Any, limit: int | None = None) -> int:
+    """Threads for an ``n_jobs`` argument: a positive int, or -1 for all cores; at most ``limit``.
+
+    Raises
+    ------
+    ValueError
+        If ``n_jobs`` is not a positive int or -1 (booleans are refused).
+    """
+    if isinstance(n_jobs, bool | np.bool_) or not isinstance(n_jobs, int | np.integer) or n_jobs == 0 or n_jobs < -1:
+        raise ValueError(f"n_jobs must be a positive integer or -1 (all cores), got {n_jobs!r}")
+    k = (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
+    return k if limit is None else max(1, min(k, int(limit)))

@@ -52,6 +52,7 @@ import numpy as np
 import xarray as xr
 
 from . import _graph_kernels as _kernels
+from ._utils import n_threads
 from .config import Config, NetworkConfig
 from .containers import provenance, validate
 
@@ -341,7 +342,7 @@ def nodal_efficiency(W: np.ndarray, *, weighted: bool = False, n_jobs: int = 1) 
     Achard S, Bullmore E (2007) Efficiency and cost of economical brain
     functional networks. PLoS Comput Biol 3:e17.
     """
-    W, (inv, _, _) = _checked_path_sums(W, weighted, _threads(n_jobs))
+    W, (inv, _, _) = _checked_path_sums(W, weighted, _threads(n_jobs), all_sums=False)
     return inv / (W.shape[-1] - 1)
 
 
@@ -839,7 +840,7 @@ def _check_stack(W: Any, name: str, *, exact_symmetry: bool) -> np.ndarray:
 def _check_graphs(W: Any) -> np.ndarray:
     """Validated stack: boolean graphs of <= 64 nodes checked on their bits (:func:`_checked_path_sums`)."""
     if _small_bool(W):
-        _, g, kind = _kernels.pack_checked_1w(_bool_words(W), W.shape[-1])
+        g, kind = _kernels.check_1w(_bool_words(W), W.shape[-1])
         if g >= 0:
             _raise_bad_graph(W, g, kind)
         return W
@@ -848,12 +849,9 @@ def _check_graphs(W: Any) -> np.ndarray:
 
 def _threads(n_jobs: Any) -> int:
     """Threads for the compiled kernels from an ``n_jobs`` argument (-1: all; at most numba's thread count)."""
-    if isinstance(n_jobs, (bool, np.bool_)) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0 or n_jobs < -1:
-        raise ValueError(f"n_jobs must be a positive integer or -1 (all cores), got {n_jobs!r}")
     import numba
 
-    available = int(numba.config.NUMBA_NUM_THREADS)
-    return available if n_jobs == -1 else min(int(n_jobs), available)
+    return n_threads(n_jobs, limit=int(numba.config.NUMBA_NUM_THREADS))
 
 
 def _small_bool(W: Any) -> bool:
@@ -880,15 +878,16 @@ def _raise_bad_graph(A: np.ndarray, g: int, kind: int) -> None:
 
 
 def _checked_path_sums(
-    W: Any, weighted: bool, threads: int
+    W: Any, weighted: bool, threads: int, all_sums: bool = True
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Validated stack and its per-source path sums (:func:`_path_sums`).
 
     Boolean graphs of <= 64 nodes are packed into bit rows, checked
     (symmetric, empty diagonal: 64 x 64 bit transpose, ~6x faster than
-    comparing the boolean array with its transpose) and searched in one
-    compiled pass per thread. Anything else: :func:`_check_graphs`, then
-    :func:`_path_sums`.
+    comparing the boolean array with its transpose) and searched one graph at
+    a time, in one compiled pass per thread; without ``all_sums`` only the
+    first sum (1/d) is computed there, the other two are returned empty.
+    Anything else: :func:`_check_graphs`, then :func:`_path_sums`.
     """
     if weighted or not _small_bool(W):
         W = _check_graphs(W)
@@ -896,12 +895,14 @@ def _checked_path_sums(
     lead, n = W.shape[:-2], W.shape[-1]
     X = _bool_words(W)
     if _parallel(threads, X.shape[0]):
-        *sums, g, kind = _kernels.checked_path_sums_1w_threads(X, n, threads)
+        *sums, g, kind = _kernels.checked_path_sums_1w_threads(X, n, all_sums, threads)
     else:
-        *sums, g, kind = _kernels.checked_path_sums_1w(X, n)
+        *sums, g, kind = _kernels.checked_path_sums_1w(X, n, all_sums)
     if g >= 0:
         _raise_bad_graph(W, g, kind)
-    return W, tuple(x.reshape(lead + (n,)) for x in sums)  # type: ignore[return-value]
+    shape = lead + (n,)
+    inv, dsum, reach = sums
+    return W, (inv.reshape(shape), dsum.reshape(shape) if all_sums else dsum, reach.reshape(shape) if all_sums else reach)
 
 
 def _check_graphs_slow(W: Any) -> np.ndarray:
@@ -980,7 +981,7 @@ def _compute_metrics(G: np.ndarray, metrics: Sequence[str], weighted: bool, thre
     out: dict[str, np.ndarray] = {}
     wanted = set(metrics)
     if wanted & {"nodal_efficiency", "global_efficiency", "characteristic_path_length"}:
-        inv, dsum, reach = _path_sums(G, weighted, threads)
+        _, (inv, dsum, reach) = _checked_path_sums(G, weighted, threads)  # boolean: packed and searched per graph
         nodal = inv / (n - 1)
         out["nodal_efficiency"] = nodal
         out["global_efficiency"] = nodal.mean(axis=-1)

@@ -411,19 +411,23 @@ def test_threads_give_the_same_values_and_find_the_same_bad_graph(n):
 
     # the threaded kernels themselves, in 3 chunks whatever the machine's thread count
     X = nw._bool_words(A)
-    serial = _graph_kernels.checked_path_sums_1w(X, n)
-    threaded = _graph_kernels.checked_path_sums_1w_threads(X, n, 3)
+    serial = _graph_kernels.checked_path_sums_1w(X, n, True)
+    threaded = _graph_kernels.checked_path_sums_1w_threads(X, n, True, 3)
     assert serial[3:] == threaded[3:] == (-1, -1)
     for s, t in zip(serial[:3], threaded[:3], strict=True):
         np.testing.assert_array_equal(s.reshape(15, 20, n), t.reshape(15, 20, n))
+    for inv_only in (_graph_kernels.checked_path_sums_1w(X, n, False), _graph_kernels.checked_path_sums_1w_threads(X, n, False, 3)):
+        np.testing.assert_array_equal(inv_only[0], serial[0])
+        assert inv_only[1].size == inv_only[2].size == 0
     for s, t in zip(_graph_kernels.path_sums_1w(nw._pack(A), n), _graph_kernels.path_sums_1w_threads(nw._pack(A), n, 3),
                     strict=True):  # fmt: skip
         np.testing.assert_array_equal(s, t)
     for g, (i, j), kind, match in ((250, (0, 1), 0, "symmetric"), (150, (2, 2), 1, "diagonal")):  # 3rd and 2nd chunk
         bad = A.reshape(300, n, n).copy()
         bad[g, i, j] = ~bad[g, i, j]
-        assert _graph_kernels.checked_path_sums_1w_threads(nw._bool_words(bad), n, 3)[3:] == (g, kind)
-        assert _graph_kernels.checked_path_sums_1w(nw._bool_words(bad), n)[3:] == (g, kind)
+        assert _graph_kernels.checked_path_sums_1w_threads(nw._bool_words(bad), n, True, 3)[3:] == (g, kind)
+        assert _graph_kernels.checked_path_sums_1w(nw._bool_words(bad), n, False)[3:] == (g, kind)
+        assert _graph_kernels.check_1w(nw._bool_words(bad), n) == (g, kind)
         with pytest.raises(ValueError, match=match):
             nw.nodal_efficiency(bad, n_jobs=2)
 
