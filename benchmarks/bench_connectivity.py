@@ -33,8 +33,12 @@ Settings
   module's defaults (5 wavelets per band, ``n_cycles = f / 2``), window
   -0.6 to 1.1 s (0.4 s padding each side).
 
-Timings are the best of ``--repeats`` runs (the minimum is the least
-disturbed by other processes; the load average is recorded).
+mne-connectivity and ours (single precision with one thread and with
+``n_jobs=-1``, double precision) are timed side by side in ``--repeats``
+rounds; speed-ups are the median of the rounds' ratios (their range is
+printed), since this VM's speed drifts between runs and even within one.
+The other timings are the best of ``--repeats`` runs. The load average is
+recorded.
 """
 
 from __future__ import annotations
@@ -66,6 +70,10 @@ def _best(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
     return best, out
 
 
+def _span(values: list[float]) -> str:
+    return f"{min(values):.0f}-{max(values):.0f}x"
+
+
 def _issue_freqs() -> dict[str, np.ndarray]:
     f = ISSUE_FREQS
     return {b: f[(f >= lo) & ((f < hi) if b != "gamma" else (f <= hi))] for b, (lo, hi) in ISSUE_BANDS.items()}
@@ -91,31 +99,49 @@ def main(argv: list[str] | None = None) -> int:
     fpb = _issue_freqs()
     rows: dict[str, dict] = {}
 
-    # mne-connectivity on a subset, extrapolated
+    # Side by side, round after round (this VM's speed drifts between runs and within one): mne-connectivity on
+    # the first n_ref epochs, extrapolated to 30 (Morlet: the same estimator; multitaper: the call the issue timed,
+    # ~250 s there - DPSS tapers, mne-connectivity's time_bandwidth 4: 3 tapers per frequency, another estimator with
+    # other numbers: a scale, not an equality), then ours. Each round's ratios compare timings taken moments apart.
     n_ref = args.ref_epochs
-    t0 = time.perf_counter()
-    ref = spectral_connectivity_time(x[:n_ref], freqs=ISSUE_FREQS, method="plv", sfreq=sfreq, mode="cwt_morlet",
-                                     n_cycles=ISSUE_FREQS / 2, faverage=False, verbose=False).get_data()  # fmt: skip
-    t_ref = time.perf_counter() - t0
+    ours_calls = {
+        "ours_single": dict(precision="single"),
+        "ours_single_all_threads": dict(precision="single", n_jobs=-1),
+        "ours_double": dict(precision="double"),
+    }
+    times: dict[str, list[float]] = {k: [] for k in ("mne_connectivity", "mne_connectivity_multitaper", *ours_calls)}
+    results: dict[str, np.ndarray] = {}
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        ref = spectral_connectivity_time(x[:n_ref], freqs=ISSUE_FREQS, method="plv", sfreq=sfreq, mode="cwt_morlet",
+                                         n_cycles=ISSUE_FREQS / 2, faverage=False, verbose=False).get_data()  # fmt: skip
+        times["mne_connectivity"].append((time.perf_counter() - t0) * n_ep / n_ref)
+        t0 = time.perf_counter()
+        spectral_connectivity_time(x[:n_ref], freqs=ISSUE_FREQS, method="plv", sfreq=sfreq, mode="multitaper",
+                                   n_cycles=ISSUE_FREQS / 2, faverage=False, verbose=False)  # fmt: skip
+        times["mne_connectivity_multitaper"].append((time.perf_counter() - t0) * n_ep / n_ref)
+        for key, kw in ours_calls.items():
+            t0 = time.perf_counter()
+            results[key] = epoch_connectivity(x, sfreq, ISSUE_BANDS, method="plv", freqs_per_band=fpb, zero_mean=False,
+                                              **kw)  # fmt: skip
+            times[key].append(time.perf_counter() - t0)
     ref = ref.reshape(n_ref, n_ch, n_ch, ISSUE_FREQS.size)
     ref = ref + np.swapaxes(ref, 1, 2)
     ref_bands = np.stack([ref[..., np.isin(ISSUE_FREQS, f)].mean(-1) for f in fpb.values()], axis=1)
-    t_ref_30 = t_ref * n_ep / n_ref
-    rows["mne_connectivity"] = {"epochs_run": n_ref, "wall_s": t_ref, "extrapolated_30_epochs_s": t_ref_30}
-    # the call the issue timed (~250 s): the same PLV from DPSS multitaper coefficients (mne-connectivity's defaults,
-    # time_bandwidth 4: 3 tapers per frequency) - another estimator, other numbers: a scale, not an equality
-    t0 = time.perf_counter()
-    spectral_connectivity_time(x[:n_ref], freqs=ISSUE_FREQS, method="plv", sfreq=sfreq, mode="multitaper",
-                               n_cycles=ISSUE_FREQS / 2, faverage=False, verbose=False)  # fmt: skip
-    t_mt = time.perf_counter() - t0
-    rows["mne_connectivity_multitaper"] = {"epochs_run": n_ref, "wall_s": t_mt, "extrapolated_30_epochs_s": t_mt * n_ep / n_ref}
-
-    for prec in ("single", "double"):
-        t, ours = _best(lambda p=prec: epoch_connectivity(x, sfreq, ISSUE_BANDS, method="plv", freqs_per_band=fpb,
-                                                          zero_mean=False, precision=p), args.repeats)  # fmt: skip
-        diff = float(np.abs(ours[:n_ref] - ref_bands).max())
-        rows[f"ours_{prec}"] = {"wall_s": t, "speedup": t_ref_30 / t, "max_abs_diff_vs_mne_connectivity": diff,
-                                "ratio_multitaper_call": t_mt * n_ep / n_ref / t}  # fmt: skip
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    t_ref_30, t_mt_30 = med["mne_connectivity"], med["mne_connectivity_multitaper"]
+    rows["mne_connectivity"] = {"epochs_run": n_ref, "extrapolated_30_epochs_s": t_ref_30,
+                                "rounds_s": times["mne_connectivity"]}  # fmt: skip
+    rows["mne_connectivity_multitaper"] = {"epochs_run": n_ref, "extrapolated_30_epochs_s": t_mt_30,
+                                           "rounds_s": times["mne_connectivity_multitaper"]}  # fmt: skip
+    for key in ours_calls:
+        speedups = [r / t for r, t in zip(times["mne_connectivity"], times[key], strict=True)]
+        mt_ratios = [r / t for r, t in zip(times["mne_connectivity_multitaper"], times[key], strict=True)]
+        rows[key] = {"wall_s": med[key], "rounds_s": times[key],
+                     "speedup": float(np.median(speedups)), "speedup_rounds": speedups,
+                     "ratio_multitaper_call": float(np.median(mt_ratios)), "ratio_multitaper_call_rounds": mt_ratios,
+                     "max_abs_diff_vs_mne_connectivity": float(np.abs(results[key][:n_ref] - ref_bands).max())}  # fmt: skip
+    assert np.array_equal(results["ours_single"], results["ours_single_all_threads"])
 
     # the transform alone (double precision, complex coefficients)
     t_mne, _ = _best(lambda: tfr_array_morlet(x, sfreq, ISSUE_FREQS, n_cycles=ISSUE_FREQS / 2, zero_mean=False,
@@ -171,16 +197,18 @@ def main(argv: list[str] | None = None) -> int:
     r = rows
     sys.stdout.write(
         "| what | wall (s) | speed-up | max abs diff vs mne-connectivity |\n| --- | ---: | ---: | ---: |\n"
-        f"| mne-connectivity spectral_connectivity_time, {n_ref} epochs (run) | {t_ref:.1f} | | |\n"
-        f"| mne-connectivity, 30 epochs (extrapolated x{n_ep / n_ref:g}) | {t_ref_30:.1f} | 1 | |\n"
+        f"| mne-connectivity spectral_connectivity_time, 30 epochs (extrapolated from {n_ref}) | {t_ref_30:.1f} | 1 | |\n"
         f"| mne-connectivity, mode='multitaper' (the call the issue timed; another estimator), 30 epochs "
-        f"(extrapolated from {n_ref}) | {t_mt * n_ep / n_ref:.1f} | ours single: "
-        f"{r['ours_single']['ratio_multitaper_call']:.0f}x (scale only) | |\n"
-        f"| ours, single precision, 30 epochs | {r['ours_single']['wall_s']:.2f} | {r['ours_single']['speedup']:.0f}x "
-        f"| {r['ours_single']['max_abs_diff_vs_mne_connectivity']:.1e} |\n"
-        f"| ours, double precision, 30 epochs | {r['ours_double']['wall_s']:.2f} | {r['ours_double']['speedup']:.0f}x "
-        f"| {r['ours_double']['max_abs_diff_vs_mne_connectivity']:.1e} |\n"
-        f"| transform only: mne tfr_array_morlet | {t_mne:.2f} | 1 | |\n"
+        f"(extrapolated from {n_ref}) | {t_mt_30:.1f} | | |\n"
+        + "".join(
+            f"| ours, {label}, 30 epochs | {r[key]['wall_s']:.2f} | {r[key]['speedup']:.0f}x "
+            f"({_span(r[key]['speedup_rounds'])}); vs the multitaper call {r[key]['ratio_multitaper_call']:.0f}x "
+            f"({_span(r[key]['ratio_multitaper_call_rounds'])}) | {r[key]['max_abs_diff_vs_mne_connectivity']:.1e} |\n"
+            for key, label in (("ours_single", "single precision"),
+                               ("ours_single_all_threads", f"single precision, n_jobs=-1 ({os.cpu_count()} threads)"),
+                               ("ours_double", "double precision"))
+        )  # fmt: skip
+        + f"| transform only: mne tfr_array_morlet | {t_mne:.2f} | 1 | |\n"
         f"| transform only: ours (batched FFT, float64) | {t_tfr:.2f} | {t_mne / t_tfr:.1f}x | |\n"
         f"| floor: the Hermitian products alone (30 x 44 of 64 x 750 complex64, 1 core) | {t_herk:.2f} | | |\n"
         f"| floor: the inverse FFTs alone (30 x 44 x 64 of {nfft} points, complex64, 1 core) | {t_ifft:.2f} | | |\n"

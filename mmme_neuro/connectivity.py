@@ -48,6 +48,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
@@ -57,6 +58,7 @@ import xarray as xr
 from numpy.typing import ArrayLike
 from threadpoolctl import threadpool_limits
 
+from ._utils import n_threads
 from .config import Config
 from .containers import provenance, validate
 
@@ -239,6 +241,7 @@ def epoch_connectivity(
     zero_mean: bool = True,
     precision: Literal["single", "double"] = "single",
     return_info: bool = False,
+    n_jobs: int = 1,
 ) -> np.ndarray | tuple[np.ndarray, dict[str, Any]]:
     """Within-epoch connectivity: one network per epoch and band.
 
@@ -289,6 +292,11 @@ def epoch_connectivity(
     return_info : bool
         Also return a dict of the estimator's parameters (freqs, n_cycles,
         window, n_samples ...) for :func:`connectivity_dataarray`.
+    n_jobs : int
+        Threads (-1: all cores), each computing a contiguous part of the
+        epochs; every epoch's values are computed exactly as with one thread,
+        so they do not depend on it. Default 1 (the FFTs still use all
+        cores): the pipeline's parallelism is its dask workers.
 
     Returns
     -------
@@ -360,19 +368,31 @@ def epoch_connectivity(
     """
     x, freqs, cycles, sl, info = _prepare(data, sfreq, bands, method, tmin, tmax, t0, freqs_per_band, n_cycles, decim)
     ctype = _check_precision(precision)
-    info.update(zero_mean=bool(zero_mean), precision=precision)
     n_ep, n_ch, n_times = x.shape
+    threads = n_threads(n_jobs, limit=n_ep)
+    info.update(zero_mean=bool(zero_mean), precision=precision)
     out = np.zeros((n_ep, len(freqs), n_ch, n_ch))
-    logger.info("within-epoch %s: %d epochs x %d channels x %d samples, %d bands, window %d samples",
-                method, n_ep, n_ch, n_times, len(freqs), info["n_samples"])  # fmt: skip
-    for ib, band in enumerate(freqs):
-        kernels, nfft = _wavelet_kernels(sfreq, freqs[band], cycles[band], zero_mean, n_times)
-        n_f = len(freqs[band])
-        step = max(1, _BATCH_BYTES // (np.dtype(ctype).itemsize * n_ch * n_f * nfft))
-        for e0 in range(0, n_ep, step):
-            with _one_blas_thread():
-                coefs = _morlet(x[e0:e0 + step], kernels, nfft, n_times, sl, ctype, method in ("plv", "ppc"))
-                out[e0:e0 + step, ib] = _within(coefs, method).mean(axis=1)
+    logger.info("within-epoch %s: %d epochs x %d channels x %d samples, %d bands, window %d samples, %d thread(s)",
+                method, n_ep, n_ch, n_times, len(freqs), info["n_samples"], threads)  # fmt: skip
+    spectra = [_wavelet_kernels(sfreq, freqs[band], cycles[band], zero_mean, n_times) for band in freqs]
+
+    def part(lo: int, hi: int) -> None:  # epochs lo:hi, every band
+        for ib, (kernels, nfft) in enumerate(spectra):
+            step = max(1, _BATCH_BYTES // (threads * np.dtype(ctype).itemsize * n_ch * len(kernels) * nfft))
+            for e0 in range(lo, hi, step):
+                e1 = min(e0 + step, hi)
+                coefs = _morlet(x[e0:e1], kernels, nfft, n_times, sl, ctype, method in ("plv", "ppc"),
+                                workers=-1 if threads == 1 else 1)  # fmt: skip
+                out[e0:e1, ib] = _within(coefs, method).mean(axis=1)
+
+    bounds = np.linspace(0, n_ep, threads + 1).round().astype(int)
+    with _one_blas_thread():  # process-wide: set once, not from the threads
+        if threads == 1:
+            part(0, n_ep)
+        else:
+            with ThreadPoolExecutor(threads) as pool:  # numpy, scipy.fft and BLAS release the GIL
+                for _ in pool.map(part, bounds[:-1], bounds[1:]):
+                    pass
     _finalise(out)
     return (out, info) if return_info else out
 
@@ -764,7 +784,7 @@ def centred_spectra(wavelets: Sequence[np.ndarray], nfft: int) -> np.ndarray:
 
 
 def _morlet(
-    x: np.ndarray, kernels: np.ndarray, nfft: int, n_times: int, sl: slice, dtype: type, phasors: bool
+    x: np.ndarray, kernels: np.ndarray, nfft: int, n_times: int, sl: slice, dtype: type, phasors: bool, workers: int = -1
 ) -> np.ndarray:
     """Morlet coefficients (or their unit phasors) of x (e, c, t) -> contiguous (e, f, c, t_window).
 
@@ -777,11 +797,12 @@ def _morlet(
     spectra are formed in float64; only the band-limited product is cast to
     ``dtype`` before the inverse FFT, so single precision errors are relative
     to the band's own amplitude, not to the broadband (DC, delta) content.
+    ``workers``: threads of the FFTs (scipy.fft; the values do not depend on it).
     """
-    fx = scipy.fft.fft(x, n=nfft, axis=-1, workers=-1)  # (e, c, nfft) complex128
+    fx = scipy.fft.fft(x, n=nfft, axis=-1, workers=workers)  # (e, c, nfft) complex128
     buf = np.empty((x.shape[0], kernels.shape[0], x.shape[1], nfft), dtype=dtype)
     np.multiply(fx[:, np.newaxis], kernels[np.newaxis, :, np.newaxis], out=buf, casting="same_kind")
-    out = scipy.fft.ifft(buf, axis=-1, overwrite_x=True, workers=-1)
+    out = scipy.fft.ifft(buf, axis=-1, overwrite_x=True, workers=workers)
     view = out[..., :n_times][..., sl]
     if not phasors:
         return np.ascontiguousarray(view)

@@ -207,6 +207,17 @@ def test_shape_symmetry_zero_diagonal(small, method):
             assert arr.min() >= 0 and arr.max() <= 1 + 1e-9
 
 
+@pytest.mark.parametrize("method", ["plv", "coh"])
+def test_threads_give_identical_values(small, method):
+    """n_jobs splits the epochs over threads: every epoch's values are those of one thread, bit for bit."""
+    data = np.concatenate([small, small[:, ::-1], small[::-1]], axis=0)  # 12 epochs: uneven parts for 5 threads
+    one = epoch_connectivity(data, SFREQ, BANDS, method=method, tmin=PAD, tmax=1.5)
+    for n_jobs in (2, 5, -1, 50):  # more threads than epochs: at most one per epoch
+        np.testing.assert_array_equal(epoch_connectivity(data, SFREQ, BANDS, method=method, tmin=PAD, tmax=1.5,
+                                                         n_jobs=n_jobs), one)  # fmt: skip
+    np.testing.assert_array_equal(one[:4], epoch_connectivity(small, SFREQ, BANDS, method=method, tmin=PAD, tmax=1.5))
+
+
 def test_burst_in_padding_does_not_change_result(small):
     x = small.copy()
     t = np.arange(x.shape[-1]) / SFREQ
@@ -260,6 +271,8 @@ def test_padding_and_band_frequencies():
         (dict(freqs_per_band={"alpha": [9.0, 8.0]}), "increasing"),
         (dict(decim=0), "decim"),
         (dict(precision="half"), "precision"),
+        (dict(n_jobs=0), "n_jobs"),
+        (dict(n_jobs=2.0), "n_jobs"),
     ],
 )
 def test_bad_inputs(small, kwargs, match):
