@@ -22,6 +22,7 @@ epoch chunk and band instead of MNE's loop over channels x epochs x
 frequencies. The connectivity itself is one batched Hermitian matrix product
 per epoch chunk and band, ``Z @ Z^H`` over (n_channels, n_times) phasor
 matrices, instead of mne-connectivity's Python loop over channel pairs.
+``epoch_connectivity(n_jobs=...)`` also spreads the epochs over threads.
 ``benchmarks/bench_connectivity.py`` measures the speed-up.
 
 Trial-count bias

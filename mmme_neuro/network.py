@@ -26,7 +26,7 @@ Binary shortest paths run breadth-first searches on bit sets (one 64-bit
 word per 64 nodes; for graphs of <= 64 nodes a level of the searches from
 every node is one boolean product of bit rows), compiled with numba in
 :mod:`mmme_neuro._graph_kernels`: nodal efficiency of 64-node graphs is
-~75x faster than bctpy's ``distance_bin`` on one thread and ~110x with
+~80x faster than bctpy's ``distance_bin`` on one thread and 105-157x with
 ``n_jobs=-1`` on two cores (``benchmarks/bench_network.py``). Weighted
 shortest paths use a Floyd-Warshall recursion vectorised over the stack.
 
