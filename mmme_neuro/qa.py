@@ -39,6 +39,7 @@ import html
 import logging
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -68,6 +69,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+#: The time of saving in the footer of an MNE report ("Created on 2026-11-28 02:12:12 via MNE-Python").
+_MNE_TIMESTAMP = re.compile(r"Created on \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 
 #: Titles of the report sections, in order.
 SECTION_TITLES: tuple[str, ...] = (
@@ -185,7 +188,9 @@ def save_session_report(session: SessionIngest, path: str | os.PathLike, **kwarg
     """Build the report of a session and write it as one HTML file, atomically.
 
     The report is written to a temporary file in the destination directory
-    and renamed onto ``path``: readers never see a half-written report.
+    and renamed onto ``path``: readers never see a half-written report. The
+    time of saving that MNE writes in the footer is removed, so the same
+    session and code give the same file.
 
     Parameters
     ----------
@@ -215,6 +220,9 @@ def save_session_report(session: SessionIngest, path: str | os.PathLike, **kwarg
     os.chmod(tmp, 0o666 & ~umask)
     try:
         report.save(tmp, overwrite=True, open_browser=False, verbose="error")
+        # MNE stamps the footer with the time of saving: without it, the same session gives the same file
+        text = tmp.read_text(encoding="utf-8")
+        tmp.write_text(_MNE_TIMESTAMP.sub("Created", text, count=1), encoding="utf-8")
         os.replace(tmp, path)
     finally:
         if tmp.exists():

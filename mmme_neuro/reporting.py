@@ -172,10 +172,18 @@ def write_summary(out_dir: str | os.PathLike, summary: Mapping[str, Any], markdo
     return json_path, md_path
 
 
-#: Sub-trees left out of a directory's input hash: results cached by the analyses
-#: themselves (mmme_neuro.pipeline), not inputs; hashing them would make an analysis'
-#: dataset_hash depend on which other analyses ran before.
-_NOT_INPUT_DIRS: tuple[str, ...] = ("derivatives/mmme-neuro/first-level",)
+#: Sub-trees left out of a directory's input hash: our own records, caches and reports,
+#: not data. first-level: results cached by the analyses (mmme_neuro.pipeline); hashing
+#: them would make an analysis' dataset_hash depend on which other analyses ran before.
+#: conversion (per-subject records) and physio-binary (a fast copy of the physiology
+#: tables) hold the files' modification times, and qa the reports' rendering: hashing
+#: them made the dataset_hash differ between two conversions of the same data.
+_NOT_INPUT_DIRS: tuple[str, ...] = (
+    "derivatives/mmme-neuro/first-level",
+    "derivatives/mmme-neuro/conversion",
+    "derivatives/mmme-neuro/physio-binary",
+    "derivatives/mmme-neuro/qa",
+)
 
 
 def _hash_directory(path: Path) -> str:
@@ -196,7 +204,9 @@ def hash_inputs(inputs: Mapping[str, str | os.PathLike]) -> dict[str, str]:
     ----------
     inputs : mapping of str to path-like or str
         Name -> file or directory path. A directory is hashed over the
-        relative paths and contents of all its files. A value that is already
+        relative paths and contents of all its files, except mmme-neuro's own
+        records, caches and reports in a BIDS tree (``derivatives/mmme-neuro/``
+        ``first-level``, ``conversion``, ``physio-binary``, ``qa``). A value that is already
         a SHA-256 hex digest (64 lower-case hex characters, not an existing
         path) is taken as is.
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 import zlib
 from pathlib import Path
 
@@ -312,6 +313,18 @@ def test_base_summary_and_write(tmp_path: Path) -> None:
     assert dataset_hash({"x": digest}) == dataset_hash({"y": digest})
     with pytest.raises(FileNotFoundError):
         hash_inputs({"missing": tmp_path / "nope.csv"})
+
+    # the tool's own records, caches and reports in the BIDS tree are not data: the hash ignores them
+    own = folder / "derivatives" / "mmme-neuro"
+    (own / "exclusions.tsv").parent.mkdir(parents=True)
+    (own / "exclusions.tsv").write_text("expression_id\treason\n", encoding="utf-8")
+    before = hash_inputs({"bids": folder})
+    for sub in ("conversion", "physio-binary", "qa", "first-level"):  # e.g. records holding modification times
+        (own / sub).mkdir()
+        (own / sub / "sub-01.json").write_text(f'{{"mtime_ns": {time.time_ns()}}}', encoding="utf-8")
+    assert hash_inputs({"bids": folder}) == before
+    (own / "exclusions.tsv").write_text("expression_id\treason\nE1\tno_eeg\n", encoding="utf-8")  # data: counted
+    assert hash_inputs({"bids": folder}) != before
 
     summary["contrasts"].append(make_contrast("ME-MaE", kind="cluster", location=["FZ", "CZ"], time_s=[0.1, 0.3],
                                               statistic=np.float64(12.5), p=0.01, statistic_name="cluster_mass"))  # fmt: skip
