@@ -48,6 +48,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numba
 import numpy as np
 import xarray as xr
 
@@ -838,7 +839,7 @@ def _check_stack(W: Any, name: str, *, exact_symmetry: bool) -> np.ndarray:
 
 
 def _check_graphs(W: Any) -> np.ndarray:
-    """Validated stack: boolean graphs of <= 64 nodes checked on their bits (:func:`_checked_path_sums`)."""
+    """Validated stack: boolean graphs of <= 64 nodes checked on their bits (:func:`_bit_path_sums`)."""
     if _small_bool(W):
         g, kind = _kernels.check_1w(_bool_words(W), W.shape[-1])
         if g >= 0:
@@ -849,8 +850,6 @@ def _check_graphs(W: Any) -> np.ndarray:
 
 def _threads(n_jobs: Any) -> int:
     """Threads for the compiled kernels from an ``n_jobs`` argument (-1: all; at most numba's thread count)."""
-    import numba
-
     return n_threads(n_jobs, limit=int(numba.config.NUMBA_NUM_THREADS))
 
 
@@ -882,27 +881,36 @@ def _checked_path_sums(
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Validated stack and its per-source path sums (:func:`_path_sums`).
 
-    Boolean graphs of <= 64 nodes are packed into bit rows, checked
-    (symmetric, empty diagonal: 64 x 64 bit transpose, ~6x faster than
-    comparing the boolean array with its transpose) and searched one graph at
-    a time, in one compiled pass per thread; without ``all_sums`` only the
-    first sum (1/d) is computed there, the other two are returned empty.
-    Anything else: :func:`_check_graphs`, then :func:`_path_sums`.
+    Boolean graphs of <= 64 nodes are validated on their bits by the same
+    compiled pass that searches them (:func:`_bit_path_sums`); anything else
+    by :func:`_check_graphs` first.
     """
     if weighted or not _small_bool(W):
         W = _check_graphs(W)
-        return W, _path_sums(W, weighted, threads)
-    lead, n = W.shape[:-2], W.shape[-1]
-    X = _bool_words(W)
+    return W, _path_sums(W, weighted, threads, all_sums)
+
+
+def _bit_path_sums(A: np.ndarray, threads: int, all_sums: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_path_sums` of a boolean stack of <= 64 nodes, which it also validates.
+
+    Each graph is packed into bit rows, checked (symmetric, empty diagonal:
+    64 x 64 bit transpose, ~6x faster than comparing the boolean array with
+    its transpose) and searched, in one compiled pass per thread; without
+    ``all_sums`` only the first sum (1/d) is computed, the other two are
+    returned empty.
+    """
+    lead, n = A.shape[:-2], A.shape[-1]
+    X = _bool_words(A)
     if _parallel(threads, X.shape[0]):
-        *sums, g, kind = _kernels.checked_path_sums_1w_threads(X, n, all_sums, threads)
+        inv, dsum, reach, g, kind = _kernels.checked_path_sums_1w_threads(X, n, all_sums, threads)
     else:
-        *sums, g, kind = _kernels.checked_path_sums_1w(X, n, all_sums)
+        inv, dsum, reach, g, kind = _kernels.checked_path_sums_1w(X, n, all_sums)
     if g >= 0:
-        _raise_bad_graph(W, g, kind)
+        _raise_bad_graph(A, g, kind)
     shape = lead + (n,)
-    inv, dsum, reach = sums
-    return W, (inv.reshape(shape), dsum.reshape(shape) if all_sums else dsum, reach.reshape(shape) if all_sums else reach)
+    if not all_sums:
+        return inv.reshape(shape), dsum, reach
+    return inv.reshape(shape), dsum.reshape(shape), reach.reshape(shape)
 
 
 def _check_graphs_slow(W: Any) -> np.ndarray:
@@ -981,7 +989,7 @@ def _compute_metrics(G: np.ndarray, metrics: Sequence[str], weighted: bool, thre
     out: dict[str, np.ndarray] = {}
     wanted = set(metrics)
     if wanted & {"nodal_efficiency", "global_efficiency", "characteristic_path_length"}:
-        _, (inv, dsum, reach) = _checked_path_sums(G, weighted, threads)  # boolean: packed and searched per graph
+        inv, dsum, reach = _path_sums(G, weighted, threads)
         nodal = inv / (n - 1)
         out["nodal_efficiency"] = nodal
         out["global_efficiency"] = nodal.mean(axis=-1)
@@ -1006,8 +1014,16 @@ def _compute_metrics(G: np.ndarray, metrics: Sequence[str], weighted: bool, thre
     return {m: out[m] for m in metrics}
 
 
-def _path_sums(W: np.ndarray, weighted: bool, threads: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per source node of a validated stack: sum of 1/d, sum of finite d, number of reachable others."""
+def _path_sums(
+    W: np.ndarray, weighted: bool, threads: int = 1, all_sums: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per source node of a validated stack: sum of 1/d, sum of finite d, number of reachable others.
+
+    ``threads``: :func:`_threads`. ``all_sums=False`` may leave the last two
+    empty (boolean stacks of <= 64 nodes: :func:`_bit_path_sums`).
+    """
+    if not weighted and _small_bool(W):
+        return _bit_path_sums(W, threads, all_sums)
     if weighted:
         D = _weighted_distances(W)
         n = D.shape[-1]
