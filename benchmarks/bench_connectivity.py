@@ -35,7 +35,8 @@ Settings
 
 mne-connectivity and ours (single precision with one thread and with
 ``n_jobs=-1``, double precision) are timed side by side in ``--repeats``
-rounds; speed-ups are the median of the rounds' ratios (their range is
+rounds, after a warm-up call of each on one epoch (mne-connectivity's first
+call in a process costs ~9 s once, which the extrapolation would multiply); speed-ups are the median of the rounds' ratios (their range is
 printed), since this VM's speed drifts between runs and even within one.
 The other timings are the best of ``--repeats`` runs. The load average is
 recorded.
@@ -109,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         "ours_single_all_threads": dict(precision="single", n_jobs=-1),
         "ours_double": dict(precision="double"),
     }
+    # first calls in a process cost mne-connectivity ~9 s once (15.6 s instead of 6.5 s for 3 multitaper epochs),
+    # which the extrapolation would multiply by 10: warm both modes (and ours) up on one epoch first
+    for mode in ("cwt_morlet", "multitaper"):
+        spectral_connectivity_time(x[:1], freqs=ISSUE_FREQS, method="plv", sfreq=sfreq, mode=mode,
+                                   n_cycles=ISSUE_FREQS / 2, faverage=False, verbose=False)  # fmt: skip
+    epoch_connectivity(x[:2], sfreq, ISSUE_BANDS, method="plv", freqs_per_band=fpb, zero_mean=False, n_jobs=-1)
     times: dict[str, list[float]] = {k: [] for k in ("mne_connectivity", "mne_connectivity_multitaper", *ours_calls)}
     results: dict[str, np.ndarray] = {}
     for _ in range(args.repeats):
