@@ -12,12 +12,13 @@ measures this against bctpy and networkx on the same graphs, in one run.
 Layout: a stack of ``G`` graphs of ``n`` nodes is packed (``np.packbits``)
 into ``P`` of shape ``(G, n, words)``
 (``words = ceil(n / 64)``), bit ``j % 64`` of word ``j // 64`` of row ``i``
-set when nodes ``i`` and ``j`` are adjacent. Kernels are single-threaded
-(``nogil``): the pipeline's parallelism is its dask workers, so kernels never
-oversubscribe the cores. The ``*_threads`` variants split a stack into ``k``
-contiguous chunks over numba threads, for interactive use (``n_jobs`` of the
-public functions); each chunk runs the single-threaded kernel, so the values
-do not depend on ``k``.
+set when nodes ``i`` and ``j`` are adjacent; boolean stacks of <= 64 nodes
+are packed one graph at a time by :func:`checked_path_sums_1w`. Kernels are
+single-threaded (``nogil``): the pipeline's parallelism is its dask workers,
+so kernels never oversubscribe the cores. :func:`checked_path_sums_1w_threads`
+splits a stack into ``k`` contiguous chunks over numba threads, for
+interactive use (``n_jobs`` of the public functions); each chunk runs the
+single-threaded kernel, so the values do not depend on ``k``.
 """
 
 from __future__ import annotations
@@ -67,20 +68,14 @@ def path_sums_1w(P, n):
     inv = np.empty((G, n))
     dsum = np.empty((G, n))
     reach = np.empty((G, n))
-    _path_sums_into(P, n, inv, dsum, reach)
-    return inv, dsum, reach
-
-
-@njit(cache=True, nogil=True)
-def _path_sums_into(P, n, inv, dsum, reach):
-    """:func:`path_sums_1w` writing into ``inv``, ``dsum``, ``reach`` (each ``(G, n)``)."""
     A = np.zeros(64, dtype=np.uint64)  # one graph's rows (rows >= n stay empty)
     F = np.empty(64, dtype=np.uint64)
     R = np.empty(64, dtype=np.uint64)
-    for g in range(P.shape[0]):
+    for g in range(G):
         for i in range(n):
             A[i] = P[g, i, 0]
         _search(A, n, F, R, inv[g], dsum[g], reach[g], True)
+    return inv, dsum, reach
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -128,19 +123,6 @@ def _search(A, n, F, R, inv, dsum, reach, all_sums):
                 reach[s] += c
             tot += c
         d += 1
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def path_sums_1w_threads(P, n, k):
-    """:func:`path_sums_1w` on ``k`` contiguous chunks of the stack, one per thread (same values)."""
-    G = P.shape[0]
-    inv = np.empty((G, n))
-    dsum = np.empty((G, n))
-    reach = np.empty((G, n))
-    for c in prange(k):
-        lo, hi = c * G // k, (c + 1) * G // k
-        _path_sums_into(P[lo:hi], n, inv[lo:hi], dsum[lo:hi], reach[lo:hi])
-    return inv, dsum, reach
 
 
 @njit(cache=True, nogil=True)
@@ -299,35 +281,24 @@ def _fault(A, n, a):
 
 @njit(cache=True, nogil=True, inline="always")
 def _pack_rows(X, g, n, A):
-    """Pack graph ``g`` of ``X`` (see :func:`pack_checked_1w`) into the 64-word rows ``A`` (rows >= n untouched).
+    """Pack graph ``g`` of ``X`` (see :func:`check_1w`) into the 64-word rows ``A`` (rows >= n untouched).
 
-    Eight 0/1 bytes become eight bits in one multiplication: byte ``j`` (bit
+    A byte is an edge if it is not 0, as numpy reads booleans (a boolean
+    array viewed from other bytes may hold 2 ... 255): three shift-ORs gather
+    each byte's bits into its bit 0, without carrying between bytes. Then
+    eight 0/1 bytes become eight bits in one multiplication: byte ``j`` (bit
     ``8 j``) times ``2 ** (7 (8 - j))`` lands on bit ``56 + j``, and no two
     products overlap.
     """
     for i in range(n):
         w = _ZERO
         for k in range(X.shape[2]):
-            w |= (((X[g, i, k] & _BYTE_LSB) * _GATHER) >> _56) << np.uint64(8 * k)
+            x = X[g, i, k]
+            x |= x >> np.uint64(4)
+            x |= x >> np.uint64(2)
+            x |= x >> np.uint64(1)
+            w |= (((x & _BYTE_LSB) * _GATHER) >> _56) << np.uint64(8 * k)
         A[i] = w
-
-
-@njit(cache=True, nogil=True)
-def symmetric_loopless_1w(P, n):
-    """Whether every packed graph (``n <= 64``, one word per row) is symmetric with an empty diagonal.
-
-    Returns ``(-1, -1)`` if all are, else the first offending ``(graph, kind)``
-    with kind 0 = asymmetric, 1 = self-loop.
-    """
-    A = np.zeros(64, dtype=np.uint64)
-    a = np.empty(64, dtype=np.uint64)
-    for g in range(P.shape[0]):
-        for i in range(n):
-            A[i] = P[g, i, 0]
-        kind = _fault(A, n, a)
-        if kind >= 0:
-            return g, kind
-    return -1, -1
 
 
 @njit(cache=True, nogil=True)
@@ -336,9 +307,10 @@ def check_1w(X, n):
 
     ``X``: the booleans of shape ``(G, n, n8)``, ``n <= 64``, each row
     zero-padded to ``n8 = ceil(n / 8)`` groups of 8 bytes and read as one
-    little-endian ``uint64`` per group (``network._bool_words``). Kinds as
-    :func:`symmetric_loopless_1w`; each graph is packed (:func:`_pack_rows`)
-    into 64 words of scratch and checked there.
+    little-endian ``uint64`` per group (``network._bool_words``). kind 0:
+    asymmetric, 1: a self-loop (the first graph with either; within a graph,
+    a self-loop first). Each graph is packed (:func:`_pack_rows`) into 64
+    words of scratch and checked there (:func:`_fault`).
     """
     e = np.empty((0, n))
     return _checked_sums_into(X, n, e, e, e, 0)

@@ -26,7 +26,7 @@ Binary shortest paths run breadth-first searches on bit sets (one 64-bit
 word per 64 nodes; for graphs of <= 64 nodes a level of the searches from
 every node is one boolean product of bit rows), compiled with numba in
 :mod:`mmme_neuro._graph_kernels`: nodal efficiency of 64-node graphs is
-~80x faster than bctpy's ``distance_bin`` on one thread and 105-157x with
+~70-80x faster than bctpy's ``distance_bin`` on one thread and 105-157x with
 ``n_jobs=-1`` on two cores (``benchmarks/bench_network.py``). Weighted
 shortest paths use a Floyd-Warshall recursion vectorised over the stack.
 
@@ -1019,11 +1019,12 @@ def _path_sums(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per source node of a validated stack: sum of 1/d, sum of finite d, number of reachable others.
 
-    ``threads``: :func:`_threads`. ``all_sums=False`` may leave the last two
-    empty (boolean stacks of <= 64 nodes: :func:`_bit_path_sums`).
+    Binary graphs of <= 64 nodes: :func:`_bit_path_sums` (``threads``:
+    :func:`_threads`; ``all_sums=False`` leaves the last two empty); larger
+    ones are searched on one thread.
     """
-    if not weighted and _small_bool(W):
-        return _bit_path_sums(W, threads, all_sums)
+    if not weighted and W.shape[-1] <= 64:
+        return _bit_path_sums(W if W.dtype == bool else W != 0, threads, all_sums)
     if weighted:
         D = _weighted_distances(W)
         n = D.shape[-1]
@@ -1033,11 +1034,7 @@ def _path_sums(
             inv = np.where(finite, 1.0 / np.where(finite, D, 1.0), 0.0)
         return inv.sum(-1), np.where(finite, D, 0.0).sum(-1), finite.sum(-1).astype(float)
     lead, n = W.shape[:-2], W.shape[-1]
-    P = _pack(W)
-    if n <= 64 and _parallel(threads, P.shape[0]):
-        sums = _kernels.path_sums_1w_threads(P, n, threads)
-    else:
-        sums = _kernels.path_sums(P, n)
+    sums = _kernels.path_sums(_pack(W), n)
     return tuple(x.reshape(lead + (n,)) for x in sums)  # type: ignore[return-value]
 
 

@@ -373,18 +373,18 @@ def test_boolean_graphs_checked_on_their_bits(n):
     A = rng.random((40, n, n)) < 0.3
     A = A | A.swapaxes(-1, -2)
     A[:, np.arange(n), np.arange(n)] = False
-    assert _graph_kernels.symmetric_loopless_1w(nw._pack(A), n) == (-1, -1)
+    assert _graph_kernels.check_1w(nw._bool_words(A), n) == (-1, -1)
     np.testing.assert_array_equal(nw.nodal_efficiency(A), nw.nodal_efficiency(A.astype(float)))
     for g in (0, 17, 39):  # one flipped edge end or one self-loop, in several graphs: found in that graph
         i, j = rng.choice(n, 2, replace=False)
         bad = A.copy()
         bad[g, i, j] = ~bad[g, i, j]
-        assert _graph_kernels.symmetric_loopless_1w(nw._pack(bad), n) == (g, 0)
+        assert _graph_kernels.check_1w(nw._bool_words(bad), n) == (g, 0)
         with pytest.raises(ValueError, match="symmetric"):
             nw.nodal_efficiency(bad)
         bad = A.copy()
         bad[g, i, i] = True
-        assert _graph_kernels.symmetric_loopless_1w(nw._pack(bad), n) == (g, 1)
+        assert _graph_kernels.check_1w(nw._bool_words(bad), n) == (g, 1)
         with pytest.raises(ValueError, match="diagonal"):
             nw.characteristic_path_length(bad)
 
@@ -419,8 +419,7 @@ def test_threads_give_the_same_values_and_find_the_same_bad_graph(n):
     for inv_only in (_graph_kernels.checked_path_sums_1w(X, n, False), _graph_kernels.checked_path_sums_1w_threads(X, n, False, 3)):
         np.testing.assert_array_equal(inv_only[0], serial[0])
         assert inv_only[1].size == inv_only[2].size == 0
-    for s, t in zip(_graph_kernels.path_sums_1w(nw._pack(A), n), _graph_kernels.path_sums_1w_threads(nw._pack(A), n, 3),
-                    strict=True):  # fmt: skip
+    for s, t in zip(_graph_kernels.path_sums_1w(nw._pack(A), n), serial[:3], strict=True):  # packed input: the same
         np.testing.assert_array_equal(s, t)
     for g, (i, j), kind, match in ((250, (0, 1), 0, "symmetric"), (150, (2, 2), 1, "diagonal")):  # 3rd and 2nd chunk
         bad = A.reshape(300, n, n).copy()
@@ -430,6 +429,24 @@ def test_threads_give_the_same_values_and_find_the_same_bad_graph(n):
         assert _graph_kernels.check_1w(nw._bool_words(bad), n) == (g, kind)
         with pytest.raises(ValueError, match=match):
             nw.nodal_efficiency(bad, n_jobs=2)
+
+
+def test_boolean_bytes_other_than_one_are_edges():
+    """A boolean array viewed from other bytes (2 ... 255) holds True where numpy says so: same metrics, same checks."""
+    rng = np.random.default_rng(3)
+    A = rng.random((5, 21, 21)) < 0.3
+    A = np.triu(A, 1)
+    A = A | A.swapaxes(-1, -2)
+    raw = A.astype(np.uint8) * rng.integers(1, 256, A.shape, dtype=np.uint8)  # non-zero bytes of every value
+    raw = np.maximum(raw, raw.swapaxes(-1, -2))  # symmetric as booleans and as bytes
+    B = raw.view(bool)
+    assert np.array_equal(B, A) and set(np.unique(raw)) - {0, 1}
+    np.testing.assert_array_equal(nw.nodal_efficiency(B), nw.nodal_efficiency(A))
+    np.testing.assert_array_equal(nw.characteristic_path_length(B), nw.characteristic_path_length(A))
+    bad = raw.copy()
+    bad[2, 4, 4] = 128  # a self-loop written as byte 128
+    with pytest.raises(ValueError, match="diagonal"):
+        nw.nodal_efficiency(bad.view(bool))
 
 
 @pytest.mark.parametrize("n_jobs", [0, -2, 1.5, True, "2", None])
