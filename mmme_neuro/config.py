@@ -264,6 +264,15 @@ class RunConfig(_Section):
                          "and at least as many parallel permutations of the decoding test (results do not depend on it).")
     scheduler: str | None = Field(None, description="Address of an existing dask scheduler (e.g. tcp://host:8786); overrides workers.")
     cache: bool = Field(True, description="Reuse per-subject results cached under derivatives/mmme-neuro/first-level when inputs, configuration and version are unchanged.")
+    threads: int = Field(1, description="Threads of one subject's EEG preprocessing (spans read and low-passed, high-pass) (-1: all cores); "
+                         "with several workers, workers x threads should not exceed the cores. Results do not depend on it.")
+
+    @field_validator("threads")
+    @classmethod
+    def _check_threads(cls, v: int) -> int:
+        if v == 0 or v < -1:
+            raise ValueError(f"threads must be a positive integer or -1 (all cores), got {v}")
+        return v
 
 
 class Config(_Section):

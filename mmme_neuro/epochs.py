@@ -40,6 +40,7 @@ from .containers import provenance
 from .preprocessing import (
     PreprocessOptions,
     _read_decimated,
+    _read_map,
     decimation_factor,
     filter_pad_s,
     filter_spans,
@@ -494,7 +495,7 @@ def _cut_epochs(clean: mne.io.Raw, plan: pd.DataFrame, config: Config, decim: in
         i = int(smap.span_of(np.array([int(x)]), np.array([int(x)]))[0])
         if i < 0:
             continue
-        pos = int(np.round(smap.to_segment(np.array([int(x)]))[0]))
+        pos = int(np.floor(smap.to_segment(np.array([int(x)]))[0] + 0.5))  # half up: independent of the span's offset
         a, b = pos + decim * j0, pos + decim * j1
         if a < smap.seg_start[i] or b >= smap.seg_stop[i]:
             continue
@@ -607,26 +608,34 @@ def make_epochs(
     emg_pad = _emg_pad_s(emg_sf, config.emg, config.preprocessing.notch_freq)
     picks = [c for c, t in zip(src.ch_names, src.get_channel_types(), strict=True)
              if t == "emg" or c in config.emg.temporal_channels]  # fmt: skip
-    emg_seg = _emg_copy(read_segments(src, centers, analysis.tmin, analysis.tmax, emg_pad, picks=picks),
-                        config.emg, config.preprocessing.notch_freq)  # fmt: skip
-    n_emg = get_segment_map(emg_seg).n_orig_samples
-    emg = emg_measures(emg_seg, plan["landmark_sample"].to_numpy(), plan["duration_s"].to_numpy(), analysis, config.emg)
-    del emg_seg
-    # EEG: each span low-passed and decimated as it is read (integer factor), else read at the native rate
+    # EEG: each span low-passed, decimated, high-passed and cut to the epoch windows as it is read (integer
+    # factor), the EMG spans copied from it; else read at the native rate, and the EMG spans read apart
     pcfg = config.preprocessing
     fused = (opts.filter and opts.resample and pcfg.resample_sfreq is not None
              and (decimation_factor(sf, pcfg.resample_sfreq) or 1) > 1)  # fmt: skip
+    emg_seg = None
     if fused:
-        segments = _read_decimated(raw, centers, ep.tmin, ep.tmax, pad, pcfg)
+        emg_spec = {"picks": picks, "tmin": analysis.tmin, "tmax": analysis.tmax, "pad_s": emg_pad} if emg_raw is None else None
+        segments, emg_seg = _read_decimated(raw, centers, ep.tmin, ep.tmax, pad, pcfg, n_jobs=config.run.threads,
+                                            crop=opts, emg=emg_spec)  # fmt: skip
+        n_loaded = _read_map(segments).n_orig_samples
     else:
         segments = read_segments(raw, centers, ep.tmin, ep.tmax, pad)
-    n_loaded = get_segment_map(segments).n_orig_samples
+        n_loaded = get_segment_map(segments).n_orig_samples
+    emg_from = "the EEG spans read" if emg_seg is not None else "read apart"
+    if emg_seg is None:
+        emg_seg = read_segments(src, centers, analysis.tmin, analysis.tmax, emg_pad, picks=picks)
+    emg_seg = _emg_copy(emg_seg, config.emg, config.preprocessing.notch_freq)
+    n_emg = get_segment_map(emg_seg).n_orig_samples
+    emg = emg_measures(emg_seg, plan["landmark_sample"].to_numpy(), plan["duration_s"].to_numpy(), analysis, config.emg)
+    del emg_seg
     clean, prep = preprocess_segments(segments, config, options=opts, copy=False)
     del segments
     prep["pad_s"] = pad
     prep["emg_pad_s"] = emg_pad
     prep["n_samples_read"] = n_loaded
     prep["n_emg_samples_read"] = n_emg
+    prep["emg_samples_from"] = emg_from
     decim = int(prep["resample"].get("decim_at_epoching", 1))
     data, ok, t0 = _cut_epochs(clean, plan, config, decim, raw.n_times)
     reason = plan["reason"].to_numpy(dtype=object).copy()

@@ -73,7 +73,8 @@ import dataclasses
 import functools
 import importlib.util
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -84,6 +85,7 @@ import scipy.fft
 import scipy.signal
 from numpy.typing import ArrayLike
 
+from ._utils import n_threads
 from .config import Config, PreprocessingConfig
 from .constants import MASTOID_CHANNELS, SCALP_CHANNELS
 
@@ -363,6 +365,12 @@ def _get_temp(raw: mne.io.BaseRaw, key: str) -> Any:
     return temp.get(key) if isinstance(temp, dict) else None
 
 
+def _read_map(raw: mne.io.BaseRaw) -> SegmentMap:
+    """The spans read from the recording: the segment map, or the one recorded before a crop while reading."""
+    done = _get_temp(raw, _LP_KEY)
+    return done["read_map"] if done and "read_map" in done else get_segment_map(raw)
+
+
 def _set_segment_map(raw: mne.io.BaseRaw, smap: SegmentMap) -> None:
     _set_temp(raw, _TEMP_KEY, smap)
 
@@ -402,8 +410,39 @@ def _read_picks(raw: mne.io.BaseRaw, picks: str | list[str] | None) -> tuple[lis
     return ch_names, info
 
 
+def _thread_map(fn: Callable[[Any], Any], items: list[Any], n_jobs: int) -> list[Any]:
+    """``[fn(x) for x in items]``, on ``n_jobs`` threads (numpy, scipy.fft and MNE's file reads release the GIL).
+
+    Each item is computed exactly as on one thread, so results do not depend
+    on ``n_jobs``.
+    """
+    threads = n_threads(n_jobs, limit=len(items))
+    if threads <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(threads, thread_name_prefix="mmme-prep") as pool:
+        return list(pool.map(fn, items))
+
+
 def _concat(pieces: list[mne.io.BaseRaw]) -> mne.io.BaseRaw:
     return mne.concatenate_raws(pieces, verbose=False) if len(pieces) > 1 else pieces[0]
+
+
+def _assemble(pieces: list[np.ndarray], info: mne.Info, *, boundaries: bool = True) -> mne.io.RawArray:
+    """One RawArray of pieces (channels x times) with the boundary annotations ``concatenate_raws`` adds.
+
+    The same data and annotations as :func:`mne.concatenate_raws` of one
+    RawArray per piece (test), without building those Raws and copying the
+    data twice (0.15 s per call on a full session's spans); the result is
+    one piece for MNE (``_raw_lengths``), which only the per-span FFT
+    resampling needs, and that never sees these Raws.
+    """
+    out = mne.io.RawArray(np.concatenate(pieces, axis=1) if len(pieces) > 1 else pieces[0], info, verbose=False)
+    joins = np.cumsum([p.shape[1] for p in pieces[:-1]]) / float(info["sfreq"])
+    if joins.size and boundaries:
+        onsets = np.repeat(joins, 2)
+        out.set_annotations(mne.Annotations(onsets, np.zeros(onsets.size),
+                                            ["BAD boundary", "EDGE boundary"] * joins.size))  # fmt: skip
+    return out
 
 
 def _filter_idx(info: mne.Info) -> list[int]:
@@ -604,6 +643,39 @@ def fir_zero_phase(x: np.ndarray, h: np.ndarray) -> np.ndarray:
     return y[..., shift:shift + n]
 
 
+
+def _fir_zero_phase_range(x: np.ndarray, h: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """``fir_zero_phase(x, h)[..., start:stop]``, computing only those outputs.
+
+    The same point-reflected edges as :func:`fir_zero_phase`, built only
+    where the outputs reach them; one ``valid``-mode FFT convolution of the
+    ``stop - start + len(h) - 1`` input samples the outputs depend on. Equal
+    to :func:`fir_zero_phase` to round-off (test); for the 0.1-Hz high-pass
+    (8251 taps at 250 Hz) of a full session's epoch windows it costs about
+    half of filtering the whole padded spans (``benchmarks/bench_erp``).
+    """
+    n = x.shape[-1]
+    if not 0 <= start < stop <= n:
+        raise ValueError(f"output range [{start}, {stop}) is not inside [0, {n})")
+    if len(h) % 2 != 1:
+        raise ValueError(f"a zero-phase FIR needs an odd number of taps, got {len(h)}")
+    half = (len(h) - 1) // 2
+    n_edge = min(len(h), n) - 1
+    lo, hi = start - half, stop + half  # input samples needed (in x's indices; outside [0, n) = reflected)
+    zeros = np.zeros(x.shape[:-1] + (0,))
+    parts = []
+    if lo < 0:  # x[-n_edge..-1] reflected, zeros beyond (as the full convolution of fir_zero_phase)
+        left = np.concatenate([np.zeros(x.shape[:-1] + (max(0, -lo - n_edge),)),
+                               2 * x[..., :1] - x[..., n_edge:0:-1] if n_edge else zeros], axis=-1)  # fmt: skip
+        parts.append(left[..., left.shape[-1] + lo:])
+    parts.append(x[..., max(lo, 0):min(hi, n)])
+    if hi > n:  # x[n..n + n_edge - 1] reflected, zeros beyond
+        right = np.concatenate([2 * x[..., -1:] - x[..., -2:-n_edge - 2:-1] if n_edge else zeros,
+                                np.zeros(x.shape[:-1] + (max(0, hi - n - n_edge),))], axis=-1)  # fmt: skip
+        parts.append(right[..., :hi - n])
+    seg = np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+    return scipy.signal.fftconvolve(seg, h.reshape((1,) * (x.ndim - 1) + (-1,)), mode="valid", axes=-1)
+
 def filter_spans(raw: mne.io.BaseRaw, h: np.ndarray, picks: Sequence[int]) -> bool:
     """Filter each span of a segmented Raw in place with :func:`fir_zero_phase` (as ``raw.filter`` would).
 
@@ -643,15 +715,27 @@ def _read_decimated(
     config: PreprocessingConfig,
     *,
     picks: str | list[str] | None = None,
-) -> mne.io.Raw:
-    """:func:`read_segments` fused with the native-rate filters and the decimation.
+    n_jobs: int = 1,
+    crop: PreprocessOptions | None = None,
+    emg: dict[str, Any] | None = None,
+) -> tuple[mne.io.Raw, mne.io.Raw | None]:
+    """:func:`read_segments` fused with the native-rate filters and the decimation (and more, on request).
 
     Each span is read, low-passed (+ notched if not subsumed) and decimated by
-    ``sfreq / resample_sfreq`` (integer factor required) before the next one is
-    read, so only one native-rate span is ever in memory; the low-pass is
-    evaluated only at the kept samples (:func:`fir_decimate`). The result is a
-    Raw at the decimated rate with a valid :func:`get_segment_map`;
-    :func:`preprocess_segments` skips the steps already done.
+    ``sfreq / resample_sfreq`` (integer factor required) on its own, so only
+    one native-rate span per thread (``n_jobs``) is ever in memory; the
+    low-pass is evaluated only at the kept samples (:func:`fir_decimate`).
+    The result is a Raw at the decimated rate with a valid
+    :func:`get_segment_map`; :func:`preprocess_segments` skips the steps
+    already done.
+
+    With ``crop`` (the :class:`PreprocessOptions`), each decimated span is
+    also high-passed at ``config.l_freq`` and cut to its epoch windows +-
+    the ICA's margin, as :func:`_crop_highpass` does on a whole Raw of spans,
+    so no Raw of whole decimated spans is built. With ``emg`` (``picks``,
+    ``tmin``, ``tmax``, ``pad_s``: the arguments :func:`read_segments` would
+    get), the native-rate EMG spans are copied from the spans read, when each
+    lies inside one (else the second value is None and the caller reads them).
     """
     sf = float(raw.info["sfreq"])
     k = decimation_factor(sf, config.resample_sfreq)
@@ -665,27 +749,76 @@ def _read_decimated(
         info["sfreq"] = new_sf
         if config.h_freq is not None and config.h_freq < sf / 2:
             info["lowpass"] = float(config.h_freq)
-    pieces, a_s, b_s = [], [], []
+    a_s, b_s = [], []
     for a0, b0 in zip(starts, stops, strict=True):
         a, b = _aligned(int(a0), int(b0), wins["centers"], k)
-        if b <= a:
-            continue
-        x = raw.get_data(picks=ch_names, start=a, stop=b)
-        pieces.append(mne.io.RawArray(_lowpass_notch_decimate(x, sf, config, idx, k), info.copy(), verbose=False))
-        del x
-        a_s.append(a)
-        b_s.append(b)
-    segments = _concat(pieces)
+        if b > a:
+            a_s.append(a)
+            b_s.append(b)
     a_arr, b_arr = np.array(a_s, dtype=np.int64), np.array(b_s, dtype=np.int64)
     lengths = (b_arr - a_arr) // k
     seg_stop = np.cumsum(lengths)
     smap = SegmentMap(a_arr, b_arr, seg_stop - lengths, seg_stop, sf, new_sf)
-    _set_segment_map(segments, smap)
+    by_span: dict[int, list[tuple[int, int]]] = {}
+    h = None
+    if crop is not None:
+        windows, margin = _crop_windows(smap, wins, crop)
+        for i, a, b in windows:
+            by_span.setdefault(i, []).append((a, b))
+        h = fir_kernel(new_sf, config.l_freq, None) if config.l_freq is not None else None
+    emg_plan = _emg_plan(raw, centers_s, emg, a_arr, b_arr) if emg is not None else None
+
+    def one(i: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        x = raw.get_data(picks=ch_names, start=int(a_arr[i]), stop=int(b_arr[i]))
+        emg_pieces = [] if emg_plan is None else \
+            [x[emg_plan["rows"], ea - int(a_arr[i]):eb - int(a_arr[i])] for ea, eb in emg_plan["by_span"].get(i, [])]
+        y = _lowpass_notch_decimate(x, sf, config, idx, k)
+        del x
+        if crop is None:
+            return [y], emg_pieces
+        s0 = int(smap.seg_start[i])
+        return _highpassed_windows(y, [(a - s0, b - s0) for a, b in by_span.get(i, [])], h, idx), emg_pieces
+
+    done = _thread_map(one, list(range(smap.n_spans)), n_jobs)
+    pieces = [p for ps, _ in done for p in ps]
+    lp = {"steps": _lowpass_steps(sf, config), "resample": _decim_report(sf, k), "read_map": smap}
+    if crop is None:
+        segments = _assemble(pieces, info)
+        _set_segment_map(segments, smap)
+    else:
+        segments, lp["cropped"] = _cropped_raw(pieces, windows, smap, info, config.l_freq if h is not None else None,
+                                               margin)  # fmt: skip
     _set_temp(segments, _WIN_KEY, wins)
-    _set_temp(segments, _LP_KEY, {"steps": _lowpass_steps(sf, config), "resample": _decim_report(sf, k)})
+    _set_temp(segments, _LP_KEY, lp)
     logger.info("read + low-passed + decimated (%d -> %g Hz) %d spans (%d samples = %.1f s) around %d centres",
                 sf, new_sf, smap.n_spans, smap.n_orig_samples, smap.n_orig_samples / sf, c.size)  # fmt: skip
-    return segments
+    emg_raw = None
+    if emg_plan is not None:
+        emg_raw = _assemble([p for _, ps in done for p in ps], emg_plan["info"])
+        _set_segment_map(emg_raw, emg_plan["map"])
+        _set_temp(emg_raw, _WIN_KEY, emg_plan["wins"])
+    return segments, emg_raw
+
+
+def _emg_plan(raw: mne.io.BaseRaw, centers_s: np.ndarray, emg: dict[str, Any], a_arr: np.ndarray,
+              b_arr: np.ndarray) -> dict[str, Any] | None:  # fmt: skip
+    """Where the spans :func:`read_segments` would read for ``emg`` lie in the spans read (None if one does not)."""
+    starts, stops, _, wins = _spans(raw, centers_s, emg["tmin"], emg["tmax"], emg["pad_s"])
+    span = np.searchsorted(a_arr, starts, side="right") - 1
+    if np.any(span < 0) or np.any(stops > b_arr[np.maximum(span, 0)]):
+        return None
+    names, info = _read_picks(raw, emg["picks"])
+    all_names, _ = _read_picks(raw, None)
+    if not set(names) <= set(all_names):
+        return None
+    by_span: dict[int, list[tuple[int, int]]] = {}
+    for i, a, b in zip(span.tolist(), starts.tolist(), stops.tolist(), strict=True):
+        by_span.setdefault(i, []).append((a, b))
+    lengths = stops - starts
+    stop = np.cumsum(lengths)
+    sf = float(raw.info["sfreq"])
+    return {"rows": [all_names.index(n) for n in names], "by_span": by_span, "info": info, "wins": wins,
+            "map": SegmentMap(starts, stops, stop - lengths, stop, sf, sf)}  # fmt: skip
 
 
 def _decim_report(sf: float, k: int) -> dict[str, Any]:
@@ -895,10 +1028,11 @@ def _lowpass_notch(raw: mne.io.BaseRaw, cfg: PreprocessingConfig) -> dict[str, A
     return _lowpass_steps(sf, cfg)
 
 
-def _highpass(raw: mne.io.BaseRaw, cfg: PreprocessingConfig, native_sf: float) -> dict[str, Any]:
-    """High-pass at the current (decimated) rate; returns the ``bandpass`` step record."""
+def _highpass(raw: mne.io.BaseRaw, cfg: PreprocessingConfig, native_sf: float, *, done: bool = False,
+              ) -> dict[str, Any]:  # fmt: skip
+    """High-pass at the current (decimated) rate (unless ``done``); returns the ``bandpass`` step record."""
     sf = float(raw.info["sfreq"])
-    if cfg.l_freq is not None:
+    if cfg.l_freq is not None and not done:
         picks = _filter_idx(raw.info)
         if filter_spans(raw, fir_kernel(sf, cfg.l_freq, None), picks):
             with raw.info._unlock():
@@ -973,22 +1107,7 @@ def _ica_fit_raw(raw: mne.io.BaseRaw, picks: list[str], opts: PreprocessOptions)
     sf = float(raw.info["sfreq"])
     wins = _get_temp(raw, _WIN_KEY)
     h = fir_kernel(sf, opts.ica_highpass_hz, None)
-    half = len(h) // 2 + 1
-    iv: list[tuple[int, int]] = []
-    last_span = -1
-    if wins:
-        ratio = smap.sfreq / smap.orig_sfreq
-        c = np.asarray(wins["centers"], dtype=np.int64)
-        span = smap.span_of(c, c)
-        for x, i in zip(c[span >= 0], span[span >= 0], strict=True):
-            pos = smap.seg_start[i] + (x - smap.orig_start[i]) * ratio
-            a = max(int(smap.seg_start[i]), int(np.floor(pos + wins["i0"] * ratio)) - half)
-            b = min(int(smap.seg_stop[i]), int(np.ceil(pos + wins["i1"] * ratio)) + half)
-            if iv and i == last_span and a <= iv[-1][1]:
-                iv[-1] = (iv[-1][0], max(iv[-1][1], b))  # same span, overlapping: merge
-            else:
-                iv.append((a, b))
-            last_span = int(i)
+    iv = [(a, b) for _, a, b in _epoch_windows(smap, wins, len(h) // 2 + 1)] if wins else []
     if not iv:
         iv = list(zip(smap.seg_start.tolist(), smap.seg_stop.tolist(), strict=True))
     lengths = np.array([b - a for a, b in iv])
@@ -1005,11 +1124,112 @@ def _ica_fit_raw(raw: mne.io.BaseRaw, picks: list[str], opts: PreprocessOptions)
     for a, b in iv:
         x = raw._data[idx, a:b]
         x[filt] = fir_zero_phase(x[filt], h)
-        pieces.append(mne.io.RawArray(x, info.copy(), verbose=False))
-    fit_raw = _concat(pieces)
+        pieces.append(x)
+    fit_raw = _assemble(pieces, info, boundaries=False)
     with fit_raw.info._unlock():
         fit_raw.info["highpass"] = max(float(fit_raw.info["highpass"]), float(opts.ica_highpass_hz))
     return fit_raw
+
+
+def _epoch_windows(smap: SegmentMap, wins: dict[str, Any], half: int) -> list[tuple[int, int, int]]:
+    """``(span, first, stop)`` segment samples of every epoch window +- ``half`` samples.
+
+    Clipped to the window's span; overlapping or touching windows of one span
+    are merged. The windows everything after the high-pass works on (the
+    ICA's fit copy included).
+    """
+    out: list[tuple[int, int, int]] = []
+    ratio = smap.sfreq / smap.orig_sfreq
+    c = np.asarray(wins["centers"], dtype=np.int64)
+    span = smap.span_of(c, c)
+    for x, i in zip(c[span >= 0], span[span >= 0], strict=True):
+        pos = smap.seg_start[i] + (x - smap.orig_start[i]) * ratio
+        a = max(int(smap.seg_start[i]), int(np.floor(pos + wins["i0"] * ratio)) - half)
+        b = min(int(smap.seg_stop[i]), int(np.ceil(pos + wins["i1"] * ratio)) + half)
+        if out and out[-1][0] == i and a <= out[-1][2]:
+            out[-1] = (int(i), out[-1][1], max(out[-1][2], b))  # same span, overlapping: merge
+        else:
+            out.append((int(i), a, b))
+    return out
+
+
+def _crop_windows(smap: SegmentMap, wins: dict[str, Any], opts: PreprocessOptions) -> tuple[list[tuple[int, int, int]], int]:
+    """The windows :func:`_crop_highpass` keeps, and their margin (samples): half the ICA's 1-Hz FIR."""
+    margin = len(fir_kernel(smap.sfreq, opts.ica_highpass_hz, None)) // 2 + 1
+    return _epoch_windows(smap, wins, margin), margin
+
+
+def _highpassed_windows(y: np.ndarray, windows: list[tuple[int, int]], h: np.ndarray | None,
+                        filt: list[int]) -> list[np.ndarray]:  # fmt: skip
+    """Copies of ``y[:, a:b]`` of one span, the ``filt`` rows high-passed by ``h`` as the whole span would be."""
+    rows = y[filt] if h is not None and filt else None
+    out = []
+    for a, b in windows:
+        x = y[:, a:b].copy()
+        if rows is not None:
+            x[filt] = _fir_zero_phase_range(rows, h, a, b)
+        out.append(x)
+    return out
+
+
+def _cropped_raw(pieces: list[np.ndarray], windows: list[tuple[int, int, int]], smap: SegmentMap, info: mne.Info,
+                 l_freq: float | None, margin: int) -> tuple[mne.io.Raw, dict[str, Any]]:  # fmt: skip
+    """The Raw of the kept windows (``pieces``) of the spans of ``smap``, with its segment map; and its record."""
+    k = int(round(smap.orig_sfreq / smap.sfreq))
+    info = info.copy()
+    with info._unlock():
+        info["temp"] = None
+        if l_freq is not None:
+            info["highpass"] = max(float(info["highpass"]), float(l_freq))
+    out = _assemble(pieces, info)
+    lengths = np.array([p.shape[1] for p in pieces], dtype=np.int64)
+    stop = np.cumsum(lengths)
+    o_start = np.array([int(smap.orig_start[i]) + (a - int(smap.seg_start[i])) * k for i, a, _ in windows], dtype=np.int64)
+    _set_segment_map(out, SegmentMap(o_start, o_start + lengths * k, stop - lengths, stop, smap.orig_sfreq, smap.sfreq))
+    kept = {"n_windows": len(windows), "n_samples": int(lengths.sum()), "of_samples": int(smap.seg_stop[-1]),
+            "margin_s": round(margin / smap.sfreq, 6)}  # fmt: skip
+    logger.info("high-passed and kept %d epoch windows: %d of %d samples", kept["n_windows"], kept["n_samples"],
+                kept["of_samples"])  # fmt: skip
+    return out, kept
+
+
+def _crop_highpass(raw: mne.io.BaseRaw, cfg: PreprocessingConfig, opts: PreprocessOptions, n_jobs: int = 1,
+                   ) -> tuple[mne.io.BaseRaw, dict[str, Any] | None]:  # fmt: skip
+    """High-pass only the samples used later, and keep only those: the epoch windows +- half the ICA's 1-Hz FIR.
+
+    The padding of the spans serves the filters alone. Once the high-pass
+    has been evaluated on the epoch windows (with the ICA's margin, also kept
+    when ICA is off so that bad-channel detection sees the same data either
+    way), every later step (bad channels, interpolation, reference, ICA fit
+    and application, cutting) is sample-local or works on these windows, so
+    the pads are dropped: ~1/4 of the samples for MMME's default windows.
+    The high-pass values are those of :func:`fir_zero_phase` on the whole
+    span, computed only where kept (:func:`_fir_zero_phase_range`).
+
+    Returns ``(raw, None)`` (nothing done; the caller filters whole spans) if
+    ``raw`` has no epoch-window record, is not preloaded, or its rate is not
+    an integer fraction of the recording's.
+    """
+    wins = _get_temp(raw, _WIN_KEY)
+    smap = get_segment_map(raw)
+    k = smap.orig_sfreq / smap.sfreq
+    if not wins or not raw.preload or not np.isclose(k, round(k)):
+        return raw, None
+    windows, margin = _crop_windows(smap, wins, opts)
+    h = fir_kernel(smap.sfreq, cfg.l_freq, None) if opts.filter and cfg.l_freq is not None else None
+    filt = _filter_idx(raw.info)
+    by_span: dict[int, list[tuple[int, int]]] = {}
+    for i, a, b in windows:
+        s0 = int(smap.seg_start[i])
+        by_span.setdefault(i, []).append((a - s0, b - s0))
+
+    def one(i: int) -> list[np.ndarray]:
+        return _highpassed_windows(raw._data[:, int(smap.seg_start[i]):int(smap.seg_stop[i])], by_span[i], h, filt)
+
+    pieces = [x for xs in _thread_map(one, list(by_span), n_jobs) for x in xs]
+    out, kept = _cropped_raw(pieces, windows, smap, raw.info, cfg.l_freq if h is not None else None, margin)
+    _set_temp(out, _WIN_KEY, wins)
+    return out, kept
 
 
 def _run_ica(raw: mne.io.BaseRaw, opts: PreprocessOptions, seed: int) -> dict[str, Any]:
@@ -1142,8 +1362,13 @@ def preprocess_segments(
                             "method": "per-span resample (FFT) after the low-pass, landmarks rounded"}  # fmt: skip
             steps["resample"] = resample
         smap = get_segment_map(raw)
+    smap_read = _read_map(segments) if done else smap  # the spans read (before a crop while reading)
+    kept = done.get("cropped") if done else None
+    if kept is None:
+        raw, kept = _crop_highpass(raw, cfg, opts, config.run.threads)
     if opts.filter:
-        steps["bandpass"] = _highpass(raw, cfg, native_sf)
+        steps["bandpass"] = _highpass(raw, cfg, native_sf, done=kept is not None)
+    report["cleaned"] = kept
     if opts.detect_bads:
         bads, scores = detect_bad_channels(raw, z_threshold=opts.bad_z_threshold,
                                            min_neighbor_corr=opts.bad_min_neighbor_corr,
@@ -1165,7 +1390,7 @@ def preprocess_segments(
                                                       "eog_components", "muscle", "muscle_components",
                                                       "excluded_components")}  # fmt: skip
     report["resample"] = resample
-    report["segments"] = get_segment_map(raw).to_dict()
+    report["segments"] = smap_read.to_dict()
     report["steps"] = steps
     report["options"] = dataclasses.asdict(opts)
     return raw, report

@@ -292,3 +292,48 @@ def test_emg_filters_on_spans_equal_the_whole_recording(planted):
         worst = max(worst, float(np.abs(seg.get_data(start=pos, stop=pos + b - a)
                                         - whole.get_data(start=a, stop=b)).max()))  # fmt: skip
     assert worst <= 1e-9 * scale, worst / scale  # the longer filter alone as padding: ~5e-8
+
+
+def test_threads_and_the_fused_reader_give_the_same_epochs(planted):
+    """Threads (run.threads) change nothing; the fused reader (integer decimation: spans low-passed, decimated,
+    high-passed and cut as read, EMG spans copied from them) measures the same EMG as reading it apart."""
+    _, sessions, out = planted
+    cfg = Config()
+    one = cfg.model_copy(update={"preprocessing": cfg.preprocessing.model_copy(update={"resample_sfreq": 125.0})})
+    two = one.model_copy(update={"run": one.run.model_copy(update={"threads": 2})})
+    ep1, md1 = epochs_from_session(sessions[0], one, options=FAST)
+    ep2, md2 = epochs_from_session(sessions[0], two, options=FAST)
+    assert ep1.info["sfreq"] == 125.0
+    np.testing.assert_array_equal(ep1.get_data(), ep2.get_data())
+    pd.testing.assert_frame_equal(md1, md2)
+    prep = md1.attrs["preprocessing"]
+    assert prep["emg_samples_from"] == "the EEG spans read"
+    assert out[0][1].attrs["preprocessing"]["emg_samples_from"] == "read apart"  # 250 Hz: nothing to decimate
+    assert prep["cleaned"]["n_samples"] < prep["cleaned"]["of_samples"]
+    emg_cols = [c for c in md1.columns if c.startswith("emg_")]
+    pd.testing.assert_frame_equal(md1[emg_cols], out[0][1][emg_cols])
+
+
+def test_landmarks_on_half_samples_round_up_wherever_the_span_lies():
+    """A landmark half-way between two kept samples starts its epoch on the later one, whatever the span's
+    position in the segments (round half to even made it depend on that)."""
+    from mmme_neuro.epochs import _cut_epochs
+    from mmme_neuro.preprocessing import SegmentMap, _set_segment_map
+
+    cfg = Config()
+    cfg = cfg.model_copy(update={"epochs": cfg.epochs.model_copy(update={"tmin": -0.1, "tmax": 0.1, "baseline": None})})
+    starts = []
+    for offset in (0, 1, 2, 3):  # the span of interest after spans of `offset` samples
+        lengths = np.array([offset + 1, 200])  # at 250 Hz: spans of 4 native samples per kept sample
+        stop = np.cumsum(lengths)
+        orig_start = np.array([0, 10_000])
+        smap = SegmentMap(orig_start, orig_start + 4 * lengths, stop - lengths, stop, 1000.0, 250.0)
+        data = np.zeros((1, int(stop[-1])))
+        data[0, int(stop[0]):] = np.arange(200)  # value = kept sample index within the span
+        clean = mne.io.RawArray(data, mne.create_info(["CZ"], 250.0, "eeg"), verbose=False)
+        _set_segment_map(clean, smap)
+        plan = pd.DataFrame({"landmark_sample": [10_000 + 4 * 100 + 2], "reason": [""]})  # half-way: 100.5
+        cut, ok, t0 = _cut_epochs(clean, plan, cfg, 1, 20_000)
+        assert ok[0] and t0 == pytest.approx(-0.1)
+        starts.append(cut[0, 0, 0] + 25)  # the landmark's sample (tmin = -25 samples)
+    assert starts == [101.0] * 4

@@ -433,3 +433,22 @@ def test_unknown_and_missing_files(tmp_path):
     with pytest.raises(ValueError, match="montage"):
         read_eeg(EEGLAB, montage="standard_1020")  # type: ignore[arg-type]
     assert issubclass(EEGReadError, ValueError)
+
+
+def test_annotation_samples_equal_mne_time_as_index():
+    """Marker samples are MNE's ``time_as_index(..., use_rounding=True, origin=...)`` without ``raw.times``."""
+    from mmme_neuro.io.markers import _time_as_index
+
+    info = mne.create_info(["FZ", "CZ"], 1000.0, "eeg")
+    raw = mne.io.RawArray(np.zeros((2, 20000)), info, first_samp=1234, verbose="error")
+    onsets = np.array([0.0, 0.0004, 0.0005, 0.0015, 1.23456, 7.9995, 19.0])
+    np.testing.assert_array_equal(_time_as_index(raw, onsets, None), raw.time_as_index(onsets, use_rounding=True))
+    raw.set_meas_date(1_600_000_000)
+    origin = raw.info["meas_date"]
+    for shift in (0.0, 0.5, 3.2105):
+        times = onsets + shift
+        np.testing.assert_array_equal(_time_as_index(raw, times, origin),
+                                      raw.time_as_index(times, use_rounding=True, origin=origin))  # fmt: skip
+    raw.set_meas_date(None)
+    with pytest.raises(ValueError, match="origin must be None"):
+        _time_as_index(raw, onsets, origin)

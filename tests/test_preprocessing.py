@@ -162,7 +162,7 @@ def test_fused_reader_equals_whole_recording_low_passed_and_decimated(session):
     sf = raw.info["sfreq"]
     k = 2
     cfg = Config().preprocessing.model_copy(update={"resample_sfreq": sf / k})
-    seg = _read_decimated(raw, session.expressions.eeg_onset_s.to_numpy(), -1.0, 1.5, 5.0, cfg)
+    seg, _ = _read_decimated(raw, session.expressions.eeg_onset_s.to_numpy(), -1.0, 1.5, 5.0, cfg)
     smap = get_segment_map(seg)
     assert seg.info["sfreq"] == sf / k and smap.n_spans > 1
     whole = raw.copy().load_data().pick(seg.ch_names)
@@ -287,3 +287,119 @@ def test_validation(session):
         read_segments(session.eeg_raw, np.array([10.0]), 1.0, 0.5, 1.0)
     with pytest.raises(ValueError, match="segment map"):
         get_segment_map(session.eeg_raw)
+
+
+def test_fir_zero_phase_range_equals_the_whole_span_filter():
+    """Outputs computed only where kept equal those of filtering the whole span, edges (reflection) included."""
+    from mmme_neuro.preprocessing import _fir_zero_phase_range
+
+    rng = np.random.default_rng(11)
+    kernels = (fir_kernel(250.0, 0.1, None), fir_kernel(1000.0, None, 45.0, h_trans_bandwidth=5.0), np.hanning(11) / 5)
+    for h in kernels:
+        for n in (20000, 5000, 300, 3, 1):
+            x = rng.standard_normal((3, n)) + 50.0  # an offset: the reflection's 2 x[0] term matters
+            full = fir_zero_phase(x, h)
+            for a, b in ((0, n), (0, max(1, n // 3)), (n // 2, n), (n // 4, n // 4 + 1), (n - 1, n)):
+                got = _fir_zero_phase_range(x, h, a, b)
+                assert got.shape == (3, b - a)
+                assert np.abs(got - full[:, a:b]).max() < 1e-9, (len(h), n, a, b)
+    with pytest.raises(ValueError, match="output range"):
+        _fir_zero_phase_range(x, kernels[2], 0, 2)
+    with pytest.raises(ValueError, match="odd number of taps"):
+        _fir_zero_phase_range(np.zeros((1, 10)), np.ones(4), 0, 5)
+
+
+def test_assembled_pieces_equal_mne_concatenation():
+    from mmme_neuro.preprocessing import _assemble
+
+    info = mne.create_info(["a", "b"], 250.0, "eeg")
+    rng = np.random.default_rng(2)
+    pieces = [rng.standard_normal((2, n)) for n in (100, 57, 75)]
+    ours = _assemble(pieces, info.copy())
+    mne_raw = mne.concatenate_raws([mne.io.RawArray(p, info.copy(), verbose=False) for p in pieces], verbose=False)
+    np.testing.assert_array_equal(ours.get_data(), mne_raw.get_data())
+    for field in ("onset", "duration", "description"):
+        np.testing.assert_array_equal(getattr(ours.annotations, field), getattr(mne_raw.annotations, field))
+    assert len(_assemble(pieces, info.copy(), boundaries=False).annotations) == 0
+    assert len(_assemble(pieces[:1], info.copy()).annotations) == 0
+
+
+def _without_windows(segments: mne.io.BaseRaw) -> mne.io.BaseRaw:
+    """The same segments without their epoch-window record: preprocessing then keeps (and filters) whole spans."""
+    from mmme_neuro.preprocessing import _WIN_KEY
+
+    out = segments.copy()
+    with out.info._unlock():
+        out.info["temp"] = {k: v for k, v in out.info["temp"].items() if k != _WIN_KEY}
+    return out
+
+
+def _windows_of(clean, centers, sf, tmin=-1.0, tmax=1.5):
+    smap = get_segment_map(clean)
+    for x in (np.asarray(centers) * sf).astype(int):
+        a, b = x + int(tmin * sf), x + int(tmax * sf)
+        if smap.span_of(np.array([a]), np.array([b]))[0] < 0:
+            yield None
+            continue
+        pos = int(smap.to_segment(np.array([a]))[0])
+        yield clean.get_data(start=pos, stop=pos + b - a)
+
+
+def test_cleaning_only_the_epoch_windows_equals_cleaning_whole_spans(session, segments):
+    """After the high-pass, only the epoch windows (+- the ICA's margin) are kept and cleaned: every epoch
+    sample equals cleaning the whole padded spans (round-off), on a fraction of the samples."""
+    cfg = _no_ica(Config())
+    opts = PreprocessOptions(detect_bads=False, interpolate_bads=False, resample=False)
+    cropped, report = preprocess_segments(segments, cfg, options=opts)
+    whole, report_whole = preprocess_segments(_without_windows(segments), cfg, options=opts)
+    assert report_whole["cleaned"] is None and whole.n_times == segments.n_times
+    kept = report["cleaned"]
+    assert kept["n_samples"] == cropped.n_times < segments.n_times / 2
+    assert kept["of_samples"] == segments.n_times
+    assert report["segments"] == report_whole["segments"]  # the spans read, recorded as before
+    assert cropped.info["highpass"] == whole.info["highpass"] == 0.1
+    sf = segments.info["sfreq"]
+    centers = session.expressions.eeg_onset_s.to_numpy()
+    pairs = [(c, w) for c, w in zip(_windows_of(cropped, centers, sf), _windows_of(whole, centers, sf), strict=True)]
+    assert sum(w is not None for _, w in pairs) > 5
+    for c, w in pairs:
+        assert (c is None) == (w is None)  # the same epochs fit
+        if c is not None:
+            assert np.abs(c - w).max() < 1e-15  # V
+    # the windows include the ICA's margin: the fit copy of ICA sees the same samples either way
+    margin = kept["margin_s"]
+    assert margin == pytest.approx((len(fir_kernel(sf, 1.0, None)) // 2 + 1) / sf)
+
+
+def test_fused_reader_crops_as_preprocessing_does_and_copies_the_emg_spans(session):
+    """make_epochs' reader (low-pass, decimation, high-pass and crop span by span, threads) equals reading
+    the spans then preprocessing them; its EMG spans equal read_segments' ones."""
+    from mmme_neuro.preprocessing import _read_decimated
+
+    raw = session.eeg_raw
+    sf = raw.info["sfreq"]
+    cfg = _no_ica(Config()).model_copy(update={"preprocessing": Config().preprocessing.model_copy(
+        update={"ica": False, "resample_sfreq": sf / 2})})  # fmt: skip
+    opts = PreprocessOptions(detect_bads=False, interpolate_bads=False)
+    centers = session.expressions.eeg_onset_s.to_numpy()
+    pad = filter_pad_s(sf, cfg)
+    emg = {"picks": ["EMG", "T7", "T8"], "tmin": -1.0, "tmax": 1.5, "pad_s": 1.0}
+    ref_seg, _ = _read_decimated(raw, centers, -1.0, 1.5, pad, cfg.preprocessing)
+    ref, _ = preprocess_segments(ref_seg, cfg, options=opts)
+    for threads in (1, 3):
+        seg, emg_seg = _read_decimated(raw, centers, -1.0, 1.5, pad, cfg.preprocessing, crop=opts, emg=emg,
+                                       n_jobs=threads)  # fmt: skip
+        got, report = preprocess_segments(seg, cfg, options=opts)
+        assert report["cleaned"]["n_samples"] == got.n_times < ref_seg.n_times / 2
+        assert report["segments"] == get_segment_map(ref_seg).to_dict()
+        for f in ("orig_start", "orig_stop", "seg_start", "seg_stop"):
+            np.testing.assert_array_equal(getattr(get_segment_map(got), f), getattr(get_segment_map(ref), f))
+        np.testing.assert_array_equal(got.get_data(), ref.get_data())
+        emg_ref = read_segments(raw, centers, -1.0, 1.5, 1.0, picks=emg["picks"])
+        assert emg_seg.ch_names == emg_ref.ch_names
+        np.testing.assert_array_equal(emg_seg.get_data(), emg_ref.get_data())
+        for f in ("orig_start", "orig_stop", "seg_start", "seg_stop"):
+            np.testing.assert_array_equal(getattr(get_segment_map(emg_seg), f), getattr(get_segment_map(emg_ref), f))
+    # EMG spans that do not lie inside the spans read are read apart by the caller
+    _, none = _read_decimated(raw, centers, -1.0, 1.5, 0.5, cfg.preprocessing, crop=opts, emg={**emg, "pad_s": 2.0})
+    assert none is None
