@@ -91,8 +91,10 @@ FirstLevel = Callable[[Any, Config], Mapping[str, Any]]
 #: 4: the network step also stores per-epoch graph metrics;
 #: 5: FIRs applied by mmme_neuro.preprocessing.fir_zero_phase (round-off), EMG spans padded for both filters;
 #: 6: Morlet TFR by mmme_neuro.tfr.morlet_decimated, native-rate low-pass by preprocessing.fir_decimate (round-off;
-#: ICA then converges elsewhere within its tolerance)).
-CACHE_VERSION = 6
+#: ICA then converges elsewhere within its tolerance);
+#: 7: only the epoch windows are cleaned after the high-pass (bad channels found on them; round-off elsewhere),
+#: landmarks on half samples round up).
+CACHE_VERSION = 7
 _NA = "\\N"  # CSV marker of a missing value (keeps "" apart from None/NaN)
 
 
