@@ -15,8 +15,13 @@ recorded in ``report["steps"]``, which goes into provenance attributes):
    pieces of one concatenated Raw: MNE marks each join with ``BAD boundary`` and
    ``EDGE boundary`` annotations, and a :class:`SegmentMap` maps original samples
    to segment samples. :func:`mmme_neuro.epochs.make_epochs` uses the fused
-   reader ``_read_decimated``, which low-passes and decimates each span as soon
-   as it is read (step 2), so no native-rate copy of the spans is ever held.
+   reader ``_read_decimated``, which low-passes, decimates, high-passes and
+   crops each span as soon as it is read (steps 2-3), so neither a native-rate
+   nor a decimated copy of the whole spans is ever held; it also copies the
+   native-rate EMG spans (:mod:`mmme_neuro.epochs`) out of the spans read
+   instead of reading them again, and runs span by span on
+   ``Config.run.threads`` threads (numpy, scipy.fft and MNE's reads release the
+   GIL; every span is computed as on one thread, so results do not depend on it).
 2. **low-pass + decimate** (native rate, per span): zero-phase FIR low-pass at
    ``h_freq`` (45 Hz) whose transition band ends at the mains frequency
    (``h_trans_bandwidth = notch_freq - h_freq`` = 5 Hz, 661 taps at 1000 Hz):
@@ -43,8 +48,17 @@ recorded in ``report["steps"]``, which goes into provenance attributes):
    whole-recording IIR filter was, max over 23 epochs, order 2: 5.8 µV
    (pad 5 s), 2.8 µV (8 s), 0.33 µV (12 s); order 4: 10.4 / 7.2 / 2.0 µV --
    not a usable bound at pads that save anything.
-4. **bad channels** (:func:`detect_bad_channels`): robust z-scores of channel
-   amplitude and of correlation with the nearest neighbours; flagged channels
+   **Crop** (:func:`_crop_highpass`): the high-pass is evaluated only on the
+   epoch windows +- the ICA's margin (half its 1-Hz FIR, 1.65 s), with the
+   values filtering the whole span would give (:func:`_fir_zero_phase_range`,
+   round-off), and only those windows are kept: the padding serves the filters
+   alone, and every later step is sample-local or works on the windows. On a
+   full MMME session this is ~1/4 of the samples (bad channels, interpolation,
+   reference and ICA application 4x cheaper; the 0.1-Hz high-pass ~1.5x). The
+   margin is kept when ICA is off too, so bad channels are found on the same
+   data either way.
+4. **bad channels** (:func:`detect_bad_channels`, on the kept windows): robust z-scores of
+   channel amplitude and of correlation with the nearest neighbours; flagged channels
    are interpolated by spherical splines (montage positions, Quik-Cap).
 5. **re-reference**: common average of the 62 scalp channels, or linked
    mastoids (M1 + M2) / 2; M1/M2 are then dropped from analysis.
@@ -1305,18 +1319,24 @@ def preprocess_segments(
     Returns
     -------
     clean : mne.io.Raw
-        Filtered, resampled to ``resample_sfreq`` (per-span decimation by
+        The epoch windows (+- the ICA's margin) of the segments, filtered,
+        resampled to ``resample_sfreq`` (per-span decimation by
         ``report["resample"]["decim"]`` after the low-pass, or per-span FFT
         resampling for a non-integer ratio), bad channels interpolated,
         re-referenced (M1/M2 dropped), ocular ICs removed. Its
-        :func:`get_segment_map` is valid (``sfreq`` = new rate);
-        ``report["resample"]["decim_at_epoching"]`` is 1. Segments from the
-        fused reader of :func:`mmme_neuro.epochs.make_epochs` arrive
-        low-passed and decimated already; those steps are then only recorded.
+        :func:`get_segment_map` is valid (``sfreq`` = new rate; one span per
+        kept window); ``report["resample"]["decim_at_epoching"]`` is 1.
+        Segments from the fused reader of :func:`mmme_neuro.epochs.make_epochs`
+        arrive low-passed, decimated, high-passed and cropped already; those
+        steps are then only recorded.
     report : dict
         ``steps`` (what ran, with parameters: goes into provenance attrs),
         ``bad_channels``, ``bad_channel_scores`` (records), ``ica``,
-        ``resample``, ``segments`` (:meth:`SegmentMap.to_dict`).
+        ``resample``, ``segments`` (:meth:`SegmentMap.to_dict` of the spans
+        read), ``cleaned`` (the windows kept after the high-pass:
+        ``n_windows``, ``n_samples`` of ``of_samples``, ``margin_s``; None
+        if whole spans were kept, for segments without an epoch-window
+        record or with a non-integer resampling ratio).
 
     Notes
     -----
