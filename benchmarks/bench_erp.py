@@ -18,10 +18,17 @@ time and peak resident memory (RSS) are its own:
 * ``authors`` - :mod:`benchmarks.authors_way` (whole recording to a DataFrame,
   per-sample labelling loop, periodogram per channel and window).
 
-Every process imports what its pipeline uses *before* the clock starts (a
-Jupyter session or a study run pays that once, not per subject); the import
-time is reported apart (``imports_s``), and so is the wall time with it
-(``cold_s``). With ``--repeat N`` the pipelines run N times in alternating
+Every process runs its pipeline twice on the subject: ``wall_s`` is the
+second run, the steady state of a study run or a Jupyter session (imports
+done, numba functions loaded, filter kernels designed: what every subject
+but a worker's first sees); ``cold_s`` is the first run plus the imports of
+the pipeline's modules (``imports_s``), what a fresh process pays once. Both
+runs must give the same result (``same_as_first``). The target is judged on
+the first run (``first_s``: one subject, as the issue states it); the
+second-run ratio is printed too (the authors' way is much faster the second
+time in a process on this VM: reading the whole recording 4.5 -> 1.1 s and
+building its DataFrame 16 -> 7 s, measured apart; the file is in the page
+cache both times, so it is the allocation of its 6.8 GB that costs less). With ``--repeat N`` the pipelines run N times in alternating
 rounds (this VM's speed drifts within a run) and the speed-ups are the
 medians of the per-round ratios, printed with their range.
 
@@ -43,7 +50,7 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results"
 
 _SETUP = """
-import sys, time, resource, json, warnings, logging
+import sys, time, resource, json, warnings, logging, gc
 t_imp = time.perf_counter()
 warnings.simplefilter("ignore")
 import numpy as np, pandas as pd
@@ -52,53 +59,67 @@ from mmme_neuro.config import load_config
 from mmme_neuro.io.coding import read_coding
 from mmme_neuro.ingest import find_sessions, ingest_session, SessionFiles
 study = Path(sys.argv[1]); what = sys.argv[2]
-if what.startswith("ours_erp"):
-    import mne.preprocessing, picard, sklearn.decomposition
+import mne.io.eeglab
+if what.startswith("ours_erp"):  # and what they import on first use
+    import dask.array, jinja2, mne_bids, numba, picard, sklearn.decomposition, mne.preprocessing
     from mmme_neuro import epochs, erp
 elif what == "ours_band_psd":
+    import mne_bids
     from scipy.signal import periodogram
     from benchmarks.authors_way import BANDS
 else:
     from benchmarks import authors_way
 imports_s = time.perf_counter() - t_imp
 cfg = load_config(None, preprocessing={"ica": what != "ours_erp_no_ica"},
-                  run={"threads": -1 if what == "ours_erp_threads" else 1})
+                  **({"run": {"threads": -1}} if what == "ours_erp_threads" else {}))
 coding = read_coding(study / "raw" / "coding_file.xlsx", cfg.coding)
 files = find_sessions(study / "raw", coding)[0]
 files = SessionFiles(files.subject, files.session_date, files.eeg, None)  # EEG only, as the authors' EEG features
 exprs = coding.expressions[coding.expressions["subject"] == files.subject].reset_index(drop=True)
+
+
+def run():
+    out = {}
+    if what.startswith("ours_erp"):
+        session = ingest_session(files, coding.expressions, cfg)
+        ep, md = epochs.epochs_from_session(session, cfg)
+        ev = erp.compute_evoked(ep, md)
+        out["n_epochs"] = {c: int(n) for c, n in zip(ev["condition"].values, ev["n_epochs"].values)}
+        out["n_samples_read"] = int(md.attrs["preprocessing"]["n_samples_read"])
+        out["n_samples_cleaned"] = int((md.attrs["preprocessing"]["cleaned"] or {}).get("n_samples", -1))
+        out["evoked_sum"] = float(np.nansum(np.abs(ev.values)))
+    elif what == "ours_band_psd":
+        session = ingest_session(files, coding.expressions, cfg)
+        raw = session.eeg_raw
+        sf = raw.info["sfreq"]
+        eeg = [c for c, t in zip(raw.ch_names, raw.get_channel_types()) if t == "eeg"]
+        ex = session.expressions
+        apex = (ex["eeg_apex_sample"].to_numpy())
+        half = int(sf // 2)
+        x = np.stack([raw.get_data(picks=eeg, start=int(a) - half, stop=int(a) + half) for a in apex]) * 1e6
+        freqs, pxx = periodogram(x, fs=sf, axis=-1)
+        feats = np.stack([pxx[..., (freqs >= lo) & (freqs < hi)].mean(-1) for lo, hi in BANDS.values()], -1)
+        out["features"] = feats.reshape(len(ex), -1).tolist()
+        out["ids"] = ex["expression_id"].tolist()
+        out["n_expressions"] = len(ex)
+    else:
+        feats = authors_way.run(files.eeg, exprs.rename(columns={"apex_s": "apex_s"}))
+        out["features"] = feats.drop(columns="expression_id").to_numpy().tolist()
+        out["ids"] = feats["expression_id"].tolist()
+        out["n_expressions"] = len(feats)
+    return out
+
+
 t0 = time.perf_counter()
-out = {}
-if what.startswith("ours_erp"):
-    session = ingest_session(files, coding.expressions, cfg)
-    ep, md = epochs.epochs_from_session(session, cfg)
-    ev = erp.compute_evoked(ep, md)
-    out["n_epochs"] = {c: int(n) for c, n in zip(ev["condition"].values, ev["n_epochs"].values)}
-    out["n_samples_read"] = int(md.attrs["preprocessing"]["n_samples_read"])
-    out["n_samples_cleaned"] = int((md.attrs["preprocessing"]["cleaned"] or {}).get("n_samples", -1))
-    out["evoked_sum"] = float(np.nansum(np.abs(ev.values)))
-elif what == "ours_band_psd":
-    session = ingest_session(files, coding.expressions, cfg)
-    raw = session.eeg_raw
-    sf = raw.info["sfreq"]
-    eeg = [c for c, t in zip(raw.ch_names, raw.get_channel_types()) if t == "eeg"]
-    ex = session.expressions
-    apex = (ex["eeg_apex_sample"].to_numpy())
-    half = int(sf // 2)
-    x = np.stack([raw.get_data(picks=eeg, start=int(a) - half, stop=int(a) + half) for a in apex]) * 1e6
-    freqs, pxx = periodogram(x, fs=sf, axis=-1)
-    feats = np.stack([pxx[..., (freqs >= lo) & (freqs < hi)].mean(-1) for lo, hi in BANDS.values()], -1)
-    out["features"] = feats.reshape(len(ex), -1).tolist()
-    out["ids"] = ex["expression_id"].tolist()
-    out["n_expressions"] = len(ex)
-else:
-    feats = authors_way.run(files.eeg, exprs.rename(columns={"apex_s": "apex_s"}))
-    out["features"] = feats.drop(columns="expression_id").to_numpy().tolist()
-    out["ids"] = feats["expression_id"].tolist()
-    out["n_expressions"] = len(feats)
-out["wall_s"] = time.perf_counter() - t0
+first = run()
+t1 = time.perf_counter()
+gc.collect()
+out = run()
+out["wall_s"] = time.perf_counter() - t1
+out["first_s"] = t1 - t0
 out["imports_s"] = imports_s
-out["cold_s"] = out["wall_s"] + imports_s
+out["cold_s"] = out["first_s"] + imports_s
+out["same_as_first"] = {k: v for k, v in first.items()} == {k: v for k, v in out.items() if k in first}
 out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(out))
 """
@@ -143,19 +164,25 @@ def main(argv: list[str] | None = None) -> int:
     res: dict[str, dict] = {}
     for what in PIPELINES:
         runs = [r[what] for r in rounds]
-        res[what] = {**runs[0], "wall_s": statistics.median(p["wall_s"] for p in runs),
+        res[what] = {**runs[0], "first_s": statistics.median(p["first_s"] for p in runs),
+                     "wall_s": statistics.median(p["wall_s"] for p in runs),
                      "cold_s": statistics.median(p["cold_s"] for p in runs),
+                     "imports_s": statistics.median(p["imports_s"] for p in runs),
+                     "same_as_first": all(p["same_as_first"] for p in runs),
                      "peak_rss_mb": max(p["peak_rss_mb"] for p in runs),
+                     "first_s_rounds": [p["first_s"] for p in runs],
                      "wall_s_rounds": [p["wall_s"] for p in runs]}  # fmt: skip
-    ratios = {what: [r["authors"]["wall_s"] / r[what]["wall_s"] for r in rounds] for what in PIPELINES}
+    first = {what: [r["authors"]["first_s"] / r[what]["first_s"] for r in rounds] for what in PIPELINES}
+    second = {what: [r["authors"]["wall_s"] / r[what]["wall_s"] for r in rounds] for what in PIPELINES}
     summary = {
         "pipelines": res,
         "rounds": len(rounds),
-        "speedup_erp_vs_authors": statistics.median(ratios["ours_erp"]),
-        "speedup_erp_threads_vs_authors": statistics.median(ratios["ours_erp_threads"]),
-        "speedup_erp_no_ica_vs_authors": statistics.median(ratios["ours_erp_no_ica"]),
-        "speedup_band_psd_vs_authors": statistics.median(ratios["ours_band_psd"]),
-        "speedup_rounds": ratios,
+        "speedup_erp_vs_authors": statistics.median(first["ours_erp"]),
+        "speedup_erp_threads_vs_authors": statistics.median(first["ours_erp_threads"]),
+        "speedup_erp_no_ica_vs_authors": statistics.median(first["ours_erp_no_ica"]),
+        "speedup_band_psd_vs_authors": statistics.median(first["ours_band_psd"]),
+        "speedup_rounds_first_run": first,
+        "speedup_rounds_second_run": second,
         "threads_identical_evoked": same_threads,
         "band_psd_max_rel_diff": diff,
         "band_psd_n_compared": len(common),
@@ -164,16 +191,22 @@ def main(argv: list[str] | None = None) -> int:
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "erp.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    lines = [f"{len(rounds)} round(s); medians (imports before the clock; with them: cold)", "",
-             "| pipeline | wall (s) | cold (s) | imports (s) | peak RSS (MB) | authors / this (rounds) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    lines = [f"{len(rounds)} round(s), medians; first = a fresh process's first subject (imports before the clock), "
+             "second = the same subject again in that process (steady state)", "",
+             "| pipeline | first (s) | second (s) | imports (s) | peak RSS (MB) | authors / this, first run (rounds) "
+             "| second run (rounds) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+
+    def fmt(q: list[float]) -> str:
+        return f"{statistics.median(q):.1f}x" + (f" ({min(q):.1f}-{max(q):.1f})" if len(q) > 1 else "")
+
     for what in PIPELINES:
-        r, q = res[what], ratios[what]
-        span = f" ({min(q):.1f}-{max(q):.1f})" if len(q) > 1 else ""
-        lines.append(f"| {what} | {r['wall_s']:.2f} | {r['cold_s']:.2f} | {r['imports_s']:.2f} | {r['peak_rss_mb']:.0f} "
-                     f"| {statistics.median(q):.1f}x{span} |")  # fmt: skip
+        r = res[what]
+        lines.append(f"| {what} | {r['first_s']:.2f} | {r['wall_s']:.2f} | {r['imports_s']:.2f} | {r['peak_rss_mb']:.0f} "
+                     f"| {fmt(first[what])} | {fmt(second[what])} |")  # fmt: skip
     lines.append(f"\nband-PSD features: ours vs authors, max relative difference {diff:.2e} over {len(common)} expressions")
-    lines.append(f"threads: evoked responses identical to one thread: {same_threads}")
+    lines.append(f"threads: evoked responses identical to one thread: {same_threads}; second runs equal to "
+                 f"first runs: {all(r['same_as_first'] for r in res.values())}")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
