@@ -657,7 +657,6 @@ def fir_zero_phase(x: np.ndarray, h: np.ndarray) -> np.ndarray:
     return y[..., shift:shift + n]
 
 
-
 def _fir_zero_phase_range(x: np.ndarray, h: np.ndarray, start: int, stop: int) -> np.ndarray:
     """``fir_zero_phase(x, h)[..., start:stop]``, computing only those outputs.
 
@@ -777,6 +776,8 @@ def _read_decimated(
     h = None
     if crop is not None:
         windows, margin = _crop_windows(smap, wins, crop)
+        crop = crop if windows else None  # no epoch window inside a span: keep the spans
+    if crop is not None:
         for i, a, b in windows:
             by_span.setdefault(i, []).append((a, b))
         h = fir_kernel(new_sf, config.l_freq, None) if config.l_freq is not None else None
@@ -1230,6 +1231,8 @@ def _crop_highpass(raw: mne.io.BaseRaw, cfg: PreprocessingConfig, opts: Preproce
     if not wins or not raw.preload or not np.isclose(k, round(k)):
         return raw, None
     windows, margin = _crop_windows(smap, wins, opts)
+    if not windows:
+        return raw, None
     h = fir_kernel(smap.sfreq, cfg.l_freq, None) if opts.filter and cfg.l_freq is not None else None
     filt = _filter_idx(raw.info)
     by_span: dict[int, list[tuple[int, int]]] = {}

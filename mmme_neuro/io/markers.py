@@ -103,8 +103,9 @@ def _time_as_index(raw: mne.io.BaseRaw, times: np.ndarray, origin: Any) -> np.nd
     """``raw.time_as_index(times, use_rounding=True, origin=origin)`` without building ``raw.times``.
 
     MNE subtracts ``raw.times[0]`` (always 0), which materialises the whole
-    time vector (35 MB, ~25 ms for a full session) on every call; the
-    arithmetic is otherwise the same (test).
+    time vector on every call (35 MB for a full session; the first call in a
+    process also loads MNE's numba helper: 0.35 s in all); the arithmetic is
+    otherwise the same (test).
     """
     delta = 0.0
     if origin is not None:
@@ -112,6 +113,7 @@ def _time_as_index(raw: mne.io.BaseRaw, times: np.ndarray, origin: Any) -> np.nd
             raise ValueError(f'origin must be None when info["meas_date"] is None, got {origin}')
         delta = (origin - (raw.info["meas_date"] + timedelta(0, raw._first_time))).total_seconds()
     return np.round((np.atleast_1d(times) + delta) * raw.info["sfreq"]).astype(np.int64)
+
 
 def _annotation_markers(raw: mne.io.BaseRaw) -> pd.DataFrame:
     annot = raw.annotations
