@@ -184,26 +184,30 @@ def run_study(analyses: Sequence[str], script_args: Sequence[str], out_root: Pat
         the counts of its ``summary.json``.
     """
     from mmme_neuro._utils import atomic_write_text
+    from mmme_neuro.pipeline import remember_failures
 
     rows = []
     t_all = time.perf_counter()
-    first = first_level(analyses, script_args)
-    for name in resolve(analyses):
-        module = importlib.import_module(f"analyses.{name}")
-        argv = list(script_args) + (["--out", str(Path(out_root) / name)] if out_root is not None else [])
-        t0 = time.perf_counter()
-        try:
-            code = module.main(argv)
-        except Exception as err:  # noqa: BLE001 - one analysis must not take the run down
-            logger.error("analyses.%s crashed: %s: %s", name, type(err).__name__, err)
-            code = 2
-        dt = time.perf_counter() - t0
-        sys.stderr.write(f"analyses.{name}: {'ok' if code == 0 else f'FAILED ({code})'} in {dt:.1f} s\n")
-        row: dict[str, Any] = {"analysis": name, "status": "ok" if code == 0 else "failed", "exit_code": int(code),
-                               "seconds": round(dt, 1)}  # fmt: skip
-        if out_root is not None and code == 0:
-            row.update(_stage_summary(Path(out_root) / name / "summary.json"))
-        rows.append(row)
+    # the scripts run their steps again after the first level: they find its results in the cache, and
+    # its failures in this block's memory (not computed a second time)
+    with remember_failures():
+        first = first_level(analyses, script_args)
+        for name in resolve(analyses):
+            module = importlib.import_module(f"analyses.{name}")
+            argv = list(script_args) + (["--out", str(Path(out_root) / name)] if out_root is not None else [])
+            t0 = time.perf_counter()
+            try:
+                code = module.main(argv)
+            except Exception as err:  # noqa: BLE001 - one analysis must not take the run down
+                logger.error("analyses.%s crashed: %s: %s", name, type(err).__name__, err)
+                code = 2
+            dt = time.perf_counter() - t0
+            sys.stderr.write(f"analyses.{name}: {'ok' if code == 0 else f'FAILED ({code})'} in {dt:.1f} s\n")
+            row: dict[str, Any] = {"analysis": name, "status": "ok" if code == 0 else "failed", "exit_code": int(code),
+                                   "seconds": round(dt, 1)}  # fmt: skip
+            if out_root is not None and code == 0:
+                row.update(_stage_summary(Path(out_root) / name / "summary.json"))
+            rows.append(row)
     if out_root is not None:
         total = time.perf_counter() - t_all
         Path(out_root).mkdir(parents=True, exist_ok=True)

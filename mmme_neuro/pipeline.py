@@ -29,7 +29,12 @@ returns a mapping name -> :class:`xarray.DataArray`, :class:`xarray.Dataset`,
   runs, so a subject's result does not depend on the number of workers or
   on where it was computed.
 * **failures** - a subject whose function raises is reported (subject,
-  error type and message) and the others go on.
+  error type and message) and the others go on. Failures are not cached: a
+  re-run tries the subject again (the code or the environment may have been
+  fixed since). Inside :func:`remember_failures`, runs that follow one
+  another (``mmme-neuro run``: the first level of all analyses, then each
+  analysis script's own run) reuse a failure of the same key instead of
+  computing the subject again.
 * **shared upstream steps** - ``upstream={"clean": Upstream(func, stage)}``
   gives the function the cached result of another step as a keyword
   argument, computing (and caching) it first where it is missing. Several
@@ -62,6 +67,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,8 +85,8 @@ from .bids import recorded_file_hashes
 from .config import Config
 from .containers import load_netcdf, save_netcdf
 
-__all__ = ["RunReport", "Step", "Upstream", "cache_dir", "load_result", "local_cluster", "run_steps", "run_subjects",
-           "save_result", "subject_key"]
+__all__ = ["RunReport", "Step", "Upstream", "cache_dir", "load_result", "local_cluster", "remember_failures", "run_steps",
+           "run_subjects", "save_result", "subject_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +102,8 @@ FirstLevel = Callable[[Any, Config], Mapping[str, Any]]
 #: landmarks on half samples round up).
 CACHE_VERSION = 7
 _NA = "\\N"  # CSV marker of a missing value (keeps "" apart from None/NaN)
+#: Failures remembered inside :func:`remember_failures`: (study, stage, subject, key) -> error.
+_FAILURES: ContextVar[dict[tuple[str, str, str, str], str] | None] = ContextVar("_FAILURES", default=None)
 
 
 # ----------------------------------------------------------------------------- storage
@@ -669,6 +677,37 @@ def _tasks(steps: Sequence[Step]) -> tuple[dict[str, _Task], list[str]]:
     return {n: tasks[n] for n in order}, stages
 
 
+@contextmanager
+def remember_failures() -> Iterator[None]:
+    """Within this block, a (step, subject) that failed is not computed again by a later run of the same key.
+
+    Failures are never cached on disk: outside this block a re-run tries a
+    failed subject again (the code, the environment or a resource may have
+    changed since, none of which is in the key). ``mmme-neuro run`` runs the
+    first level of all its analyses as one task graph, then each analysis
+    script, which runs its own step again and finds the results cached; in
+    this block it also finds the failures, and reports them with the same
+    reason (``seconds`` 0) instead of computing the failing subjects twice.
+    A step whose upstream step is remembered as failed fails with that
+    reason, as in the run that computed it. ``cache=False`` retries them.
+    Blocks nest; an inner block shares the outer one's memory.
+
+    Examples
+    --------
+    >>> with remember_failures():  # doctest: +SKIP
+    ...     run_steps(steps, bids_root)       # a subject fails
+    ...     run_steps(steps[:1], bids_root)   # the same failure, not computed again
+    """
+    if _FAILURES.get() is not None:
+        yield
+        return
+    token = _FAILURES.set({})
+    try:
+        yield
+    finally:
+        _FAILURES.reset(token)
+
+
 def run_steps(
     steps: Sequence[Step],
     bids_root: str | os.PathLike,
@@ -710,7 +749,8 @@ def run_steps(
         default ``run.scheduler``).
     cache : bool | None
         False: recompute every subject, upstream steps included (the cache
-        is still written). Default ``run.cache``.
+        is still written), and retry the failures :func:`remember_failures`
+        holds. Default ``run.cache``.
     progress : bool
         Progress bar over (step, subject) tasks.
 
@@ -754,16 +794,26 @@ def run_steps(
     keys = {s: {n: _key(t.config, n, t.key_params, files[s]) for n, t in tasks.items()} for s in subjects}
     cached = {(n, s) for n in tasks for s in subjects
               if cache and _manifest(cache_dir(root, n, s)).get("key") == keys[s][n]}  # fmt: skip
-    todo = [(n, s) for s in subjects for n in stages if (n, s) not in cached]
+    memo = _FAILURES.get()
+    study = os.fspath(root.resolve())
+    known = {} if memo is None or not cache else {
+        (n, s): memo[(study, n, s, keys[s][n])] for n in tasks for s in subjects if (study, n, s, keys[s][n]) in memo}  # fmt: skip
+    skip = cached | set(known)
+    todo = [(n, s) for s in subjects for n in stages if (n, s) not in skip]
     # an upstream step runs where a step that reads it runs (a listed upstream step runs anyway)
     needed = set(todo) | {(a, s) for n, s in todo for a in tasks[n].after}
-    todo = [(n, s) for s in subjects for n in tasks if (n, s) in needed and (n, s) not in cached]
+    todo = [(n, s) for s in subjects for n in tasks if (n, s) in needed and (n, s) not in skip]
     n_steps = sum(n in stages for n, _ in todo)
-    logger.info("%s: %d of %d results cached, %d tasks to run (%d with upstream steps)", ", ".join(stages),
-                len(stages) * len(subjects) - n_steps, len(stages) * len(subjects), n_steps, len(todo))  # fmt: skip
+    n_known = sum(n in stages for n, _ in known)
+    logger.info("%s: %d of %d results cached, %d failures of this run remembered, %d tasks to run (%d with upstream steps)",
+                ", ".join(stages), len(stages) * len(subjects) - n_steps - n_known, len(stages) * len(subjects), n_known,
+                n_steps, len(todo))  # fmt: skip
     rows: dict[tuple[str, str], dict[str, Any]] = {
         (n, s): {"subject": s, "stage": n, "status": "cached", "error": "", "seconds": 0.0, "upstream_s": 0.0,
                  "peak_rss_mb": float("nan")} for n in tasks for s in subjects if (n, s) in cached}  # fmt: skip
+    for (n, s), error in known.items():  # the same failure, not computed again
+        rows[(n, s)] = {"subject": s, "stage": n, "status": "failed", "error": error, "seconds": 0.0, "upstream_s": 0.0,
+                        "peak_rss_mb": float("nan")}  # fmt: skip
     bar = tqdm(total=n_steps, desc=stages[0] if len(stages) == 1 else "first level",
                unit="subject" if len(stages) == 1 else "task", disable=not progress or not n_steps)  # fmt: skip
 
@@ -796,7 +846,9 @@ def run_steps(
                             t = tasks[n]
                             # readers of an upstream result first, then upstream steps, then the steps without upstream
                             tier = 2 if t.after else 1 if any(n in u.after for u in tasks.values()) else 0
-                            after = [futures[(a, s)] for a in t.after if (a, s) in futures]
+                            # upstream futures, or the records of upstream results not computed here (cached, failed)
+                            after = [futures[(a, s)] if (a, s) in futures else rows[(a, s)]
+                                     for a in t.after if (a, s) in futures or (a, s) in rows]  # fmt: skip
                             futures[(n, s)] = client.submit(_compute, *submit_args(n, s), after=after, key=f"{n}-{s}-{keys[s][n][:12]}",
                                                             priority=tier * big + big - 1 - rank[s], pure=False)  # fmt: skip
                         for fut in as_completed(list(futures.values())):
@@ -806,6 +858,8 @@ def run_steps(
                         cluster.close()
     finally:
         bar.close()
+    if memo is not None:
+        memo.update({(study, n, s, keys[s][n]): r["error"] for (n, s), r in rows.items() if r["status"] == "failed"})
     reports = {}
     for n in stages:
         table = []

@@ -232,6 +232,51 @@ def test_steps_run_as_one_graph(bids):
                     xr.testing.assert_identical(there_r.results[s][k], v)
 
 
+def logged_failure(session, config, *, log: str):
+    """Upstream step that appends the subject to the file ``log`` (any process) and fails for FAILING."""
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(session.subject + "\n")
+    if session.subject == FAILING:
+        raise ValueError("planted logged failure")
+    return counted_upstream(session, config)
+
+
+def test_failures_are_remembered_only_inside_remember_failures(bids, tmp_path):
+    """``mmme-neuro run``'s first level, then each script's own run: a failing subject is computed once."""
+    cfg = load_config(None)
+    subjects = ["sub-01", FAILING]
+    log = tmp_path / "attempts.txt"
+    up = {"base": pl.Upstream(logged_failure, "m-up", {"log": str(log)})}
+    steps = [pl.Step(downstream, "m-a", cfg, upstream=up), pl.Step(toy_first_level, "m-toy", cfg)]
+
+    def attempts() -> list[str]:
+        return log.read_text(encoding="utf-8").split()
+
+    why_up = "upstream step m-up failed: ValueError: planted logged failure"
+    with pl.remember_failures():
+        first = pl.run_steps(steps, bids, subjects=subjects, workers=1, progress=False)
+        assert attempts() == subjects
+        assert first["m-a"].failed == [{"subject": FAILING, "reason": why_up}]
+        # later runs in the block (nested blocks share it): a new step reading the failed upstream step, on 2 dask
+        # workers; the failures come back with the same reasons, nothing of the failing subject is computed again
+        with pl.remember_failures():
+            again = pl.run_steps(steps + [pl.Step(downstream, "m-b", cfg, {"scale": 2.0}, up)], bids, subjects=subjects,
+                                 workers=2, progress=False)  # fmt: skip
+        assert attempts() == subjects
+        for name in ("m-a", "m-toy"):
+            assert again[name].failed == first[name].failed
+            st = again[name].status.set_index("subject")
+            assert st.loc[FAILING, "seconds"] == 0.0 and st.loc["sub-01", "status"] == "cached"
+        assert again["m-b"].failed == [{"subject": FAILING, "reason": why_up}]
+        assert sorted(again["m-b"].results) == ["sub-01"]
+        # cache=False retries them
+        pl.run_steps(steps[:1], bids, subjects=[FAILING], workers=1, cache=False, progress=False)
+        assert attempts() == subjects + [FAILING]
+    # outside the block a re-run tries the failing subject again (its cause may have been fixed)
+    out = pl.run_steps(steps[:1], bids, subjects=subjects, workers=1, progress=False)
+    assert attempts() == subjects + [FAILING, FAILING] and out["m-a"].failed == first["m-a"].failed
+
+
 def test_run_steps_rejects_ambiguous_graphs(bids):
     cfg = load_config(None)
     up1 = {"base": pl.Upstream(counted_upstream, "x-up", {"offset": 1.0})}
@@ -317,6 +362,40 @@ def test_mmme_neuro_run_isolates_a_failing_analysis(bids, tmp_path, monkeypatch)
     levels = bids / "derivatives" / "mmme-neuro" / "first-level"
     assert len(sorted((levels / "erp").glob("sub-*/manifest.json"))) == 8
     assert len(sorted((levels / "clean-epochs").glob("sub-*/epochs-epo.fif"))) == 8
+
+
+def test_mmme_neuro_run_computes_a_failing_subject_once(_ci_bids_pristine, tmp_path_factory, tmp_path, monkeypatch):
+    """The scripts run after the first level find its failures as they find its results: not computed again."""
+    import collections
+
+    import mmme_neuro.dataset as ds
+    from mmme_neuro.cli import main
+
+    bids = convert_ci(_ci_bids_pristine, tmp_path_factory, "run_fail_bids")
+    fdt = next((bids / FAILING / "eeg").glob("*_eeg.fdt"))
+    with open(fdt, "r+b") as f:  # a truncated recording: MNE cannot read it
+        f.truncate(fdt.stat().st_size // 2)
+    opened: collections.Counter[str] = collections.Counter()
+    real = ds.iter_sessions
+
+    def counted(root, subjects=None, *args, **kwargs):
+        opened.update(subjects or [])
+        return real(root, subjects, *args, **kwargs)
+
+    monkeypatch.setattr(ds, "iter_sessions", counted)
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text("[preprocessing]\nica = false\n\n[stats]\nn_permutations = 100\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["run", "--bids-root", str(bids), "--config", str(cfg), "--analyses", "erp", "--workers", "1",
+                 "--out", str(out)]) == 0  # fmt: skip
+    # first level: the shared preprocessing and the ERP step of each subject; the script found them all
+    assert opened[FAILING] == 1 and all(n == 2 for s, n in opened.items() if s != FAILING), opened
+    summary = json.loads((out / "run_summary.json").read_text(encoding="utf-8"))
+    assert summary["first_level"]["stages"]["erp"] == {"computed": 7, "cached": 0, "failed": 1}
+    erp = summary["analyses"][0]
+    assert erp["n_subjects"] == 7 and erp["stages"]["first_level_cached"] == 7
+    (failed,) = erp["failed_subjects"]
+    assert failed["subject"] == FAILING and failed["reason"].startswith("upstream step clean-epochs failed: ")
 
 
 def test_first_level_phase_reports_what_it_could_not_run(tmp_path, caplog):
