@@ -423,6 +423,7 @@ def emg_measures(
     lo, hi = emg_config.band
     lm = pd.array(landmark_samples, dtype="Float64").to_numpy(dtype=float, na_value=np.nan)
     out = np.full((lm.size, 4), np.nan)
+    by_length: dict[int, list[tuple[int, int, int]]] = {}  # window length -> (epoch, window, first segment sample)
     for k, x in enumerate(lm):
         if not np.isfinite(x):
             continue
@@ -432,15 +433,19 @@ def emg_measures(
             if b - a < 8 or smap.span_of(np.array([a]), np.array([b - 1]))[0] < 0:
                 continue
             pa = int(smap.to_segment(np.array([a]))[0])
-            seg = data[:, pa : pa + (b - a)]
             if emg_ch:
-                out[k, j] = float(np.sqrt(np.mean(seg[emg_ch[0]] ** 2)))
-            if temp_ch:
-                psd, freqs = mne.time_frequency.psd_array_multitaper(
-                    seg[temp_ch] - seg[temp_ch].mean(axis=1, keepdims=True), sf, fmin=lo, fmax=hi,
-                    adaptive=False, low_bias=True, normalization="full", verbose=False,
-                )  # fmt: skip
-                out[k, 2 + j] = float(psd.mean()) if psd.size else np.nan
+                out[k, j] = float(np.sqrt(np.mean(data[emg_ch[0], pa : pa + (b - a)] ** 2)))
+            by_length.setdefault(b - a, []).append((k, j, pa))
+    # one multitaper call per window length (the baseline windows share one; the tapers are computed once
+    # per call): the same values as one call per window, bit for bit (test), ~40 ms a call saved
+    for n, items in by_length.items() if temp_ch else ():
+        segs = np.stack([data[temp_ch, pa : pa + n] for _, _, pa in items])
+        psd, _ = mne.time_frequency.psd_array_multitaper(
+            segs - segs.mean(axis=-1, keepdims=True), sf, fmin=lo, fmax=hi,
+            adaptive=False, low_bias=True, normalization="full", verbose=False,
+        )  # fmt: skip
+        for (k, j, _), p in zip(items, psd, strict=True):
+            out[k, 2 + j] = float(p.mean()) if p.size else np.nan
     with np.errstate(divide="ignore", invalid="ignore"):
         return pd.DataFrame({
             "emg_window_s": win,

