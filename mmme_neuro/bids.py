@@ -164,6 +164,7 @@ from .ingest import (
     session_redactions,
 )
 from .io.coding import CodingResult, read_coding, write_coding_report
+from .io.eeg import check_eeglab_data_file
 
 __all__ = [
     "BidsSession",
@@ -1622,6 +1623,8 @@ def read_bids_session(bids_root: str | os.PathLike, subject: str, *, task: str =
     ------
     FileNotFoundError
         If the subject's EEG or events file is missing (names the pseudonym).
+    mmme_neuro.io.eeg.EEGReadError
+        If the EEG data file is shorter than its header says (names the file).
     """
     import mne_bids
 
@@ -1634,6 +1637,7 @@ def read_bids_session(bids_root: str | os.PathLike, subject: str, *, task: str =
         raise FileNotFoundError(f"{subject}: no events.tsv in {bids_root} (not converted?)")
     with _warnings_to_log(logging.DEBUG):
         raw = mne_bids.read_raw_bids(bp, verbose=False)
+    check_eeglab_data_file(raw, bp.fpath)  # a truncated .fdt: an error naming the file now, not MNE's at read time
     events = pd.read_csv(ev_path, sep="\t", na_values=["n/a"], keep_default_na=False,
                          dtype={"trial_type": str, "expression_id": str, "ingest_flags": str, "coding_issues": str,
                                 "in_physio": str})  # fmt: skip

@@ -697,6 +697,7 @@ def _fir_zero_phase_range(x: np.ndarray, h: np.ndarray, start: int, stop: int) -
     spec *= scipy.fft.rfft(h, nfft)
     return scipy.fft.irfft(spec, nfft, axis=-1)[..., len(h) - 1 : seg.shape[-1]]
 
+
 def filter_spans(raw: mne.io.BaseRaw, h: np.ndarray, picks: Sequence[int]) -> bool:
     """Filter each span of a segmented Raw in place with :func:`fir_zero_phase` (as ``raw.filter`` would).
 

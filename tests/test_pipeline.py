@@ -395,7 +395,8 @@ def test_mmme_neuro_run_computes_a_failing_subject_once(_ci_bids_pristine, tmp_p
     erp = summary["analyses"][0]
     assert erp["n_subjects"] == 7 and erp["stages"]["first_level_cached"] == 7
     (failed,) = erp["failed_subjects"]
-    assert failed["subject"] == FAILING and failed["reason"].startswith("upstream step clean-epochs failed: ")
+    assert failed["subject"] == FAILING and failed["reason"].startswith("upstream step clean-epochs failed: EEGReadError: ")
+    assert f"{fdt.name} truncated" in failed["reason"]  # the file is named, not MNE's error at read time
 
 
 def test_first_level_phase_reports_what_it_could_not_run(tmp_path, caplog):

@@ -47,6 +47,7 @@ from .markers import TEMP_KEY, parse_marker_code, read_eeg_markers
 __all__ = [
     "EEGReadError",
     "SUPPORTED_EXTENSIONS",
+    "check_eeglab_data_file",
     "parse_marker_code",
     "read_eeg",
     "read_eeg_markers",
@@ -469,21 +470,41 @@ def _read_eeglab(fname: Path, *, preload: bool, verbose: Any) -> mne.io.BaseRaw:
             f"{fname}: EEGLAB data file missing: {err}. Keep the .fdt next to the .set "
             "with the name stored in EEG.data."
         ) from err
-    data_file = Path(raw.filenames[0])
-    if data_file.suffix.lower() == ".fdt":
-        expected = raw.info["nchan"] * raw.n_times * _FLOAT32_BYTES
-        size = data_file.stat().st_size
-        if size < expected:
-            raise EEGReadError(
-                f"{fname}: data file {data_file.name} truncated: {raw.info['nchan']} channels x "
-                f"{raw.n_times} samples need {expected} bytes of float32, the file has {size}."
-            )
-        if size > expected:
-            logger.warning(
-                "%s: %s has %d bytes, more than the %d the header describes",
-                fname.name, data_file.name, size, expected,
-            )  # fmt: skip
+    check_eeglab_data_file(raw, fname)
     return raw
+
+
+def check_eeglab_data_file(raw: mne.io.BaseRaw, fname: str | Path) -> None:
+    """Raise :class:`EEGReadError` if the ``.fdt`` of an EEGLAB Raw is shorter than its header says.
+
+    MNE opens a truncated ``.fdt`` without complaint and fails only when the
+    missing samples are read, with a message that names neither the file nor
+    the cause. Every EEGLAB reader of the package calls this (:func:`read_eeg`,
+    the BIDS sessions of :func:`mmme_neuro.bids.read_session`). A longer file
+    is logged (warning). A ``.set`` holding its data itself is not checked.
+
+    Parameters
+    ----------
+    raw : mne.io.BaseRaw
+        Opened by :func:`mne.io.read_raw_eeglab` (or mne-bids).
+    fname : path-like
+        The header (``.set``), named in the message.
+    """
+    data_file = Path(raw.filenames[0])
+    if data_file.suffix.lower() != ".fdt":
+        return
+    expected = raw.info["nchan"] * raw.n_times * _FLOAT32_BYTES
+    size = data_file.stat().st_size
+    if size < expected:
+        raise EEGReadError(
+            f"{fname}: data file {data_file.name} truncated: {raw.info['nchan']} channels x "
+            f"{raw.n_times} samples need {expected} bytes of float32, the file has {size}."
+        )
+    if size > expected:
+        logger.warning(
+            "%s: %s has %d bytes, more than the %d the header describes",
+            Path(fname).name, data_file.name, size, expected,
+        )  # fmt: skip
 
 
 def _brainvision_data_file(fname: Path) -> Path:
