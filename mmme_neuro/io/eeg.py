@@ -480,7 +480,7 @@ def check_eeglab_data_file(raw: mne.io.BaseRaw, fname: str | Path) -> None:
     MNE opens a truncated ``.fdt`` without complaint and fails only when the
     missing samples are read, with a message that names neither the file nor
     the cause. Every EEGLAB reader of the package calls this (:func:`read_eeg`,
-    the BIDS sessions of :func:`mmme_neuro.bids.read_session`). A longer file
+    the BIDS sessions of :func:`mmme_neuro.bids.read_bids_session`). A longer file
     is logged (warning). A ``.set`` holding its data itself is not checked.
 
     Parameters
