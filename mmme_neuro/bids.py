@@ -164,7 +164,7 @@ from .ingest import (
     session_redactions,
 )
 from .io.coding import CodingResult, read_coding, write_coding_report
-from .io.eeg import check_eeglab_data_file
+from .io.eeg import check_data_file
 
 __all__ = [
     "BidsSession",
@@ -1624,7 +1624,7 @@ def read_bids_session(bids_root: str | os.PathLike, subject: str, *, task: str =
     FileNotFoundError
         If the subject's EEG or events file is missing (names the pseudonym).
     mmme_neuro.io.eeg.EEGReadError
-        If the EEG data file is shorter than its header says (names the file).
+        If the EEG data file is truncated (names the file; :func:`mmme_neuro.io.eeg.check_data_file`).
     """
     import mne_bids
 
@@ -1637,7 +1637,7 @@ def read_bids_session(bids_root: str | os.PathLike, subject: str, *, task: str =
         raise FileNotFoundError(f"{subject}: no events.tsv in {bids_root} (not converted?)")
     with _warnings_to_log(logging.DEBUG):
         raw = mne_bids.read_raw_bids(bp, verbose=False)
-    check_eeglab_data_file(raw, bp.fpath)  # a truncated .fdt: an error naming the file now, not MNE's at read time
+    check_data_file(raw, bp.fpath)  # a truncated data file: an error naming it now, not MNE's at read time
     events = pd.read_csv(ev_path, sep="\t", na_values=["n/a"], keep_default_na=False,
                          dtype={"trial_type": str, "expression_id": str, "ingest_flags": str, "coding_issues": str,
                                 "in_physio": str})  # fmt: skip

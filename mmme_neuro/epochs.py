@@ -435,10 +435,11 @@ def emg_measures(
             pa = int(smap.to_segment(np.array([a]))[0])
             if emg_ch:
                 out[k, j] = float(np.sqrt(np.mean(data[emg_ch[0], pa : pa + (b - a)] ** 2)))
-            by_length.setdefault(b - a, []).append((k, j, pa))
+            if temp_ch:
+                by_length.setdefault(b - a, []).append((k, j, pa))
     # one multitaper call per window length (the baseline windows share one; the tapers are computed once
     # per call): the same values as one call per window, bit for bit (test), ~40 ms a call saved
-    for n, items in by_length.items() if temp_ch else ():
+    for n, items in by_length.items():
         segs = np.stack([data[temp_ch, pa : pa + n] for _, _, pa in items])
         psd, _ = mne.time_frequency.psd_array_multitaper(
             segs - segs.mean(axis=-1, keepdims=True), sf, fmin=lo, fmax=hi,

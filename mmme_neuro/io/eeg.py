@@ -47,7 +47,7 @@ from .markers import TEMP_KEY, parse_marker_code, read_eeg_markers
 __all__ = [
     "EEGReadError",
     "SUPPORTED_EXTENSIONS",
-    "check_eeglab_data_file",
+    "check_data_file",
     "parse_marker_code",
     "read_eeg",
     "read_eeg_markers",
@@ -470,26 +470,43 @@ def _read_eeglab(fname: Path, *, preload: bool, verbose: Any) -> mne.io.BaseRaw:
             f"{fname}: EEGLAB data file missing: {err}. Keep the .fdt next to the .set "
             "with the name stored in EEG.data."
         ) from err
-    check_eeglab_data_file(raw, fname)
+    check_data_file(raw, fname)
     return raw
 
 
-def check_eeglab_data_file(raw: mne.io.BaseRaw, fname: str | Path) -> None:
-    """Raise :class:`EEGReadError` if the ``.fdt`` of an EEGLAB Raw is shorter than its header says.
+def check_data_file(raw: mne.io.BaseRaw, fname: str | Path) -> None:
+    """Raise :class:`EEGReadError` if the data file of an opened recording is truncated.
 
-    MNE opens a truncated ``.fdt`` without complaint and fails only when the
+    MNE opens a truncated data file without complaint and fails only when the
     missing samples are read, with a message that names neither the file nor
-    the cause. Every EEGLAB reader of the package calls this (:func:`read_eeg`,
-    the BIDS sessions of :func:`mmme_neuro.bids.read_bids_session`). A longer file
-    is logged (warning). A ``.set`` holding its data itself is not checked.
+    the cause. Every reader of the package calls this after opening a
+    recording (:func:`read_eeg`, the BIDS sessions of
+    :func:`mmme_neuro.bids.read_bids_session`), whatever the format:
+
+    * EEGLAB (``.set`` + ``.fdt``): the ``.fdt`` must hold every channel x
+      sample the header gives as float32; a longer file is logged (warning).
+      A ``.set`` holding its data itself is not checked.
+    * BrainVision (``.vhdr``, binary data): the data file must hold whole
+      samples of all channels (its header gives no sample count).
+    * Other formats: nothing to check here (Curry is checked before MNE opens
+      it, EDF/BDF/CNT carry their size in their own header).
 
     Parameters
     ----------
     raw : mne.io.BaseRaw
-        Opened by :func:`mne.io.read_raw_eeglab` (or mne-bids).
+        The recording as MNE (or mne-bids) opened it.
     fname : path-like
-        The header (``.set``), named in the message.
+        Its header (``.set``, ``.vhdr`` ...), named in the message.
     """
+    fname = Path(fname)
+    suffix = fname.suffix.lower()
+    if suffix == ".set":
+        _check_eeglab_data_file(raw, fname)
+    elif suffix == ".vhdr":
+        _check_brainvision_data_file(raw, fname)
+
+
+def _check_eeglab_data_file(raw: mne.io.BaseRaw, fname: Path) -> None:
     data_file = Path(raw.filenames[0])
     if data_file.suffix.lower() != ".fdt":
         return
@@ -503,7 +520,7 @@ def check_eeglab_data_file(raw: mne.io.BaseRaw, fname: str | Path) -> None:
     if size > expected:
         logger.warning(
             "%s: %s has %d bytes, more than the %d the header describes",
-            Path(fname).name, data_file.name, size, expected,
+            fname.name, data_file.name, size, expected,
         )  # fmt: skip
 
 
@@ -515,21 +532,27 @@ def _brainvision_data_file(fname: Path) -> Path:
     return fname.parent / match.group(1)
 
 
+def _check_brainvision_data_file(raw: mne.io.BaseRaw, fname: Path) -> None:
+    fmt = raw._raw_extras[0].get("fmt")
+    n_bytes = {"short": 2, "int": 4, "single": 4}.get(fmt) if isinstance(fmt, str) else None
+    if not n_bytes:  # ASCII data: nothing to count
+        return
+    data_file = _brainvision_data_file(fname)
+    frame = raw.info["nchan"] * n_bytes  # binary data: the file holds whole samples of all channels
+    size = data_file.stat().st_size
+    if size % frame:
+        raise EEGReadError(
+            f"{fname}: data file {data_file.name} truncated: {size} bytes is not a whole "
+            f"number of {frame}-byte samples ({raw.info['nchan']} channels x {n_bytes} bytes)."
+        )
+
+
 def _read_brainvision(fname: Path, *, preload: bool, verbose: Any) -> mne.io.BaseRaw:
     data_file = _brainvision_data_file(fname)
     if not data_file.is_file():
         raise EEGReadError(f"{fname}: BrainVision data file {data_file.name} not found.")
     raw = mne.io.read_raw_brainvision(fname, preload=preload, verbose=verbose)
-    fmt = raw._raw_extras[0].get("fmt")
-    n_bytes = {"short": 2, "int": 4, "single": 4}.get(fmt) if isinstance(fmt, str) else None
-    if n_bytes:  # binary data: the file holds whole samples of all channels
-        frame = raw.info["nchan"] * n_bytes
-        size = data_file.stat().st_size
-        if size % frame:
-            raise EEGReadError(
-                f"{fname}: data file {data_file.name} truncated: {size} bytes is not a whole "
-                f"number of {frame}-byte samples ({raw.info['nchan']} channels x {n_bytes} bytes)."
-            )
+    check_data_file(raw, fname)
     return raw
 
 
