@@ -27,6 +27,7 @@ covariate, and the paired ME vs MaE test of the EMG measures. Writes to
   topomaps), ``erp_waveforms``, ``topomaps_me_vs_mae``, ``topomaps_me_vs_ne``,
   ``emg_confound``;
 * ``summary.json`` (``docs/summary-json.md``) and ``summary.md``;
+* ``ica_stability.csv`` (with ``preprocessing.ica_stability_refits`` > 0): the ICA reliability check, one row per subject and refit.
 * ``timing.json``: time of the per-subject step and of the group level (not a result: it changes from run to run).
 """
 
@@ -51,6 +52,7 @@ from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
 from mmme_neuro.dataset import coded_exclusions, prepare_bids
 from mmme_neuro.pipeline import Step, run_steps
+from mmme_neuro.preprocessing import ica_stability_table
 from mmme_neuro.reporting import base_summary, make_contrast, write_summary
 from mmme_neuro.stats import (
     ClusterResult,
@@ -133,8 +135,9 @@ def _f(x: Any, fmt: str = ".3g") -> str:
 
 def build_summary(config: Config, inputs: dict[str, Path], group: xr.DataArray, md: pd.DataFrame,
                   clusters: dict[str, ClusterResult | None], models: pd.DataFrame, emg: pd.DataFrame,
-                  exclusions: dict[str, int], report: pd.DataFrame, failed: list[dict[str, str]]) -> dict[str, Any]:  # fmt: skip
-    """The summary.json content (``docs/summary-json.md``)."""
+                  exclusions: dict[str, int], report: pd.DataFrame, failed: list[dict[str, str]],
+                  ica_stability: pd.DataFrame | None = None) -> dict[str, Any]:  # fmt: skip
+    """The summary.json content (``docs/summary-json.md``); ``ica_stability``: :func:`~mmme_neuro.preprocessing.ica_stability_table`."""
     summary = base_summary(ANALYSIS, config, inputs=inputs)
     subjects = [str(s) for s in group["subject"].values]
     summary["subjects"] = subjects
@@ -200,8 +203,25 @@ def build_summary(config: Config, inputs: dict[str, Path], group: xr.DataArray, 
                                for s, counts in zip(subjects, group["n_epochs"].values, strict=True)},  # fmt: skip
         "min_count_excluded": [f"{r.subject}:{r.condition} ({r.reason})" for r in report[~report["included"]].itertuples()],
         "failed_subjects": failed,
+        "ica_stability": _ica_stability_summary(ica_stability),
     }
     return summary
+
+
+def _ica_stability_summary(table: pd.DataFrame | None) -> dict[str, Any] | None:
+    """Study-level verdict of the ICA reliability check (None when it was not run)."""
+    if table is None:
+        return None
+    by_subject = table.groupby("subject")["subject_stable"].first() if len(table) else pd.Series(dtype=bool)
+    r = table["smallest_removed_r"].dropna()
+    return {
+        "n_refits": int(table.groupby("subject").size().max()) if len(table) else 0,
+        "n_subjects": int(len(by_subject)),
+        "unstable_subjects": sorted(str(s) for s, ok in by_subject.items() if not ok),
+        "smallest_removed_r": float(r.min()) if len(r) else None,
+        "max_abs_diff_uv": float(table["max_abs_diff_uv"].max()) if len(table) else None,
+        "median_rms_diff_uv": float(table["rms_diff_uv"].median()) if len(table) else None,
+    }
 
 
 def build_markdown(summary: dict[str, Any]) -> str:
@@ -223,6 +243,14 @@ def build_markdown(summary: dict[str, Any]) -> str:
         lines.append(f"- Left out of contrasts (too few clean epochs): {', '.join(res['min_count_excluded'])}.")
     if res["failed_subjects"]:
         lines.append(f"- Subjects without epochs: {', '.join(f['subject'] for f in res['failed_subjects'])}.")
+    stab = res.get("ica_stability")
+    if stab and stab["n_subjects"]:
+        unstable = ", ".join(stab["unstable_subjects"]) or "none"
+        r = "n/a (nothing removed)" if stab["smallest_removed_r"] is None else f"{stab['smallest_removed_r']:.4f}"
+        lines.append(f"- ICA reliability ({stab['n_refits']} refits with other seeds, {stab['n_subjects']} subjects; "
+                     f"`ica_stability.csv`): subjects whose removed components change: {unstable}; smallest |r| of a "
+                     f"removed component's refound scalp map {r}; the cleaned EEG moves by up to "
+                     f"{stab['max_abs_diff_uv']:.2f} µV (median RMS {stab['median_rms_diff_uv']:.3f} µV).")  # fmt: skip
     lines += ["", "## Cluster-based permutation tests (channel x time)", ""]
     for name, info in res["clusters"].items():
         if not info.get("tested"):
@@ -328,6 +356,10 @@ def run(config: Config, out_dir: Path, *, progress: bool = True, figures: bool =
     write_csv(report, out_dir / "min_count.csv")
     excl = coded_exclusions(bids_root, sorted(set(step.results) | set(md["subject"])))
     write_csv(excl, out_dir / "exclusions.csv")
+    ica_stab = None
+    if config.preprocessing.ica_stability_refits:
+        ica_stab = ica_stability_table(group.attrs.get("preprocessing") or {})
+        write_csv(ica_stab, out_dir / "ica_stability.csv")
 
     if figures:
         for name, fig in make_figures(group, clusters, trials, emg).items():
@@ -336,7 +368,8 @@ def run(config: Config, out_dir: Path, *, progress: bool = True, figures: bool =
     for s in sorted(md["subject"].unique()):
         inputs[f"events_{s}"] = Path(bids_root) / s / "eeg" / f"{s}_task-mmme_events.tsv"
     inputs = {k: v for k, v in inputs.items() if v.is_file()}
-    summary = build_summary(config, inputs, group, md, clusters, models, emg, ep_mod.exclusion_counts(md, excl), report, failed)
+    summary = build_summary(config, inputs, group, md, clusters, models, emg, ep_mod.exclusion_counts(md, excl), report, failed,
+                            ica_stab)  # fmt: skip
     write_summary(out_dir, summary, build_markdown(summary))
     write_timing(out_dir, step, t_group)
     logger.info("%s: %d subjects -> %s", ANALYSIS, summary["n_subjects"], os.fspath(out_dir))

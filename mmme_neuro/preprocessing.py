@@ -70,6 +70,16 @@ recorded in ``report["steps"]``, which goes into provenance attributes):
    at ~``ica_fit_sfreq`` (125 Hz). Components correlated with VEO/HEO
    (:meth:`~mne.preprocessing.ICA.find_bads_eog`) are removed from the 0.1-Hz
    data at 250 Hz (the unmixing learnt at 125 Hz applies at any rate).
+   *Reliability* (opt-in, ``preprocessing.ica_stability_refits = N``): the
+   ICA is refitted with N other seeds, each refit's components are matched to
+   the main fit's by the |correlation| of their scalp maps (Hungarian
+   assignment, as ICASSO clusters components across runs), and the provenance
+   records, per refit, the |r| of the removed components' matches, whether
+   the refit removes exactly those, and how far its cleaned EEG is from the
+   main fit's (max and RMS, µV); ``stable`` needs the same removal and
+   |r| >= ``ICA_STABLE_MIN_R`` everywhere (a warning otherwise). Extended
+   infomax-type ICA can stop at different optima from different starts; the
+   check says whether that touches what is removed.
 7. **muscle components** (:meth:`~mne.preprocessing.ICA.find_bads_muscle`):
    flagged and reported, *not removed* by default: facial EMG is the main
    confound of expression-locked EEG and is measured per epoch
@@ -87,7 +97,7 @@ import dataclasses
 import functools
 import importlib.util
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -113,6 +123,7 @@ __all__ = [
     "fir_kernel",
     "fir_zero_phase",
     "get_segment_map",
+    "ica_stability_table",
     "notch_kernel",
     "preprocess",
     "preprocess_segments",
@@ -1258,24 +1269,30 @@ def _crop_highpass(raw: mne.io.BaseRaw, cfg: PreprocessingConfig, opts: Preproce
     return out, kept
 
 
-def _run_ica(raw: mne.io.BaseRaw, opts: PreprocessOptions, seed: int) -> dict[str, Any]:
+def _ica_fit_params(method: str) -> dict[str, Any] | None:
+    if method == "infomax":
+        return {"extended": True}
+    if method == "picard":
+        return {"ortho": False, "extended": True}  # MNE's recommendation (extended-infomax-like)
+    return None
+
+
+def _fit_ica(fit_raw: mne.io.BaseRaw, picks: list[str], opts: PreprocessOptions, seed: int,
+             decim: int) -> mne.preprocessing.ICA:
+    """One ICA of the bounded fit copy (:func:`_ica_fit_raw`) with ``seed`` as its random state."""
     method = _ica_method(opts.ica_method)
-    eog = _eeg_present(raw, opts.eog_channels)
-    picks_eeg = [c for c in _eeg_present(raw, SCALP_CHANNELS) if c not in raw.info["bads"]]
-    fit_raw = _ica_fit_raw(raw, picks_eeg + eog, opts)
     n_comp = opts.ica_n_components
     if isinstance(n_comp, int):
-        n_comp = min(n_comp, len(picks_eeg) - 1)
-    fit_params: dict[str, Any] | None = None
-    if method == "infomax":
-        fit_params = {"extended": True}
-    elif method == "picard":
-        fit_params = {"ortho": False, "extended": True}  # MNE's recommendation (extended-infomax-like)
-    ica = mne.preprocessing.ICA(n_components=n_comp, method=method, random_state=seed,
-                                max_iter=opts.ica_max_iter, fit_params=fit_params, verbose=False)  # fmt: skip
-    sf = float(raw.info["sfreq"])
-    decim = max(1, int(round(sf / opts.ica_fit_sfreq)))
-    ica.fit(fit_raw, picks=picks_eeg, decim=decim, reject_by_annotation=True, verbose=False)
+        n_comp = min(n_comp, len(picks) - 1)
+    ica = mne.preprocessing.ICA(n_components=n_comp, method=method, random_state=seed, max_iter=opts.ica_max_iter,
+                                fit_params=_ica_fit_params(method), verbose=False)  # fmt: skip
+    ica.fit(fit_raw, picks=picks, decim=decim, reject_by_annotation=True, verbose=False)
+    return ica
+
+
+def _ica_components_to_remove(ica: mne.preprocessing.ICA, fit_raw: mne.io.BaseRaw, eog: list[str],
+                              opts: PreprocessOptions) -> dict[str, Any]:
+    """Ocular components (EOG correlation), muscle components (flagged or removed) and what is excluded."""
     eog_idx: list[int] = []
     eog_scores: dict[str, list[float]] = {}
     if eog:
@@ -1283,28 +1300,150 @@ def _run_ica(raw: mne.io.BaseRaw, opts: PreprocessOptions, seed: int) -> dict[st
         eog_idx = sorted(int(i) for i in idx)
         sc = np.atleast_2d(np.asarray(scores))
         eog_scores = {ch: np.round(s, 4).tolist() for ch, s in zip(eog, sc, strict=True)}
-    else:
-        logger.warning("no EOG channel (%s): ICA finds no ocular component", ", ".join(opts.eog_channels))
     muscle_idx: list[int] = []
     if opts.muscle != "off":
         idx, _ = ica.find_bads_muscle(fit_raw, threshold=opts.muscle_threshold, verbose=False)
         muscle_idx = sorted(int(i) for i in idx if int(i) not in eog_idx)
     exclude = sorted(set(eog_idx) | (set(muscle_idx) if opts.muscle == "remove" else set()))
+    return {"eog_components": eog_idx, "eog_scores": eog_scores, "muscle_components": muscle_idx,
+            "excluded_components": exclude}  # fmt: skip
+
+
+#: Smallest |correlation| between the spatial maps of a removed component and its match in a refit for the
+#: removal to count as stable (ICASSO-style reliability; a blink map refound with another seed correlates > 0.99).
+ICA_STABLE_MIN_R = 0.95
+
+
+def _ica_refit_comparison(main: mne.preprocessing.ICA, other: mne.preprocessing.ICA, exclude: list[int],
+                          other_exclude: list[int]) -> tuple[list[float], bool]:
+    """Match ``other``'s components to ``main``'s (Hungarian, |spatial-map correlation|).
+
+    Returns the |r| of the match of each of ``main``'s removed components, and
+    whether ``other`` removes exactly the matches of those.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    a, b = main.get_components(), other.get_components()  # (channels, components)
+    a = (a - a.mean(0)) / np.linalg.norm(a - a.mean(0), axis=0)
+    b = (b - b.mean(0)) / np.linalg.norm(b - b.mean(0), axis=0)
+    r = np.abs(a.T @ b)
+    rows, cols = linear_sum_assignment(-r)
+    match = dict(zip(rows.tolist(), cols.tolist(), strict=True))
+    return ([round(float(r[i, match[i]]), 6) for i in exclude],
+            sorted(match[i] for i in exclude) == sorted(other_exclude))  # fmt: skip
+
+
+def _ica_stability(raw: mne.io.BaseRaw, main: mne.preprocessing.ICA, removal: dict[str, Any], fit_raw: mne.io.BaseRaw,
+                   picks: list[str], eog: list[str], opts: PreprocessOptions, seeds: list[int],
+                   decim: int) -> dict[str, Any]:
+    """Refit the ICA with other seeds; are the removed components refound, and how much does the cleaning move?
+
+    ``raw`` is the data before the main ICA is applied (not modified). The
+    cleaned data of each refit (its own ocular/muscle choice applied to a
+    copy) are compared with the main fit's on the EEG channels (µV).
+    """
+    exclude = removal["excluded_components"]
+    eeg = [raw.ch_names.index(c) for c in picks]
+    cleaned = main.apply(raw.copy(), exclude=exclude, verbose=False)._data[eeg]
+    refits: list[dict[str, Any]] = []
+    for seed in seeds:
+        other = _fit_ica(fit_raw, picks, opts, seed, decim)
+        oth = _ica_components_to_remove(other, fit_raw, eog, opts)
+        r, same = _ica_refit_comparison(main, other, exclude, oth["excluded_components"])
+        diff = other.apply(raw.copy(), exclude=oth["excluded_components"], verbose=False)._data[eeg] - cleaned
+        refits.append({"seed": seed, "n_iter": int(other.n_iter_), "excluded_components": oth["excluded_components"],
+                       "removed_match_r": r, "same_removal": same,
+                       "max_abs_diff_uv": round(float(np.abs(diff).max()) * 1e6, 6),
+                       "rms_diff_uv": round(float(np.sqrt(np.mean(diff**2))) * 1e6, 6)})  # fmt: skip
+    rs = [x for f in refits for x in f["removed_match_r"]]
+    min_r = min(rs) if rs else None
+    stable = all(f["same_removal"] for f in refits) and (min_r is None or min_r >= ICA_STABLE_MIN_R)
+    if not stable:
+        logger.warning("ICA not stable across %d refits: removed components %s; refits remove %s "
+                       "(smallest |r| of a removed component's match %s); cleaned data change up to %.2f µV",
+                       len(refits), exclude, [f["excluded_components"] for f in refits], min_r,
+                       max(f["max_abs_diff_uv"] for f in refits))  # fmt: skip
+    return {"n_refits": len(refits), "min_match_r": ICA_STABLE_MIN_R, "stable": stable, "smallest_removed_r": min_r,
+            "max_abs_diff_uv": max(f["max_abs_diff_uv"] for f in refits), "refits": refits}  # fmt: skip
+
+
+ICA_STABILITY_COLUMNS = ("subject", "seed", "n_iter", "removed_components", "refit_removed_components",
+                         "smallest_removed_r", "same_removal", "max_abs_diff_uv", "rms_diff_uv", "subject_stable")
+
+
+def ica_stability_table(preprocessing: Mapping[str, Any]) -> pd.DataFrame:
+    """Tidy table of the ICA reliability check (``preprocessing.ica_stability_refits``), one row per subject and refit.
+
+    Parameters
+    ----------
+    preprocessing : mapping of str to dict
+        Subject -> its preprocessing record: the ``attrs["preprocessing"]`` of
+        a group ERP array (:func:`mmme_neuro.erp.stack_subjects`), or the
+        reports of :func:`preprocess_segments`. Subjects whose record holds no
+        check (ICA off, or no refits) are left out.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        Columns ``subject``, ``seed`` of the refit, its ``n_iter``, the
+        ``removed_components`` of the main fit and the refit's own
+        (``refit_removed_components``; ";"-joined indices), the smallest
+        |correlation| of a removed component's scalp map with its match
+        (``smallest_removed_r``; NaN when nothing is removed),
+        ``same_removal``, how far the refit's cleaned EEG is from the main
+        fit's (``max_abs_diff_uv``, ``rms_diff_uv``, µV), and the subject's
+        verdict (``subject_stable``).
+    """
+    rows = []
+    for subject, rec in sorted(preprocessing.items()):
+        ica = (rec or {}).get("ica") or ((rec or {}).get("steps") or {}).get("ica") or {}
+        stab = ica.get("stability")
+        if not stab:
+            continue
+        for f in stab["refits"]:
+            rows.append({"subject": subject, "seed": f["seed"], "n_iter": f["n_iter"],
+                         "removed_components": ";".join(map(str, ica["excluded_components"])),
+                         "refit_removed_components": ";".join(map(str, f["excluded_components"])),
+                         "smallest_removed_r": min(f["removed_match_r"], default=np.nan),
+                         "same_removal": f["same_removal"], "max_abs_diff_uv": f["max_abs_diff_uv"],
+                         "rms_diff_uv": f["rms_diff_uv"], "subject_stable": stab["stable"]})  # fmt: skip
+    return pd.DataFrame(rows, columns=list(ICA_STABILITY_COLUMNS))
+
+
+def _run_ica(raw: mne.io.BaseRaw, opts: PreprocessOptions, seed: int, *, refits: int = 0) -> dict[str, Any]:
+    eog = _eeg_present(raw, opts.eog_channels)
+    picks_eeg = [c for c in _eeg_present(raw, SCALP_CHANNELS) if c not in raw.info["bads"]]
+    fit_raw = _ica_fit_raw(raw, picks_eeg + eog, opts)
+    sf = float(raw.info["sfreq"])
+    decim = max(1, int(round(sf / opts.ica_fit_sfreq)))
+    ica = _fit_ica(fit_raw, picks_eeg, opts, seed, decim)
+    removal = _ica_components_to_remove(ica, fit_raw, eog, opts)
+    if not eog:
+        logger.warning("no EOG channel (%s): ICA finds no ocular component", ", ".join(opts.eog_channels))
+    exclude = removal["excluded_components"]
+    stability = None
+    if refits:
+        stability = _ica_stability(raw, ica, removal, fit_raw, picks_eeg, eog, opts,
+                                   [seed + k for k in range(1, refits + 1)], decim)  # fmt: skip
     fit_s = fit_raw.n_times / sf
     del fit_raw
     ica.apply(raw, exclude=exclude, verbose=False)
+    method = _ica_method(opts.ica_method)
     logger.info("ICA (%s, %d comps, %d iterations, fitted on %.0f s at %g Hz): removed ocular %s, muscle %s %s",
-                method, ica.n_components_, ica.n_iter_, fit_s, sf / decim, eog_idx, muscle_idx,
-                "removed" if opts.muscle == "remove" else "flagged only")  # fmt: skip
-    return {
+                method, ica.n_components_, ica.n_iter_, fit_s, sf / decim, removal["eog_components"],
+                removal["muscle_components"], "removed" if opts.muscle == "remove" else "flagged only")  # fmt: skip
+    out = {
         "method": method, "n_components": int(ica.n_components_), "random_state": seed,
-        "fit_params": fit_params, "max_iter": opts.ica_max_iter, "n_iter": int(ica.n_iter_),
+        "fit_params": _ica_fit_params(method), "max_iter": opts.ica_max_iter, "n_iter": int(ica.n_iter_),
         "fit_highpass_hz": opts.ica_highpass_hz, "fit_decim": decim, "fit_sfreq_hz": sf / decim,
         "fit_duration_s": round(fit_s, 3), "fit_on": "all segments together",
-        "eog_channels": eog, "eog_threshold": opts.eog_threshold, "eog_components": eog_idx,
-        "eog_scores": eog_scores, "muscle": opts.muscle, "muscle_components": muscle_idx,
+        "eog_channels": eog, "eog_threshold": opts.eog_threshold, "eog_components": removal["eog_components"],
+        "eog_scores": removal["eog_scores"], "muscle": opts.muscle, "muscle_components": removal["muscle_components"],
         "excluded_components": exclude,
     }  # fmt: skip
+    if stability is not None:
+        out["stability"] = stability
+    return out
 
 
 def preprocess_segments(
@@ -1416,11 +1555,11 @@ def preprocess_segments(
         steps["interpolate"] = {"method": "spherical spline", "channels": interp}
     steps["reference"] = _reference(raw, cfg.reference)
     if cfg.ica:
-        report["ica"] = _run_ica(raw, opts, config.seed)
+        report["ica"] = _run_ica(raw, opts, config.seed, refits=cfg.ica_stability_refits)
         steps["ica"] = {k: report["ica"][k] for k in ("method", "n_components", "random_state", "fit_highpass_hz",
                                                       "fit_sfreq_hz", "fit_duration_s", "n_iter", "fit_on",
                                                       "eog_components", "muscle", "muscle_components",
-                                                      "excluded_components")}  # fmt: skip
+                                                      "excluded_components", "stability") if k in report["ica"]}  # fmt: skip
     report["resample"] = resample
     report["segments"] = smap_read.to_dict()
     report["steps"] = steps

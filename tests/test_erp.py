@@ -298,3 +298,34 @@ def test_viz_panels_draw(tmp_path):
                                  emg_measures=("emg_rms_uv",), conditions=("ME", "MaE"))  # fmt: skip
     assert len(fig.axes) >= 4
     plt.close(fig)
+
+
+def test_ica_stability_reported_only_when_checked(script_out):
+    """The summary's ``ica_stability`` is null without the check; with it, the verdict and sizes reach summary.md."""
+    from analyses.erp_me_vs_mae import _ica_stability_summary, build_markdown
+    from mmme_neuro.preprocessing import ica_stability_table
+
+    summary = json.loads((script_out / "summary.json").read_text())
+    assert summary["results"]["ica_stability"] is None
+    assert not (script_out / "ica_stability.csv").exists()
+    assert "ICA reliability" not in build_markdown(summary)
+
+    def record(removed, refits):
+        stab = [{"seed": 43 + k, "n_iter": 100, "excluded_components": ex, "removed_match_r": r, "same_removal": same,
+                 "max_abs_diff_uv": d, "rms_diff_uv": d / 10} for k, (ex, r, same, d) in enumerate(refits)]
+        stable = all(f["same_removal"] for f in stab) and min((x for f in stab for x in f["removed_match_r"]), default=1) >= 0.95
+        return {"steps": {"ica": {"excluded_components": removed, "stability": {"stable": stable, "refits": stab}}}}
+
+    table = ica_stability_table({
+        "sub-02": record([0], [([0], [0.999], True, 1.5), ([0], [0.998], True, 2.0)]),
+        "sub-01": record([1], [([1], [0.999], True, 0.5), ([3], [0.41], False, 40.0)]),
+        "sub-03": {"steps": {"ica": {"excluded_components": [0]}}},  # not checked
+    })
+    assert table["subject"].tolist() == ["sub-01", "sub-01", "sub-02", "sub-02"]
+    stab = _ica_stability_summary(table)
+    assert stab["unstable_subjects"] == ["sub-01"] and stab["n_subjects"] == 2 and stab["n_refits"] == 2
+    assert stab["smallest_removed_r"] == 0.41 and stab["max_abs_diff_uv"] == 40.0
+    summary["results"]["ica_stability"] = stab
+    md = build_markdown(summary)
+    assert "ICA reliability (2 refits with other seeds, 2 subjects" in md
+    assert "removed components change: sub-01" in md and "up to 40.00 µV" in md

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import mne
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ from mmme_neuro.preprocessing import (
     fir_kernel,
     fir_zero_phase,
     get_segment_map,
+    ica_stability_table,
     notch_kernel,
     preprocess_segments,
     read_segments,
@@ -270,6 +273,73 @@ def test_ica_removes_planted_blinks(segments):
     again, report2 = preprocess_segments(segments, cfg, options=opts)
     assert report2["ica"]["eog_components"] == report["ica"]["eog_components"]
     np.testing.assert_allclose(again.get_data(picks=["FP1"]), after.get_data(picks=["FP1"]))
+
+
+def _refits(cfg: Config, n: int) -> Config:
+    return cfg.model_copy(update={"preprocessing": cfg.preprocessing.model_copy(update={"ica_stability_refits": n})})
+
+
+@pytest.mark.filterwarnings("ignore:FastICA did not converge")
+def test_ica_stability_check_refinds_the_planted_blinks_and_changes_nothing(segments):
+    opts = PreprocessOptions(detect_bads=False, resample=False, **FAST)
+    cfg = Config(seed=3)
+    plain, plain_report = preprocess_segments(segments, cfg, options=opts)
+    checked, report = preprocess_segments(segments, _refits(cfg, 2), options=opts)
+    assert "stability" not in plain_report["ica"]
+    # a side computation: the cleaned data are those of the main fit
+    np.testing.assert_array_equal(checked.get_data(), plain.get_data())
+    stab = report["ica"]["stability"]
+    assert report["steps"]["ica"]["stability"] == stab
+    assert stab["n_refits"] == 2 and [f["seed"] for f in stab["refits"]] == [4, 5]
+    assert report["ica"]["excluded_components"], "no ocular component removed"
+    assert stab["stable"]
+    assert all(f["same_removal"] for f in stab["refits"])
+    assert stab["smallest_removed_r"] > 0.95
+    for f in stab["refits"]:
+        assert len(f["removed_match_r"]) == len(report["ica"]["excluded_components"])
+        assert 0 < f["rms_diff_uv"] <= f["max_abs_diff_uv"] == pytest.approx(f["max_abs_diff_uv"])
+    table = ica_stability_table({"sub-01": report, "sub-02": plain_report})  # sub-02: no check, left out
+    assert table["subject"].tolist() == ["sub-01", "sub-01"]
+    assert table["same_removal"].all() and table["subject_stable"].all()
+    assert (table["removed_components"] == ";".join(map(str, report["ica"]["excluded_components"]))).all()
+    assert table["max_abs_diff_uv"].max() == stab["max_abs_diff_uv"]
+
+
+@pytest.mark.filterwarnings("ignore:FastICA did not converge")
+@pytest.mark.filterwarnings("ignore:.*converge")
+def test_ica_stability_check_flags_an_unconverged_ica(segments, caplog):
+    """One iteration from each seed's random start: the blink spreads over other components in every refit."""
+    opts = PreprocessOptions(detect_bads=False, resample=False, ica_max_iter=1, ica_n_components=40)
+    with caplog.at_level(logging.WARNING, logger="mmme_neuro.preprocessing"):
+        _, report = preprocess_segments(segments, _refits(Config(seed=3), 3), options=opts)
+    stab = report["ica"]["stability"]
+    assert not stab["stable"]
+    assert "ICA not stable across 3 refits" in caplog.text
+    table = ica_stability_table({"sub-01": report})
+    assert not table["subject_stable"].any()
+    assert (~table["same_removal"] | (table["smallest_removed_r"] < 0.95)).any()
+
+
+def test_ica_refit_comparison_matches_permuted_components(segments):
+    from mmme_neuro.preprocessing import _ica_refit_comparison
+
+    picks = [c for c in SCALP_CHANNELS if c in segments.ch_names][:20]
+    ica = mne.preprocessing.ICA(n_components=6, method="picard", max_iter=50, random_state=0, verbose=False)
+    ica.fit(segments.copy().pick(picks).crop(0, 60).load_data().filter(1.0, None, verbose=False), verbose=False)
+    other = ica.copy()
+    perm = np.array([3, 0, 5, 1, 4, 2])  # other's component perm[i] is ica's component i
+    other.mixing_matrix_ = ica.mixing_matrix_.copy()
+    other.mixing_matrix_[:, perm] = ica.mixing_matrix_
+    other.unmixing_matrix_ = np.linalg.pinv(other.mixing_matrix_)
+    r, same = _ica_refit_comparison(ica, other, [0, 2], sorted(perm[[0, 2]].tolist()))
+    assert same and r == pytest.approx([1.0, 1.0])
+    r, same = _ica_refit_comparison(ica, other, [0, 2], [0, 2])  # the same indices are other components
+    assert not same
+
+
+def test_ica_stability_needs_the_ica():
+    with pytest.raises(ValueError, match="ica_stability_refits = 2 needs ica = true"):
+        Config(preprocessing={"ica": False, "ica_stability_refits": 2})
 
 
 def test_resample_by_decimation_is_recorded(segments):
