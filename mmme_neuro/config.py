@@ -197,6 +197,16 @@ class RejectionConfig(_Section):
 
     peak_to_peak_uv: float | None = Field(150.0, gt=0, description="Reject an epoch whose peak-to-peak amplitude exceeds this (µV).")
     flat_uv: float | None = Field(0.5, gt=0, description="Reject an epoch whose peak-to-peak amplitude is below this on any channel (µV).")
+    autoreject: Literal["off", "global", "local"] = Field(
+        "off",
+        description=(
+            "Data-driven rejection with autoreject (Jas et al. 2017), learnt per subject on all its epochs and "
+            "applied after the fixed thresholds: 'global' rejects epochs above one cross-validated EEG peak-to-peak "
+            "threshold; 'local' learns a threshold per channel, interpolates an epoch's bad channels and rejects "
+            "epochs with too many (both chosen by cross-validation). Set peak_to_peak_uv = None to use autoreject "
+            "alone. Needs at least 5 epochs per subject (else skipped, recorded)."
+        ),
+    )  # fmt: skip
 
 
 class EmgConfig(_Section):

@@ -50,6 +50,7 @@ from .preprocessing import (
     preprocess_segments,
     read_segments,
 )
+from .rejection import autoreject_epochs
 
 __all__ = [
     "CONDITIONS",
@@ -472,6 +473,25 @@ def _rejection_reason(x_uv: np.ndarray, names: list[str], rej: RejectionConfig) 
     return "", float(ptp[worst])
 
 
+def _autoreject(data: np.ndarray, candidates: np.ndarray, reason: np.ndarray, info: mne.Info, eeg_idx: list[int],
+                sfreq: float, tmin: float, window: tuple[float, float], config: Config) -> dict[str, Any]:
+    """autoreject on the epochs not yet rejected: their reasons set, bad channels repaired in ``data`` (in place)."""
+    cand = np.flatnonzero(candidates)
+    eeg_info = mne.pick_info(info, eeg_idx)
+    with eeg_info._unlock():
+        eeg_info["sfreq"] = sfreq
+        eeg_info["temp"] = None
+    epochs = mne.EpochsArray(data[cand][:, eeg_idx], eeg_info, tmin=tmin, baseline=None, verbose=False)
+    why, repaired, report = autoreject_epochs(epochs, config.rejection.autoreject, seed=config.seed, window=window)
+    for k, w in zip(cand, why, strict=True):
+        if w:
+            reason[k] = w
+    if repaired is not None:
+        data[np.ix_(cand, eeg_idx)] = repaired.get_data()
+    report["interpolated"] = {str(int(cand[int(k)])): v for k, v in report.get("interpolated", {}).items()}
+    return report
+
+
 def _unique_events(samples: np.ndarray) -> np.ndarray:
     """Make event samples unique (MNE needs it) by nudging repeats forward one sample."""
     s = samples.astype(np.int64).copy()
@@ -660,6 +680,9 @@ def make_epochs(
         why, ptp[k] = _rejection_reason(data[k, eeg_idx, r0:r1] * 1e6, eeg_names, config.rejection)
         if why:
             reason[k] = why
+    if config.rejection.autoreject != "off":
+        prep["steps"]["autoreject"] = _autoreject(data, ok & (reason == ""), reason, clean.info, eeg_idx, sf_new, t0,
+                                                  (analysis.tmin, analysis.tmax), config)  # fmt: skip
     md = plan.copy()
     for col in emg.columns:
         md[col] = emg[col].to_numpy()

@@ -88,7 +88,8 @@ recorded in ``report["steps"]``, which goes into provenance attributes):
    would do so unequally for ME and MaE. Set ``PreprocessOptions(muscle="remove")``
    to remove them.
 
-Per-epoch rejection (peak-to-peak / flat, µV) is in :mod:`mmme_neuro.epochs`.
+Per-epoch rejection (peak-to-peak / flat, µV) is in :mod:`mmme_neuro.epochs`, autoreject in
+:mod:`mmme_neuro.rejection`.
 """
 
 from __future__ import annotations
