@@ -41,6 +41,12 @@ def ci_null_study(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def ci7_study(tmp_path_factory):
+    """A 2-subject `ci` study (seed 7): the raw recordings of the preprocessing, epoch and rejection tests."""
+    return _study(tmp_path_factory, "epochs-ci-seed7", scale="ci", seed=7, n_subjects=2)
+
+
+@pytest.fixture(scope="session")
 def _ci_bids_pristine(ci_study, tmp_path_factory) -> Path:
     """The `ci` study converted to BIDS (QA reports included) once per test process; only ever copied.
 

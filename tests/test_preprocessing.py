@@ -26,7 +26,6 @@ from mmme_neuro.preprocessing import (
     preprocess_segments,
     read_segments,
 )
-from mmme_neuro.simulate.study import StudyPaths, simulate_study
 
 FAST = dict(ica_max_iter=200, ica_n_components=15)
 
@@ -36,10 +35,8 @@ def _no_ica(cfg: Config) -> Config:
 
 
 @pytest.fixture(scope="module")
-def session(tmp_path_factory):
-    root = tmp_path_factory.getbasetemp() / "epochs-ci-seed7"
-    paths = StudyPaths.at(root) if (root / "COMPLETE").is_file() else simulate_study(
-        root, scale="ci", seed=7, n_subjects=2, progress=False)  # fmt: skip
+def session(ci7_study):
+    paths = ci7_study
     coding = read_coding(paths.coding_file)
     files = find_sessions(paths.raw_dir, coding)
     return ingest_session(files[0], coding.expressions)

@@ -15,7 +15,6 @@ from mmme_neuro.io.coding import read_coding
 from mmme_neuro.montage import make_quikcap64_montage
 from mmme_neuro.preprocessing import PreprocessOptions
 from mmme_neuro.rejection import MIN_EPOCHS, autoreject_epochs
-from mmme_neuro.simulate.study import StudyPaths, simulate_study
 
 SF = 250.0
 TMIN, TMAX = -1.0, 1.5
@@ -111,10 +110,8 @@ def test_validation_and_too_few_epochs():
 
 
 @pytest.fixture(scope="module")
-def session(tmp_path_factory):
-    root = tmp_path_factory.getbasetemp() / "epochs-ci-seed7"
-    paths = StudyPaths.at(root) if (root / "COMPLETE").is_file() else simulate_study(
-        root, scale="ci", seed=7, n_subjects=2, progress=False)  # fmt: skip
+def session(ci7_study):
+    paths = ci7_study
     coding = read_coding(paths.coding_file)
     return ingest_session(find_sessions(paths.raw_dir, coding)[0], coding.expressions)
 
