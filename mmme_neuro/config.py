@@ -150,7 +150,7 @@ class PreprocessingConfig(_Section):
         description=(
             "Reliability check of the ICA (ICASSO-like): refit it this many times with the seeds seed+1, seed+2, ... "
             "and record in the provenance (and the ERP summary) whether each refit removes the same components "
-            "(matched by the correlation of their scalp maps, |r| >= 0.95) and how much the cleaned EEG differs (µV). "
+            "(matched by the correlation of their scalp maps, absolute r >= 0.95) and how much the cleaned EEG differs (µV). "
             "0: off. Each refit costs one more ICA fit (~0.6 s per full-length subject)."
         ),
     )  # fmt: skip

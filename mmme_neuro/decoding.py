@@ -282,8 +282,10 @@ def anova_f(X: np.ndarray, y: np.ndarray) -> np.ndarray:  # noqa: N803 (sklearn 
     1e-10 relative, tested), without its p-values and per-class copies of
     ``X``: 0.5 ms instead of 6 ms for 341 epochs x 1008 features, where it
     was the largest part of a decoding fit (``benchmarks/bench_decoding.py``).
-    Constant columns give NaN or ~0, columns without variance within the
-    classes inf, as there.
+    Constant columns give NaN (sklearn: NaN, or the ratio of two round-off
+    residues, ~0 or not depending on the machine's summation order; both
+    rank last in :class:`~sklearn.feature_selection.SelectKBest`), columns
+    without variance within the classes inf, as there.
 
     Parameters
     ----------
@@ -313,7 +315,9 @@ def anova_f(X: np.ndarray, y: np.ndarray) -> np.ndarray:  # noqa: N803 (sklearn 
     ss_between = (sums**2 / n_per_class[:, None]).sum(axis=0) - correction
     ss_within = np.einsum("ij,ij->j", X, X) - correction - ss_between
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (ss_between / (classes.size - 1)) / (ss_within / (code.size - classes.size))
+        f = (ss_between / (classes.size - 1)) / (ss_within / (code.size - classes.size))
+    f[X.max(axis=0) == X.min(axis=0)] = np.nan  # both sums of squares are round-off there: not a score
+    return f
 
 
 class LateFusionClassifier(ClassifierMixin, BaseEstimator):

@@ -72,12 +72,12 @@ recorded in ``report["steps"]``, which goes into provenance attributes):
    data at 250 Hz (the unmixing learnt at 125 Hz applies at any rate).
    *Reliability* (opt-in, ``preprocessing.ica_stability_refits = N``): the
    ICA is refitted with N other seeds, each refit's components are matched to
-   the main fit's by the |correlation| of their scalp maps (Hungarian
+   the main fit's by the absolute correlation of their scalp maps (Hungarian
    assignment, as ICASSO clusters components across runs), and the provenance
-   records, per refit, the |r| of the removed components' matches, whether
+   records, per refit, the absolute r of the removed components' matches, whether
    the refit removes exactly those, and how far its cleaned EEG is from the
    main fit's (max and RMS, µV); ``stable`` needs the same removal and
-   |r| >= ``ICA_STABLE_MIN_R`` everywhere (a warning otherwise). Extended
+   absolute r >= ``ICA_STABLE_MIN_R`` everywhere (a warning otherwise). Extended
    infomax-type ICA can stop at different optima from different starts; the
    check says whether that touches what is removed.
 7. **muscle components** (:meth:`~mne.preprocessing.ICA.find_bads_muscle`):
@@ -1310,16 +1310,16 @@ def _ica_components_to_remove(ica: mne.preprocessing.ICA, fit_raw: mne.io.BaseRa
             "excluded_components": exclude}  # fmt: skip
 
 
-#: Smallest |correlation| between the spatial maps of a removed component and its match in a refit for the
+#: Smallest absolute correlation between the spatial maps of a removed component and its match in a refit for the
 #: removal to count as stable (ICASSO-style reliability; a blink map refound with another seed correlates > 0.99).
 ICA_STABLE_MIN_R = 0.95
 
 
 def _ica_refit_comparison(main: mne.preprocessing.ICA, other: mne.preprocessing.ICA, exclude: list[int],
                           other_exclude: list[int]) -> tuple[list[float], bool]:
-    """Match ``other``'s components to ``main``'s (Hungarian, |spatial-map correlation|).
+    """Match ``other``'s components to ``main``'s (Hungarian assignment on the absolute spatial-map correlation).
 
-    Returns the |r| of the match of each of ``main``'s removed components, and
+    Returns the absolute r of the match of each of ``main``'s removed components, and
     whether ``other`` removes exactly the matches of those.
     """
     from scipy.optimize import linear_sum_assignment
@@ -1389,7 +1389,7 @@ def ica_stability_table(preprocessing: Mapping[str, Any]) -> pd.DataFrame:
         Columns ``subject``, ``seed`` of the refit, its ``n_iter``, the
         ``removed_components`` of the main fit and the refit's own
         (``refit_removed_components``; ";"-joined indices), the smallest
-        |correlation| of a removed component's scalp map with its match
+        absolute correlation of a removed component's scalp map with its match
         (``smallest_removed_r``; NaN when nothing is removed),
         ``same_removal``, how far the refit's cleaned EEG is from the main
         fit's (``max_abs_diff_uv``, ``rms_diff_uv``, µV), and the subject's
