@@ -178,7 +178,10 @@ def write_summary(out_dir: str | os.PathLike, summary: Mapping[str, Any], markdo
 #: conversion (per-subject records) and physio-binary (a fast copy of the physiology
 #: tables) hold the files' modification times, and qa the reports' rendering: hashing
 #: them made the dataset_hash differ between two conversions of the same data.
+#: conversion_summary.json records the configuration hash of the conversion: hashing it
+#: made the dataset_hash change with any new configuration key, the data unchanged.
 _NOT_INPUT_DIRS: tuple[str, ...] = (
+    "derivatives/mmme-neuro/conversion_summary.json",
     "derivatives/mmme-neuro/first-level",
     "derivatives/mmme-neuro/conversion",
     "derivatives/mmme-neuro/physio-binary",
@@ -187,7 +190,7 @@ _NOT_INPUT_DIRS: tuple[str, ...] = (
 
 
 def _hash_directory(path: Path) -> str:
-    """Hash of a directory tree: relative paths and contents of all its files (caches excluded)."""
+    """Hash of a directory tree: relative paths and contents of all its files (our records and caches excluded)."""
     h = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         rel = file.relative_to(path).as_posix()
@@ -206,7 +209,8 @@ def hash_inputs(inputs: Mapping[str, str | os.PathLike]) -> dict[str, str]:
         Name -> file or directory path. A directory is hashed over the
         relative paths and contents of all its files, except mmme-neuro's own
         records, caches and reports in a BIDS tree (``derivatives/mmme-neuro/``
-        ``first-level``, ``conversion``, ``physio-binary``, ``qa``). A value that is already
+        ``first-level``, ``conversion``, ``physio-binary``, ``qa``,
+        ``conversion_summary.json``). A value that is already
         a SHA-256 hex digest (64 lower-case hex characters, not an existing
         path) is taken as is.
 

@@ -322,6 +322,8 @@ def test_base_summary_and_write(tmp_path: Path) -> None:
     for sub in ("conversion", "physio-binary", "qa", "first-level"):  # e.g. records holding modification times
         (own / sub).mkdir()
         (own / sub / "sub-01.json").write_text(f'{{"mtime_ns": {time.time_ns()}}}', encoding="utf-8")
+    # the conversion's summary records the configuration hash: a new configuration key is not new data
+    (own / "conversion_summary.json").write_text('{"config_hash": "e608b218f55bbc9e"}', encoding="utf-8")
     assert hash_inputs({"bids": folder}) == before
     (own / "exclusions.tsv").write_text("expression_id\treason\nE1\tno_eeg\n", encoding="utf-8")  # data: counted
     assert hash_inputs({"bids": folder}) != before
