@@ -207,6 +207,20 @@ class RejectionConfig(_Section):
             "alone. Needs at least 5 epochs per subject (else skipped, recorded)."
         ),
     )  # fmt: skip
+    autoreject_n_interpolate: tuple[int, ...] = Field(
+        (1, 4, 32), min_length=1,
+        description=(
+            "'local' autoreject: the candidate numbers of bad channels interpolated per epoch, one chosen by "
+            "cross-validation (autoreject's default grid; smaller values repair less, e.g. (1, 2, 4))."
+        ),
+    )  # fmt: skip
+
+    @field_validator("autoreject_n_interpolate")
+    @classmethod
+    def _positive_counts(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(n < 1 for n in v):
+            raise ValueError(f"autoreject_n_interpolate must hold positive channel counts, got {list(v)}")
+        return tuple(sorted(set(v)))
 
 
 class EmgConfig(_Section):

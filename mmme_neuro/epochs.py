@@ -482,7 +482,8 @@ def _autoreject(data: np.ndarray, candidates: np.ndarray, reason: np.ndarray, in
         eeg_info["sfreq"] = sfreq
         eeg_info["temp"] = None
     epochs = mne.EpochsArray(data[cand][:, eeg_idx], eeg_info, tmin=tmin, baseline=None, verbose=False)
-    why, repaired, report = autoreject_epochs(epochs, config.rejection.autoreject, seed=config.seed, window=window)
+    why, repaired, report = autoreject_epochs(epochs, config.rejection.autoreject, seed=config.seed, window=window,
+                                              n_interpolate=config.rejection.autoreject_n_interpolate)  # fmt: skip
     for k, w in zip(cand, why, strict=True):
         if w:
             reason[k] = w

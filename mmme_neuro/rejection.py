@@ -27,6 +27,7 @@ seeded (``Config.seed``), so results are reproducible.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import mne
@@ -41,8 +42,8 @@ MIN_EPOCHS = 5
 
 
 def autoreject_epochs(epochs: mne.BaseEpochs, mode: Literal["global", "local"], *, seed: int,
-                      window: tuple[float, float] | None = None, n_jobs: int = 1,
-                      ) -> tuple[list[str], mne.BaseEpochs | None, dict[str, Any]]:  # fmt: skip
+                      window: tuple[float, float] | None = None, n_interpolate: Sequence[int] = (1, 4, 32),
+                      n_jobs: int = 1) -> tuple[list[str], mne.BaseEpochs | None, dict[str, Any]]:  # fmt: skip
     """Apply autoreject's global or local rule to one subject's epochs.
 
     Parameters
@@ -57,6 +58,10 @@ def autoreject_epochs(epochs: mne.BaseEpochs, mode: Literal["global", "local"], 
     window : (float, float) | None
         Times (s) on which thresholds are learnt and bad channels found (the
         analysis window); None: the whole epoch.
+    n_interpolate : sequence of int
+        ``"local"``: candidate numbers of channels interpolated per epoch
+        (cross-validated; autoreject's default grid). Counts above the
+        number of channels are left out.
     n_jobs : int
         Processes of :class:`autoreject.AutoReject` (``"local"``).
 
@@ -108,7 +113,8 @@ def autoreject_epochs(epochs: mne.BaseEpochs, mode: Literal["global", "local"], 
                   "n_rejected": sum(bool(r) for r in reasons)}  # fmt: skip
         return reasons, None, report
     cv = min(10, n)
-    ar = AutoReject(cv=cv, picks="eeg", random_state=seed, n_jobs=n_jobs, verbose=False)
+    grid = np.array(sorted({int(k) for k in n_interpolate if 1 <= int(k) < len(names)}) or [1])
+    ar = AutoReject(n_interpolate=grid, cv=cv, picks="eeg", random_state=seed, n_jobs=n_jobs, verbose=False)
     ar.fit(fit_on)
     log = ar.get_reject_log(fit_on)
     consensus = float(ar.consensus_["eeg"])
@@ -124,7 +130,7 @@ def autoreject_epochs(epochs: mne.BaseEpochs, mode: Literal["global", "local"], 
     keep_all = RejectLog(np.zeros(n, dtype=bool), log.labels, log.ch_names)  # repair every epoch, drop none here
     repaired = ar.transform(epochs, reject_log=keep_all)
     report = {
-        "mode": mode, "cv": cv, "n_interpolate": n_interp, "consensus": consensus,
+        "mode": mode, "cv": cv, "n_interpolate_grid": grid.tolist(), "n_interpolate": n_interp, "consensus": consensus,
         "thresholds_uv": {ch: round(float(v) * 1e6, 3) for ch, v in sorted(ar.threshes_.items())},
         "n_rejected": sum(bool(r) for r in reasons), "interpolated": interpolated,
     }  # fmt: skip

@@ -107,6 +107,19 @@ def test_validation_and_too_few_epochs():
         autoreject_epochs(_epochs(plant=False), "global", seed=0, window=(-2.0, 1.0))
     with pytest.raises(ValueError):
         Config(rejection={"autoreject": "yes"})
+    with pytest.raises(ValueError, match="positive channel counts"):
+        Config(rejection={"autoreject_n_interpolate": [0, 4]})
+    assert Config(rejection={"autoreject_n_interpolate": [4, 1, 4]}).rejection.autoreject_n_interpolate == (1, 4)
+
+
+def test_local_grid_bounds_the_repair():
+    """With at most 1 channel interpolated per epoch, no kept epoch has more than 1 repaired channel."""
+    epochs = _epochs(plant=True)
+    reasons, _, report = autoreject_epochs(epochs, "local", seed=1, window=(TMIN, TMAX), n_interpolate=(1,))
+    assert report["n_interpolate_grid"] == [1] and report["n_interpolate"] == 1
+    assert all(len(v) <= 1 for v in report["interpolated"].values())
+    assert report["interpolated"][str(ONE_CHANNEL)] == ["CZ"]
+    assert all(reasons[k] for k in BROAD)
 
 
 @pytest.fixture(scope="module")
