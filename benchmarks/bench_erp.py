@@ -13,6 +13,8 @@ time and peak resident memory (RSS) are its own:
 * ``ours_erp_threads`` - the same with ``run.threads = -1`` (both cores;
   identical results);
 * ``ours_erp_no_ica`` - the same with ``preprocessing.ica = false``;
+* ``ours_erp_autoreject_global`` / ``_local`` - the same with
+  ``rejection.autoreject = "global"`` / ``"local"`` (the cost of the option);
 * ``ours_band_psd`` - the authors' features (band power of a 1-s periodogram
   around each apex) computed our way: only the windows are read, vectorised;
 * ``authors`` - :mod:`benchmarks.authors_way` (whole recording to a DataFrame,
@@ -68,6 +70,8 @@ study = Path(sys.argv[1]); what = sys.argv[2]
 import mne.io.eeglab
 if what.startswith("ours_erp"):  # and what they import on first use
     import dask.array, jinja2, mne_bids, numba, picard, sklearn.decomposition, mne.preprocessing
+    if "autoreject" in what:
+        import autoreject
     from mmme_neuro import epochs, erp
 elif what == "ours_band_psd":
     import mne_bids
@@ -94,6 +98,7 @@ if what in ("ours_erp", "ours_erp_no_ica"):
     for owner, name, label in json.loads(sys.argv[3]):
         _timed(eval(owner), name, label)
 cfg = load_config(None, preprocessing={"ica": what != "ours_erp_no_ica"},
+                  rejection={"autoreject": what.rsplit("_", 1)[1] if what.startswith("ours_erp_autoreject") else "off"},
                   **({"run": {"threads": -1}} if what == "ours_erp_threads" else {}))
 coding = read_coding(study / "raw" / "coding_file.xlsx", cfg.coding)
 files = find_sessions(study / "raw", coding)[0]
@@ -166,7 +171,8 @@ STEPS = (
 )
 FLOOR = ("read (MNE, padded spans + EMG)", "ICA fit (picard)")
 
-PIPELINES = ("ours_erp", "ours_erp_threads", "ours_erp_no_ica", "ours_band_psd", "authors")
+PIPELINES = ("ours_erp", "ours_erp_threads", "ours_erp_no_ica", "ours_erp_autoreject_global",
+             "ours_erp_autoreject_local", "ours_band_psd", "authors")
 
 
 def _run(study: Path, what: str) -> dict:
