@@ -50,7 +50,7 @@ from .preprocessing import (
     preprocess_segments,
     read_segments,
 )
-from .rejection import autoreject_epochs
+from .rejection import MIN_EPOCHS, autoreject_epochs
 
 __all__ = [
     "CONDITIONS",
@@ -474,15 +474,21 @@ def _rejection_reason(x_uv: np.ndarray, names: list[str], rej: RejectionConfig) 
 
 
 def _autoreject(data: np.ndarray, candidates: np.ndarray, reason: np.ndarray, info: mne.Info, eeg_idx: list[int],
-                sfreq: float, tmin: float, window: tuple[float, float], config: Config) -> dict[str, Any]:
+                sfreq: float, tmin: float, window: tuple[float, float], config: Config, subject: str = "",
+                ) -> dict[str, Any]:  # fmt: skip
     """autoreject on the epochs not yet rejected: their reasons set, bad channels repaired in ``data`` (in place)."""
     cand = np.flatnonzero(candidates)
+    mode = config.rejection.autoreject
+    if cand.size < MIN_EPOCHS:
+        logger.warning("%s: autoreject (%s) skipped: %d epochs left after the fixed thresholds, at least %d are needed",
+                       subject, mode, cand.size, MIN_EPOCHS)  # fmt: skip
+        return {"mode": mode, "skipped": f"{cand.size} epochs, at least {MIN_EPOCHS} needed"}
     eeg_info = mne.pick_info(info, eeg_idx)
     with eeg_info._unlock():
         eeg_info["sfreq"] = sfreq
         eeg_info["temp"] = None
     epochs = mne.EpochsArray(data[cand][:, eeg_idx], eeg_info, tmin=tmin, baseline=None, verbose=False)
-    why, repaired, report = autoreject_epochs(epochs, config.rejection.autoreject, seed=config.seed, window=window,
+    why, repaired, report = autoreject_epochs(epochs, mode, seed=config.seed, window=window,
                                               n_interpolate=config.rejection.autoreject_n_interpolate)  # fmt: skip
     for k, w in zip(cand, why, strict=True):
         if w:
@@ -683,7 +689,7 @@ def make_epochs(
             reason[k] = why
     if config.rejection.autoreject != "off":
         prep["steps"]["autoreject"] = _autoreject(data, ok & (reason == ""), reason, clean.info, eeg_idx, sf_new, t0,
-                                                  (analysis.tmin, analysis.tmax), config)  # fmt: skip
+                                                  (analysis.tmin, analysis.tmax), config, subject)  # fmt: skip
     md = plan.copy()
     for col in emg.columns:
         md[col] = emg[col].to_numpy()

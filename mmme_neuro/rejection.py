@@ -90,7 +90,7 @@ def autoreject_epochs(epochs: mne.BaseEpochs, mode: Literal["global", "local"], 
         raise ValueError(f"autoreject mode must be 'global' or 'local', got {mode!r}")
     n = len(epochs)
     if n < MIN_EPOCHS:
-        logger.warning("autoreject (%s) skipped: %d epochs, at least %d are needed", mode, n, MIN_EPOCHS)
+        logger.info("autoreject (%s) skipped: %d epochs, at least %d are needed", mode, n, MIN_EPOCHS)
         return [""] * n, None, {"mode": mode, "skipped": f"{n} epochs, at least {MIN_EPOCHS} needed"}
     fit_on = epochs
     if window is not None:
@@ -117,7 +117,7 @@ def autoreject_epochs(epochs: mne.BaseEpochs, mode: Literal["global", "local"], 
     ar = AutoReject(n_interpolate=grid, cv=cv, picks="eeg", random_state=seed, n_jobs=n_jobs, verbose=False)
     ar.fit(fit_on)
     log = ar.get_reject_log(fit_on)
-    consensus = float(ar.consensus_["eeg"])
+    consensus = round(float(ar.consensus_["eeg"]), 6)
     n_interp = int(ar.n_interpolate_["eeg"])
     reasons = []
     interpolated: dict[str, list[str]] = {}

@@ -192,6 +192,22 @@ def test_reasons_and_repairs_land_on_the_right_rows(mode):
         np.testing.assert_array_equal(data[4:], repaired.get_data())
 
 
+def test_too_few_candidates_skip_with_the_subject_named(caplog):
+    from mmme_neuro.epochs import _autoreject
+
+    ep = _epochs(plant=False, n=8)
+    data = ep.get_data()
+    candidates = np.zeros(8, bool)
+    candidates[:MIN_EPOCHS - 1] = True  # the fixed thresholds rejected the rest
+    reason = np.array([""] * 8, dtype=object)
+    with caplog.at_level("WARNING", logger="mmme_neuro.epochs"):
+        rep = _autoreject(data, candidates, reason, ep.info, list(range(len(ep.ch_names))), SF, TMIN, (TMIN, TMAX),
+                          Config(rejection={"autoreject": "local"}), "sub-07")  # fmt: skip
+    assert rep == {"mode": "local", "skipped": f"{MIN_EPOCHS - 1} epochs, at least {MIN_EPOCHS} needed"}
+    assert "sub-07: autoreject (local) skipped" in caplog.text
+    assert (reason == "").all() and np.array_equal(data, ep.get_data())
+
+
 def _local_keys(reasons, repaired, ep):
     """Kept epochs whose data the repair changed."""
     x, y = ep.get_data(), repaired.get_data()
