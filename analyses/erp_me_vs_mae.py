@@ -212,15 +212,18 @@ def _ica_stability_summary(table: pd.DataFrame | None) -> dict[str, Any] | None:
     """Study-level verdict of the ICA reliability check (None when it was not run)."""
     if table is None:
         return None
-    by_subject = table.groupby("subject")["subject_stable"].first() if len(table) else pd.Series(dtype=bool)
+    if table.empty:  # ICA on, but no subject with a check (none had epochs)
+        return {"n_refits": 0, "n_subjects": 0, "unstable_subjects": [], "smallest_removed_r": None,
+                "max_abs_diff_uv": None, "median_rms_diff_uv": None}  # fmt: skip
+    by_subject = table.groupby("subject")["subject_stable"].first()
     r = table["smallest_removed_r"].dropna()
     return {
-        "n_refits": int(table.groupby("subject").size().max()) if len(table) else 0,
+        "n_refits": int(table.groupby("subject").size().max()),
         "n_subjects": int(len(by_subject)),
         "unstable_subjects": sorted(str(s) for s, ok in by_subject.items() if not ok),
         "smallest_removed_r": float(r.min()) if len(r) else None,
-        "max_abs_diff_uv": float(table["max_abs_diff_uv"].max()) if len(table) else None,
-        "median_rms_diff_uv": float(table["rms_diff_uv"].median()) if len(table) else None,
+        "max_abs_diff_uv": float(table["max_abs_diff_uv"].max()),
+        "median_rms_diff_uv": float(table["rms_diff_uv"].median()),
     }
 
 

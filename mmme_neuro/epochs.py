@@ -50,7 +50,7 @@ from .preprocessing import (
     preprocess_segments,
     read_segments,
 )
-from .rejection import MIN_EPOCHS, autoreject_epochs
+from .rejection import _too_few_epochs, autoreject_epochs
 
 __all__ = [
     "CONDITIONS",
@@ -474,20 +474,19 @@ def _rejection_reason(x_uv: np.ndarray, names: list[str], rej: RejectionConfig) 
 
 
 def _autoreject(data: np.ndarray, candidates: np.ndarray, reason: np.ndarray, info: mne.Info, eeg_idx: list[int],
-                sfreq: float, tmin: float, window: tuple[float, float], config: Config, subject: str = "",
-                ) -> dict[str, Any]:  # fmt: skip
-    """autoreject on the epochs not yet rejected: their reasons set, bad channels repaired in ``data`` (in place)."""
+                tmin: float, window: tuple[float, float], config: Config, subject: str = "") -> dict[str, Any]:
+    """autoreject on the epochs not yet rejected: their reasons set, bad channels repaired in ``data`` (in place).
+
+    ``info`` is that of the epochs (their rate); ``eeg_idx`` the scalp channels autoreject sees.
+    """
     cand = np.flatnonzero(candidates)
     mode = config.rejection.autoreject
-    if cand.size < MIN_EPOCHS:
-        logger.warning("%s: autoreject (%s) skipped: %d epochs left after the fixed thresholds, at least %d are needed",
-                       subject, mode, cand.size, MIN_EPOCHS)  # fmt: skip
-        return {"mode": mode, "skipped": f"{cand.size} epochs, at least {MIN_EPOCHS} needed"}
-    eeg_info = mne.pick_info(info, eeg_idx)
-    with eeg_info._unlock():
-        eeg_info["sfreq"] = sfreq
-        eeg_info["temp"] = None
-    epochs = mne.EpochsArray(data[cand][:, eeg_idx], eeg_info, tmin=tmin, baseline=None, verbose=False)
+    skipped = _too_few_epochs(mode, cand.size)  # MNE cannot hold 0 epochs: decided before building them
+    if skipped is not None:
+        logger.warning("%s: autoreject (%s) skipped after the fixed thresholds: %s", subject, mode, skipped["skipped"])
+        return skipped
+    epochs = mne.EpochsArray(data[cand][:, eeg_idx], mne.pick_info(info, eeg_idx), tmin=tmin, baseline=None,
+                             verbose=False)  # fmt: skip
     why, repaired, report = autoreject_epochs(epochs, mode, seed=config.seed, window=window,
                                               n_interpolate=config.rejection.autoreject_n_interpolate)  # fmt: skip
     for k, w in zip(cand, why, strict=True):
@@ -687,8 +686,12 @@ def make_epochs(
         why, ptp[k] = _rejection_reason(data[k, eeg_idx, r0:r1] * 1e6, eeg_names, config.rejection)
         if why:
             reason[k] = why
+    info = clean.info.copy()  # of the epochs
+    with info._unlock():
+        info["sfreq"] = sf_new
+        info["temp"] = None
     if config.rejection.autoreject != "off":
-        prep["steps"]["autoreject"] = _autoreject(data, ok & (reason == ""), reason, clean.info, eeg_idx, sf_new, t0,
+        prep["steps"]["autoreject"] = _autoreject(data, ok & (reason == ""), reason, info, eeg_idx, t0,
                                                   (analysis.tmin, analysis.tmax), config, subject)  # fmt: skip
     md = plan.copy()
     for col in emg.columns:
@@ -702,10 +705,6 @@ def make_epochs(
     built = ok & np.isfinite(ptp)
     if not built.any():
         raise ValueError(f"{subject}: no epoch could be cut from the segments")
-    info = clean.info.copy()
-    with info._unlock():
-        info["sfreq"] = sf_new
-        info["temp"] = None
     events = np.column_stack([
         _unique_events(md.loc[built, "landmark_sample"].to_numpy(dtype=np.int64)),
         np.zeros(built.sum(), dtype=np.int64),

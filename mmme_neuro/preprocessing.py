@@ -1334,24 +1334,24 @@ def _ica_refit_comparison(main: mne.preprocessing.ICA, other: mne.preprocessing.
             sorted(match[i] for i in exclude) == sorted(other_exclude))  # fmt: skip
 
 
-def _ica_stability(raw: mne.io.BaseRaw, main: mne.preprocessing.ICA, removal: dict[str, Any], fit_raw: mne.io.BaseRaw,
-                   picks: list[str], eog: list[str], opts: PreprocessOptions, seeds: list[int],
-                   decim: int) -> dict[str, Any]:
+def _ica_stability(before: mne.io.BaseRaw, cleaned: mne.io.BaseRaw, main: mne.preprocessing.ICA,
+                   removal: dict[str, Any], fit_raw: mne.io.BaseRaw, picks: list[str], eog: list[str],
+                   opts: PreprocessOptions, seeds: list[int], decim: int) -> dict[str, Any]:  # fmt: skip
     """Refit the ICA with other seeds; are the removed components refound, and how much does the cleaning move?
 
-    ``raw`` is the data before the main ICA is applied (not modified). The
-    cleaned data of each refit (its own ocular/muscle choice applied to a
-    copy) are compared with the main fit's on the EEG channels (µV).
+    ``before`` is the data before the ICA (each refit's own ocular/muscle
+    choice is applied to a copy of it), ``cleaned`` after the main fit's; the
+    two cleanings are compared on the EEG channels ``picks`` (µV).
     """
     exclude = removal["excluded_components"]
-    eeg = [raw.ch_names.index(c) for c in picks]
-    cleaned = main.apply(raw.copy(), exclude=exclude, verbose=False)._data[eeg]
+    eeg = [before.ch_names.index(c) for c in picks]
+    main_clean = cleaned._data[eeg]
     refits: list[dict[str, Any]] = []
     for seed in seeds:
         other = _fit_ica(fit_raw, picks, opts, seed, decim)
         oth = _ica_components_to_remove(other, fit_raw, eog, opts)
         r, same = _ica_refit_comparison(main, other, exclude, oth["excluded_components"])
-        diff = other.apply(raw.copy(), exclude=oth["excluded_components"], verbose=False)._data[eeg] - cleaned
+        diff = other.apply(before.copy(), exclude=oth["excluded_components"], verbose=False)._data[eeg] - main_clean
         refits.append({"seed": seed, "n_iter": int(other.n_iter_), "excluded_components": oth["excluded_components"],
                        "removed_match_r": r, "same_removal": same,
                        "max_abs_diff_uv": round(float(np.abs(diff).max()) * 1e6, 6),
@@ -1422,13 +1422,15 @@ def _run_ica(raw: mne.io.BaseRaw, opts: PreprocessOptions, seed: int, *, refits:
     if not eog:
         logger.warning("no EOG channel (%s): ICA finds no ocular component", ", ".join(opts.eog_channels))
     exclude = removal["excluded_components"]
+    before = raw.copy() if refits else None
+    ica.apply(raw, exclude=exclude, verbose=False)
     stability = None
-    if refits:
-        stability = _ica_stability(raw, ica, removal, fit_raw, picks_eeg, eog, opts,
+    if before is not None:
+        stability = _ica_stability(before, raw, ica, removal, fit_raw, picks_eeg, eog, opts,
                                    [seed + k for k in range(1, refits + 1)], decim)  # fmt: skip
+        del before
     fit_s = fit_raw.n_times / sf
     del fit_raw
-    ica.apply(raw, exclude=exclude, verbose=False)
     method = _ica_method(opts.ica_method)
     logger.info("ICA (%s, %d comps, %d iterations, fitted on %.0f s at %g Hz): removed ocular %s, muscle %s %s",
                 method, ica.n_components_, ica.n_iter_, fit_s, sf / decim, removal["eog_components"],

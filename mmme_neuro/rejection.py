@@ -41,6 +41,11 @@ logger = logging.getLogger(__name__)
 MIN_EPOCHS = 5
 
 
+def _too_few_epochs(mode: str, n: int) -> dict[str, Any] | None:
+    """The provenance record of a skipped rule when ``n`` epochs are too few for its cross-validation, else None."""
+    return {"mode": mode, "skipped": f"{n} epochs, at least {MIN_EPOCHS} needed"} if n < MIN_EPOCHS else None
+
+
 def autoreject_epochs(epochs: mne.BaseEpochs, mode: Literal["global", "local"], *, seed: int,
                       window: tuple[float, float] | None = None, n_interpolate: Sequence[int] = (1, 4, 32),
                       n_jobs: int = 1) -> tuple[list[str], mne.BaseEpochs | None, dict[str, Any]]:  # fmt: skip
@@ -89,9 +94,10 @@ def autoreject_epochs(epochs: mne.BaseEpochs, mode: Literal["global", "local"], 
     if mode not in ("global", "local"):
         raise ValueError(f"autoreject mode must be 'global' or 'local', got {mode!r}")
     n = len(epochs)
-    if n < MIN_EPOCHS:
-        logger.info("autoreject (%s) skipped: %d epochs, at least %d are needed", mode, n, MIN_EPOCHS)
-        return [""] * n, None, {"mode": mode, "skipped": f"{n} epochs, at least {MIN_EPOCHS} needed"}
+    skipped = _too_few_epochs(mode, n)
+    if skipped is not None:
+        logger.info("autoreject (%s) skipped: %s", mode, skipped["skipped"])
+        return [""] * n, None, skipped
     fit_on = epochs
     if window is not None:
         if window[0] < epochs.tmin - 1e-9 or window[1] > epochs.tmax + 1e-9 or window[0] >= window[1]:

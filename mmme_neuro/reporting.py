@@ -172,7 +172,7 @@ def write_summary(out_dir: str | os.PathLike, summary: Mapping[str, Any], markdo
     return json_path, md_path
 
 
-#: Sub-trees left out of a directory's input hash: our own records, caches and reports,
+#: Sub-trees and files left out of a directory's input hash: our own records, caches and reports,
 #: not data. first-level: results cached by the analyses (mmme_neuro.pipeline); hashing
 #: them would make an analysis' dataset_hash depend on which other analyses ran before.
 #: conversion (per-subject records) and physio-binary (a fast copy of the physiology
@@ -180,7 +180,7 @@ def write_summary(out_dir: str | os.PathLike, summary: Mapping[str, Any], markdo
 #: them made the dataset_hash differ between two conversions of the same data.
 #: conversion_summary.json records the configuration hash of the conversion: hashing it
 #: made the dataset_hash change with any new configuration key, the data unchanged.
-_NOT_INPUT_DIRS: tuple[str, ...] = (
+_NOT_INPUT_PATHS: tuple[str, ...] = (
     "derivatives/mmme-neuro/conversion_summary.json",
     "derivatives/mmme-neuro/first-level",
     "derivatives/mmme-neuro/conversion",
@@ -194,7 +194,7 @@ def _hash_directory(path: Path) -> str:
     h = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         rel = file.relative_to(path).as_posix()
-        if any(rel == d or rel.startswith(d + "/") for d in _NOT_INPUT_DIRS):
+        if any(rel == d or rel.startswith(d + "/") for d in _NOT_INPUT_PATHS):
             continue
         h.update(f"{rel}\0{sha256_file(file)}\n".encode())
     return h.hexdigest()

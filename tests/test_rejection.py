@@ -181,7 +181,7 @@ def test_reasons_and_repairs_land_on_the_right_rows(mode):
     reason = np.array(["earlier"] * 4 + [""] * n, dtype=object)
     info = ep.info.copy()
     cfg = Config(rejection={"autoreject": mode})
-    rep = _autoreject(data, candidates, reason, info, list(range(len(ep.ch_names))), SF, TMIN, (TMIN, TMAX), cfg)
+    rep = _autoreject(data, candidates, reason, info, list(range(len(ep.ch_names))), TMIN, (TMIN, TMAX), cfg)
     assert (reason[:4] == "earlier").all()
     assert np.array_equal(data[:4], extra + 1e-3)
     direct, repaired, _ = autoreject_epochs(ep, mode, seed=cfg.seed, window=(TMIN, TMAX))
@@ -201,11 +201,15 @@ def test_too_few_candidates_skip_with_the_subject_named(caplog):
     candidates[:MIN_EPOCHS - 1] = True  # the fixed thresholds rejected the rest
     reason = np.array([""] * 8, dtype=object)
     with caplog.at_level("WARNING", logger="mmme_neuro.epochs"):
-        rep = _autoreject(data, candidates, reason, ep.info, list(range(len(ep.ch_names))), SF, TMIN, (TMIN, TMAX),
+        rep = _autoreject(data, candidates, reason, ep.info, list(range(len(ep.ch_names))), TMIN, (TMIN, TMAX),
                           Config(rejection={"autoreject": "local"}), "sub-07")  # fmt: skip
     assert rep == {"mode": "local", "skipped": f"{MIN_EPOCHS - 1} epochs, at least {MIN_EPOCHS} needed"}
     assert "sub-07: autoreject (local) skipped" in caplog.text
     assert (reason == "").all() and np.array_equal(data, ep.get_data())
+    # nothing left at all (MNE cannot build 0 epochs): the same record
+    rep = _autoreject(data, np.zeros(8, bool), reason, ep.info, list(range(len(ep.ch_names))), TMIN, (TMIN, TMAX),
+                      Config(rejection={"autoreject": "global"}), "sub-07")  # fmt: skip
+    assert rep == {"mode": "global", "skipped": f"0 epochs, at least {MIN_EPOCHS} needed"}
 
 
 def _local_keys(reasons, repaired, ep):
