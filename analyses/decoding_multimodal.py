@@ -54,7 +54,7 @@ from mmme_neuro.config import Config
 from mmme_neuro.containers import provenance, save_netcdf
 from mmme_neuro.dataset import coded_exclusions, prepare_bids
 from mmme_neuro.pipeline import RunReport, Step, run_steps
-from mmme_neuro.reporting import base_summary, make_contrast, write_summary
+from mmme_neuro.reporting import base_summary, format_p, make_contrast, p_text, write_summary
 from mmme_neuro.viz import decoding as vdec
 from mmme_neuro.viz.style import save_figure
 
@@ -152,28 +152,47 @@ def _fmt(x: Any, f: str = ".3f") -> str:
     return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(x, f)
 
 
+
 def build_markdown(summary: dict[str, Any]) -> str:
     """Human-readable summary."""
     r = summary["results"]
     opt = " **(OPTIMISTIC: within-subject folds)**" if r["optimistic"] else ""
+    n_null = r["n_permutations"]
+    p_test = (f"p: label permutation test (within subject), {n_null} permutations plus the observed "
+              f"labels, uncorrected; `<=` marks the smallest possible p, 1/{n_null + 1}." if n_null
+              else "p: n/a (no label permutations run).")  # fmt: skip
     lines = [f"# {ANALYSIS}", "", f"Subjects: {summary['n_subjects']}; epochs: {summary['epochs_per_condition']}", "",
              f"Cross-validation: {r['cv']}{opt}; classifier {r['classifier']}, selection {r['feature_selection']} "
-             f"(k = {r['n_features']}), {r['n_permutations']} within-subject label permutations.", "",
+             f"(k = {r['n_features']}), {n_null} within-subject label permutations.", "",
              "`eeg` leaves out the EMG-prone features (temporal channels, gamma); `eeg_all` keeps them; `emg` is the "
-             "muscle confound alone.", "",
-             "| task | feature set | fusion | n | UF1 | chance | p | UAR | chance | p |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "muscle confound alone.", "", p_test, "",
+             "| task | feature set | fusion | n | UF1 | chance | p (label permutation) | UAR | chance "
+             "| p (label permutation) |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for s in r["scores"]:
-        lines.append(f"| {s['task']} | {s['feature_set']} | {s['fusion']} | {s['n_epochs']} | {_fmt(s['uf1'])} | "
-                     f"{_fmt(s['uf1_chance'])} | {_fmt(s['uf1_p'], '.3g')} | {_fmt(s['uar'])} | "
-                     f"{_fmt(s['uar_chance'])} | {_fmt(s['uar_p'], '.3g')} |")  # fmt: skip
+        n_perm = s.get("n_permutations", n_null)
+        n_perm = n_perm + 1 if n_perm else None  # the observed labels count: smallest p 1 / (1 + n)
+        uf1_p = format_p(s["uf1_p"], n_permutations=n_perm)
+        uar_p = format_p(s["uar_p"], n_permutations=n_perm)
+        lines.append(f"| {s['task']} | {s['feature_set']} | {s['fusion']} | {s['n_epochs']} | "
+                     f"{_fmt(s['uf1'])} | {_fmt(s['uf1_chance'])} | {uf1_p} | "
+                     f"{_fmt(s['uar'])} | {_fmt(s['uar_chance'])} | {uar_p} |")  # fmt: skip
     lines += ["", f"Leakage check (test subject's other epochs replaced): {r['leakage']['verdict']} "
               f"(max change {r['leakage']['max_abs_change']:.3g}).", ""]  # fmt: skip
     for t, v in r["time_resolved"].items():
         if "error" in v:
             lines.append(f"Time-resolved {t}: not run ({v['error']}).")
             continue
-        lines.append(f"Time-resolved {t}: peak AUC {v['peak_auc']:.3f} at {v['peak_time_s']:.3f} s; first significant "
-                     f"time {_fmt(v['first_significant_s'])} s; {len(v['significant_clusters'])} significant cluster(s).")  # fmt: skip
+        n_perm = v.get("n_permutations")
+        sig = v["significant_clusters"]
+        perms = f", {n_perm} permutations{' (exact)' if v.get('exact') else ''}" if n_perm else ""
+        clusters = ""
+        if n_perm and sig:
+            clusters = ": " + "; ".join(f"{c['start_s']:.3f}-{c['stop_s']:.3f} s, {p_text(c['p'], n_perm)}"
+                                        for c in sig)  # fmt: skip
+        lines.append(f"Time-resolved {t}: peak AUC {v['peak_auc']:.3f} at {v['peak_time_s']:.3f} s; "
+                     f"first significant time {_fmt(v['first_significant_s'])} s; {len(sig)} significant "
+                     f"cluster(s) in a cluster permutation test over time (AUC > 0.5, one-sided sign "
+                     f"flips{perms}){clusters}.")  # fmt: skip
     if r["skipped"]:
         lines += ["", "Not decoded:"] + [f"- {s['task']} / {s['feature_set']}: {s['reason']}" for s in r["skipped"]]
     lines.append("")
@@ -238,11 +257,16 @@ def run(config: Config, out_dir: Path, *, tasks: Sequence[str] = TASKS, n_permut
                                        statistic_name="UF1", effect_size_name="UF1 - permutation chance",
                                        correction="none", n=s["n_subjects"], n_trials=s["n_epochs"], uar=s["uar"],
                                        uar_p=s["uar_p"]))  # fmt: skip
+    # sign flips of the time-resolved cluster tests, the observed one included (one-sided: MNE
+    # enumerates all 2^n when they are not more than the permutations asked for)
+    time_perms = {t: min(int(config.stats.n_permutations), 2 ** int(r.scores.sizes["subject"]))
+                  for t, r in tr_results.items()}  # fmt: skip
     for t, r in tr_results.items():
         for c in r.clusters[r.clusters["significant"]].to_dict(orient="records"):
             contrasts.append(make_contrast(t, kind="time_decoding_cluster", time_s=[c["start_s"], c["stop_s"]],
                                            statistic=c["mass"], p=c["p"], statistic_name="cluster mass (t)",
-                                           correction="cluster permutation", n=int(r.scores.sizes["subject"])))  # fmt: skip
+                                           correction="cluster permutation", n=int(r.scores.sizes["subject"]),
+                                           n_permutations=time_perms[t]))  # fmt: skip
     summary["contrasts"] = contrasts
     for t, r in tr_results.items():
         m = r.scores.mean("subject")
@@ -250,7 +274,8 @@ def run(config: Config, out_dir: Path, *, tasks: Sequence[str] = TASKS, n_permut
                     "peak_time_s": float(m["time"].values[int(np.argmax(m.values))]),
                     "first_significant_s": r.first_significant_s,
                     "significant_clusters": r.clusters[r.clusters["significant"]].to_dict(orient="records"),
-                    "skipped_subjects": r.skipped_subjects}  # fmt: skip
+                    "skipped_subjects": r.skipped_subjects, "n_permutations": time_perms[t],
+                    "exact": time_perms[t] == 2 ** int(r.scores.sizes["subject"])}  # fmt: skip
     dcfg = config.decoding
     summary["results"] = {
         "cv": dcfg.cv, "optimistic": dcfg.cv != "loso", "classifier": dcfg.classifier,

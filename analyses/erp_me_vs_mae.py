@@ -11,7 +11,8 @@ averages them (:func:`mmme_neuro.erp.compute_evoked`) and measures the P3
 (:func:`mmme_neuro.erp.measure_components`). Then, over subjects: the
 minimum-count rule, cluster-based permutation tests ME vs MaE and ME vs NE
 over channel x time (``Config.stats``, seed from the configuration), mixed
-models ``amplitude ~ condition + (1 | subject)`` with and without the EMG
+models ``amplitude ~ condition`` (by-subject random slopes, t on n_subjects -
+1 df, the subject-level paired test beside them) with and without the EMG
 covariate, and the paired ME vs MaE test of the EMG measures. Writes to
 ``--out`` (default ``figures/erp_me_vs_mae/``):
 
@@ -53,7 +54,14 @@ from mmme_neuro.containers import save_netcdf
 from mmme_neuro.dataset import coded_exclusions, prepare_bids
 from mmme_neuro.pipeline import Step, run_steps
 from mmme_neuro.preprocessing import ica_stability_table
-from mmme_neuro.reporting import base_summary, make_contrast, write_summary
+from mmme_neuro.reporting import (
+    base_summary,
+    cluster_test_name,
+    make_contrast,
+    model_fields,
+    p_text,
+    write_summary,
+)
 from mmme_neuro.stats import (
     ClusterResult,
     cluster_tests,
@@ -102,7 +110,7 @@ def group_erp(results: Sequence[Mapping[str, Any]], config: Config) -> tuple[xr.
 
 
 def run_mixed_models(components: pd.DataFrame) -> pd.DataFrame:
-    """``amplitude ~ condition + (1 | subject)`` with and without the EMG covariate, ME vs MaE."""
+    """``amplitude ~ condition`` (maximal random effects) with and without the EMG covariate, ME vs MaE."""
     rows = []
     for (comp, roi, kind), sub in components.groupby(["component", "roi", "kind"], sort=True):
         for covs in ((), (EMG_COVARIATE,)):
@@ -113,7 +121,8 @@ def run_mixed_models(components: pd.DataFrame) -> pd.DataFrame:
             except ValueError as err:
                 logger.warning("mixed model %s/%s/%s not fitted: %s", comp, roi, kind, err)
                 continue
-            t.insert(0, "model", "amplitude ~ condition" + "".join(f" + {c}" for c in covs) + " + (1|subject)")
+            t.insert(0, "model", "amplitude ~ condition" + "".join(f" + {c}" for c in covs) + " + "
+                     + t["random_effects"].iloc[0])
             t.insert(1, "component", comp)
             t.insert(2, "roi", roi)
             t.insert(3, "amplitude_measure", kind)
@@ -162,7 +171,7 @@ def build_summary(config: Config, inputs: dict[str, Path], group: xr.DataArray, 
             win = WINDOWS[row["component"]]
             contrasts.append(make_contrast(
                 "ME-MaE", kind="mixed_model", location=list(ROIS[row["roi"]]), time_s=list(win),
-                statistic=row["z"], p=row["p"], effect_size=row["effect_size"], statistic_name="z",
+                p=row["p"], effect_size=row["effect_size"], **model_fields(row),
                 effect_size_name=row["effect_size_name"], correction="none", n=row["n_subjects"],
                 ci_low=row["ci_low"], ci_high=row["ci_high"], estimate_uv=row["estimate"], model=row["model"],
                 component=row["component"], measure=row["amplitude_measure"], n_trials=row["n_trials"],
@@ -170,8 +179,10 @@ def build_summary(config: Config, inputs: dict[str, Path], group: xr.DataArray, 
         for row in cond.to_dict(orient="records"):
             key = "with_emg_covariate" if EMG_COVARIATE in row["model"] else "without_covariate"
             mm[key] = {"estimate_uv": row["estimate"], "ci_low": row["ci_low"], "ci_high": row["ci_high"],
-                       "z": row["z"], "p": row["p"], "d_lmm": row["effect_size"], "n_trials": row["n_trials"],
-                       "converged": bool(row["converged"])}  # fmt: skip
+                       "t": row["t"], "df": row["df"], "p": row["p"], "d_lmm": row["effect_size"],
+                       "n_trials": row["n_trials"], "converged": bool(row["converged"]), "test": row["test"],
+                       "random_effects": row["random_effects"],
+                       "subject_level_test": model_fields(row)["subject_level_test"]}
     emg_res: dict[str, Any] = {}
     for row in emg.to_dict(orient="records") if len(emg) else []:
         contrasts.append(make_contrast(
@@ -227,6 +238,8 @@ def _ica_stability_summary(table: pd.DataFrame | None) -> dict[str, Any] | None:
     }
 
 
+
+
 def build_markdown(summary: dict[str, Any]) -> str:
     """Short prose summary (summary.md)."""
     res = summary["results"]
@@ -260,21 +273,24 @@ def build_markdown(summary: dict[str, Any]) -> str:
             lines.append(f"- {name}: not tested (fewer than 2 subjects with both conditions).")
             continue
         recs = [c for c in summary["contrasts"] if c["contrast"] == name and c["kind"] == "cluster" and c.get("significant")]
+        test = cluster_test_name(info)
         if not recs:
-            lines.append(f"- {name}: no significant cluster (n = {info['n_subjects']}, {info['n_permutations']} "
-                         f"permutations{', exact' if info['exact'] else ''}).")  # fmt: skip
+            lines.append(f"- {name}: no significant cluster (n = {info['n_subjects']}; {test}).")
         for c in recs:
             chans = c["location"] or []
+            n_perm = c.get("n_permutations") or info["n_permutations"]
             lines.append(
                 f"- {name}: cluster {c['cluster']} at {_f(c['time_s'][0], '.3f')}-{_f(c['time_s'][1], '.3f')} s over "
-                f"{len(chans)} channels ({', '.join(chans)}), mass {_f(c['statistic'], '.1f')}, p = {_f(c['p'])}, "
+                f"{len(chans)} channels ({', '.join(chans)}), mass {_f(c['statistic'], '.1f')}, "
+                f"{test}: {p_text(c['p'], n_perm)}, "
                 f"dz = {_f(c['effect_size'], '.2f')} (descriptive), peak at {c.get('peak_channel')} "
                 f"{_f(c.get('peak_time_s'), '.3f')} s; n = {c['n']}."
-            )
+            )  # fmt: skip
     lines += ["", "## Facial EMG (the confound)", ""]
     for m, r in res["emg_me_vs_mae"].items():
-        lines.append(f"- {m}: ME {_f(r['mean_ME'])} vs MaE {_f(r['mean_MaE'])}, t({_f(r['df'], '.0f')}) = "
-                     f"{_f(r['t'], '.2f')}, p = {_f(r['p'])}, dz = {_f(r['cohen_dz'], '.2f')}: larger for {r['larger']}.")  # fmt: skip
+        lines.append(f"- {m}: ME {_f(r['mean_ME'])} vs MaE {_f(r['mean_MaE'])}, "
+                     f"paired t({_f(r['df'], '.0f')}) = {_f(r['t'], '.2f')}, {p_text(r['p'])}, "
+                     f"dz = {_f(r['cohen_dz'], '.2f')}: larger for {r['larger']}.")  # fmt: skip
     mm = res["mixed_models_p3_mean"]
     roi = ", ".join(next(iter(res["roi"].values())))
     win = next(iter(res["windows_s"].values()))
@@ -282,8 +298,11 @@ def build_markdown(summary: dict[str, Any]) -> str:
     for key, label in (("without_covariate", "without covariate"), ("with_emg_covariate", f"with {EMG_COVARIATE}")):
         if key in mm:
             r = mm[key]
+            pt = r["subject_level_test"]
             lines.append(f"- {label}: {_f(r['estimate_uv'], '.2f')} µV [{_f(r['ci_low'], '.2f')}, {_f(r['ci_high'], '.2f')}], "
-                         f"z = {_f(r['z'], '.2f')}, p = {_f(r['p'])}, d = {_f(r['d_lmm'], '.2f')} ({r['n_trials']} trials).")  # fmt: skip
+                         f"t({_f(r['df'], '.0f')}) = {_f(r['t'], '.2f')}, {p_text(r['p'])}, d = {_f(r['d_lmm'], '.2f')} "
+                         f"({r['n_trials']} trials; {r['test']}); subject-level paired t({_f(pt['df'], '.0f')}) = "
+                         f"{_f(pt['t'], '.2f')}, {p_text(pt['p'])}.")  # fmt: skip
     surv = res["erp_effect_survives_emg_covariate"]
     if surv is None:
         verdict = "The model with the EMG covariate could not be fitted."

@@ -46,7 +46,7 @@ from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
 from mmme_neuro.dataset import prepare_bids
 from mmme_neuro.pipeline import Step, run_steps
-from mmme_neuro.reporting import base_summary, make_contrast, write_summary
+from mmme_neuro.reporting import base_summary, make_contrast, p_text, write_summary
 from mmme_neuro.stats import mixed_model
 from mmme_neuro.viz import network as vnet
 from mmme_neuro.viz.style import save_figure
@@ -71,8 +71,14 @@ def apply_min_count(conn: xr.DataArray, md: pd.DataFrame, config: Config) -> tup
     return out, report
 
 
+#: Columns of a condition term in ``results.mixed_models``: the trial-level model and, beside it,
+#: the subject-level paired t-test of the same contrast.
+MODEL_COLUMNS = ("model", "band", "roi", "estimate", "t", "df", "p", "effect_size", "test", "random_effects",
+                 "converged", "paired_t", "paired_df", "paired_p", "paired_n_subjects")
+
+
 def run_mixed_models(trials: pd.DataFrame) -> pd.DataFrame:
-    """``efficiency ~ condition [+ emg_rms_uv] + (1 | subject)``, ME vs MaE, per band and measure."""
+    """``efficiency ~ condition [+ emg_rms_uv]`` (maximal random effects), ME vs MaE, per band and measure."""
     rows = []
     for (band, measure), sub in trials.melt(
         id_vars=[c for c in trials.columns if c not in ("global_efficiency_auc", "nodal_efficiency_auc")],
@@ -88,7 +94,8 @@ def run_mixed_models(trials: pd.DataFrame) -> pd.DataFrame:
             except ValueError as err:
                 logger.warning("mixed model %s/%s not fitted: %s", band, measure, err)
                 continue
-            t.insert(0, "model", f"{measure} ~ condition" + "".join(f" + {c}" for c in covs) + " + (1|subject)")
+            t.insert(0, "model", f"{measure} ~ condition" + "".join(f" + {c}" for c in covs) + " + "
+                     + t["random_effects"].iloc[0])
             t.insert(1, "band", band)
             t.insert(2, "efficiency", measure)
             t.insert(3, "roi", sub["roi"].iloc[0])
@@ -120,6 +127,7 @@ def build_summary(config: Config, inputs: dict[str, Path], conn: xr.DataArray, m
                 effect_size_name="cohen_dz", correction="maxstat", p_fdr=row["p_fdr"], p_uncorrected=row["p"],
                 significant=bool(row["significant"]), significant_fdr=bool(row["significant_fdr"]),
                 band=row["band"], measure=row["measure"], n=row["n_subjects"], ci_low=row["ci_low"], ci_high=row["ci_high"],
+                df=row["df"], n_permutations=row["n_permutations"], exact=bool(row["exact"]),
             ))  # fmt: skip
         for band, sub in tab.groupby("band", sort=False):
             sig_nodes[name][str(band)] = sub.loc[sub["significant"], "node"].tolist()
@@ -145,6 +153,7 @@ def build_summary(config: Config, inputs: dict[str, Path], conn: xr.DataArray, m
             statistic=row["statistic"], p=row["p"], effect_size=row["cohen_dz"], statistic_name="t",
             effect_size_name="cohen_dz", correction="none", p_fdr=row["p_fdr_all"], band=row["band"],
             n=row["n_subjects"], ci_low=row["ci_low"], ci_high=row["ci_high"],
+            df=row["df"], test=row["test"],
         ))  # fmt: skip
     summary["contrasts"] = contrasts
     summary["results"] = {
@@ -156,12 +165,18 @@ def build_summary(config: Config, inputs: dict[str, Path], conn: xr.DataArray, m
         "alpha": config.stats.alpha,
         "significant_nodes_maxstat": sig_nodes,
         "nbs": nbs_info,
-        "mixed_models": models[models["term"].eq("ME - MaE")][["model", "band", "roi", "estimate", "z", "p", "effect_size"]]
+        "mixed_models": models[models["term"].eq("ME - MaE")][list(MODEL_COLUMNS)]
         .to_dict(orient="records") if len(models) else [],
         "min_count_excluded": [f"{r.subject}:{r.condition} ({r.reason})" for r in report[~report["included"]].itertuples()],
         "failed_subjects": failed,
     }
     return summary
+
+
+def _f(x: Any, fmt: str = ".3g") -> str:
+    missing = x is None or (isinstance(x, float) and not np.isfinite(x))
+    return "n/a" if missing else format(float(x), fmt)
+
 
 
 def build_markdown(summary: dict[str, Any]) -> str:
@@ -182,16 +197,40 @@ def build_markdown(summary: dict[str, Any]) -> str:
     ]
     for name, per_band in res["significant_nodes_maxstat"].items():
         for band, nodes in per_band.items():
-            lines.append(f"- {name}, {band}: {', '.join(nodes) if nodes else 'no significant node'}.")
-    lines += ["", "## Network-based statistic (edges, |t| > threshold)", ""]
+            recs = {c["location"]: c for c in summary["contrasts"]
+                    if c["kind"] == "node" and c["contrast"] == name and c["band"] == band
+                    and c.get("significant")}  # fmt: skip
+            if not nodes:
+                lines.append(f"- {name}, {band}: no significant node.")
+            elif all(n in recs and recs[n].get("n_permutations") for n in nodes):
+                n_perm = recs[nodes[0]]["n_permutations"]
+                exact = " (exact)" if recs[nodes[0]].get("exact") else ""
+                ps = ", ".join(f"{n} {p_text(recs[n]['p'], recs[n]['n_permutations'])}" for n in nodes)
+                lines.append(f"- {name}, {band} (max-statistic sign-flip test, {n_perm} "
+                             f"permutations{exact}): {ps}.")  # fmt: skip
+            else:  # a summary without the permutation counts: the nodes only
+                lines.append(f"- {name}, {band}: {', '.join(nodes)}.")
+    lines += ["", "## Network-based statistic (edges, |t| > threshold; component size FWER-corrected)",
+              ""]  # fmt: skip
     for name, per_band in res["nbs"].items():
         for band, info in per_band.items():
-            lines.append(f"- {name}, {band}: {info['n_significant']} significant of {info['n_components']} components.")
-    lines += ["", "## Global metrics (AUC), paired t-tests", ""]
+            n_perm = info["n_permutations"]
+            exact = " (exact)" if info.get("exact") else ""
+            pvals = [p_text(c["p"], n_perm) for c in summary["contrasts"]
+                     if c["kind"] == "nbs_component" and c["contrast"] == name
+                     and c["band"] == band]  # fmt: skip
+            sig = f"; significant components: {', '.join(pvals)}" if pvals else ""
+            lines.append(f"- {name}, {band}: {info['n_significant']} significant of "
+                         f"{info['n_components']} components (NBS, {n_perm} sign-flip "
+                         f"permutations{exact}{sig}).")  # fmt: skip
+    lines += ["", "## Global metrics (AUC), paired t-tests (uncorrected p)", ""]
     for c in summary["contrasts"]:
         if c["kind"] == "global":
-            lines.append(f"- {c['contrast']} {c['band']} {c['location']}: t = {c['statistic']:.2f}, p = {c['p']:.3g}, "
-                         f"dz = {c['effect_size']:.2f}.")  # fmt: skip
+            df = c.get("df")
+            df = c["n"] - 1 if df is None and c.get("n") else df
+            lines.append(f"- {c['contrast']} {c['band']} {c['location']}: paired t({_f(df, '.0f')}) = "
+                         f"{_f(c['statistic'], '.2f')}, {p_text(c['p'])}, "
+                         f"dz = {_f(c['effect_size'], '.2f')}.")  # fmt: skip
     lines.append("")
     return "\n".join(lines)
 

@@ -46,7 +46,7 @@ from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
 from mmme_neuro.dataset import prepare_bids
 from mmme_neuro.pipeline import Step, run_steps
-from mmme_neuro.reporting import base_summary, make_contrast, write_summary
+from mmme_neuro.reporting import base_summary, format_p, make_contrast, model_fields, write_summary
 from mmme_neuro.stats import mixed_model
 from mmme_neuro.viz import physio as vph
 from mmme_neuro.viz.style import save_figure
@@ -64,7 +64,7 @@ logger = logging.getLogger(f"analyses.{ANALYSIS}")
 
 
 def epoch_models(features: pd.DataFrame) -> pd.DataFrame:
-    """Mixed models ``measure ~ condition + (1 | subject)`` ME vs MaE and ME vs NE per epoch measure."""
+    """Mixed models ``measure ~ condition`` (maximal random effects) ME vs MaE and ME vs NE per epoch measure."""
     rows = []
     for m in EPOCH_MEASURES:
         d = features[features["condition"].isin(["ME", "MaE", "NE"])]
@@ -111,11 +111,18 @@ def build_markdown(summary: dict[str, Any]) -> str:
     for c, v in r["responses"].items():
         lines.append(f"| {c} | {v['hr_change_bpm']:.2f} | {v['hr_peak_change_bpm']:.2f} | {v['scr_rate']:.2f} | "
                      f"{v['scr_latency_s_median']:.2f} | {v['rsp_amplitude_change']:.3f} |")  # fmt: skip
-    lines += ["", "## Mixed models (epoch measures)", "", "| measure | term | estimate | p | d_lmm | converged |",
-              "|---|---|---|---|---|---|"]  # fmt: skip
+    lines += ["", "## Mixed models (epoch measures)", "",
+              "Trial-level MixedLM with the maximal random-effects structure that converged, t test on "
+              "n_subjects - 1 df; beside it the subject-level paired t-test of the same contrast on subject means.",
+              "", "| measure | term | estimate | t (df) | p | random effects | paired t (df) | paired p | d_lmm | converged |",
+              "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for m in r["epoch_models"]:
         conv = "yes" if m.get("converged", True) else "**no** (best of several optimizers; read with care)"
-        lines.append(f"| {m['measure']} | {m['term']} | {m['estimate']:.3g} | {m['p']:.3g} | {m['effect_size']:.3g} | {conv} |")
+        re_cell = str(m["random_effects"]).replace("|", r"\|")  # "(1 | subject)": its pipes stay in the cell
+        lines.append(f"| {m['measure']} | {m['term']} | {m['estimate']:.3g} | {m['t']:.2f} ({m['df']:.0f}) | "
+                     f"{format_p(m['p'])} | {re_cell} | "
+                     f"{m['paired_t']:.2f} ({m['paired_df']:.0f}) | "
+                     f"{format_p(m['paired_p'])} | {m['effect_size']:.3g} | {conv} |")
     c = r["concordance"]
     lines += ["", f"Concordance: {c['n_significant']} of {c['n_tests']} window x feature tests significant after FDR"
               + (f"; {c['n_not_converged']} mixed-model fits did not converge cleanly (flagged in `concordance.csv`)."
@@ -195,14 +202,18 @@ def run(config: Config, out_dir: Path, *, eeg_trials: Path | None = None, progre
     contrasts = []
     for row in models.to_dict(orient="records"):
         contrasts.append(make_contrast(row["term"].replace(" ", ""), kind="mixed_model", location=row["measure"],
-                                       statistic=row["z"], p=row["p"], effect_size=row["effect_size"],
-                                       statistic_name="z", effect_size_name=row["effect_size_name"],
+                                       p=row["p"], effect_size=row["effect_size"], **model_fields(row),
+                                       effect_size_name=row["effect_size_name"],
                                        correction="none", n=row["n_subjects"], estimate=row["estimate"],
                                        ci_low=row["ci_low"], ci_high=row["ci_high"], n_trials=row["n_trials"]))  # fmt: skip
     for row in conc[conc["test"] == "lmm"].dropna(subset=["p"]).to_dict(orient="records"):
         contrasts.append(make_contrast(row["contrast"], kind="feature", location=row["feature"],
                                        time_s=[0.0, row["window_s"]], statistic=row["statistic"], p=row["p_fdr"],
-                                       effect_size=row["effect_size"], statistic_name="z",
+                                       effect_size=row["effect_size"], statistic_name="t", df=row["df"],
+                                       p_uncorrected=row["p"], random_effects=row["random_effects"],
+                                       subject_level_test={"test": "paired t-test on subject means",
+                                                           "t": row["paired_t"], "df": row["paired_df"],
+                                                           "p": row["paired_p"]},
                                        effect_size_name=row["effect_size_name"], correction=row["correction"],
                                        n=row["n_subjects"], estimate=row["estimate"]))  # fmt: skip
     summary["contrasts"] = contrasts
@@ -210,8 +221,9 @@ def run(config: Config, out_dir: Path, *, eeg_trials: Path | None = None, progre
         "clean_baseline_s": CLEAN_BASELINE_S,
         "responses": responses,
         "hr_group_peak": peak,
-        "epoch_models": models[["measure", "term", "estimate", "ci_low", "ci_high", "z", "p", "effect_size",
-                                "n_subjects", "n_trials", "converged"]].to_dict(orient="records") if len(models) else [],  # fmt: skip
+        "epoch_models": models[["measure", "term", "estimate", "ci_low", "ci_high", "t", "df", "p", "effect_size",
+                                "n_subjects", "n_trials", "converged", "test", "random_effects", "paired_t",
+                                "paired_df", "paired_p"]].to_dict(orient="records") if len(models) else [],  # fmt: skip
         "concordance": {"n_tests": int(conc["p"].notna().sum()), "n_significant": int(conc["significant"].sum()),
                         "n_not_converged": int((conc["p"].notna() & ~conc["converged"].astype(bool)).sum()),
                         "windows_s": list(co.WINDOWS_S), "features": list(co.CONCORDANCE_FEATURES)},  # fmt: skip

@@ -13,7 +13,8 @@ band power of every epoch. Then, over subjects: the minimum-count rule,
 ERSP = ``logratio`` (dB) against ``epochs.baseline`` (-1.0 to -0.5 s),
 cluster-based permutation tests ME vs MaE and ME vs NE over channel x
 frequency x time (``Config.stats``), and mixed models ``power_db ~ condition
-(+ emg_rms_uv) + (1 | subject)`` per band x ROI, FDR across bands x ROIs.
+(+ emg_rms_uv)`` (by-subject random slopes, t on n_subjects - 1 df) per band x
+ROI, FDR across bands x ROIs.
 Writes to ``--out`` (default ``figures/tfr_me_vs_mae/``):
 
 * ``tfr.nc``: ``ersp`` (dB), ``power``/``induced`` (V²), ``itc``,
@@ -48,7 +49,14 @@ from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
 from mmme_neuro.dataset import prepare_bids
 from mmme_neuro.pipeline import Step, run_steps
-from mmme_neuro.reporting import base_summary, make_contrast, write_summary
+from mmme_neuro.reporting import (
+    base_summary,
+    cluster_test_name,
+    make_contrast,
+    model_fields,
+    p_text,
+    write_summary,
+)
 from mmme_neuro.stats import ClusterResult, cluster_tests, mixed_models_fdr, paired_test
 from mmme_neuro.viz import tfr as vtfr
 from mmme_neuro.viz.style import save_figure
@@ -83,7 +91,7 @@ def group_tfr(results: Sequence[tfr.TFRResult | xr.Dataset], md: pd.DataFrame, c
 
 
 def run_mixed_models(trials: pd.DataFrame, config: Config) -> pd.DataFrame:
-    """``power_db ~ condition (+ EMG) + (1|subject)`` per band x ROI, ME vs MaE, FDR across band x ROI."""
+    """``power_db ~ condition (+ EMG)`` (maximal random effects) per band x ROI, ME vs MaE, FDR across band x ROI."""
     t = trials[trials["condition"].isin(["ME", "MaE"])]
     wide = t.pivot_table(index="epoch_id", columns=["band", "roi"], values="power_db")
     measures = [f"{b}__{r}" for b, r in wide.columns]
@@ -100,7 +108,8 @@ def run_mixed_models(trials: pd.DataFrame, config: Config) -> pd.DataFrame:
         except ValueError as err:
             logger.warning("mixed models not fitted: %s", err)
             continue
-        m.insert(0, "model", "power_db ~ condition" + "".join(f" + {c}" for c in covs) + " + (1|subject)")
+        m.insert(0, "model", "power_db ~ condition" + "".join(f" + {c}" for c in covs) + " + "
+                 + m["random_effects"])
         m.insert(1, "band", m["measure"].str.split("__").str[0])
         m.insert(2, "roi", m["measure"].str.split("__").str[1])
         out.append(m)
@@ -138,8 +147,8 @@ def build_summary(config: Config, inputs: dict[str, Path], group: xr.Dataset, md
             continue
         contrasts.append(make_contrast(
             "ME-MaE", kind="mixed_model", location=list(ROIS[row["roi"]]), time_s=list(tfr.DEFAULT_WINDOW),
-            freq_hz=list(config.bands[row["band"]]), statistic=row["z"], p=row["p_fdr"], effect_size=row["effect_size"],
-            statistic_name="z", effect_size_name=row["effect_size_name"], correction=row["correction"],
+            freq_hz=list(config.bands[row["band"]]), p=row["p_fdr"], effect_size=row["effect_size"],
+            **model_fields(row), effect_size_name=row["effect_size_name"], correction=row["correction"],
             n=row["n_subjects"], ci_low=row["ci_low"], ci_high=row["ci_high"], estimate_db=row["estimate"],
             p_uncorrected=row["p"], model=row["model"], band=row["band"], roi=row["roi"], n_trials=row["n_trials"],
         ))  # fmt: skip
@@ -168,6 +177,8 @@ def build_summary(config: Config, inputs: dict[str, Path], group: xr.Dataset, md
     return summary
 
 
+
+
 def build_markdown(summary: dict[str, Any]) -> str:
     """Short prose summary (summary.md)."""
     res = summary["results"]
@@ -185,19 +196,26 @@ def build_markdown(summary: dict[str, Any]) -> str:
         recs = [c for c in summary["contrasts"] if c["contrast"] == name and c["kind"] == "cluster" and c.get("significant")]
         if not inf.get("tested"):
             lines.append(f"- {name}: not tested.")
-        elif not recs:
-            lines.append(f"- {name}: no significant cluster (n = {inf['n_subjects']}, {inf['n_permutations']} permutations).")
+            continue
+        test = cluster_test_name(inf)
+        if not recs:
+            lines.append(f"- {name}: no significant cluster (n = {inf['n_subjects']}; {test}).")
         for c in recs:
             chans = c.get("location") or []
+            n_perm = c.get("n_permutations") or inf["n_permutations"]
             lines.append(f"- {name}: cluster {c['cluster']}, {_f(c['freq_hz'][0])}-{_f(c['freq_hz'][1])} Hz, "
                          f"{_f(c['time_s'][0], '.2f')}-{_f(c['time_s'][1], '.2f')} s, {len(chans)} channels "
                          f"({', '.join(chans[:12])}{' ...' if len(chans) > 12 else ''}), mass {_f(c['statistic'], '.1f')}, "
-                         f"p = {_f(c['p'])}, dz = {_f(c['effect_size'], '.2f')} (descriptive).")  # fmt: skip
+                         f"{test}: {p_text(c['p'], n_perm)}, "
+                         f"dz = {_f(c['effect_size'], '.2f')} (descriptive).")  # fmt: skip
     mm = [c for c in summary["contrasts"] if c["kind"] == "mixed_model" and "emg" not in c["model"]
           and c["p"] is not None and c["p"] < 0.05]  # fmt: skip
     lines += ["", "## Mixed models, ME - MaE band power (0-1 s), FDR across bands x ROIs", ""]
-    lines += [f"- {c['band']} {c['roi']}: {_f(c['estimate_db'], '.2f')} dB, z = {_f(c['statistic'], '.2f')}, "
-              f"p_FDR = {_f(c['p'])}" for c in mm] or ["- none significant after FDR."]  # fmt: skip
+    lines += [f"- {c['band']} {c['roi']}: {_f(c['estimate_db'], '.2f')} dB, t({_f(c['df'], '.0f')}) = "
+              f"{_f(c['statistic'], '.2f')}, {p_text(c['p'], name='p_FDR')} ({c['test']}); subject-level paired "
+              f"t({_f(c['subject_level_test']['df'], '.0f')}) = {_f(c['subject_level_test']['t'], '.2f')}, "
+              f"{p_text(c['subject_level_test']['p'])} (uncorrected)"
+              for c in mm] or ["- none significant after FDR."]  # fmt: skip
     lines += ["", "Figures: `tfr_rois_me_vs_mae` (cluster contours), `tfr_rois_me_vs_ne`, `band_topomaps_me_vs_mae`, "
               "`band_timecourses` (95 % CI), `emg_beta_gamma` (EMG beside beta/gamma at temporal channels).", ""]  # fmt: skip
     return "\n".join(lines)

@@ -5,7 +5,7 @@
   pNN50 where the window holds enough beats), HR change, EDA (SCR occurrence,
   phasic change) and respiration features (amplitude and rate change);
 * :func:`concordance_tests`: per window x feature, mixed models
-  ``feature ~ condition + (1 | subject)`` (ME vs MaE, ME vs NE by default)
+  ``feature ~ condition`` with by-subject random slopes (ME vs MaE, ME vs NE by default)
   and repeated-measures correlations (:func:`pingouin.rm_corr`) of the
   feature with expression occurrence; FDR across windows x features within
   each test family;
@@ -194,7 +194,11 @@ def concordance_tests(features: pd.DataFrame, *, feature_names: Sequence[str] | 
         One row per test x window x feature: ``test`` (``lmm`` or
         ``rm_corr``), ``contrast`` (``ME-MaE``...; rm_corr: ``expression-NE``),
         ``window_s``, ``feature``, ``estimate`` (lmm: condition difference in
-        the feature's unit; rm_corr: r), ``statistic`` (z or r), ``p``,
+        the feature's unit; rm_corr: r), ``statistic`` (lmm: t on ``df`` =
+        n_subjects - 1, see :func:`mmme_neuro.stats.mixed_model`; rm_corr:
+        r), ``df``, ``p``, lmm only: ``random_effects`` (the structure
+        fitted) and the subject-level paired test of the same contrast
+        (``paired_t``, ``paired_df``, ``paired_p``),
         ``p_fdr`` (across windows x features, per test and contrast),
         ``significant``, ``effect_size`` (``d_lmm`` or r), ``effect_size_name``,
         ``ci_low``, ``ci_high``, ``n_subjects``, ``n_trials``, ``converged``.
@@ -222,7 +226,9 @@ def concordance_tests(features: pd.DataFrame, *, feature_names: Sequence[str] | 
                 rows.append({**base, "p": np.nan})
                 continue
             r = t[t["kind"] == "condition"].iloc[0]
-            rows.append({**base, "estimate": r["estimate"], "statistic": r["z"], "p": r["p"],
+            rows.append({**base, "estimate": r["estimate"], "statistic": r["t"], "df": r["df"], "p": r["p"],
+                         "paired_t": r["paired_t"], "paired_df": r["paired_df"], "paired_p": r["paired_p"],
+                         "random_effects": r["random_effects"],
                          "effect_size": r["effect_size"], "effect_size_name": r["effect_size_name"],
                          "ci_low": r["ci_low"], "ci_high": r["ci_high"], "n_subjects": r["n_subjects"],
                          "n_trials": r["n_trials"], "converged": bool(r["converged"])})  # fmt: skip
@@ -326,17 +332,23 @@ def brain_body_coupling(eeg_trials: pd.DataFrame, physio_trials: pd.DataFrame, e
     -------
     table : pandas.DataFrame
         One row: ``eeg_measure``, ``physio_measure``, ``estimate`` (physio
-        units per EEG unit, within-subject), ``se``, ``z``, ``p``, ``ci_low``,
-        ``ci_high``, ``beta_std``, ``n_subjects``, ``n_trials``, ``converged``.
+        units per EEG unit, within-subject), ``se``, ``t``, ``df``
+        (n_subjects - 1), ``p``, ``ci_low``,
+        ``ci_high``, ``beta_std``, ``n_subjects``, ``n_trials``, ``converged``,
+        ``random_effects``, ``test``.
     joined : pandas.DataFrame
         The joined trials with ``<eeg_measure>_within`` (subject-mean-centred).
 
     Notes
     -----
-    Model: ``physio ~ condition + eeg_within + (1 | subject)`` where
+    Model: ``physio ~ condition + eeg_within`` with by-subject random
+    slopes of the condition and of ``eeg_within`` (the maximal structure that
+    converges, :func:`mmme_neuro.stats.mixed_model` with
+    ``covariate_slopes=True``), tested with t on n_subjects - 1 df.
     ``eeg_within`` is the EEG measure centred on each subject's mean, so the
     slope is the within-subject (trial-to-trial) coupling, not a difference
-    between subjects.
+    between subjects; its random slope lets that coupling differ between
+    subjects without making the test anti-conservative.
     """
     for df, cols, name in ((eeg_trials, (on, "subject", "condition", eeg_measure), "eeg_trials"),
                            (physio_trials, (on, physio_measure), "physio_trials")):  # fmt: skip
@@ -352,21 +364,14 @@ def brain_body_coupling(eeg_trials: pd.DataFrame, physio_trials: pd.DataFrame, e
     present = [c for c in conditions if (j["condition"] == c).any()]
     if j["subject"].nunique() < 2 or len(j) < 5:
         raise ValueError(f"too few joined epochs for coupling ({len(j)} from {j['subject'].nunique()} subjects)")
-    if len(present) >= 2:
-        t = mixed_model(j, measure=physio_measure, covariates=(cov,), reference=present[-1], conditions=present)
-    else:  # one condition: fit a constant 'condition' contrast away by duplicating none; use statsmodels directly
-        import statsmodels.formula.api as smf
-
-        fit = smf.mixedlm(f"{physio_measure} ~ {cov}", j, groups=j["subject"]).fit(reml=True)
-        ci = fit.conf_int().loc[cov]
-        t = pd.DataFrame([{"term": cov, "estimate": fit.params[cov], "se": fit.bse[cov], "z": fit.tvalues[cov],
-                           "p": fit.pvalues[cov], "ci_low": ci[0], "ci_high": ci[1],
-                           "effect_size": fit.params[cov] * j[cov].std() / j[physio_measure].std(),
-                           "n_subjects": j["subject"].nunique(), "n_trials": len(j), "converged": fit.converged}])  # fmt: skip
+    t = mixed_model(j, measure=physio_measure, covariates=(cov,), covariate_slopes=True, reference=present[-1],
+                    conditions=present)
     r = t[t["term"] == cov].iloc[0]
     row = {"eeg_measure": eeg_measure, "physio_measure": physio_measure, "estimate": r["estimate"], "se": r["se"],
-           "z": r["z"], "p": r["p"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "beta_std": r["effect_size"],
+           "t": r["t"], "df": r["df"], "p": r["p"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
+           "beta_std": r["effect_size"],
            "n_subjects": int(r["n_subjects"]), "n_trials": int(r["n_trials"]), "converged": bool(r["converged"]),
+           "random_effects": r["random_effects"], "test": r["test"],
            "conditions": ",".join(present)}  # fmt: skip
     return pd.DataFrame([row]), j
 

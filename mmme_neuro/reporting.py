@@ -44,8 +44,12 @@ __all__ = [
     "base_summary",
     "dataset_hash",
     "dumps_summary",
+    "cluster_test_name",
+    "format_p",
     "hash_inputs",
     "make_contrast",
+    "model_fields",
+    "p_text",
     "to_jsonable",
     "validate_summary",
     "write_summary",
@@ -336,6 +340,110 @@ def make_contrast(
     }
     record.update(extra)
     return record
+
+
+def model_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The :func:`make_contrast` keys of one trial-level model term.
+
+    Parameters
+    ----------
+    row : mapping
+        One condition-term row of :func:`mmme_neuro.stats.mixed_model`.
+
+    Returns
+    -------
+    fields : dict
+        ``statistic`` (t), ``statistic_name``, ``df``, ``test``,
+        ``random_effects`` (the structure fitted), ``converged`` and
+        ``subject_level_test``: the paired t-test of the same contrast on
+        subject means (``test``, ``t``, ``df``, ``p``, ``n``, ``mean_diff``),
+        which a reader should see beside every trial-level p-value.
+    """
+    return {
+        "statistic": row["t"], "statistic_name": "t", "df": row["df"], "test": row["test"],
+        "random_effects": row["random_effects"], "converged": bool(row["converged"]),
+        "subject_level_test": {
+            "test": "paired t-test on subject means", "t": row.get("paired_t"), "df": row.get("paired_df"),
+            "p": row.get("paired_p"), "n": row.get("paired_n_subjects"), "mean_diff": row.get("paired_mean_diff"),
+        },
+    }
+
+
+def format_p(p: float | None, *, n_permutations: int | None = None) -> str:
+    """A p-value as a summary prints it: never 0, never below a permutation test's resolution.
+
+    Parameters
+    ----------
+    p : float | None
+        The p-value (None or NaN: ``"n/a"``).
+    n_permutations : int | None
+        Number of permutations (the observed arrangement included) of a
+        permutation p-value; its smallest possible value is ``1 /
+        n_permutations``, printed as ``"<= <that>"``.
+
+    Returns
+    -------
+    text : str
+        ``"0.0123"``-style (3 significant digits), scientific below 1e-3
+        (``"3.9e-18"``), ``"< 1e-300"`` where a p underflows.
+
+    Examples
+    --------
+    >>> format_p(0.0)
+    '< 1e-300'
+    >>> format_p(0.001, n_permutations=1000)
+    '<= 0.001'
+    """
+    if p is None or not math.isfinite(float(p)):
+        return "n/a"
+    p = float(p)
+    if n_permutations:
+        floor = 1.0 / n_permutations
+        if p <= floor * (1 + 1e-9):
+            # the floor rounded *up* to 2 significant digits: the text never claims a smaller p
+            step = 10.0 ** (math.floor(math.log10(floor)) - 1)
+            return f"<= {math.ceil(floor / step - 1e-9) * step:.2g}"
+        return f"{p:.2g}"
+    if p < 1e-300:
+        return "< 1e-300"
+    return f"{p:.3g}" if p >= 1e-3 else f"{p:.2g}"
+
+
+def p_text(p: float | None, n_permutations: int | None = None, *, name: str = "p") -> str:
+    """A p-value with its relation sign: ``p = 0.0123``, ``p <= 0.002``, ``p < 1e-300``.
+
+    Parameters
+    ----------
+    p : float | None
+        The p-value.
+    n_permutations : int | None
+        See :func:`format_p`.
+    name : str
+        What is printed before the relation (``"p"``, ``"p_FDR"`` ...).
+
+    Returns
+    -------
+    text : str
+    """
+    text = format_p(p, n_permutations=n_permutations)
+    return f"{name} {text}" if text.startswith("<") else f"{name} = {text}"
+
+
+def cluster_test_name(info: Mapping[str, Any]) -> str:
+    """The test behind a cluster p, with its number of sign flips (the observed one included).
+
+    Parameters
+    ----------
+    info : mapping
+        ``n_permutations`` and ``exact`` of a cluster test.
+
+    Returns
+    -------
+    text : str
+        E.g. ``"cluster permutation test, 512 sign flips (exact)"``.
+    """
+    exact = " (exact)" if info.get("exact") else ""
+    return f"cluster permutation test, {info['n_permutations']} sign flips{exact}"
 
 
 def validate_summary(summary: Mapping[str, Any]) -> None:

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -220,7 +222,9 @@ emg = paired_test(kept, measure=["emg_rms_uv", "emg_temporal_power"], contrast=(
 emg[["measure", "mean_ME", "mean_MaE", "statistic", "p", "cohen_dz"]].round(3)
 
 # %% [markdown]
-# Trial-level mixed models `power_db ~ condition [+ emg_rms_uv] + (1 | subject)`, ME vs MaE.
+# Trial-level mixed models `power_db ~ condition [+ emg_rms_uv]` with by-subject random
+# condition slopes (the maximal structure that converges), t on n_subjects - 1 df, ME vs MaE;
+# `paired_p` is the subject-level paired t-test of the same contrast.
 # Before reading the adjusted estimates, check how much the covariate duplicates the
 # condition: here the EMG separates ME from MaE almost perfectly, so the variance inflation
 # factor of the condition term is large and *every* adjusted estimate becomes imprecise.
@@ -235,10 +239,10 @@ for measure in ("theta__frontal", "beta__central", "gamma__temporal"):
         fit = mixed_model(wide, measure=measure, covariates=covs, reference="MaE", conditions=("ME", "MaE"))
         fit.insert(0, "model", "+ emg_rms_uv" if covs else "condition only")
         fits.append(fit[fit["term"] == "ME - MaE"])
-pd.concat(fits)[["measure", "model", "estimate", "ci_low", "ci_high", "z", "p"]].round(3)
+pd.concat(fits)[["measure", "model", "estimate", "ci_low", "ci_high", "t", "df", "p", "paired_p"]].round(3)
 
 # %% [markdown]
-# With the EMG in the model the temporal gamma "effect" (-5 dB, z ≈ -50 without it) shrinks and
+# With the EMG in the model the temporal gamma "effect" (-5 dB without it) shrinks and
 # its interval includes 0: it is entirely compatible with the muscle activity. Frontal theta,
 # far from the muscles, keeps a significant condition effect despite the inflated interval.
 # With a VIF this large the adjusted model cannot *prove* anything either way; the topography

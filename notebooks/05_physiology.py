@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -147,9 +149,11 @@ found.round(2)
 #
 # ## Mixed models, epoch level
 #
-# `measure ~ condition + (1 | subject)`: every epoch counts, subjects with more epochs weigh
-# more, and the subject intercept absorbs baseline differences between people. ME vs MaE and
-# ME vs NE.
+# `measure ~ condition + (1 + condition | subject)`: every epoch counts, the subject intercept
+# absorbs baseline differences between people, and the random condition slope lets each person
+# have their own ME effect (without it the test is anti-conservative when people differ). The
+# condition is tested with t on n_subjects - 1 df, and `paired_p` is the subject-level paired
+# t-test of the same contrast. ME vs MaE and ME vs NE.
 #
 # With few subjects, or a binary measure such as SCR occurrence, the optimiser may not
 # converge cleanly: the library then tries several optimisers, reports the best fit, flags it
@@ -167,8 +171,8 @@ for measure, only_clean in (("hr_change_bpm", True), ("scr_occurred", False), ("
         t = mixed_model(d, measure=measure, reference=reference, conditions=("ME", reference))
         rows.append(t[t["kind"] == "condition"])
 models = pd.concat(rows, ignore_index=True)
-models[["measure", "term", "estimate", "ci_low", "ci_high", "z", "p", "effect_size", "n_trials", "converged"]].round(
-    {"estimate": 3, "ci_low": 3, "ci_high": 3, "z": 2, "effect_size": 2})
+models[["measure", "term", "estimate", "ci_low", "ci_high", "t", "df", "p", "paired_p", "random_effects",
+        "converged"]].round({"estimate": 3, "ci_low": 3, "ci_high": 3, "t": 2, "p": 4, "paired_p": 4})
 
 # %% [markdown]
 # ## Concordance over post-onset windows

@@ -330,7 +330,73 @@ def test_mixed_model_recovers_condition_and_covariate():
     assert emg["p"] < 0.05 and emg["ci_low"] < 0.4e-6 < emg["ci_high"]
     assert me["converged"] and me["n_subjects"] == 15 and me["n_trials_ME"] == 90 and me["n_trials_MaE"] == 375
     assert me["effect_size_name"] == "d_lmm" and me["effect_size"] > 0
-    assert {"estimate", "se", "z", "p", "ci_low", "ci_high", "method", "warnings", "test"} <= set(tab.columns)
+    assert {"estimate", "se", "t", "df", "p", "ci_low", "ci_high", "method", "warnings", "test",
+            "random_effects", "paired_t", "paired_p"} <= set(tab.columns)
+    assert (tab["df"] == 14).all()
+
+
+def _hetero_trials(seed: int, slope_sd: float, *, effect: float = 0.0, n_subjects: int = 12) -> pd.DataFrame:
+    """ME 3-9 / MaE 15-34 trials; each subject's ME - MaE effect ~ N(effect, slope_sd)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(n_subjects):
+        u, b = rng.normal(), effect + rng.normal(0.0, slope_sd)
+        for cond, n_tr in (("ME", rng.integers(3, 10)), ("MaE", rng.integers(15, 35))):
+            y = u + (b if cond == "ME" else 0.0) + rng.normal(size=n_tr)
+            rows.append(pd.DataFrame({"subject": f"sub-{s + 1:02d}", "condition": cond, "amp": y}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_mixed_model_random_slope_t_inference():
+    tr = _hetero_trials(5, slope_sd=1.0, effect=0.3, n_subjects=20)
+    me = stats.mixed_model(tr, measure="amp").set_index("term").loc["ME - MaE"]
+    assert me["random_effects"] == "(1 + condition | subject)" and me["converged"]
+    assert me["inference"] == "t" and me["df"] == 19 and "t(19)" in me["test"]
+    # the p and the CI come from t(19), not from the normal distribution
+    assert me["p"] == pytest.approx(2 * sstats.t.sf(abs(me["t"]), 19))
+    half = sstats.t.ppf(0.975, 19) * me["se"]
+    assert me["ci_low"] == pytest.approx(me["estimate"] - half) and me["ci_high"] == pytest.approx(me["estimate"] + half)
+    # the slope variance is estimated (planted 1.0), not absorbed by the residual
+    assert 0.3 < me["slope_var"] < 3.0
+    # the subject-level paired test of the same contrast on subject means
+    means = tr.groupby(["subject", "condition"])["amp"].mean().unstack()
+    ref = sstats.ttest_rel(means["ME"], means["MaE"])
+    assert me["paired_t"] == pytest.approx(ref.statistic) and me["paired_p"] == pytest.approx(ref.pvalue)
+    assert me["paired_df"] == 19 and me["paired_n_subjects"] == 20
+    # the old model (random intercept, Wald z) is still available for comparison; its SE is too small here
+    old = stats.mixed_model(tr, measure="amp", random_effects="intercept", inference="wald")
+    old = old.set_index("term").loc["ME - MaE"]
+    assert old["random_effects"] == "(1 | subject)" and np.isinf(old["df"]) and "Wald z" in old["test"]
+    assert old["se"] < 0.8 * me["se"]
+
+
+def test_mixed_model_fallback_ladder(monkeypatch):
+    """The maximal structure that converges: slope -> subject:condition -> intercept, recorded."""
+    from statsmodels.regression.mixed_linear_model import MixedLM
+
+    orig = MixedLM.fit
+    failing: set[str] = set()
+
+    def flaky(self, *args, **kwargs):
+        kind = "slope" if self.k_re > 1 else ("vc" if self.k_vc > 0 else "intercept")
+        if kind in failing:
+            raise np.linalg.LinAlgError(f"{kind} fails (simulated)")
+        return orig(self, *args, **kwargs)
+
+    monkeypatch.setattr(MixedLM, "fit", flaky)
+    tr = _hetero_trials(6, slope_sd=0.8)
+    failing.add("slope")
+    row = stats.mixed_model(tr, measure="amp").set_index("term").loc["ME - MaE"]
+    assert row["random_effects"] == "(1 | subject) + (1 | subject:condition)" and row["converged"]
+    assert row["random_effects_tried"] == "(1 + condition | subject) > (1 | subject) + (1 | subject:condition)"
+    assert "slope/lbfgs: failed" in row["warnings"] and row["slope_var"] > 0
+    failing.add("vc")
+    row = stats.mixed_model(tr, measure="amp").set_index("term").loc["ME - MaE"]
+    assert row["random_effects"] == "(1 | subject)" and row["slope_var"] == 0 and row["df"] == 11
+    with pytest.raises(ValueError, match="random_effects must be one of"):
+        stats.mixed_model(tr, measure="amp", random_effects="crossed")
+    with pytest.raises(ValueError, match="inference must be one of"):
+        stats.mixed_model(tr, measure="amp", inference="satterthwaite")
 
 
 def test_mixed_model_three_conditions_and_null():
@@ -357,7 +423,8 @@ def test_mixed_model_optimizer_fallback(monkeypatch):
     monkeypatch.setattr(MixedLM, "fit", flaky)
     tab = stats.mixed_model(_trials(2), measure="amp", conditions=("ME", "MaE"))
     assert (tab["method"] == "powell").all() and tab["converged"].all()
-    assert "lbfgs: failed" in tab["warnings"].iloc[0]
+    assert "slope/lbfgs: failed" in tab["warnings"].iloc[0]
+    assert (tab["random_effects"] == "(1 + condition | subject)").all()
     with pytest.raises(RuntimeError, match="every optimizer failed"):
         stats.mixed_model(_trials(2), measure="amp", optimizers=("lbfgs",))
 

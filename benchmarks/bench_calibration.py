@@ -1,0 +1,175 @@
+"""Benchmark: null calibration of every inferential family, with power beside the subject-level test.
+
+Run on demand (NOT a test): ``.venv/bin/python -m benchmarks.bench_calibration
+[--n 200] [--n-power 100] [--families a,b] [--jobs 2]``.
+
+For each family (``benchmarks/calibration_*.py``: trial-level models, cluster
+tests, max-statistic and FDR node tests, NBS, global measures, decoding
+permutation p-values and time clusters) and each between-subject SD of the
+condition effect ``s`` in 0, 0.5 and 1 trial-noise SDs, ``--n`` null data sets
+(population effect exactly zero) are generated at the level the test consumes
+and tested at alpha = .05. The false-positive rate (family-wise for corrected
+families) is printed with its exact binomial 95 % CI; the target is
+[0.03, 0.07]. Beside it, the power at a realistic planted effect (``s`` = 0.5)
+of the family and of the plain subject-level test of the same contrast.
+
+Prints a Markdown table and writes ``benchmarks/results/calibration.json``.
+A family's data sets are seeded by (family, s, index), so the numbers do not
+depend on ``--jobs`` or on which families run together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def all_families() -> list:
+    """Every family of the three family modules, in data-flow order."""
+    from benchmarks import calibration_decoding, calibration_subject, calibration_trial
+
+    return [*calibration_trial.FAMILIES, *calibration_subject.FAMILIES, *calibration_decoding.FAMILIES]
+
+
+def _cell(r: dict) -> str:
+    flag = "" if r["in_target"] else " **!**"
+    return f"{r['rate']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]{flag}"
+
+
+def _power_cell(p: dict | None, key: str) -> str:
+    if p is None:
+        return "n/a"
+    return f"{p[key]['rate']:.2f}"
+
+
+def markdown(rows: list[dict], n: int) -> str:
+    """The Markdown table of :func:`run`'s rows."""
+    hs = sorted({r["s"] for row in rows for r in row["null"]})
+    head = ("| family | error rate | " + " | ".join(f"s = {s:g}" for s in hs)
+            + " | power | power, subject-level test | planted effect (power, s = 0.5) | s per data set |")
+    lines = [f"False-positive rate over {n} null data sets per cell (exact binomial 95 % CI; "
+             "**!** outside [0.03, 0.07]).", "", head, "|" + "---|" * (len(hs) + 6)]
+    for row in rows:
+        cells = " | ".join(_cell(r) for r in row["null"])
+        lines.append(f"| {row['title']} | {row['error_rate']} | {cells} | {_power_cell(row['power'], 'family')} | "
+                     f"{_power_cell(row['power'], 'subject_level')} | {row['effect']} | {row['seconds_per_set']:.2f} |")
+    return "\n".join(lines)
+
+
+def run(families: list, n: int, n_power: int, hs: tuple[float, ...], jobs: int, seed: int) -> list[dict]:
+    """Rates and power of every family."""
+    from benchmarks.calibration import false_positive_rate, power
+
+    rows = []
+    for fam in families:
+        t0 = time.perf_counter()
+        null = [false_positive_rate(fam, s, n, seed=seed, n_jobs=jobs) for s in hs]
+        dt = time.perf_counter() - t0
+        pw = power(fam, n_power, seed=seed, n_jobs=jobs) if n_power else None
+        rows.append({"family": fam.name, "title": fam.title, "level": fam.level, "error_rate": fam.error_rate,
+                     "null": null, "power": pw, "effect": fam.effect,
+                     "seconds_per_set": dt * jobs / (n * len(hs))})
+        print(f"{fam.name}: " + ", ".join(f"s={r['s']:g} {r['rate']:.3f}" for r in null)
+              + (f"; power {pw['family']['rate']:.2f} vs {pw['subject_level']['rate']:.2f}" if pw else ""),
+              file=sys.stderr, flush=True)
+    return rows
+
+
+def end_to_end(seeds: list[int], work: Path, scale: str = "ci") -> list[dict]:
+    """Null studies from the synthetic generator, every analysis run: significant records per kind.
+
+    Each seed's null study (``--null``: every planted condition difference removed) is
+    simulated, converted and analysed with ``mmme-neuro run``; every ``contrasts`` record
+    of every ``summary.json`` is counted by analysis and kind, significant when its p (the
+    corrected one where the record has one) is below .05.
+    """
+    import subprocess
+
+    rows: dict[tuple[str, str], dict] = {}
+    for seed in seeds:
+        out = work / f"null-{scale}-{seed}"
+        cmd = [sys.executable, "-m", "mmme_neuro.cli", "run", "--scale", scale, "--null", "--seed", str(seed),
+               "--workers", "1", "--out", str(out)]
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        print(f"end-to-end null study seed {seed}: exit {done.returncode} in {time.perf_counter() - t0:.0f} s",
+              file=sys.stderr, flush=True)
+        for path in sorted(out.glob("*/summary.json")):
+            summary = json.loads(path.read_text())
+            kinds: dict[str, list[bool]] = {}
+            for rec in summary.get("contrasts", []):
+                if rec.get("kind") in ("emg",):  # the EMG measures differ by design (ME and MaE move differently)
+                    continue
+                p = rec.get("p")
+                kinds.setdefault(rec["kind"], []).append(p is not None and p < 0.05)
+            for kind, sig in kinds.items():
+                row = rows.setdefault((path.parent.name, kind), {"analysis": path.parent.name, "kind": kind,
+                                                                 "studies": 0, "records": 0, "significant": 0,
+                                                                 "studies_with_any": 0})
+                row["studies"] += 1
+                row["records"] += len(sig)
+                row["significant"] += int(sum(sig))
+                row["studies_with_any"] += int(any(sig))
+    return list(rows.values())
+
+
+def end_to_end_markdown(rows: list[dict], seeds: list[int]) -> str:
+    """The table of :func:`end_to_end`."""
+    lines = [f"End-to-end null studies (seeds {', '.join(map(str, seeds))}): significant records (p < .05, "
+             "corrected where the record is) by analysis and kind.", "",
+             "| analysis | kind | studies | records | significant | studies with any |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['analysis']} | {r['kind']} | {r['studies']} | {r['records']} | {r['significant']} | "
+              f"{r['studies_with_any']} |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from benchmarks.calibration import HETEROGENEITY, select
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=200, help="null data sets per family and s (default 200)")
+    ap.add_argument("--n-power", type=int, default=100, help="data sets for power (0: skip)")
+    ap.add_argument("--s", type=float, nargs="+", default=list(HETEROGENEITY), help="between-subject SDs")
+    ap.add_argument("--families", default="", help="comma-separated family names (default: all)")
+    ap.add_argument("--jobs", type=int, default=2, help="processes (results do not depend on it)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=RESULTS / "calibration.json")
+    ap.add_argument("--end-to-end", type=int, nargs="*", default=None, metavar="SEED",
+                    help="also run the null ci study of each seed end to end (mmme-neuro run --null)")
+    ap.add_argument("--work", type=Path, default=Path("build/calibration"), help="where the end-to-end runs go")
+    args = ap.parse_args(argv)
+    names = [f for f in args.families.split(",") if f]
+    fams = [] if names == ["none"] else select(all_families(), names)
+    t0 = time.perf_counter()
+    rows = run(fams, args.n, args.n_power, tuple(args.s), args.jobs, args.seed)
+    table = markdown(rows, args.n) if rows else ""
+    print(table)
+    e2e = end_to_end(args.end_to_end, args.work) if args.end_to_end else None
+    if e2e is not None:
+        print("\n" + end_to_end_markdown(e2e, args.end_to_end))
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if args.families and previous:
+        # a partial run updates its families in the results, keeps the others
+        old = {r["family"]: r for r in previous.get("families", [])}
+        old.update({r["family"]: r for r in rows})
+        order = [f.name for f in all_families()]
+        rows = sorted(old.values(), key=lambda r: order.index(r["family"]) if r["family"] in order else len(order))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": "calibration", "alpha": 0.05, "target": [0.03, 0.07], "n_null": args.n,
+               "n_power": args.n_power, "seed": args.seed, "seconds": time.perf_counter() - t0,
+               "machine": {"python": platform.python_version(), "platform": platform.platform()},
+               "families": rows,
+               "end_to_end": e2e if e2e is not None else previous.get("end_to_end"),
+               "end_to_end_seeds": args.end_to_end if e2e is not None else previous.get("end_to_end_seeds")}
+    args.out.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
