@@ -767,8 +767,12 @@ def node_permutation_test(
         Dimension of the conditions.
     n_permutations : int | None
         Random sign flips (the observed one included); None:
-        ``config.stats.n_permutations``. If ``2 ** n_subjects`` is not larger,
-        all flips are enumerated (exact test).
+        ``config.stats.n_permutations``. At least ``10 * n_features / alpha``
+        are used, so that the uncorrected p can reach the smallest
+        Benjamini-Hochberg threshold ``alpha / n_features`` (with 1000 flips
+        and 64 nodes it cannot: 1/1000 > 0.05/64, and FDR could never reject a
+        lone node). If ``2 ** n_subjects`` is not larger, all flips are
+        enumerated (exact test).
     seed : int | None
         Seed; None: ``config.seed``.
     correction : {'maxstat', 'fdr'}
@@ -811,6 +815,13 @@ def node_permutation_test(
     diff, features, dropped = _paired_difference(data, contrast, dim)
     n = diff.sizes["subject"]
     D = diff.values.reshape(n, -1)
+    # BH compares the smallest uncorrected p with alpha / m: with fewer than m / alpha flips
+    # the permutation p cannot get there and FDR never rejects a lone feature
+    n_fdr = math.ceil(10 * D.shape[1] / stats_cfg.alpha)
+    if n_fdr > n_perm:
+        logger.info("node permutation test: %d flips instead of %d, so that the uncorrected p resolves "
+                    "alpha / %d for FDR", n_fdr, n_perm, D.shape[1])
+        n_perm = n_fdr
     exact = 2**n <= n_perm
     if exact:
         signs = 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)[None, :]) & 1)

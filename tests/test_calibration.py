@@ -31,7 +31,7 @@ def test_binomial_ci_is_exact():
     assert lo == pytest.approx(0.02422, abs=1e-4) and hi == pytest.approx(0.09003, abs=1e-4)
 
 
-@pytest.mark.parametrize("shape", ["erp_model", "erp_model_emg"])
+@pytest.mark.parametrize("shape", ["erp_model", "erp_model_emg", "coupling_model"])
 def test_trial_models_calibrated_when_subjects_differ(shape):
     from benchmarks.calibration_trial import FAMILIES
 

@@ -80,8 +80,9 @@ def test_emg_confound_larger_for_mae(script_out):
         assert emg.loc[m, "p"] < 0.05, m
     models = pd.read_csv(script_out / "mixed_models.csv")
     cond = models[(models["term"] == "ME - MaE") & (models["amplitude_measure"] == "mean")]
-    assert set(cond["model"]) == {"amplitude ~ condition + (1|subject)",
-                                  "amplitude ~ condition + emg_rms_uv + (1|subject)"}
+    assert {m.split(" + (")[0] for m in cond["model"]} == {"amplitude ~ condition", "amplitude ~ condition + emg_rms_uv"}
+    assert (cond["model"].str.split(" + ", n=1, regex=False).str[1].str.contains(r"\| subject\)")).all()
+    assert set(cond["df"]) == {cond["n_subjects"].iloc[0] - 1} and cond["paired_p"].notna().all()
     plain = cond[~cond["model"].str.contains("emg")].iloc[0]
     assert plain["estimate"] > 0 and plain["p"] < 0.05
     summary = json.loads((script_out / "summary.json").read_text())

@@ -261,6 +261,18 @@ def test_node_permutation_exact_small_n():
     assert (tab["correction"] == "fdr_bh").all()
 
 
+def test_node_fdr_can_reject_a_lone_node():
+    """64 nodes, 12 subjects, one strongly different node: BH needs p <= 0.05 / 64 = 0.00078."""
+    rng = np.random.default_rng(8)
+    nodes = list(EEG_CHANNELS[:64])
+    X = rng.normal(size=(12, 2, 64))
+    X[:, 0, 5] += 3.0
+    da = xr.DataArray(X, dims=("subject", "condition", "node"), coords={"condition": ["ME", "MaE"], "node": nodes})
+    tab = stats.node_permutation_test(da, n_permutations=1000, seed=0, correction="fdr")
+    assert tab["exact"].all() and tab["n_permutations"].iloc[0] == 2**12 and tab["p"].min() < 0.05 / 64
+    assert tab.loc[tab["significant"], "node"].tolist() == [nodes[5]]
+
+
 # ---------------------------------------------------------------------------- paired test
 def _subject_table(seed: int, n: int = 15, shift: float = 0.8):
     rng = np.random.default_rng(seed)
