@@ -143,7 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--end-to-end", type=int, nargs="*", default=None, metavar="SEED",
                     help="also run the null ci study of each seed end to end (mmme-neuro run --null)")
     ap.add_argument("--work", type=Path, default=Path("build/calibration"), help="where the end-to-end runs go")
+    ap.add_argument("--print", dest="print_only", action="store_true",
+                    help="print the tables of the saved results (--out) and run nothing")
     args = ap.parse_args(argv)
+    if args.print_only:
+        saved = json.loads(args.out.read_text())
+        print(markdown(saved["families"], saved["n_null"]))
+        if saved.get("end_to_end"):
+            print("\n" + end_to_end_markdown(saved["end_to_end"], saved["end_to_end_seeds"]))
+        return 0
     names = [f for f in args.families.split(",") if f]
     fams = [] if names == ["none"] else select(all_families(), names)
     t0 = time.perf_counter()
