@@ -541,21 +541,47 @@ class Config(_Section):
                 raise ValueError(f"band {name!r}: need 0 <= low < high, got ({lo}, {hi}) Hz")
         return bands
 
+    def _planned_problem(self, c: Any) -> str | None:
+        """Why a planned contrast does not fit this configuration (window outside the epoch, unknown band)."""
+        ep = self.epochs
+        win = getattr(c, "window_s", None)
+        if win is not None and not (ep.tmin - 1e-9 <= win[0] and win[1] <= ep.tmax + 1e-9):
+            return (f"window_s {list(win)} s is not inside the epoch [{ep.tmin}, {ep.tmax}] s "
+                    "(epochs.tmin, epochs.tmax)")  # fmt: skip
+        band = getattr(c, "band", None)
+        if band is not None and band not in self.bands:
+            return f"unknown band {band!r}; bands are {sorted(self.bands)}"
+        return None
+
     @model_validator(mode="after")
     def _check_planned(self) -> Config:
-        """Planned contrasts: windows inside the epoch, bands among ``bands``."""
-        ep = self.epochs
+        """Planned contrasts given in the configuration: windows inside the epoch, bands among ``bands``.
+
+        The default lists are not checked here: :meth:`planned_contrasts` leaves out a default
+        contrast that a custom epoch window or band set does not hold.
+        """
         for family in ("erp", "tfr", "network"):
+            if family not in self.planned.model_fields_set:
+                continue
             for i, c in enumerate(getattr(self.planned, family)):
-                where = f"planned.{family}[{i}] ({c.name!r})"
-                win = getattr(c, "window_s", None)
-                if win is not None and not (ep.tmin - 1e-9 <= win[0] and win[1] <= ep.tmax + 1e-9):
-                    raise ValueError(f"{where}: window_s {list(win)} s is not inside the epoch "
-                                     f"[{ep.tmin}, {ep.tmax}] s (epochs.tmin, epochs.tmax)")  # fmt: skip
-                band = getattr(c, "band", None)
-                if band is not None and band not in self.bands:
-                    raise ValueError(f"{where}: unknown band {band!r}; bands are {sorted(self.bands)}")
+                why = self._planned_problem(c)
+                if why:
+                    raise ValueError(f"planned.{family}[{i}] ({c.name!r}): {why}")
         return self
+
+    def planned_contrasts(self, family: str) -> tuple[Any, ...]:
+        """The planned contrasts of one analysis family (``"erp"``, ``"tfr"``, ``"network"``) to run.
+
+        Contrasts given in the configuration are all returned (they were validated); of the
+        default list, those whose window or band this configuration does not hold (a shorter
+        epoch, other bands) are left out, so a custom epoch window never makes the defaults an error.
+        """
+        if family not in ("erp", "tfr", "network"):
+            raise ValueError(f"family must be 'erp', 'tfr' or 'network', got {family!r}")
+        items = getattr(self.planned, family)
+        if family in self.planned.model_fields_set:
+            return tuple(items)
+        return tuple(c for c in items if self._planned_problem(c) is None)
 
     @property
     def simulation_seed(self) -> int:

@@ -54,11 +54,16 @@ import pandas as pd
 import xarray as xr
 
 from .config import EMG_MEASURES, Config
+from .epochs import apply_min_count
 
 __all__ = [
     "METHODS",
     "EmgMatching",
+    "cluster_effects",
     "cluster_survival",
+    "check_counts",
+    "cluster_test_info",
+    "matched_epochs",
     "markdown_lines",
     "match_emg",
     "matching_options",
@@ -542,6 +547,129 @@ def node_survival(main: pd.DataFrame, matched: pd.DataFrame | None, *, alpha: fl
                                        "matched_p_maxstat", "matched_p_fdr"])  # fmt: skip
 
 
+def matched_epochs(metadata: pd.DataFrame, config: Config, conditions: Sequence[str] = ("ME", "MaE"),
+                   ) -> tuple[EmgMatching, pd.DataFrame, pd.DataFrame] | None:  # fmt: skip
+    """The group level's matching: :func:`match_emg` with ``config.emg_matching``, then the minimum-count rule.
+
+    Parameters
+    ----------
+    metadata : pandas.DataFrame
+        Epoch metadata of all subjects (the bookkeeping tables of the first level).
+    config : Config
+        ``emg_matching`` and ``epochs.min_epochs_per_condition``.
+    conditions : pair of str
+        Conditions matched.
+
+    Returns
+    -------
+    (matching, metadata, min_count) | None
+        The matching, the metadata restricted to the matched epochs
+        (:meth:`EmgMatching.apply`) and its :func:`mmme_neuro.epochs.apply_min_count`
+        report over the two conditions (subjects with fewer matched epochs than
+        ``epochs.min_epochs_per_condition`` leave the matched contrast); None when
+        ``emg_matching.method`` is ``"off"``.
+    """
+    options = matching_options(config)
+    if options is None:
+        return None
+    m = match_emg(metadata, conditions=tuple(conditions), **options)
+    md = m.apply(metadata)
+    _, report = apply_min_count(md, config, conditions=tuple(conditions))
+    return m, md, report
+
+
+def check_counts(matching: EmgMatching, n_epochs: xr.DataArray) -> None:
+    """Check that averages computed in the first level hold the epochs the group level's matching selects.
+
+    Parameters
+    ----------
+    matching : EmgMatching
+        The group level's matching.
+    n_epochs : xarray.DataArray
+        Epochs of the stored matched averages, ``(subject, condition)``.
+
+    Raises
+    ------
+    ValueError
+        Naming the first subject and condition whose counts differ (a cache
+        written with other matching settings or another metadata table).
+    """
+    want = matching.counts().set_index(["subject", "condition"])["n_matched"]
+    subjects = [str(v) for v in n_epochs["subject"].values]
+    conds = [str(v) for v in n_epochs["condition"].values]
+    values = np.asarray(n_epochs.transpose("subject", "condition").values)
+    have = {(s, c): values[i, j] for i, s in enumerate(subjects) for j, c in enumerate(conds)}
+    for key, n in want.items():
+        got = int(np.nan_to_num(have.get(key, 0)))
+        if got != int(n):
+            raise ValueError(f"{key[0]} {key[1]}: the first level averaged {got} EMG-matched epochs but the matching "
+                             f"selects {int(n)} (a stale first-level cache? delete it to recompute)")  # fmt: skip
+
+
+def cluster_test_info(result: Any | None, reason: str = "") -> dict[str, Any]:
+    """``results.emg_matched.test`` of a matched cluster test (:class:`mmme_neuro.stats.ClusterResult` or None)."""
+    if result is None:
+        return {"tested": False, "reason": reason or "fewer than 2 subjects with enough matched epochs"}
+    tab = result.clusters
+    sig = tab[tab["significant"].astype(bool)] if len(tab) else tab
+    clusters = []
+    for r in sig.to_dict(orient="records"):
+        spatial = r.get("channels", r.get("nodes")) or ""
+        clusters.append({
+            "cluster": int(r["cluster"]), "sign": int(r["sign"]), "p": float(r["p"]), "mass": float(r["mass"]),
+            "n_sites": len(str(spatial).split(",")) if spatial else 0,
+            "time_s": [r["time_min_s"], r["time_max_s"]] if "time_min_s" in r else None,
+            "freq_hz": [r["freq_min_hz"], r["freq_max_hz"]] if "freq_min_hz" in r else None,
+            "peak": r.get("peak_channel", r.get("peak_node")),
+        })  # fmt: skip
+    return {"tested": True, "test": "cluster permutation test (paired t, sign flips)", "n_subjects": result.n_subjects,
+            "n_clusters": int(len(tab)), "n_significant": result.n_significant,
+            "n_permutations": result.n_permutations, "exact": result.exact, "threshold_t": result.threshold,
+            "dropped_subjects": list(result.dropped_subjects), "significant_clusters": clusters}  # fmt: skip
+
+
+def cluster_effects(main: Any | None, matched: Any | None, *, matched_data: xr.DataArray | None = None,
+                    label: Callable[[Mapping[str, Any]], str] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """``results.emg_matched.effects`` of a cluster test: one record per significant cluster of ``main``.
+
+    Parameters
+    ----------
+    main, matched : ClusterResult | None
+        The main and the matched test (:func:`cluster_survival`).
+    matched_data : xarray.DataArray | None
+        See :func:`cluster_survival`.
+    label : callable | None
+        Short text of a main cluster from its row of ``main.clusters``
+        (extent, channels); None: ``"cluster <id>"``.
+
+    Returns
+    -------
+    effects : list of dict
+        ``contrast``, ``kind`` (``"cluster"``), ``cluster``, ``sign``, ``p``,
+        ``mean_diff``, ``survives_emg_matching``, ``matched_clusters``,
+        ``matched_p``, ``matched_mean_diff``, ``retained`` (matched over main
+        mean difference on the cluster's points: near 1 when the effect is
+        there but the matched test lacks power, near 0 when it was muscle),
+        ``label``.
+    """
+    if main is None:
+        return []
+    surv = cluster_survival(main, matched, matched_data=matched_data)
+    rows = main.clusters.set_index("cluster")
+    name = f"{main.contrast[0]}-{main.contrast[1]}"
+    out = []
+    for r in surv.to_dict(orient="records"):
+        r["survives_emg_matching"] = _flag(r["survives_emg_matching"])
+        row = {**rows.loc[r["cluster"]].to_dict(), "cluster": r["cluster"]}
+        text = label(row) if label is not None else f"cluster {r['cluster']}"
+        md, d = r["matched_mean_diff"], r["mean_diff"]
+        r["retained"] = float(md / d) if np.isfinite(md) and np.isfinite(d) and d != 0 else math.nan
+        if r["survives_emg_matching"] is not None and np.isfinite(md):
+            text += f": mean difference {d:.3g}, matched {md:.3g} ({100 * r['retained']:.0f} % retained)"
+        out.append({"contrast": name, "kind": "cluster", **r, "label": text})
+    return out
+
+
 # ----------------------------------------------------------------------------- reporting
 
 
@@ -550,6 +678,11 @@ def _stat(values: pd.Series) -> dict[str, float | None]:
     if not len(v):
         return {"median": None, "max_abs": None}
     return {"median": float(v.median()), "max_abs": float(v.abs().max())}
+
+
+def _flag(value: Any) -> bool | None:
+    """A survival flag as a Python bool, or None (unknown)."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else bool(value)
 
 
 def summary_block(matching: EmgMatching, min_count: pd.DataFrame, test: Mapping[str, Any],
@@ -642,8 +775,9 @@ def markdown_lines(block: Mapping[str, Any] | None, test_line: Callable[[Mapping
     if block["subjects_not_matched"]:
         lines.append("- Not matched (no EMG overlap or too few epochs): "
                      + "; ".join(f"{s} ({why})" for s, why in block["subjects_not_matched"].items()) + ".")
-    if block["min_count_excluded"]:
-        lines.append(f"- Left out of the matched contrast (too few matched epochs): {', '.join(block['min_count_excluded'])}.")
+    few = [e for e in block["min_count_excluded"] if e.split(":", 1)[0] not in block["subjects_not_matched"]]
+    if few:
+        lines.append(f"- Left out of the matched contrast (too few matched epochs): {', '.join(few)}.")
     test = block["test"]
     if test.get("tested") and test_line is not None:
         lines.append(f"- Matched test: {test_line(test)}")
@@ -662,4 +796,9 @@ def markdown_lines(block: Mapping[str, Any] | None, test_line: Callable[[Mapping
                      + ("; ".join(e["label"] for e in gone) if gone else "none") + ".")
         if kept:
             lines.append(f"- Surviving: {'; '.join(e['label'] for e in kept)}.")
+        if gone:
+            lines.append("- An effect also disappears when the matched test, with fewer epochs, lacks power: compare "
+                         "its size before and after matching (above; in summary.json `matched_mean_diff` of a cluster, "
+                         "`matched_t` of a node): one that keeps its size is not explained by EMG, one that shrinks "
+                         "towards 0 is.")  # fmt: skip
     return lines
