@@ -450,7 +450,7 @@ def planned_markdown(records: list[Mapping[str, Any]], *, title: str = "Planned 
             lines.append(f"{head}: not tested (fewer than 2 subjects with both conditions).")
             continue
         u = "" if c.get("units") in (None, "1") else f" {c['units']}"
-        ci = (f" [{c['ci_low']:.2f}, {c['ci_high']:.2f}]" if c.get("ci_low") is not None and c.get("ci_high") is not None
+        ci = (f" [{c['ci_low']:.3g}, {c['ci_high']:.3g}]" if c.get("ci_low") is not None and c.get("ci_high") is not None
               else "")  # fmt: skip
         p_corr = (p_text(c["p_uncorrected"]) + " (uncorrected)" if corr == "none"
                   else f"{p_text(c['p'])} ({corr}; uncorrected {p_text(c['p_uncorrected'])})")  # fmt: skip
