@@ -261,6 +261,26 @@ def test_script_outputs_valid(script_out):
     assert (script_out / "summary.md").read_text().startswith("# Time-frequency")
 
 
+def test_planned_contrasts_and_emg_matching_reported(script_out):
+    planned = pd.read_csv(script_out / "planned.csv").set_index("name")
+    assert list(planned.index) == ["frontal_theta", "central_beta"] and (planned["family_size"] == 2).all()
+    # the planted frontal theta increase in ME, and the central beta decrease in MaE (ME - MaE > 0)
+    assert planned.loc["frontal_theta", "mean_diff"] > 0 and planned.loc["frontal_theta", "p_corrected"] < 0.05
+    assert planned.loc["central_beta", "mean_diff"] > 0
+    assert planned.loc["frontal_theta", "fmin_hz"] == 4.0 and planned.loc["central_beta", "band"] == "beta"
+    summary = json.loads((script_out / "summary.json").read_text())
+    recs = [c for c in summary["contrasts"] if c["kind"] == "planned"]
+    assert len(recs) == 2 and all(r["statistic_name"] == "t" and r["df"] == 7 and r["correction"] == "holm" for r in recs)
+    block = summary["results"]["emg_matched"]
+    assert block["n_subjects"] == 8 and not block["test"]["tested"]  # no EMG overlap in the ci study
+    sig = [c for c in summary["contrasts"] if c["kind"] == "cluster" and c["contrast"] == "ME-MaE" and c["significant"]]
+    assert sig and all(c["survives_emg_matching"] is None for c in sig)
+    ds = load_netcdf(script_out / "tfr.nc")
+    assert "ersp_emg_matched" in ds and "power_emg_matched" not in ds
+    assert ds["n_epochs_emg_matched"].dims == ("subject", "condition") and int(ds["n_epochs_emg_matched"].sum()) == 0
+    assert "## EMG-matched ME - MaE" in (script_out / "summary.md").read_text()
+
+
 # ----------------------------------------------------------------------------- null
 
 
