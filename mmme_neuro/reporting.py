@@ -61,7 +61,7 @@ logger = logging.getLogger(__name__)
 
 #: Version of the summary.json schema (``docs/summary-json.md``). Bump the major
 #: number when a key is removed or changes meaning, the minor one when a key is added.
-SCHEMA_VERSION: str = "1.0"
+SCHEMA_VERSION: str = "1.1"
 
 #: Keys present in every summary.json.
 BASE_KEYS: tuple[str, ...] = (
