@@ -1,4 +1,4 @@
-"""EMG-matched condition contrasts: epochs of two conditions matched on facial EMG within each subject.
+"""EMG-matched condition contrasts: epochs of two conditions matched on facial EMG, within subject.
 
 Facial muscle activity differs between micro- and macro-expressions (MaE move
 more muscle), and its broadband EMG leaks into the scalp EEG. A ME - MaE
@@ -126,10 +126,14 @@ class EmgMatching:
         return tuple(sorted(self.selected["epoch_id"].astype(str)))
 
     def counts(self) -> pd.DataFrame:
-        """Matched epochs per subject and condition (``subject``, ``condition``, ``n_matched``; 0 included)."""
+        """Matched epochs per subject and condition (``subject``, ``condition``, ``n_matched``; 0
+        included)."""
         a, b = self.conditions
-        rows = [{"subject": r["subject"], "condition": c, "n_matched": int(r[f"n_after_{c}"])}
-                for r in self.report.to_dict(orient="records") for c in (a, b)]  # fmt: skip
+        rows = [
+            {"subject": r["subject"], "condition": c, "n_matched": int(r[f"n_after_{c}"])}
+            for r in self.report.to_dict(orient="records")
+            for c in (a, b)
+        ]
         return pd.DataFrame(rows, columns=["subject", "condition", "n_matched"])
 
     def apply(self, metadata: pd.DataFrame) -> pd.DataFrame:
@@ -170,7 +174,8 @@ def _check_columns(df: Any, need: Sequence[str], name: str) -> None:
 
 
 def _pooled_sd(xa: np.ndarray, xb: np.ndarray) -> float:
-    """sqrt of the mean of the two within-condition variances (ddof 1; a condition with < 2 values is left out)."""
+    """sqrt of the mean of the two within-condition variances (ddof 1; a condition with < 2 values
+    is left out)."""
     var = [float(np.var(x, ddof=1)) for x in (xa, xb) if x.size >= 2]
     return math.sqrt(sum(var) / len(var)) if var else math.nan
 
@@ -181,8 +186,9 @@ def _smd(xa: np.ndarray, xb: np.ndarray, sd: float) -> float:
     return float((xa.mean() - xb.mean()) / sd)
 
 
-def _nearest(ida: np.ndarray, xa: np.ndarray, idb: np.ndarray, xb: np.ndarray,
-             caliper: float) -> list[tuple[str, str, float]]:  # fmt: skip
+def _nearest(
+    ida: np.ndarray, xa: np.ndarray, idb: np.ndarray, xb: np.ndarray, caliper: float
+) -> list[tuple[str, str, float]]:
     """1:1 pairs without replacement within ``caliper``, closest pairs first (ties: epoch ids)."""
     dist = np.abs(xa[:, None] - xb[None, :])
     ia, ib = np.nonzero(dist <= caliper)
@@ -200,9 +206,10 @@ def _nearest(ida: np.ndarray, xa: np.ndarray, idb: np.ndarray, xb: np.ndarray,
     return pairs
 
 
-def _strata(ida: np.ndarray, xa: np.ndarray, idb: np.ndarray, xb: np.ndarray,
-            n_strata: int) -> list[tuple[int, list[str], list[str]]]:  # fmt: skip
-    """Quantile bins of the pooled values on the common support; each bin keeps min(n_a, n_b) epochs of each condition.
+def _strata(
+    ida: np.ndarray, xa: np.ndarray, idb: np.ndarray, xb: np.ndarray, n_strata: int
+) -> list[tuple[int, list[str], list[str]]]:
+    """Quantile bins of the pooled values on the common support; min(n_a, n_b) of each per bin.
 
     Only values inside the common support ``[max(min a, min b), min(max a,
     max b)]`` are binned (no bin then spans a gap between the conditions).
@@ -301,7 +308,8 @@ def match_emg(
     --------
     >>> import pandas as pd
     >>> md = pd.DataFrame({"epoch_id": ["a", "b", "c", "d"], "subject": "sub-01",
-    ...                    "condition": ["ME", "ME", "MaE", "MaE"], "emg_rms_uv": [1.0, 5.0, 5.1, 9.0]})
+    ...                    "condition": ["ME", "ME", "MaE", "MaE"],
+    ...                    "emg_rms_uv": [1.0, 5.0, 5.1, 9.0]})
     >>> m = match_emg(md, caliper_sd=0.2)
     >>> m.epoch_ids
     ('b', 'c')
@@ -310,16 +318,24 @@ def match_emg(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if isinstance(conditions, str) or len(conditions) != 2 or conditions[0] == conditions[1]:
-        raise ValueError(f"conditions must be two different labels such as ('ME', 'MaE'), got {conditions!r}")
+        raise ValueError(
+            f"conditions must be two different labels such as ('ME', 'MaE'), got {conditions!r}"
+        )
     a, b = (str(c) for c in conditions)
     if method == "nearest":
-        if isinstance(caliper_sd, bool) or not isinstance(caliper_sd, int | float) or not caliper_sd > 0 \
-                or not math.isfinite(caliper_sd):  # fmt: skip
+        if (
+            isinstance(caliper_sd, bool)
+            or not isinstance(caliper_sd, int | float)
+            or not caliper_sd > 0
+            or not math.isfinite(caliper_sd)
+        ):
             raise ValueError(f"caliper_sd must be a positive number of SDs, got {caliper_sd!r}")
     elif isinstance(n_strata, bool) or not isinstance(n_strata, int | np.integer) or n_strata < 2:
         raise ValueError(f"n_strata must be an integer >= 2, got {n_strata!r}")
     if not pd.api.types.is_numeric_dtype(metadata[measure]):
-        raise ValueError(f"measure {measure!r} must be numeric, got dtype {metadata[measure].dtype}")
+        raise ValueError(
+            f"measure {measure!r} must be numeric, got dtype {metadata[measure].dtype}"
+        )
     if metadata["epoch_id"].duplicated().any():
         raise ValueError("metadata 'epoch_id' values must be unique")
     md = metadata
@@ -337,13 +353,16 @@ def match_emg(
         ida, xa, idb, xb = ids[ma], vals[ma], ids[mb], vals[mb]
         sd = _pooled_sd(xa, xb)
         row: dict[str, Any] = {
-            "subject": subject, f"n_before_{a}": int(xa.size), f"n_before_{b}": int(xb.size),
+            "subject": subject,
+            f"n_before_{a}": int(xa.size),
+            f"n_before_{b}": int(xb.size),
             "n_missing": int((~ok).sum()),
             f"mean_before_{a}": float(xa.mean()) if xa.size else math.nan,
             f"mean_before_{b}": float(xb.mean()) if xb.size else math.nan,
-            "pooled_sd": sd, "smd_before": _smd(xa, xb, sd),
+            "pooled_sd": sd,
+            "smd_before": _smd(xa, xb, sd),
             "caliper": caliper_sd * sd if method == "nearest" else math.nan,
-        }  # fmt: skip
+        }
         keep_a: list[str] = []
         keep_b: list[str] = []
         max_diff = math.nan
@@ -351,7 +370,10 @@ def match_emg(
             status = "missing_condition"
             reason = f"no {a if not xa.size else b} epoch with a {measure} value"
         elif method == "nearest" and not np.isfinite(sd):
-            status, reason = "no_spread", "fewer than 2 epochs in each condition: no SD to scale the caliper"
+            status, reason = (
+                "no_spread",
+                "fewer than 2 epochs in each condition: no SD to scale the caliper",
+            )
         else:
             if method == "nearest":
                 pairs = _nearest(ida, xa, idb, xb, caliper_sd * sd)
@@ -366,54 +388,111 @@ def match_emg(
                     keep_a += ka
                     keep_b += kb
                     group = f"{subject}:stratum{s}"
-                    selected += [(e, subject, a, group) for e in ka] + [(e, subject, b, group) for e in kb]
+                    selected += [(e, subject, a, group) for e in ka] + [
+                        (e, subject, b, group) for e in kb
+                    ]
             status = "matched" if keep_a else "no_overlap"
-            reason = "" if keep_a else (
-                f"no {a}-{b} pair within the caliper ({caliper_sd:g} SD = {caliper_sd * sd:.4g})"
-                if method == "nearest" else f"no {measure} stratum holds both {a} and {b} epochs")  # fmt: skip
+            reason = (
+                ""
+                if keep_a
+                else (
+                    f"no {a}-{b} pair within the caliper "
+                    f"({caliper_sd:g} SD = {caliper_sd * sd:.4g})"
+                    if method == "nearest"
+                    else f"no {measure} stratum holds both {a} and {b} epochs"
+                )
+            )
         va, vb = xa[np.isin(ida, keep_a)], xb[np.isin(idb, keep_b)]
-        row.update({
-            f"n_after_{a}": int(va.size), f"n_after_{b}": int(vb.size),
-            f"mean_after_{a}": float(va.mean()) if va.size else math.nan,
-            f"mean_after_{b}": float(vb.mean()) if vb.size else math.nan,
-            "smd_after": _smd(va, vb, sd), "max_pair_diff": max_diff, "status": status, "reason": reason,
-        })  # fmt: skip
+        row.update(
+            {
+                f"n_after_{a}": int(va.size),
+                f"n_after_{b}": int(vb.size),
+                f"mean_after_{a}": float(va.mean()) if va.size else math.nan,
+                f"mean_after_{b}": float(vb.mean()) if vb.size else math.nan,
+                "smd_after": _smd(va, vb, sd),
+                "max_pair_diff": max_diff,
+                "status": status,
+                "reason": reason,
+            }
+        )
         if status != "matched":
             logger.info("%s: no EMG-matched %s-%s epochs (%s)", subject, a, b, reason)
         rows.append(row)
-    cols = ["subject", f"n_before_{a}", f"n_before_{b}", "n_missing", f"mean_before_{a}", f"mean_before_{b}",
-            "pooled_sd", "smd_before", "caliper", f"n_after_{a}", f"n_after_{b}", f"mean_after_{a}",
-            f"mean_after_{b}", "smd_after", "max_pair_diff", "status", "reason"]  # fmt: skip
+    cols = [
+        "subject",
+        f"n_before_{a}",
+        f"n_before_{b}",
+        "n_missing",
+        f"mean_before_{a}",
+        f"mean_before_{b}",
+        "pooled_sd",
+        "smd_before",
+        "caliper",
+        f"n_after_{a}",
+        f"n_after_{b}",
+        f"mean_after_{a}",
+        f"mean_after_{b}",
+        "smd_after",
+        "max_pair_diff",
+        "status",
+        "reason",
+    ]
     report = pd.DataFrame(rows, columns=cols)
     report.insert(1, "measure", measure)
     report.insert(2, "method", method)
-    values = dict(zip(md["epoch_id"].astype(str), pd.to_numeric(md[measure], errors="coerce"), strict=True))
+    values = dict(
+        zip(md["epoch_id"].astype(str), pd.to_numeric(md[measure], errors="coerce"), strict=True)
+    )
     sel = pd.DataFrame(selected, columns=["epoch_id", "subject", "condition", "match_group"])
     sel.insert(3, "value", [float(values[e]) for e in sel["epoch_id"]])
-    sel = sel.sort_values(["subject", "match_group", "condition", "epoch_id"], kind="stable").reset_index(drop=True)
-    options = {"measure": measure, "method": method, "conditions": [a, b],
-               "caliper_sd": float(caliper_sd) if method == "nearest" else None,
-               "n_strata": int(n_strata) if method == "strata" else None}  # fmt: skip
-    return EmgMatching(selected=sel, report=report, measure=measure, method=method,
-                       caliper_sd=options["caliper_sd"], n_strata=options["n_strata"], conditions=(a, b),
-                       options=options)  # fmt: skip
+    sel = sel.sort_values(
+        ["subject", "match_group", "condition", "epoch_id"], kind="stable"
+    ).reset_index(drop=True)
+    options = {
+        "measure": measure,
+        "method": method,
+        "conditions": [a, b],
+        "caliper_sd": float(caliper_sd) if method == "nearest" else None,
+        "n_strata": int(n_strata) if method == "strata" else None,
+    }
+    return EmgMatching(
+        selected=sel,
+        report=report,
+        measure=measure,
+        method=method,
+        caliper_sd=options["caliper_sd"],
+        n_strata=options["n_strata"],
+        conditions=(a, b),
+        options=options,
+    )
 
 
 def matching_options(config: Config) -> dict[str, Any] | None:
-    """Keyword arguments of :func:`match_emg` from ``config.emg_matching``; None when it is ``"off"``."""
+    """Keyword arguments of :func:`match_emg` from ``config.emg_matching``; None when it is
+    ``"off"``."""
     m = config.emg_matching
     if m.method == "off":
         return None
     if m.measure not in EMG_MEASURES:  # pragma: no cover - the configuration validates it
         raise ValueError(f"emg_matching.measure {m.measure!r} is not an EMG measure {EMG_MEASURES}")
-    return {"measure": m.measure, "method": m.method, "caliper_sd": m.caliper_sd, "n_strata": m.n_strata}
+    return {
+        "measure": m.measure,
+        "method": m.method,
+        "caliper_sd": m.caliper_sd,
+        "n_strata": m.n_strata,
+    }
 
 
 # ----------------------------------------------------------------------------- flags
 
 
-def cluster_survival(main: Any, matched: Any | None, *, matched_data: xr.DataArray | None = None,
-                     dim: str = "condition") -> pd.DataFrame:  # fmt: skip
+def cluster_survival(
+    main: Any,
+    matched: Any | None,
+    *,
+    matched_data: xr.DataArray | None = None,
+    dim: str = "condition",
+) -> pd.DataFrame:
     """Which significant clusters of a cluster test survive in the test of the EMG-matched data.
 
     Rule: a significant cluster of ``main`` survives when ``matched`` has a
@@ -446,8 +525,16 @@ def cluster_survival(main: Any, matched: Any | None, *, matched_data: xr.DataArr
         among the overlapping same-sign matched clusters, significant or not;
         NaN without one), ``matched_mean_diff``.
     """
-    cols = ["cluster", "sign", "p", "mean_diff", "survives_emg_matching", "matched_clusters", "matched_p",
-            "matched_mean_diff"]  # fmt: skip
+    cols = [
+        "cluster",
+        "sign",
+        "p",
+        "mean_diff",
+        "survives_emg_matching",
+        "matched_clusters",
+        "matched_p",
+        "matched_mean_diff",
+    ]
     table = main.clusters
     if not len(table):
         return pd.DataFrame(columns=cols)
@@ -457,12 +544,19 @@ def cluster_survival(main: Any, matched: Any | None, *, matched_data: xr.DataArr
         mm = matched.cluster_masks
         features = [d for d in masks.dims if d != "cluster"]
         if [d for d in mm.dims if d != "cluster"] != features or any(
-                not np.array_equal(np.asarray(masks[d].values), np.asarray(mm[d].values)) for d in features):  # fmt: skip
-            raise ValueError("the matched test must run over the same features (dims and coordinates) as the main one")
+            not np.array_equal(np.asarray(masks[d].values), np.asarray(mm[d].values))
+            for d in features
+        ):
+            raise ValueError(
+                "the matched test must run over the same features (dims and coordinates) as the "
+                "main one"
+            )
     diff = None
     if matched_data is not None:
         a, b = main.contrast
-        diff = (matched_data.sel({dim: a}) - matched_data.sel({dim: b})).transpose("subject", *masks.dims[1:])
+        diff = (matched_data.sel({dim: a}) - matched_data.sel({dim: b})).transpose(
+            "subject", *masks.dims[1:]
+        )
     rows = []
     for r in sig.to_dict(orient="records"):
         m = masks.sel(cluster=r["cluster"]).values.astype(bool)
@@ -481,18 +575,28 @@ def cluster_survival(main: Any, matched: Any | None, *, matched_data: xr.DataArr
             per_subject = diff.values.reshape(diff.sizes["subject"], -1)[:, m.ravel()].mean(axis=1)
             per_subject = per_subject[np.isfinite(per_subject)]
             mdiff = float(per_subject.mean()) if per_subject.size else math.nan
-        rows.append({
-            "cluster": int(r["cluster"]), "sign": int(r["sign"]), "p": float(r["p"]),
-            "mean_diff": float(r.get("mean_diff", math.nan)),
-            "survives_emg_matching": None if matched is None else bool(hits),
-            "matched_clusters": ",".join(str(h) for h in hits), "matched_p": min(ps) if ps else math.nan,
-            "matched_mean_diff": mdiff,
-        })  # fmt: skip
+        rows.append(
+            {
+                "cluster": int(r["cluster"]),
+                "sign": int(r["sign"]),
+                "p": float(r["p"]),
+                "mean_diff": float(r.get("mean_diff", math.nan)),
+                "survives_emg_matching": None if matched is None else bool(hits),
+                "matched_clusters": ",".join(str(h) for h in hits),
+                "matched_p": min(ps) if ps else math.nan,
+                "matched_mean_diff": mdiff,
+            }
+        )
     return pd.DataFrame(rows, columns=cols)
 
 
-def node_survival(main: pd.DataFrame, matched: pd.DataFrame | None, *, alpha: float = 0.05,
-                  keys: Sequence[str] = ("band", "node")) -> pd.DataFrame:  # fmt: skip
+def node_survival(
+    main: pd.DataFrame,
+    matched: pd.DataFrame | None,
+    *,
+    alpha: float = 0.05,
+    keys: Sequence[str] = ("band", "node"),
+) -> pd.DataFrame:
     """Which significant nodes of a node-wise test survive in the test of the EMG-matched data.
 
     Rule: a node significant in ``main`` (max-statistic FWER, or FDR when
@@ -530,26 +634,50 @@ def node_survival(main: pd.DataFrame, matched: pd.DataFrame | None, *, alpha: fl
     for r in sig.to_dict(orient="records"):
         crit = "maxstat" if bool(r["significant"]) else "fdr"
         row = {k: r[k] for k in keys}
-        row.update(t=float(r["t"]), criterion=crit, survives_emg_matching=None, matched_t=math.nan,
-                   matched_p_maxstat=math.nan, matched_p_fdr=math.nan)  # fmt: skip
+        row.update(
+            t=float(r["t"]),
+            criterion=crit,
+            survives_emg_matching=None,
+            matched_t=math.nan,
+            matched_p_maxstat=math.nan,
+            matched_p_fdr=math.nan,
+        )
         if other is not None:
             key = tuple(r[k] for k in keys)
             q = other.loc[key] if key in other.index else None
             if q is not None:
                 p = float(q["p_maxstat"] if crit == "maxstat" else q["p_fdr"])
-                row.update(matched_t=float(q["t"]), matched_p_maxstat=float(q["p_maxstat"]),
-                           matched_p_fdr=float(q["p_fdr"]))  # fmt: skip
-                row["survives_emg_matching"] = bool(p < alpha and np.sign(q["t"]) == np.sign(r["t"]))
+                row.update(
+                    matched_t=float(q["t"]),
+                    matched_p_maxstat=float(q["p_maxstat"]),
+                    matched_p_fdr=float(q["p_fdr"]),
+                )
+                row["survives_emg_matching"] = bool(
+                    p < alpha and np.sign(q["t"]) == np.sign(r["t"])
+                )
             else:
                 row["survives_emg_matching"] = False
         rows.append(row)
-    return pd.DataFrame(rows, columns=[*keys, "t", "criterion", "survives_emg_matching", "matched_t",
-                                       "matched_p_maxstat", "matched_p_fdr"])  # fmt: skip
+    return pd.DataFrame(
+        rows,
+        columns=[
+            *keys,
+            "t",
+            "criterion",
+            "survives_emg_matching",
+            "matched_t",
+            "matched_p_maxstat",
+            "matched_p_fdr",
+        ],
+    )
 
 
-def matched_epochs(metadata: pd.DataFrame, config: Config, conditions: Sequence[str] = ("ME", "MaE"),
-                   ) -> tuple[EmgMatching, pd.DataFrame, pd.DataFrame] | None:  # fmt: skip
-    """The group level's matching: :func:`match_emg` with ``config.emg_matching``, then the minimum-count rule.
+def matched_epochs(
+    metadata: pd.DataFrame,
+    config: Config,
+    conditions: Sequence[str] = ("ME", "MaE"),
+) -> tuple[EmgMatching, pd.DataFrame, pd.DataFrame] | None:
+    """The group level's matching: :func:`match_emg` (``config.emg_matching``), minimum-count rule.
 
     Parameters
     ----------
@@ -579,7 +707,7 @@ def matched_epochs(metadata: pd.DataFrame, config: Config, conditions: Sequence[
 
 
 def check_counts(matching: EmgMatching, n_epochs: xr.DataArray) -> None:
-    """Check that averages computed in the first level hold the epochs the group level's matching selects.
+    """Check that the first level's averages hold the epochs the group level's matching selects.
 
     Parameters
     ----------
@@ -602,35 +730,60 @@ def check_counts(matching: EmgMatching, n_epochs: xr.DataArray) -> None:
     for key, n in want.items():
         got = int(np.nan_to_num(have.get(key, 0)))
         if got != int(n):
-            raise ValueError(f"{key[0]} {key[1]}: the first level averaged {got} EMG-matched epochs but the matching "
-                             f"selects {int(n)} (a stale first-level cache? delete it to recompute)")  # fmt: skip
+            raise ValueError(
+                f"{key[0]} {key[1]}: the first level averaged {got} EMG-matched epochs but the "
+                "matching "
+                f"selects {int(n)} (a stale first-level cache? delete it to recompute)"
+            )
 
 
 def cluster_test_info(result: Any | None, reason: str = "") -> dict[str, Any]:
-    """``results.emg_matched.test`` of a matched cluster test (:class:`mmme_neuro.stats.ClusterResult` or None)."""
+    """``results.emg_matched.test`` of a matched cluster test
+    (:class:`mmme_neuro.stats.ClusterResult` or None)."""
     if result is None:
-        return {"tested": False, "reason": reason or "fewer than 2 subjects with enough matched epochs"}
+        return {
+            "tested": False,
+            "reason": reason or "fewer than 2 subjects with enough matched epochs",
+        }
     tab = result.clusters
     sig = tab[tab["significant"].astype(bool)] if len(tab) else tab
     clusters = []
     for r in sig.to_dict(orient="records"):
         spatial = r.get("channels", r.get("nodes")) or ""
-        clusters.append({
-            "cluster": int(r["cluster"]), "sign": int(r["sign"]), "p": float(r["p"]), "mass": float(r["mass"]),
-            "n_sites": len(str(spatial).split(",")) if spatial else 0,
-            "time_s": [r["time_min_s"], r["time_max_s"]] if "time_min_s" in r else None,
-            "freq_hz": [r["freq_min_hz"], r["freq_max_hz"]] if "freq_min_hz" in r else None,
-            "peak": r.get("peak_channel", r.get("peak_node")),
-        })  # fmt: skip
-    return {"tested": True, "test": "cluster permutation test (paired t, sign flips)", "n_subjects": result.n_subjects,
-            "n_clusters": int(len(tab)), "n_significant": result.n_significant,
-            "n_permutations": result.n_permutations, "exact": result.exact, "threshold_t": result.threshold,
-            "dropped_subjects": list(result.dropped_subjects), "significant_clusters": clusters}  # fmt: skip
+        clusters.append(
+            {
+                "cluster": int(r["cluster"]),
+                "sign": int(r["sign"]),
+                "p": float(r["p"]),
+                "mass": float(r["mass"]),
+                "n_sites": len(str(spatial).split(",")) if spatial else 0,
+                "time_s": [r["time_min_s"], r["time_max_s"]] if "time_min_s" in r else None,
+                "freq_hz": [r["freq_min_hz"], r["freq_max_hz"]] if "freq_min_hz" in r else None,
+                "peak": r.get("peak_channel", r.get("peak_node")),
+            }
+        )
+    return {
+        "tested": True,
+        "test": "cluster permutation test (paired t, sign flips)",
+        "n_subjects": result.n_subjects,
+        "n_clusters": int(len(tab)),
+        "n_significant": result.n_significant,
+        "n_permutations": result.n_permutations,
+        "exact": result.exact,
+        "threshold_t": result.threshold,
+        "dropped_subjects": list(result.dropped_subjects),
+        "significant_clusters": clusters,
+    }
 
 
-def cluster_effects(main: Any | None, matched: Any | None, *, matched_data: xr.DataArray | None = None,
-                    label: Callable[[Mapping[str, Any]], str] | None = None) -> list[dict[str, Any]]:  # fmt: skip
-    """``results.emg_matched.effects`` of a cluster test: one record per significant cluster of ``main``.
+def cluster_effects(
+    main: Any | None,
+    matched: Any | None,
+    *,
+    matched_data: xr.DataArray | None = None,
+    label: Callable[[Mapping[str, Any]], str] | None = None,
+) -> list[dict[str, Any]]:
+    """``results.emg_matched.effects`` of a cluster test: one record per significant cluster.
 
     Parameters
     ----------
@@ -665,7 +818,8 @@ def cluster_effects(main: Any | None, matched: Any | None, *, matched_data: xr.D
         md, d = r["matched_mean_diff"], r["mean_diff"]
         r["retained"] = float(md / d) if np.isfinite(md) and np.isfinite(d) and d != 0 else math.nan
         if r["survives_emg_matching"] is not None and np.isfinite(md):
-            text += f": mean difference {d:.3g}, matched {md:.3g} ({100 * r['retained']:.0f} % retained)"
+            kept = 100 * r["retained"]
+            text += f": mean difference {d:.3g}, matched {md:.3g} ({kept:.0f} % retained)"
         out.append({"contrast": name, "kind": "cluster", **r, "label": text})
     return out
 
@@ -682,11 +836,17 @@ def _stat(values: pd.Series) -> dict[str, float | None]:
 
 def _flag(value: Any) -> bool | None:
     """A survival flag as a Python bool, or None (unknown)."""
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else bool(value)
+    return (
+        None if value is None or (isinstance(value, float) and math.isnan(value)) else bool(value)
+    )
 
 
-def summary_block(matching: EmgMatching, min_count: pd.DataFrame, test: Mapping[str, Any],
-                  effects: Sequence[Mapping[str, Any]]) -> dict[str, Any]:  # fmt: skip
+def summary_block(
+    matching: EmgMatching,
+    min_count: pd.DataFrame,
+    test: Mapping[str, Any],
+    effects: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
     """The ``results.emg_matched`` block of summary.json (``docs/summary-json.md``).
 
     Parameters
@@ -710,8 +870,10 @@ def summary_block(matching: EmgMatching, min_count: pd.DataFrame, test: Mapping[
     a, b = matching.conditions
     rep = matching.report
     excluded = min_count[~min_count["included"]]
-    tested_subjects = sorted(set(min_count.loc[min_count["included"] & min_count["condition"].eq(a), "subject"])
-                             & set(min_count.loc[min_count["included"] & min_count["condition"].eq(b), "subject"]))
+    tested_subjects = sorted(
+        set(min_count.loc[min_count["included"] & min_count["condition"].eq(a), "subject"])
+        & set(min_count.loc[min_count["included"] & min_count["condition"].eq(b), "subject"])
+    )
     return {
         "contrast": f"{a}-{b}",
         "method": matching.method,
@@ -721,9 +883,13 @@ def summary_block(matching: EmgMatching, min_count: pd.DataFrame, test: Mapping[
         "n_subjects": int(len(rep)),
         "n_subjects_matched": int((rep["status"] == "matched").sum()),
         "subjects_tested": tested_subjects,
-        "subjects_not_matched": {str(r["subject"]): f"{r['status']}: {r['reason']}"
-                                 for r in rep[rep["status"] != "matched"].to_dict(orient="records")},  # fmt: skip
-        "min_count_excluded": [f"{r.subject}:{r.condition} ({r.reason})" for r in excluded.itertuples()],
+        "subjects_not_matched": {
+            str(r["subject"]): f"{r['status']}: {r['reason']}"
+            for r in rep[rep["status"] != "matched"].to_dict(orient="records")
+        },
+        "min_count_excluded": [
+            f"{r.subject}:{r.condition} ({r.reason})" for r in excluded.itertuples()
+        ],
         "epochs_before": {c: int(rep[f"n_before_{c}"].sum()) for c in (a, b)},
         "epochs_after": {c: int(rep[f"n_after_{c}"].sum()) for c in (a, b)},
         "smd_before": _stat(rep["smd_before"]),
@@ -734,8 +900,12 @@ def summary_block(matching: EmgMatching, min_count: pd.DataFrame, test: Mapping[
     }
 
 
-def markdown_lines(block: Mapping[str, Any] | None, test_line: Callable[[Mapping[str, Any]], str] | None = None,
-                   *, what: str = "effect") -> list[str]:  # fmt: skip
+def markdown_lines(
+    block: Mapping[str, Any] | None,
+    test_line: Callable[[Mapping[str, Any]], str] | None = None,
+    *,
+    what: str = "effect",
+) -> list[str]:
     """The summary.md section of the EMG-matched sensitivity analysis.
 
     Parameters
@@ -757,27 +927,44 @@ def markdown_lines(block: Mapping[str, Any] | None, test_line: Callable[[Mapping
         return []
     contrast = block["contrast"]
     a, b = contrast.split("-", 1)
-    how = (f"nearest neighbour 1:1 without replacement, caliper {block['caliper_sd']:g} SD"
-           if block["method"] == "nearest" else f"{block['n_strata']} EMG quantile strata, equal counts per stratum")
+    how = (
+        f"nearest neighbour 1:1 without replacement, caliper {block['caliper_sd']:g} SD"
+        if block["method"] == "nearest"
+        else f"{block['n_strata']} EMG quantile strata, equal counts per stratum"
+    )
     bef, aft = block["smd_before"], block["smd_after"]
 
     def _g(x: Any) -> str:
         return "n/a" if x is None else f"{float(x):.2f}"
 
     lines = [
-        "", f"## EMG-matched {a} - {b} (sensitivity analysis)", "",
+        "",
+        f"## EMG-matched {a} - {b} (sensitivity analysis)",
+        "",
         f"- {a} and {b} epochs matched on {block['measure']} within each subject ({how}): {a} "
-        f"{block['epochs_after'][a]} of {block['epochs_before'][a]}, {b} {block['epochs_after'][b]} of "
-        f"{block['epochs_before'][b]} epochs kept in {block['n_subjects_matched']} of {block['n_subjects']} subjects; "
-        f"standardised mean difference of {block['measure']} ({a} - {b}) median {_g(bef['median'])} before, "
+        f"{block['epochs_after'][a]} of {block['epochs_before'][a]}, {b} "
+        f"{block['epochs_after'][b]} of "
+        f"{block['epochs_before'][b]} epochs kept in {block['n_subjects_matched']} of "
+        f"{block['n_subjects']} subjects; "
+        f"standardised mean difference of {block['measure']} ({a} - {b}) median "
+        f"{_g(bef['median'])} before, "
         f"{_g(aft['median'])} after matching (largest absolute value after: {_g(aft['max_abs'])}).",
-    ]  # fmt: skip
+    ]
     if block["subjects_not_matched"]:
-        lines.append("- Not matched (no EMG overlap or too few epochs): "
-                     + "; ".join(f"{s} ({why})" for s, why in block["subjects_not_matched"].items()) + ".")
-    few = [e for e in block["min_count_excluded"] if e.split(":", 1)[0] not in block["subjects_not_matched"]]
+        lines.append(
+            "- Not matched (no EMG overlap or too few epochs): "
+            + "; ".join(f"{s} ({why})" for s, why in block["subjects_not_matched"].items())
+            + "."
+        )
+    few = [
+        e
+        for e in block["min_count_excluded"]
+        if e.split(":", 1)[0] not in block["subjects_not_matched"]
+    ]
     if few:
-        lines.append(f"- Left out of the matched contrast (too few matched epochs): {', '.join(few)}.")
+        lines.append(
+            f"- Left out of the matched contrast (too few matched epochs): {', '.join(few)}."
+        )
     test = block["test"]
     if test.get("tested") and test_line is not None:
         lines.append(f"- Matched test: {test_line(test)}")
@@ -785,20 +972,33 @@ def markdown_lines(block: Mapping[str, Any] | None, test_line: Callable[[Mapping
     gone = [e for e in effects if e.get("survives_emg_matching") is False]
     kept = [e for e in effects if e.get("survives_emg_matching") is True]
     if not test.get("tested"):
-        lines.append(f"- The matched test could not be run ({test.get('reason', 'too few subjects')}): "
-                     + (f"the {len(effects)} significant {contrast} {what}(s) of the main test cannot be told apart "
-                        f"from facial EMG (`survives_emg_matching: null`)." if effects
-                        else f"there is no significant {contrast} {what} to check."))  # fmt: skip
+        lines.append(
+            f"- The matched test could not be run ({test.get('reason', 'too few subjects')}): "
+            + (
+                f"the {len(effects)} significant {contrast} {what}(s) of the main test cannot be "
+                "told apart "
+                f"from facial EMG (`survives_emg_matching: null`)."
+                if effects
+                else f"there is no significant {contrast} {what} to check."
+            )
+        )
     elif not effects:
         lines.append(f"- The main test has no significant {contrast} {what}: nothing to flag.")
     else:
-        lines.append(f"- **{what.capitalize()}s that disappear under EMG matching** ({len(gone)} of {len(effects)}): "
-                     + ("; ".join(e["label"] for e in gone) if gone else "none") + ".")
+        lines.append(
+            f"- **{what.capitalize()}s that disappear under EMG matching** ({len(gone)} of "
+            f"{len(effects)}): " + ("; ".join(e["label"] for e in gone) if gone else "none") + "."
+        )
         if kept:
             lines.append(f"- Surviving: {'; '.join(e['label'] for e in kept)}.")
         if gone:
-            lines.append("- An effect also disappears when the matched test, with fewer epochs, lacks power: compare "
-                         "its size before and after matching (above; in summary.json `matched_mean_diff` of a cluster, "
-                         "`matched_t` of a node): one that keeps its size is not explained by EMG, one that shrinks "
-                         "towards 0 is.")  # fmt: skip
+            lines.append(
+                "- An effect also disappears when the matched test, with fewer epochs, lacks "
+                "power: compare "
+                "its size before and after matching (above; in summary.json `matched_mean_diff` "
+                "of a cluster, "
+                "`matched_t` of a node): one that keeps its size is not explained by EMG, one "
+                "that shrinks "
+                "towards 0 is."
+            )
     return lines
