@@ -120,13 +120,22 @@ def group_erp(results: Sequence[Mapping[str, Any]], config: Config) -> tuple[xr.
 
 def _cluster_label(row: Mapping[str, Any]) -> str:
     chans = str(row.get("channels", "")).split(",")
-    return (f"cluster {row.get('cluster', '?')} ({'+' if row['sign'] > 0 else '-'}, {row['time_min_s']:.3f}-"
-            f"{row['time_max_s']:.3f} s, {len(chans)} channels, peak {row.get('peak_channel')})")  # fmt: skip
+    return (
+        f"cluster {row.get('cluster', '?')} ({'+' if row['sign'] > 0 else '-'}, "
+        f"{row['time_min_s']:.3f}-"
+        f"{row['time_max_s']:.3f} s, {len(chans)} channels, peak {row.get('peak_channel')})"
+    )
 
 
-def emg_matched(results: Sequence[Mapping[str, Any]], md: pd.DataFrame, main: ClusterResult | None,
-                config: Config, *, n_jobs: int = 1) -> dict[str, Any] | None:  # fmt: skip
-    """The EMG-matched ME - MaE cluster test beside the main one (None when ``emg_matching.method`` is off).
+def emg_matched(
+    results: Sequence[Mapping[str, Any]],
+    md: pd.DataFrame,
+    main: ClusterResult | None,
+    config: Config,
+    *,
+    n_jobs: int = 1,
+) -> dict[str, Any] | None:
+    """The EMG-matched ME - MaE cluster test beside the main one (None when matching is off).
 
     The group level repeats the matching of the first level on the stored
     metadata (:func:`mmme_neuro.matching.matched_epochs`: the report, and
@@ -146,28 +155,41 @@ def emg_matched(results: Sequence[Mapping[str, Any]], md: pd.DataFrame, main: Cl
         return None
     m, _, report = got
     evs = [r["evoked_emg_matched"] for r in results]
-    group = erp.stack_subjects(evs, config=config, analysis=ANALYSIS, epochs="EMG-matched ME and MaE epochs")
+    group = erp.stack_subjects(
+        evs, config=config, analysis=ANALYSIS, epochs="EMG-matched ME and MaE epochs"
+    )
     matching.check_counts(m, group["n_epochs"])
     for row in report[~report["included"]].itertuples():
         if row.subject in group["subject"].values:
             group.loc[{"subject": row.subject, "condition": row.condition}] = np.nan
-    res = cluster_tests(group, [tuple(erp.MATCHED_CONDITIONS)], config=config, n_jobs=n_jobs)["ME-MaE"]
+    res = cluster_tests(group, [tuple(erp.MATCHED_CONDITIONS)], config=config, n_jobs=n_jobs)[
+        "ME-MaE"
+    ]
     n_ok = int(report[report["included"]].groupby("subject").size().eq(2).sum())
-    info = matching.cluster_test_info(res, f"{n_ok} subject(s) with at least {config.epochs.min_epochs_per_condition} "
-                                           "matched ME and MaE epochs; 2 are needed")  # fmt: skip
+    info = matching.cluster_test_info(
+        res,
+        f"{n_ok} subject(s) with at least {config.epochs.min_epochs_per_condition} "
+        "matched ME and MaE epochs; 2 are needed",
+    )
     effects = matching.cluster_effects(main, res, matched_data=group, label=_cluster_label)
-    return {"matching": m, "min_count": report, "group": group, "result": res,
-            "block": matching.summary_block(m, report, info, effects)}  # fmt: skip
+    return {
+        "matching": m,
+        "min_count": report,
+        "group": group,
+        "result": res,
+        "block": matching.summary_block(m, report, info, effects),
+    }
 
 
 def planned_table(group: xr.DataArray, config: Config) -> pd.DataFrame:
-    """The planned ROI x window contrasts of ``planned.erp`` on the group ERPs (µV), corrected within the family."""
+    """The planned ROI x window contrasts of ``planned.erp`` on the group ERPs (µV), corrected
+    within the family."""
     specs = [{**c.model_dump(), "measure": "amplitude_uv"} for c in config.planned_contrasts("erp")]
     if not specs:
         return pd.DataFrame(columns=list(PLANNED_COLUMNS))
-    return planned_contrasts(group, specs, correction=config.planned.correction, alpha=config.stats.alpha)
-
-
+    return planned_contrasts(
+        group, specs, correction=config.planned.correction, alpha=config.stats.alpha
+    )
 
 
 def run_mixed_models(components: pd.DataFrame) -> pd.DataFrame:
@@ -203,11 +225,21 @@ def _f(x: Any, fmt: str = ".3g") -> str:
     return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(float(x), fmt)
 
 
-def build_summary(config: Config, inputs: dict[str, Path], group: xr.DataArray, md: pd.DataFrame,
-                  clusters: dict[str, ClusterResult | None], models: pd.DataFrame, emg: pd.DataFrame,
-                  exclusions: dict[str, int], report: pd.DataFrame, failed: list[dict[str, str]],
-                  ica_stability: pd.DataFrame | None = None, planned: pd.DataFrame | None = None,
-                  matched: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+def build_summary(
+    config: Config,
+    inputs: dict[str, Path],
+    group: xr.DataArray,
+    md: pd.DataFrame,
+    clusters: dict[str, ClusterResult | None],
+    models: pd.DataFrame,
+    emg: pd.DataFrame,
+    exclusions: dict[str, int],
+    report: pd.DataFrame,
+    failed: list[dict[str, str]],
+    ica_stability: pd.DataFrame | None = None,
+    planned: pd.DataFrame | None = None,
+    matched: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The summary.json content (``docs/summary-json.md``).
 
     ``ica_stability``: :func:`~mmme_neuro.preprocessing.ica_stability_table`; ``planned``:
@@ -231,7 +263,10 @@ def build_summary(config: Config, inputs: dict[str, Path], group: xr.DataArray, 
         for rec in recs:
             if name == "ME-MaE" and rec.get("significant") and rec.get("cluster") in flags:
                 f = flags[rec["cluster"]]
-                rec.update(survives_emg_matching=f["survives_emg_matching"], matched_mean_diff=f["matched_mean_diff"])
+                rec.update(
+                    survives_emg_matching=f["survives_emg_matching"],
+                    matched_mean_diff=f["matched_mean_diff"],
+                )
         contrasts.extend(recs)
         cluster_info[name] = {"tested": True, "n_subjects": res.n_subjects, "n_clusters": int(len(res.clusters)),
                               "n_significant": res.n_significant, "n_permutations": res.n_permutations,
@@ -284,29 +319,47 @@ def build_summary(config: Config, inputs: dict[str, Path], group: xr.DataArray, 
         "alpha": alpha,
         "clusters": cluster_info,
         "mixed_models_p3_mean": mm,
-        "erp_effect_survives_emg_covariate": None if with_cov is None else bool(with_cov["p"] < alpha),
+        "erp_effect_survives_emg_covariate": None
+        if with_cov is None
+        else bool(with_cov["p"] < alpha),
         "emg_condition_collinearity": covariate_collinearity(kept, EMG_COVARIATE)
-        if EMG_COVARIATE in kept.columns else None,
+        if EMG_COVARIATE in kept.columns
+        else None,
         "emg_me_vs_mae": emg_res,
-        "epochs_per_subject": {s: {c: int(n) for c, n in zip(group["condition"].values, counts, strict=True)}
-                               for s, counts in zip(subjects, group["n_epochs"].values, strict=True)},  # fmt: skip
-        "min_count_excluded": [f"{r.subject}:{r.condition} ({r.reason})" for r in report[~report["included"]].itertuples()],
+        "epochs_per_subject": {
+            s: {c: int(n) for c, n in zip(group["condition"].values, counts, strict=True)}
+            for s, counts in zip(subjects, group["n_epochs"].values, strict=True)
+        },  # fmt: skip
+        "min_count_excluded": [
+            f"{r.subject}:{r.condition} ({r.reason})"
+            for r in report[~report["included"]].itertuples()
+        ],
         "failed_subjects": failed,
         "ica_stability": _ica_stability_summary(ica_stability),
         "emg_matched": None if matched is None else matched["block"],
-        "planned": {"correction": config.planned.correction, "alpha": alpha,
-                    "family_size": int(planned["family_size"].iloc[0]) if planned is not None and len(planned) else 0,
-                    "names": [] if planned is None else [str(n) for n in planned["name"]]},
+        "planned": {
+            "correction": config.planned.correction,
+            "alpha": alpha,
+            "family_size": int(planned["family_size"].iloc[0])
+            if planned is not None and len(planned)
+            else 0,
+            "names": [] if planned is None else [str(n) for n in planned["name"]],
+        },
     }
     return summary
 
 
 def _with_flags(table: pd.DataFrame, effects: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """A cluster table with ``survives_emg_matching`` and ``matched_mean_diff`` (significant clusters; else empty)."""
+    """A cluster table with ``survives_emg_matching`` and ``matched_mean_diff`` (significant
+    clusters; else empty)."""
     flags = {e["cluster"]: e for e in effects}
     out = table.copy()
-    out["survives_emg_matching"] = [flags[c]["survives_emg_matching"] if c in flags else None for c in out["cluster"]]
-    out["matched_mean_diff"] = [flags[c]["matched_mean_diff"] if c in flags else np.nan for c in out["cluster"]]
+    out["survives_emg_matching"] = [
+        flags[c]["survives_emg_matching"] if c in flags else None for c in out["cluster"]
+    ]
+    out["matched_mean_diff"] = [
+        flags[c]["matched_mean_diff"] if c in flags else np.nan for c in out["cluster"]
+    ]
     return out
 
 
@@ -337,9 +390,12 @@ def _matched_test_line(test: Mapping[str, Any]) -> str:
     sig = test.get("significant_clusters") or []
     if not sig:
         return f"no significant cluster (n = {test['n_subjects']}; {name})."
-    parts = [f"cluster {c['cluster']} ({'+' if c['sign'] > 0 else '-'}) {_f(c['time_s'][0], '.3f')}-"
-             f"{_f(c['time_s'][1], '.3f')} s over {c['n_sites']} channels, {p_text(c['p'], test['n_permutations'])}"
-             for c in sig]  # fmt: skip
+    parts = [
+        f"cluster {c['cluster']} ({'+' if c['sign'] > 0 else '-'}) {_f(c['time_s'][0], '.3f')}-"
+        f"{_f(c['time_s'][1], '.3f')} s over {c['n_sites']} channels, "
+        f"{p_text(c['p'], test['n_permutations'])}"
+        for c in sig
+    ]
     return f"n = {test['n_subjects']}; {name}: " + "; ".join(parts) + "."
 
 
@@ -389,8 +445,10 @@ def build_markdown(summary: dict[str, Any]) -> str:
                 f"dz = {_f(c['effect_size'], '.2f')} (descriptive), peak at {c.get('peak_channel')} "
                 f"{_f(c.get('peak_time_s'), '.3f')} s; n = {c['n']}."
             )  # fmt: skip
-    lines += planned_markdown([c for c in summary["contrasts"] if c["kind"] == "planned"],
-                              title="Planned contrasts, beside the cluster test")
+    lines += planned_markdown(
+        [c for c in summary["contrasts"] if c["kind"] == "planned"],
+        title="Planned contrasts, beside the cluster test",
+    )
     lines += matching.markdown_lines(res.get("emg_matched"), _matched_test_line, what="cluster")
     lines += ["", "## Facial EMG (the confound)", ""]
     for m, r in res["emg_me_vs_mae"].items():
@@ -428,15 +486,29 @@ def build_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def make_figures(group: xr.DataArray, clusters: dict[str, ClusterResult | None], trials: pd.DataFrame,
-                 emg: pd.DataFrame, planned: pd.DataFrame | None = None) -> dict[str, Any]:  # fmt: skip
-    """All figures, by output name (not yet saved); ``planned`` windows are shaded on the waveforms of their ROI."""
+def make_figures(
+    group: xr.DataArray,
+    clusters: dict[str, ClusterResult | None],
+    trials: pd.DataFrame,
+    emg: pd.DataFrame,
+    planned: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """All figures, by output name (not yet saved); ``planned`` windows are shaded on the waveforms
+    of their ROI."""
     tested = [c for c in clusters.values() if c is not None]
     figs: dict[str, Any] = {}
-    figs["erp_overview"] = verp.plot_erp_overview(group, ROIS, clusters=tested, emg_values=trials, emg_tests=emg,
-                                                  emg_measures=EMG_MEASURES, windows=TOPO_WINDOWS,
-                                                  planned=planned)  # fmt: skip
-    figs["erp_waveforms"] = verp.plot_erp_waveforms(group, ROIS, clusters=tested, planned=planned)[0].figure
+    figs["erp_overview"] = verp.plot_erp_overview(
+        group,
+        ROIS,
+        clusters=tested,
+        emg_values=trials,
+        emg_tests=emg,
+        emg_measures=EMG_MEASURES,
+        windows=TOPO_WINDOWS,
+        planned=planned,
+    )
+    waves = verp.plot_erp_waveforms(group, ROIS, clusters=tested, planned=planned)
+    figs["erp_waveforms"] = waves[0].figure
     for (a, b) in CONTRASTS:
         res = clusters.get(f"{a}-{b}")
         figs[f"topomaps_{a.lower()}_vs_{b.lower()}"] = verp.plot_contrast_topomaps(
@@ -453,8 +525,13 @@ def first_level_step(config: Config) -> Step:
     :func:`run` runs it; ``mmme-neuro run`` runs it with the other analyses'
     steps as one task graph first (:func:`mmme_neuro.pipeline.run_steps`).
     """
-    return Step(erp.first_level, "erp", steps.step_config(config), {"windows": WINDOWS, "rois": ROIS},
-                steps.upstream(config))  # fmt: skip
+    return Step(
+        erp.first_level,
+        "erp",
+        steps.step_config(config),
+        {"windows": WINDOWS, "rois": ROIS},
+        steps.upstream(config),
+    )
 
 
 def run(config: Config, out_dir: Path, *, progress: bool = True, figures: bool = True) -> dict[str, Any]:
@@ -481,7 +558,10 @@ def run(config: Config, out_dir: Path, *, progress: bool = True, figures: bool =
     if matched is not None:
         write_csv(matched["matching"].report, out_dir / "emg_matching.csv")
         res_m = matched["result"]
-        write_csv(res_m.clusters if res_m is not None else pd.DataFrame(), out_dir / "clusters_me_vs_mae_emg_matched.csv")
+        write_csv(
+            res_m.clusters if res_m is not None else pd.DataFrame(),
+            out_dir / "clusters_me_vs_mae_emg_matched.csv",
+        )
     planned = planned_table(group, config)
     write_csv(planned, out_dir / "planned.csv")
     components = ep_mod.included_rows(pd.concat([r["components"] for r in results], ignore_index=True), report)
@@ -509,7 +589,7 @@ def run(config: Config, out_dir: Path, *, progress: bool = True, figures: bool =
         inputs[f"events_{s}"] = Path(bids_root) / s / "eeg" / f"{s}_task-mmme_events.tsv"
     inputs = {k: v for k, v in inputs.items() if v.is_file()}
     summary = build_summary(config, inputs, group, md, clusters, models, emg, ep_mod.exclusion_counts(md, excl), report, failed,
-                            ica_stab, planned, matched)  # fmt: skip
+                            ica_stab, planned, matched)
     write_summary(out_dir, summary, build_markdown(summary))
     write_timing(out_dir, step, t_group)
     logger.info("%s: %d subjects -> %s", ANALYSIS, summary["n_subjects"], os.fspath(out_dir))

@@ -106,14 +106,24 @@ def group_tfr(results: Sequence[tfr.TFRResult | xr.Dataset], md: pd.DataFrame, c
 
 def _cluster_label(row: Mapping[str, Any]) -> str:
     chans = str(row.get("channels", "")).split(",")
-    return (f"cluster {row.get('cluster', '?')} ({'+' if row['sign'] > 0 else '-'}, {row['freq_min_hz']:.3g}-"
-            f"{row['freq_max_hz']:.3g} Hz, {row['time_min_s']:.2f}-{row['time_max_s']:.2f} s, {len(chans)} channels, "
-            f"peak {row.get('peak_channel')} {row.get('peak_freq_hz', float('nan')):.3g} Hz)")  # fmt: skip
+    return (
+        f"cluster {row.get('cluster', '?')} ({'+' if row['sign'] > 0 else '-'}, "
+        f"{row['freq_min_hz']:.3g}-"
+        f"{row['freq_max_hz']:.3g} Hz, {row['time_min_s']:.2f}-{row['time_max_s']:.2f} s, "
+        f"{len(chans)} channels, "
+        f"peak {row.get('peak_channel')} {row.get('peak_freq_hz', float('nan')):.3g} Hz)"
+    )
 
 
-def emg_matched(group: xr.Dataset, md: pd.DataFrame, main: ClusterResult | None, config: Config, *,
-                n_jobs: int = 1) -> dict[str, Any] | None:  # fmt: skip
-    """The EMG-matched ME - MaE cluster test beside the main one (None when ``emg_matching.method`` is off).
+def emg_matched(
+    group: xr.Dataset,
+    md: pd.DataFrame,
+    main: ClusterResult | None,
+    config: Config,
+    *,
+    n_jobs: int = 1,
+) -> dict[str, Any] | None:
+    """The EMG-matched ME - MaE cluster test beside the main one (None when matching is off).
 
     ``group`` holds ``power_emg_matched`` (the first level's averages of the
     matched epochs, :func:`mmme_neuro.tfr.first_level`); the group level
@@ -131,7 +141,10 @@ def emg_matched(group: xr.Dataset, md: pd.DataFrame, main: ClusterResult | None,
     if got is None:
         return None
     if "power_emg_matched" not in group:
-        raise ValueError("the first-level results hold no power_emg_matched (a stale cache? delete it to recompute)")
+        raise ValueError(
+            "the first-level results hold no power_emg_matched (a stale cache? delete it to "
+            "recompute)"
+        )
     m, _, report = got
     matching.check_counts(m, group["n_epochs_emg_matched"])
     power = group["power_emg_matched"].sel(condition=["ME", "MaE"]).copy()
@@ -142,31 +155,47 @@ def emg_matched(group: xr.Dataset, md: pd.DataFrame, main: ClusterResult | None,
     group["ersp_emg_matched"] = ersp.reindex(condition=group["condition"].values)
     res = cluster_tests(ersp, [("ME", "MaE")], config=config, n_jobs=n_jobs)["ME-MaE"]
     n_ok = int(report[report["included"]].groupby("subject").size().eq(2).sum())
-    info = matching.cluster_test_info(res, f"{n_ok} subject(s) with at least {config.epochs.min_epochs_per_condition} "
-                                           "matched ME and MaE epochs; 2 are needed")  # fmt: skip
+    info = matching.cluster_test_info(
+        res,
+        f"{n_ok} subject(s) with at least {config.epochs.min_epochs_per_condition} "
+        "matched ME and MaE epochs; 2 are needed",
+    )
     effects = matching.cluster_effects(main, res, matched_data=ersp, label=_cluster_label)
-    return {"matching": m, "min_count": report, "result": res,
-            "block": matching.summary_block(m, report, info, effects)}  # fmt: skip
+    return {
+        "matching": m,
+        "min_count": report,
+        "result": res,
+        "block": matching.summary_block(m, report, info, effects),
+    }
 
 
 def planned_table(group: xr.Dataset, config: Config) -> pd.DataFrame:
-    """The planned ROI x window x band contrasts of ``planned.tfr`` on the ERSP (dB), corrected within the family."""
+    """The planned ROI x window x band contrasts of ``planned.tfr`` on the ERSP (dB), corrected
+    within the family."""
     specs = [{**c.model_dump(), "measure": "ersp_db"} for c in config.planned_contrasts("tfr")]
     if not specs:
         return pd.DataFrame(columns=list(PLANNED_COLUMNS))
-    return planned_contrasts(group["ersp"], specs, bands=config.bands, correction=config.planned.correction,
-                             alpha=config.stats.alpha)  # fmt: skip
+    return planned_contrasts(
+        group["ersp"],
+        specs,
+        bands=config.bands,
+        correction=config.planned.correction,
+        alpha=config.stats.alpha,
+    )
 
 
 def _with_flags(table: pd.DataFrame, effects: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """A cluster table with ``survives_emg_matching`` and ``matched_mean_diff`` (significant clusters; else empty)."""
+    """A cluster table with ``survives_emg_matching`` and ``matched_mean_diff`` (significant
+    clusters; else empty)."""
     flags = {e["cluster"]: e for e in effects}
     out = table.copy()
-    out["survives_emg_matching"] = [flags[c]["survives_emg_matching"] if c in flags else None for c in out["cluster"]]
-    out["matched_mean_diff"] = [flags[c]["matched_mean_diff"] if c in flags else np.nan for c in out["cluster"]]
+    out["survives_emg_matching"] = [
+        flags[c]["survives_emg_matching"] if c in flags else None for c in out["cluster"]
+    ]
+    out["matched_mean_diff"] = [
+        flags[c]["matched_mean_diff"] if c in flags else np.nan for c in out["cluster"]
+    ]
     return out
-
-
 
 
 def run_mixed_models(trials: pd.DataFrame, config: Config) -> pd.DataFrame:
@@ -199,11 +228,21 @@ def _f(x: Any, fmt: str = ".3g") -> str:
     return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(float(x), fmt)
 
 
-def build_summary(config: Config, inputs: dict[str, Path], group: xr.Dataset, md: pd.DataFrame,
-                  clusters: dict[str, ClusterResult | None], models: pd.DataFrame, emg: pd.DataFrame,
-                  report: pd.DataFrame, failed: list[dict[str, str]], planned: pd.DataFrame | None = None,
-                  matched: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
-    """The summary.json content (``docs/summary-json.md``); ``planned``: :func:`planned_table`; ``matched``: :func:`emg_matched`."""
+def build_summary(
+    config: Config,
+    inputs: dict[str, Path],
+    group: xr.Dataset,
+    md: pd.DataFrame,
+    clusters: dict[str, ClusterResult | None],
+    models: pd.DataFrame,
+    emg: pd.DataFrame,
+    report: pd.DataFrame,
+    failed: list[dict[str, str]],
+    planned: pd.DataFrame | None = None,
+    matched: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The summary.json content (``docs/summary-json.md``); ``planned``: :func:`planned_table`;
+    ``matched``: :func:`emg_matched`."""
     summary = base_summary(ANALYSIS, config, inputs=inputs)
     subjects = [str(s) for s in group["subject"].values]
     summary["subjects"] = subjects
@@ -218,11 +257,18 @@ def build_summary(config: Config, inputs: dict[str, Path], group: xr.Dataset, md
         if res is None:
             info[name] = {"tested": False}
             continue
-        recs = res.to_contrast_records(significant_only=False) if res.n_significant else res.to_contrast_records()
+        recs = (
+            res.to_contrast_records(significant_only=False)
+            if res.n_significant
+            else res.to_contrast_records()
+        )
         for rec in recs:
             if name == "ME-MaE" and rec.get("significant") and rec.get("cluster") in flags:
                 f = flags[rec["cluster"]]
-                rec.update(survives_emg_matching=f["survives_emg_matching"], matched_mean_diff=f["matched_mean_diff"])
+                rec.update(
+                    survives_emg_matching=f["survives_emg_matching"],
+                    matched_mean_diff=f["matched_mean_diff"],
+                )
         contrasts.extend(recs)
         info[name] = {"tested": True, "n_subjects": res.n_subjects, "n_clusters": int(len(res.clusters)),
                       "n_significant": res.n_significant, "n_permutations": res.n_permutations, "exact": res.exact,
@@ -265,9 +311,14 @@ def build_summary(config: Config, inputs: dict[str, Path], group: xr.Dataset, md
         "min_count_excluded": list(group.attrs.get("min_count_excluded", [])),
         "failed_subjects": failed,
         "emg_matched": None if matched is None else matched["block"],
-        "planned": {"correction": config.planned.correction, "alpha": config.stats.alpha,
-                    "family_size": int(planned["family_size"].iloc[0]) if planned is not None and len(planned) else 0,
-                    "names": [] if planned is None else [str(n) for n in planned["name"]]},
+        "planned": {
+            "correction": config.planned.correction,
+            "alpha": config.stats.alpha,
+            "family_size": int(planned["family_size"].iloc[0])
+            if planned is not None and len(planned)
+            else 0,
+            "names": [] if planned is None else [str(n) for n in planned["name"]],
+        },
     }
     return summary
 
@@ -280,9 +331,13 @@ def _matched_test_line(test: Mapping[str, Any]) -> str:
     sig = test.get("significant_clusters") or []
     if not sig:
         return f"no significant cluster (n = {test['n_subjects']}; {name})."
-    parts = [f"cluster {c['cluster']} ({'+' if c['sign'] > 0 else '-'}) {_f(c['freq_hz'][0])}-{_f(c['freq_hz'][1])} Hz, "
-             f"{_f(c['time_s'][0], '.2f')}-{_f(c['time_s'][1], '.2f')} s, {c['n_sites']} channels, "
-             f"{p_text(c['p'], test['n_permutations'])}" for c in sig]  # fmt: skip
+    parts = [
+        f"cluster {c['cluster']} ({'+' if c['sign'] > 0 else '-'}) "
+        f"{_f(c['freq_hz'][0])}-{_f(c['freq_hz'][1])} Hz, "
+        f"{_f(c['time_s'][0], '.2f')}-{_f(c['time_s'][1], '.2f')} s, {c['n_sites']} channels, "
+        f"{p_text(c['p'], test['n_permutations'])}"
+        for c in sig
+    ]
     return f"n = {test['n_subjects']}; {name}: " + "; ".join(parts) + "."
 
 
@@ -315,8 +370,10 @@ def build_markdown(summary: dict[str, Any]) -> str:
                          f"({', '.join(chans[:12])}{' ...' if len(chans) > 12 else ''}), mass {_f(c['statistic'], '.1f')}, "
                          f"{test}: {p_text(c['p'], n_perm)}, "
                          f"dz = {_f(c['effect_size'], '.2f')} (descriptive).")  # fmt: skip
-    lines += planned_markdown([c for c in summary["contrasts"] if c["kind"] == "planned"],
-                              title="Planned contrasts, beside the cluster test")
+    lines += planned_markdown(
+        [c for c in summary["contrasts"] if c["kind"] == "planned"],
+        title="Planned contrasts, beside the cluster test",
+    )
     lines += matching.markdown_lines(res.get("emg_matched"), _matched_test_line, what="cluster")
     mm = [c for c in summary["contrasts"] if c["kind"] == "mixed_model" and "emg" not in c["model"]
           and c["p"] is not None and c["p"] < 0.05]  # fmt: skip
@@ -331,10 +388,17 @@ def build_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def make_figures(group: xr.Dataset, bands: xr.DataArray, clusters: dict[str, ClusterResult | None],
-                 trials: pd.DataFrame, emg: pd.DataFrame, config: Config,
-                 planned: pd.DataFrame | None = None) -> dict[str, Any]:  # fmt: skip
-    """All figures, by output name (not yet saved); ``planned`` windows are shaded on ``band_timecourses``."""
+def make_figures(
+    group: xr.Dataset,
+    bands: xr.DataArray,
+    clusters: dict[str, ClusterResult | None],
+    trials: pd.DataFrame,
+    emg: pd.DataFrame,
+    config: Config,
+    planned: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """All figures, by output name (not yet saved); ``planned`` windows are shaded on
+    ``band_timecourses``."""
     figs: dict[str, Any] = {}
     for a, b in CONTRASTS:
         if b in group["condition"].values:
@@ -354,7 +418,8 @@ def first_level_step(config: Config, method: str = "morlet") -> Step:
     :func:`run` runs it; ``mmme-neuro run`` runs it with the other analyses'
     steps as one task graph first (:func:`mmme_neuro.pipeline.run_steps`).
     """
-    return Step(tfr.first_level, f"tfr-{method}", steps.step_config(config), {"method": method, "rois": ROIS},
+    params = {"method": method, "rois": ROIS}
+    return Step(tfr.first_level, f"tfr-{method}", steps.step_config(config), params,
                 steps.tfr_upstream(config, method))
 
 
@@ -369,8 +434,10 @@ def run(config: Config, out_dir: Path, *, method: str = "morlet", progress: bool
     group, report = group_tfr([r["tfr"] for r in results], md, config)
     clusters = cluster_tests(group["ersp"], CONTRASTS, config=config, n_jobs=group_jobs(config))
     matched = emg_matched(group, md, clusters.get("ME-MaE"), config, n_jobs=group_jobs(config))
-    # the matched power is in the first level's results; the netCDF keeps its ERSP only (the file stays ~1.2x)
-    save_netcdf(group.drop_vars([v for v in ("power_emg_matched",) if v in group]), out_dir / "tfr.nc")
+    # the matched power is in the first level's results; the netCDF keeps its ERSP only (the file
+    # stays ~1.2x)
+    keep = group.drop_vars([v for v in ("power_emg_matched",) if v in group])
+    save_netcdf(keep, out_dir / "tfr.nc")
     for a, b in CONTRASTS:
         res = clusters[f"{a}-{b}"]
         table = res.clusters if res is not None else pd.DataFrame()
@@ -380,7 +447,10 @@ def run(config: Config, out_dir: Path, *, method: str = "morlet", progress: bool
     if matched is not None:
         write_csv(matched["matching"].report, out_dir / "emg_matching.csv")
         res_m = matched["result"]
-        write_csv(res_m.clusters if res_m is not None else pd.DataFrame(), out_dir / "clusters_me_vs_mae_emg_matched.csv")
+        write_csv(
+            res_m.clusters if res_m is not None else pd.DataFrame(),
+            out_dir / "clusters_me_vs_mae_emg_matched.csv",
+        )
     planned = planned_table(group, config)
     write_csv(planned, out_dir / "planned.csv")
     trials = ep_mod.included_rows(pd.concat([r["trials"] for r in results], ignore_index=True), report)
@@ -398,7 +468,9 @@ def run(config: Config, out_dir: Path, *, method: str = "morlet", progress: bool
         save_figure(fig, out_dir / name, FIGURE_FORMATS)
     inputs = {"participants": Path(bids_root) / "participants.tsv"}
     inputs = {k: v for k, v in inputs.items() if v.is_file()}
-    summary = build_summary(config, inputs, group, md, clusters, models, emg, report, failed, planned, matched)
+    summary = build_summary(
+        config, inputs, group, md, clusters, models, emg, report, failed, planned, matched
+    )
     write_summary(out_dir, summary, build_markdown(summary))
     write_timing(out_dir, step, t_group)
     logger.info("%s: %d subjects -> %s", ANALYSIS, summary["n_subjects"], os.fspath(out_dir))

@@ -240,9 +240,13 @@ class EmgConfig(_Section):
 #: Per-epoch EMG measures of the epoch metadata (:data:`mmme_neuro.epochs.METADATA_COLUMNS`) that
 #: ``emg_matching.measure`` may name.
 EMG_MEASURES: tuple[str, ...] = (
-    "emg_rms_uv", "emg_rms_baseline_uv", "emg_rms_log_ratio", "emg_temporal_power",
-    "emg_temporal_power_baseline", "emg_temporal_power_log_ratio",
-)  # fmt: skip
+    "emg_rms_uv",
+    "emg_rms_baseline_uv",
+    "emg_rms_log_ratio",
+    "emg_temporal_power",
+    "emg_temporal_power_baseline",
+    "emg_temporal_power_log_ratio",
+)
 
 
 class EmgMatchingConfig(_Section):
@@ -258,32 +262,44 @@ class EmgMatchingConfig(_Section):
     method: Literal["off", "nearest", "strata"] = Field(
         "nearest",
         description=(
-            "'nearest': 1:1 nearest-neighbour matching without replacement within a caliper (pairs taken "
-            "closest first, ties broken by epoch id); 'strata': the subject's ME and MaE epochs are binned "
-            "into n_strata EMG quantile bins and each bin keeps as many ME as MaE epochs (those nearest the "
+            "'nearest': 1:1 nearest-neighbour matching without replacement within a caliper "
+            "(pairs taken "
+            "closest first, ties broken by epoch id); 'strata': the subject's ME and MaE epochs "
+            "are binned "
+            "into n_strata EMG quantile bins and each bin keeps as many ME as MaE epochs (those "
+            "nearest the "
             "other condition's bin mean); 'off': no matched analysis."
         ),
-    )  # fmt: skip
+    )
     measure: Literal[EMG_MEASURES] = Field(  # type: ignore[valid-type]
         "emg_rms_uv",
         description=(
-            "Per-epoch EMG measure matched on (a column of the epoch metadata): the RMS of the EMG channel "
-            "(the covariate of the mixed models) by default; emg_temporal_power is the EMG-band power "
+            "Per-epoch EMG measure matched on (a column of the epoch metadata): the RMS of the "
+            "EMG channel "
+            "(the covariate of the mixed models) by default; emg_temporal_power is the EMG-band "
+            "power "
             "of the temporal scalp channels."
         ),
-    )  # fmt: skip
+    )
     caliper_sd: float = Field(
-        0.2, gt=0,
+        0.2,
+        gt=0,
         description=(
-            "'nearest': largest EMG difference of a pair, in units of the subject's pooled within-condition "
+            "'nearest': largest EMG difference of a pair, in units of the subject's pooled "
+            "within-condition "
             "SD of the measure (sqrt of the mean of the ME and MaE variances before matching). "
-            "It bounds the standardised mean difference after matching: abs(SMD) <= caliper_sd (Austin 2011: 0.2)."
+            "It bounds the standardised mean difference after matching: abs(SMD) <= caliper_sd "
+            "(Austin 2011: 0.2)."
         ),
-    )  # fmt: skip
+    )
     n_strata: int = Field(
-        5, ge=2, le=50,
-        description="'strata': EMG quantile bins per subject (Cochran 1968: five remove ~90 % of the bias).",
-    )  # fmt: skip
+        5,
+        ge=2,
+        le=50,
+        description=(
+            "'strata': EMG quantile bins per subject (Cochran 1968: five remove ~90 % of the bias)."
+        ),
+    )
 
 
 #: Conditions a planned contrast may compare.
@@ -293,7 +309,9 @@ _PLANNED_CONDITIONS = ("ME", "MaE", "NE")
 def _check_contrast_pair(v: tuple[str, str]) -> tuple[str, str]:
     bad = [c for c in v if c not in _PLANNED_CONDITIONS]
     if bad:
-        raise ValueError(f"contrast {list(v)}: unknown condition(s) {bad}; use {list(_PLANNED_CONDITIONS)}")
+        raise ValueError(
+            f"contrast {list(v)}: unknown condition(s) {bad}; use {list(_PLANNED_CONDITIONS)}"
+        )
     if v[0] == v[1]:
         raise ValueError(f"contrast {list(v)} compares a condition with itself")
     return v
@@ -304,19 +322,29 @@ def _check_sites(v: tuple[str, ...], what: str) -> tuple[str, ...]:
         raise ValueError(f"{what}: at least one is needed")
     unknown = [c for c in v if c not in SCALP_CHANNELS]
     if unknown:
-        raise ValueError(f"{what}: unknown channel(s) {unknown} (the 62 Quik-Cap scalp channels, e.g. 'CPZ', 'PZ')")
+        raise ValueError(
+            f"{what}: unknown channel(s) {unknown} (the 62 Quik-Cap scalp channels, e.g. 'CPZ', "
+            "'PZ')"
+        )
     if len(set(v)) != len(v):
         raise ValueError(f"{what}: duplicate channel(s) in {list(v)}")
     return v
 
 
 class PlannedErp(_Section):
-    """One planned ERP contrast: the mean amplitude over an ROI and a window, tested at the subject level."""
+    """One planned ERP contrast: the mean amplitude over an ROI and a window, tested at the subject
+    level."""
 
-    name: str = Field(..., min_length=1, description="Name of the contrast (unique within its list).")
+    name: str = Field(
+        ..., min_length=1, description="Name of the contrast (unique within its list)."
+    )
     channels: tuple[str, ...] = Field(..., description="ROI: channels averaged (Quik-Cap names).")
-    window_s: tuple[float, float] = Field(..., description="Window (s from the landmark) averaged; inside the epoch.")
-    contrast: tuple[str, str] = Field(("ME", "MaE"), description="Conditions compared, minuend first.")
+    window_s: tuple[float, float] = Field(
+        ..., description="Window (s from the landmark) averaged; inside the epoch."
+    )
+    contrast: tuple[str, str] = Field(
+        ("ME", "MaE"), description="Conditions compared, minuend first."
+    )
 
     @field_validator("channels")
     @classmethod
@@ -343,16 +371,24 @@ class PlannedTfr(PlannedErp):
 
 
 class PlannedNetwork(_Section):
-    """One planned network contrast: a nodal measure averaged over nodes in one band (0-1.2 s after onset)."""
+    """One planned network contrast: a nodal measure averaged over nodes in one band (0-1.2 s after
+    onset)."""
 
-    name: str = Field(..., min_length=1, description="Name of the contrast (unique within its list).")
+    name: str = Field(
+        ..., min_length=1, description="Name of the contrast (unique within its list)."
+    )
     nodes: tuple[str, ...] = Field(..., description="Nodes (channels) averaged.")
     band: str = Field(..., description="Band (a key of `bands`).")
     measure: Literal["nodal_efficiency_auc"] = Field(
         "nodal_efficiency_auc",
-        description="Nodal measure: the subject mean of per-epoch nodal-efficiency AUC (the measure of the node tests).",
-    )  # fmt: skip
-    contrast: tuple[str, str] = Field(("ME", "MaE"), description="Conditions compared, minuend first.")
+        description=(
+            "Nodal measure: the subject mean of per-epoch nodal-efficiency AUC "
+            "(the measure of the node tests)."
+        ),
+    )
+    contrast: tuple[str, str] = Field(
+        ("ME", "MaE"), description="Conditions compared, minuend first."
+    )
 
     @field_validator("nodes")
     @classmethod
@@ -374,15 +410,29 @@ def _default_planned_erp() -> tuple[PlannedErp, ...]:
 
 def _default_planned_tfr() -> tuple[PlannedTfr, ...]:
     return (
-        PlannedTfr(name="frontal_theta", channels=("F1", "FZ", "F2", "FC1", "FCZ", "FC2"), window_s=(0.0, 1.0),
-                   band="theta"),
-        PlannedTfr(name="central_beta", channels=("C3", "C1", "CZ", "C2", "C4"), window_s=(0.0, 1.0), band="beta"),
-    )  # fmt: skip
+        PlannedTfr(
+            name="frontal_theta",
+            channels=("F1", "FZ", "F2", "FC1", "FCZ", "FC2"),
+            window_s=(0.0, 1.0),
+            band="theta",
+        ),
+        PlannedTfr(
+            name="central_beta",
+            channels=("C3", "C1", "CZ", "C2", "C4"),
+            window_s=(0.0, 1.0),
+            band="beta",
+        ),
+    )
 
 
 def _default_planned_network() -> tuple[PlannedNetwork, ...]:
-    return (PlannedNetwork(name="alpha_lateral", band="alpha",
-                           nodes=("F3", "FC3", "C3", "CP3", "P3", "F4", "FC4", "C4", "CP4", "P4")),)  # fmt: skip
+    return (
+        PlannedNetwork(
+            name="alpha_lateral",
+            band="alpha",
+            nodes=("F3", "FC3", "C3", "CP3", "P3", "F4", "FC4", "C4", "CP4", "P4"),
+        ),
+    )
 
 
 class PlannedConfig(_Section):
@@ -394,27 +444,37 @@ class PlannedConfig(_Section):
     planned family (the contrasts of that analysis). Results: ``planned.csv``, records of
     ``kind: "planned"`` in summary.json, a section of summary.md and the ROI window shaded
     in a figure. Each list is an array of tables in TOML, e.g.
-    ``[[planned.erp]]`` / ``name = "N2"`` / ``channels = ["FZ", "FCZ"]`` / ``window_s = [0.2, 0.3]``;
+    ``[[planned.erp]]`` / ``name = "N2"`` / ``channels = ["FZ", "FCZ"]`` /
+    ``window_s = [0.2, 0.3]``;
     a list given replaces the default list. Defaults: the P3 ROI and window of the ERP
     analysis; frontal theta and central beta (the ROIs of the time-frequency analysis, 0-1 s);
     alpha nodal efficiency of the lateral fronto-centro-parietal nodes.
     """
 
-    correction: Literal["holm", "bonferroni", "sidak", "holm-sidak", "hommel", "fdr_bh", "fdr_by", "none"] = Field(
+    correction: Literal[
+        "holm", "bonferroni", "sidak", "holm-sidak", "hommel", "fdr_bh", "fdr_by", "none"
+    ] = Field(
         "holm",
-        description="Correction within each analysis' planned family (statsmodels multipletests method; 'none': uncorrected).",
-    )  # fmt: skip
+        description=(
+            "Correction within each analysis' planned family (statsmodels multipletests method; "
+            "'none': uncorrected)."
+        ),
+    )
     erp: tuple[PlannedErp, ...] = Field(
         default_factory=_default_planned_erp,
         description="ERP contrasts (name, channels, window_s, contrast): mean amplitude (µV).",
     )
     tfr: tuple[PlannedTfr, ...] = Field(
         default_factory=_default_planned_tfr,
-        description="Time-frequency contrasts (name, channels, window_s, band, contrast): mean ERSP (dB).",
+        description=(
+            "Time-frequency contrasts (name, channels, window_s, band, contrast): mean ERSP (dB)."
+        ),
     )
     network: tuple[PlannedNetwork, ...] = Field(
         default_factory=_default_planned_network,
-        description="Network contrasts (name, nodes, band, measure, contrast): mean nodal efficiency AUC.",
+        description=(
+            "Network contrasts (name, nodes, band, measure, contrast): mean nodal efficiency AUC."
+        ),
     )
 
     @model_validator(mode="after")
@@ -542,12 +602,15 @@ class Config(_Section):
         return bands
 
     def _planned_problem(self, c: Any) -> str | None:
-        """Why a planned contrast does not fit this configuration (window outside the epoch, unknown band)."""
+        """Why a planned contrast does not fit this configuration (window outside the epoch,
+        unknown band)."""
         ep = self.epochs
         win = getattr(c, "window_s", None)
         if win is not None and not (ep.tmin - 1e-9 <= win[0] and win[1] <= ep.tmax + 1e-9):
-            return (f"window_s {list(win)} s is not inside the epoch [{ep.tmin}, {ep.tmax}] s "
-                    "(epochs.tmin, epochs.tmax)")  # fmt: skip
+            return (
+                f"window_s {list(win)} s is not inside the epoch [{ep.tmin}, {ep.tmax}] s "
+                "(epochs.tmin, epochs.tmax)"
+            )
         band = getattr(c, "band", None)
         if band is not None and band not in self.bands:
             return f"unknown band {band!r}; bands are {sorted(self.bands)}"
@@ -555,7 +618,7 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _check_planned(self) -> Config:
-        """Planned contrasts given in the configuration: windows inside the epoch, bands among ``bands``.
+        """Planned contrasts given in the configuration: windows inside the epoch, known bands.
 
         The default lists are not checked here: :meth:`planned_contrasts` leaves out a default
         contrast that a custom epoch window or band set does not hold.
@@ -570,11 +633,11 @@ class Config(_Section):
         return self
 
     def planned_contrasts(self, family: str) -> tuple[Any, ...]:
-        """The planned contrasts of one analysis family (``"erp"``, ``"tfr"``, ``"network"``) to run.
+        """The planned contrasts of one family (``"erp"``, ``"tfr"``, ``"network"``) to run.
 
         Contrasts given in the configuration are all returned (they were validated); of the
         default list, those whose window or band this configuration does not hold (a shorter
-        epoch, other bands) are left out, so a custom epoch window never makes the defaults an error.
+        epoch, other bands) are left out: a custom epoch window never makes the defaults an error.
         """
         if family not in ("erp", "tfr", "network"):
             raise ValueError(f"family must be 'erp', 'tfr' or 'network', got {family!r}")
@@ -666,8 +729,12 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
 def _item_model(annotation: Any) -> type[BaseModel] | None:
     """The model of a ``tuple[Model, ...]`` field (a TOML array of tables), else None."""
     args = getattr(annotation, "__args__", ())
-    if getattr(annotation, "__origin__", None) is tuple and args and isinstance(args[0], type) \
-            and issubclass(args[0], BaseModel):  # fmt: skip
+    if (
+        getattr(annotation, "__origin__", None) is tuple
+        and args
+        and isinstance(args[0], type)
+        and issubclass(args[0], BaseModel)
+    ):
         return args[0]
     return None
 
@@ -712,10 +779,22 @@ def config_reference_markdown() -> str:
         lines.append("")
         for item, key in items:
             doc = " ".join((item.__doc__ or "").split())
-            lines.extend([f"### Items of `{key}`", "", doc, "", "| key | default | description |",
-                          "| --- | --- | --- |"])  # fmt: skip
+            lines.extend(
+                [
+                    f"### Items of `{key}`",
+                    "",
+                    doc,
+                    "",
+                    "| key | default | description |",
+                    "| --- | --- | --- |",
+                ]
+            )
             for name, field in item.model_fields.items():
-                default = "required" if field.is_required() else fmt(field.get_default(call_default_factory=True))
+                default = (
+                    "required"
+                    if field.is_required()
+                    else fmt(field.get_default(call_default_factory=True))
+                )
                 lines.append(f"| `{name}` | {default} | {field.description or ''} |")
             lines.append("")
         for sub in subs:

@@ -805,12 +805,14 @@ def first_level(session: Any, config: Config, *, windows: Mapping[str, tuple[flo
     options = matching_options(config)
     if options is not None:
         matched = match_emg(md, **options).apply(md)
-        out["evoked_emg_matched"] = compute_evoked(epochs, matched, conditions=MATCHED_CONDITIONS,
-                                                   subject=session.subject)  # fmt: skip
+        out["evoked_emg_matched"] = compute_evoked(
+            epochs, matched, conditions=MATCHED_CONDITIONS, subject=session.subject
+        )
     trials = epochs_to_dataarray(epochs, md)
     del epochs
     windows = dict(DEFAULT_WINDOWS if windows is None else windows)
     rois = dict(DEFAULT_ROIS if rois is None else rois)
     comps = [measure_components(trials, windows, rois, kind=k) for k in ("mean", "peak")]
     table = bookkeeping_table(md)
-    return {"evoked": evoked, "epochs": table, "components": pd.concat(comps, ignore_index=True), **out}
+    components = pd.concat(comps, ignore_index=True)
+    return {"evoked": evoked, "epochs": table, "components": components, **out}

@@ -402,20 +402,43 @@ def planned_records(table: pd.DataFrame, *, units: str) -> list[dict[str, Any]]:
     """
     out = []
     for r in table.to_dict(orient="records"):
-        tmin, tmax, fmin, fmax = (_num(r.get(k)) for k in ("tmin_s", "tmax_s", "fmin_hz", "fmax_hz"))
-        out.append(make_contrast(
-            r["contrast"], kind="planned", location=str(r["roi"]).split(","),
-            time_s=[tmin, tmax] if tmin is not None else None, freq_hz=[fmin, fmax] if fmin is not None else None,
-            statistic=_num(r["t"]), p=_num(r["p_corrected"]), effect_size=_num(r["cohen_dz"]), statistic_name="t",
-            df=_num(r["df"]), test=r["test"], correction=r["correction"], family_size=int(r["family_size"]),
-            p_uncorrected=_num(r["p"]), effect_size_name="cohen_dz", name=r["name"], band=r.get("band"),
-            measure=r.get("measure"), mean_diff=_num(r["mean_diff"]), units=units, n=int(r["n_subjects"]),
-            ci_low=_num(r["ci_low"]), ci_high=_num(r["ci_high"]), significant=bool(r["significant"]),
-        ))  # fmt: skip
+        tmin, tmax, fmin, fmax = (
+            _num(r.get(k)) for k in ("tmin_s", "tmax_s", "fmin_hz", "fmax_hz")
+        )
+        out.append(
+            make_contrast(
+                r["contrast"],
+                kind="planned",
+                location=str(r["roi"]).split(","),
+                time_s=[tmin, tmax] if tmin is not None else None,
+                freq_hz=[fmin, fmax] if fmin is not None else None,
+                statistic=_num(r["t"]),
+                p=_num(r["p_corrected"]),
+                effect_size=_num(r["cohen_dz"]),
+                statistic_name="t",
+                df=_num(r["df"]),
+                test=r["test"],
+                correction=r["correction"],
+                family_size=int(r["family_size"]),
+                p_uncorrected=_num(r["p"]),
+                effect_size_name="cohen_dz",
+                name=r["name"],
+                band=r.get("band"),
+                measure=r.get("measure"),
+                mean_diff=_num(r["mean_diff"]),
+                units=units,
+                n=int(r["n_subjects"]),
+                ci_low=_num(r["ci_low"]),
+                ci_high=_num(r["ci_high"]),
+                significant=bool(r["significant"]),
+            )
+        )
     return out
 
 
-def planned_markdown(records: list[Mapping[str, Any]], *, title: str = "Planned contrasts") -> list[str]:
+def planned_markdown(
+    records: list[Mapping[str, Any]], *, title: str = "Planned contrasts"
+) -> list[str]:
     """The summary.md section of the planned contrasts (every p with its test and df).
 
     Parameters
@@ -434,7 +457,11 @@ def planned_markdown(records: list[Mapping[str, Any]], *, title: str = "Planned 
         return []
     corr = records[0].get("correction", "none")
     k = records[0].get("family_size", len(records))
-    how = "uncorrected" if corr == "none" else f"{corr.capitalize()}-corrected over the {k} planned contrast(s)"
+    how = (
+        "uncorrected"
+        if corr == "none"
+        else f"{corr.capitalize()}-corrected over the {k} planned contrast(s)"
+    )
     lines = ["", f"## {title} (ROI x window, paired t-tests on subject means; {how})", ""]
     for c in records:
         where = [", ".join(c["location"] or [])]
@@ -450,14 +477,22 @@ def planned_markdown(records: list[Mapping[str, Any]], *, title: str = "Planned 
             lines.append(f"{head}: not tested (fewer than 2 subjects with both conditions).")
             continue
         u = "" if c.get("units") in (None, "1") else f" {c['units']}"
-        ci = (f" [{c['ci_low']:.3g}, {c['ci_high']:.3g}]" if c.get("ci_low") is not None and c.get("ci_high") is not None
-              else "")  # fmt: skip
-        p_corr = (p_text(c["p_uncorrected"]) + " (uncorrected)" if corr == "none"
-                  else f"{p_text(c['p'])} ({corr}; uncorrected {p_text(c['p_uncorrected'])})")  # fmt: skip
+        ci = (
+            f" [{c['ci_low']:.3g}, {c['ci_high']:.3g}]"
+            if c.get("ci_low") is not None and c.get("ci_high") is not None
+            else ""
+        )
+        p_corr = (
+            p_text(c["p_uncorrected"]) + " (uncorrected)"
+            if corr == "none"
+            else f"{p_text(c['p'])} ({corr}; uncorrected {p_text(c['p_uncorrected'])})"
+        )
         dz = "n/a" if c.get("effect_size") is None else f"{c['effect_size']:.2f}"
-        lines.append(f"{head}: mean difference {c['mean_diff']:.3g}{u}{ci}, paired t({c['df']:.0f}) = "
-                     f"{c['statistic']:.2f}, {p_corr}, dz = {dz}, n = {c['n']}"
-                     + (" **(significant)**." if c.get("significant") else "."))  # fmt: skip
+        lines.append(
+            f"{head}: mean difference {c['mean_diff']:.3g}{u}{ci}, paired t({c['df']:.0f}) = "
+            f"{c['statistic']:.2f}, {p_corr}, dz = {dz}, n = {c['n']}"
+            + (" **(significant)**." if c.get("significant") else ".")
+        )
     return lines
 
 

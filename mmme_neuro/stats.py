@@ -1015,14 +1015,46 @@ def paired_test(
 # Planned ROI x window (x band) contrasts
 # --------------------------------------------------------------------------------------
 #: Corrections of :func:`planned_contrasts` (statsmodels ``multipletests`` methods, and ``"none"``).
-PLANNED_CORRECTIONS: tuple[str, ...] = ("holm", "bonferroni", "sidak", "holm-sidak", "hommel", "fdr_bh", "fdr_by",
-                                        "none")  # fmt: skip
+PLANNED_CORRECTIONS: tuple[str, ...] = (
+    "holm",
+    "bonferroni",
+    "sidak",
+    "holm-sidak",
+    "hommel",
+    "fdr_bh",
+    "fdr_by",
+    "none",
+)
 #: Columns of the :func:`planned_contrasts` table.
 PLANNED_COLUMNS: tuple[str, ...] = (
-    "name", "contrast", "roi", "n_sites", "tmin_s", "tmax_s", "band", "fmin_hz", "fmax_hz", "measure", "test",
-    "n_subjects", "n_dropped", "mean_a", "mean_b", "mean_diff", "sd_diff", "t", "df", "p", "p_corrected",
-    "correction", "family_size", "significant", "cohen_dz", "ci_low", "ci_high",
-)  # fmt: skip
+    "name",
+    "contrast",
+    "roi",
+    "n_sites",
+    "tmin_s",
+    "tmax_s",
+    "band",
+    "fmin_hz",
+    "fmax_hz",
+    "measure",
+    "test",
+    "n_subjects",
+    "n_dropped",
+    "mean_a",
+    "mean_b",
+    "mean_diff",
+    "sd_diff",
+    "t",
+    "df",
+    "p",
+    "p_corrected",
+    "correction",
+    "family_size",
+    "significant",
+    "cohen_dz",
+    "ci_low",
+    "ci_high",
+)
 
 
 def _spec(spec: Any, key: str, default: Any = None) -> Any:
@@ -1031,19 +1063,29 @@ def _spec(spec: Any, key: str, default: Any = None) -> Any:
     return getattr(spec, key, default)
 
 
-def _planned_values(data: xr.DataArray | xr.Dataset, spec: Any, bands: Mapping[str, Sequence[float]] | None,
-                    dim: str, where: str) -> tuple[xr.DataArray, dict[str, Any]]:  # fmt: skip
+def _planned_values(
+    data: xr.DataArray | xr.Dataset,
+    spec: Any,
+    bands: Mapping[str, Sequence[float]] | None,
+    dim: str,
+    where: str,
+) -> tuple[xr.DataArray, dict[str, Any]]:
     """(subject, condition) averages of one planned contrast, and its description."""
     if isinstance(data, xr.Dataset):
         measure = _spec(spec, "measure")
         if measure is None or measure not in data.data_vars:
-            raise ValueError(f"{where}: measure {measure!r} is not a variable of the data ({sorted(data.data_vars)})")
+            raise ValueError(
+                f"{where}: measure {measure!r} is not a variable of the data "
+                f"({sorted(data.data_vars)})"
+            )
         da = data[measure]
     else:
         da, measure = data, _spec(spec, "measure", data.name)
     spatial = [d for d in _SPATIAL_DIMS if d in da.dims]
     if len(spatial) != 1:
-        raise ValueError(f"{where}: data need one spatial dim ('channel' or 'node'), got dims {da.dims}")
+        raise ValueError(
+            f"{where}: data need one spatial dim ('channel' or 'node'), got dims {da.dims}"
+        )
     sdim = spatial[0]
     sites = _spec(spec, "channels") if sdim == "channel" else _spec(spec, "nodes")
     sites = _spec(spec, "nodes") if sites is None else sites
@@ -1056,8 +1098,16 @@ def _planned_values(data: xr.DataArray | xr.Dataset, spec: Any, bands: Mapping[s
     if unknown:
         raise ValueError(f"{where}: {_PLURAL[sdim]} {unknown} not in the data")
     x = da.sel({sdim: sites}).mean(sdim, skipna=False)
-    info: dict[str, Any] = {"roi": ",".join(sites), "n_sites": len(sites), "tmin_s": math.nan, "tmax_s": math.nan,
-                            "band": None, "fmin_hz": math.nan, "fmax_hz": math.nan, "measure": measure}  # fmt: skip
+    info: dict[str, Any] = {
+        "roi": ",".join(sites),
+        "n_sites": len(sites),
+        "tmin_s": math.nan,
+        "tmax_s": math.nan,
+        "band": None,
+        "fmin_hz": math.nan,
+        "fmax_hz": math.nan,
+        "measure": measure,
+    }
     window = _spec(spec, "window_s")
     if "time" in x.dims:
         if window is None:
@@ -1067,7 +1117,10 @@ def _planned_values(data: xr.DataArray | xr.Dataset, spec: Any, bands: Mapping[s
         if not lo < hi:
             raise ValueError(f"{where}: window_s {list(window)}: start must be before end")
         if lo < t[0] - 1e-9 or hi > t[-1] + 1e-9:
-            raise ValueError(f"{where}: window_s {list(window)} s is outside the data ({t[0]:.3f} to {t[-1]:.3f} s)")
+            raise ValueError(
+                f"{where}: window_s {list(window)} s is outside the data ({t[0]:.3f} to "
+                f"{t[-1]:.3f} s)"
+            )
         sel = (t >= lo - 1e-9) & (t <= hi + 1e-9)
         if not sel.any():
             raise ValueError(f"{where}: window_s {list(window)} s holds no sample of the data")
@@ -1088,13 +1141,17 @@ def _planned_values(data: xr.DataArray | xr.Dataset, spec: Any, bands: Mapping[s
                 info.update(fmin_hz=float(bands[str(band)][0]), fmax_hz=float(bands[str(band)][1]))
         else:
             if bands is None or str(band) not in bands:
-                raise ValueError(f"{where}: unknown band {band!r}; give bands (name -> (low, high) Hz), "
-                                 f"known: {sorted(bands or {})}")  # fmt: skip
+                raise ValueError(
+                    f"{where}: unknown band {band!r}; give bands (name -> (low, high) Hz), "
+                    f"known: {sorted(bands or {})}"
+                )
             flo, fhi = (float(v) for v in bands[str(band)])
             f = np.asarray(x["freq"].values, dtype=float)
             fsel = (f >= flo) & (f < fhi)
             if not fsel.any():
-                raise ValueError(f"{where}: band {band!r} ({flo}-{fhi} Hz) holds no frequency of the data")
+                raise ValueError(
+                    f"{where}: band {band!r} ({flo}-{fhi} Hz) holds no frequency of the data"
+                )
             x = x.isel(freq=np.flatnonzero(fsel)).mean("freq", skipna=False)
             info.update(fmin_hz=flo, fmax_hz=fhi)
         info["band"] = str(band)
@@ -1102,8 +1159,10 @@ def _planned_values(data: xr.DataArray | xr.Dataset, spec: Any, bands: Mapping[s
         raise ValueError(f"{where}: band given but the data have no 'freq' or 'band' dim")
     rest = [d for d in x.dims if d not in ("subject", dim)]
     if rest:
-        raise ValueError(f"{where}: dims {rest} are left after averaging; the data must be (subject, {dim}, "
-                         f"{sdim}[, time][, freq or band])")  # fmt: skip
+        raise ValueError(
+            f"{where}: dims {rest} are left after averaging; the data must be (subject, {dim}, "
+            f"{sdim}[, time][, freq or band])"
+        )
     return x.transpose("subject", dim), info
 
 
@@ -1116,7 +1175,7 @@ def planned_contrasts(
     alpha: float = 0.05,
     dim: str = "condition",
 ) -> pd.DataFrame:
-    """Planned ROI x window (x band) contrasts, tested at the subject level, corrected within their family.
+    """Planned ROI x window (x band) contrasts at the subject level, corrected within their family.
 
     Each contrast averages the subject-level data over its region of interest
     (channels or nodes), its time window and its band, then compares two
@@ -1176,7 +1235,8 @@ def planned_contrasts(
     >>> rng = np.random.default_rng(0)
     >>> x = rng.normal(size=(8, 2, 2, 5)); x[:, 0, :, 2:] += 2.0
     >>> da = xr.DataArray(x, dims=("subject", "condition", "channel", "time"),
-    ...                   coords={"subject": [f"s{i}" for i in range(8)], "condition": ["ME", "MaE"],
+    ...                   coords={"subject": [f"s{i}" for i in range(8)],
+    ...                           "condition": ["ME", "MaE"],
     ...                           "channel": ["CZ", "PZ"], "time": np.arange(5) * 0.1})
     >>> t = planned_contrasts(da, [{"name": "late", "contrast": ("ME", "MaE"), "channels": ["PZ"],
     ...                             "window_s": (0.2, 0.4)}])
@@ -1191,7 +1251,9 @@ def planned_contrasts(
         raise ValueError(f"correction must be one of {PLANNED_CORRECTIONS}, got {correction!r}")
     alpha = _check_prob(alpha, "alpha")
     if isinstance(contrasts, Mapping | str) or not isinstance(contrasts, Sequence):
-        raise ValueError("contrasts must be a sequence of planned contrasts (mappings with name, contrast, ...)")
+        raise ValueError(
+            "contrasts must be a sequence of planned contrasts (mappings with name, contrast, ...)"
+        )
     missing = [d for d in ("subject", dim) if d not in data.dims]
     if missing:
         raise ValueError(f"data must have dims ('subject', {dim!r}, ...); missing {missing}")
@@ -1214,29 +1276,67 @@ def planned_contrasts(
         if absent:
             raise ValueError(f"{where}: condition(s) {absent} not in the data ({labels})")
         x, info = _planned_values(data, spec, bands, dim, where)
-        long = x.sel({dim: [a, b]}).to_dataframe(name="value").reset_index()[["subject", dim, "value"]]
-        row: dict[str, Any] = {"name": name, "contrast": f"{a}-{b}", **info, "test": "paired t-test on subject means"}
+        long = (
+            x.sel({dim: [a, b]}).to_dataframe(name="value").reset_index()[["subject", dim, "value"]]
+        )
+        row: dict[str, Any] = {
+            "name": name,
+            "contrast": f"{a}-{b}",
+            **info,
+            "test": "paired t-test on subject means",
+        }
         n_all = int(x.sizes["subject"])
         try:
             tt = paired_test(long, measure="value", within=dim, contrast=(a, b)).iloc[0]
         except ValueError as err:
             logger.warning("%s not tested: %s", where, err)
-            row.update(n_subjects=0, n_dropped=n_all, mean_a=math.nan, mean_b=math.nan, mean_diff=math.nan,
-                       sd_diff=math.nan, t=math.nan, df=math.nan, p=math.nan, cohen_dz=math.nan, ci_low=math.nan,
-                       ci_high=math.nan)  # fmt: skip
+            row.update(
+                n_subjects=0,
+                n_dropped=n_all,
+                mean_a=math.nan,
+                mean_b=math.nan,
+                mean_diff=math.nan,
+                sd_diff=math.nan,
+                t=math.nan,
+                df=math.nan,
+                p=math.nan,
+                cohen_dz=math.nan,
+                ci_low=math.nan,
+                ci_high=math.nan,
+            )
         else:
-            row.update(n_subjects=int(tt["n_subjects"]), n_dropped=int(tt["n_dropped"]), mean_a=float(tt[f"mean_{a}"]),
-                       mean_b=float(tt[f"mean_{b}"]), mean_diff=float(tt["mean_diff"]), sd_diff=float(tt["sd_diff"]),
-                       t=float(tt["statistic"]), df=float(tt["df"]), p=float(tt["p"]), cohen_dz=float(tt["cohen_dz"]),
-                       ci_low=float(tt["ci_low"]), ci_high=float(tt["ci_high"]))  # fmt: skip
+            row.update(
+                n_subjects=int(tt["n_subjects"]),
+                n_dropped=int(tt["n_dropped"]),
+                mean_a=float(tt[f"mean_{a}"]),
+                mean_b=float(tt[f"mean_{b}"]),
+                mean_diff=float(tt["mean_diff"]),
+                sd_diff=float(tt["sd_diff"]),
+                t=float(tt["statistic"]),
+                df=float(tt["df"]),
+                p=float(tt["p"]),
+                cohen_dz=float(tt["cohen_dz"]),
+                ci_low=float(tt["ci_low"]),
+                ci_high=float(tt["ci_high"]),
+            )
         rows.append(row)
-    table = pd.DataFrame(rows, columns=[c for c in PLANNED_COLUMNS if c not in ("p_corrected", "correction",
-                                                                               "family_size", "significant")])
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            c
+            for c in PLANNED_COLUMNS
+            if c not in ("p_corrected", "correction", "family_size", "significant")
+        ],
+    )
     p = table["p"].to_numpy(dtype=float)
     finite = np.isfinite(p)
     adj = np.full(p.shape, np.nan)
     if finite.any():
-        adj[finite] = p[finite] if correction == "none" else multipletests(p[finite], alpha=alpha, method=correction)[1]
+        adj[finite] = (
+            p[finite]
+            if correction == "none"
+            else multipletests(p[finite], alpha=alpha, method=correction)[1]
+        )
     table["p_corrected"] = adj
     table["correction"] = correction
     table["family_size"] = int(finite.sum())

@@ -34,8 +34,16 @@ from . import tfr as tfr_mod
 from .config import Config
 from .pipeline import Upstream
 
-__all__ = ["CLEAN_STAGE", "GROUP_ONLY_SECTIONS", "covers", "shared_config", "shared_window", "step_config", "tfr_upstream",
-           "upstream"]
+__all__ = [
+    "CLEAN_STAGE",
+    "GROUP_ONLY_SECTIONS",
+    "covers",
+    "shared_config",
+    "shared_window",
+    "step_config",
+    "tfr_upstream",
+    "upstream",
+]
 
 #: Cache stage of the shared preprocessed epochs.
 CLEAN_STAGE = "clean-epochs"
@@ -78,7 +86,8 @@ def shared_config(config: Config) -> Config:
 
 
 #: Configuration sections only the group level reads (planned contrasts): at their defaults in the
-#: configuration of a per-subject step (:func:`step_config`), so changing them reuses the cached steps.
+#: configuration of a per-subject step (:func:`step_config`), so changing them reuses the cached
+#: steps.
 GROUP_ONLY_SECTIONS: tuple[str, ...] = ("planned",)
 
 

@@ -671,8 +671,12 @@ def compute_tfr(
         ds["induced"] = xr.DataArray(ind, dims=dims, coords=ds["power"].coords, attrs={"units": "V**2"})
     for k in subsets:
         ds = ds.assign_coords({f"n_epochs_{k}": ("condition", sub_n[k])})
-        ds[f"power_{k}"] = xr.DataArray(sub_power[k], dims=dims, coords=ds["power"].coords,
-                                        attrs={"units": "V**2", "epochs": f"subset {k!r}"})  # fmt: skip
+        ds[f"power_{k}"] = xr.DataArray(
+            sub_power[k],
+            dims=dims,
+            coords=ds["power"].coords,
+            attrs={"units": "V**2", "epochs": f"subset {k!r}"},
+        )
     logger.info("%s: TFR (%s, %d freqs, %d times) of %s epochs", subject, method, n_f, n_t,
                 dict(zip(conds, n_ep.tolist(), strict=True)))  # fmt: skip
     return TFRResult(validate(ds), trials)
@@ -768,13 +772,17 @@ def stack_subjects(results: Sequence[TFRResult | xr.Dataset], *, config: Config 
     parts = []
     for i in order:
         d = dss[i].reindex(condition=conds)
-        d = d.assign_coords({c: d[c].fillna(0).astype(np.int64) for c in d.coords if str(c).startswith("n_epochs")})
+        counts = [c for c in d.coords if str(c).startswith("n_epochs")]
+        d = d.assign_coords({c: d[c].fillna(0).astype(np.int64) for c in counts})
         d.attrs = {}
         parts.append(d.expand_dims(subject=[subjects[i]]))
     group = xr.concat(parts, dim="subject", coords="different", compat="equals")
     # epoch counts equal in every subject are kept 1-D by concat: give them the subject dim back
-    for c in [c for c in group.coords if str(c).startswith("n_epochs") and "subject" not in group[c].dims]:
-        group = group.assign_coords({c: group[c].expand_dims(subject=group["subject"].values).transpose("subject", ...)})
+    for c in [
+        c for c in group.coords if str(c).startswith("n_epochs") and "subject" not in group[c].dims
+    ]:
+        per_subject = group[c].expand_dims(subject=group["subject"].values)
+        group = group.assign_coords({c: per_subject.transpose("subject", ...)})
     group["time"].attrs["units"] = "s"
     group["freq"].attrs["units"] = "Hz"
     keep = {k: v for k, v in ref.attrs.items() if k not in ("subject", "config_hash", "seed", "mmme_neuro_version")}
@@ -962,6 +970,6 @@ def first_level(session: Any, config: Config, *, method: Literal["morlet", "mult
     options = matching_options(config)
     subsets = None if options is None else {"emg_matched": match_emg(md, **options).epoch_ids}
     res = compute_tfr(epochs, md, config=config, method=method, subject=session.subject,
-                      rois=dict(DEFAULT_ROIS if rois is None else rois), subsets=subsets)  # fmt: skip
+                      rois=dict(DEFAULT_ROIS if rois is None else rois), subsets=subsets)
     table = bookkeeping_table(md)
     return {"tfr": res.tfr, "trials": res.trials, "epochs": table}

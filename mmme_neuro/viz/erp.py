@@ -101,18 +101,24 @@ def _new_axes(n: int, height_mm: float, width: str | float = "double") -> tuple[
     return fig, list(axes[0])
 
 
-def _shade_planned(ax: Axes, planned: pd.DataFrame | None, channels: Sequence[str], y: float) -> None:
-    """Shade the windows of the planned contrasts whose ROI is ``channels``; label them at height ``y``."""
+def _shade_planned(
+    ax: Axes, planned: pd.DataFrame | None, channels: Sequence[str], y: float
+) -> None:
+    """Shade the windows of the planned contrasts whose ROI is ``channels``; label them at height
+    ``y``."""
     if planned is None or not len(planned):
         return
     for r in planned.to_dict(orient="records"):
-        if set(str(r["roi"]).split(",")) != set(channels) or not np.isfinite(r.get("tmin_s", np.nan)):
+        if set(str(r["roi"]).split(",")) != set(channels) or not np.isfinite(
+            r.get("tmin_s", np.nan)
+        ):
             continue
         t0, t1 = float(r["tmin_s"]), float(r["tmax_s"])
         ax.axvspan(t0, t1, color="#888888", alpha=0.12, linewidth=0, hatch="////", fill=False)
         if np.isfinite(r.get("t", np.nan)):
             corr = "" if r["correction"] == "none" else f" ({r['correction']})"
-            text = f"planned {r['name']} {r['contrast']}: t({r['df']:.0f})={r['t']:.2f}, p={r['p_corrected']:.2g}{corr}"
+            stat = f"t({r['df']:.0f})={r['t']:.2f}, p={r['p_corrected']:.2g}{corr}"
+            text = f"planned {r['name']} {r['contrast']}: {stat}"
         else:
             text = f"planned {r['name']} {r['contrast']}: not tested"
         ax.plot([t0, t1], [y, y], color="#555555", linewidth=2.0, solid_capstyle="butt")
@@ -436,8 +442,14 @@ def plot_erp_overview(
         top, bottom = fig.subfigures(2, 1, height_ratios=[1.5, 1])
         ncols = 1 + len(emg_measures)
         ax_top = top.subplots(1, ncols, width_ratios=[2.2] + [1] * len(emg_measures), squeeze=False)[0]
-        plot_erp_waveforms(group, rois, conditions=conditions, clusters=list(clusters), axes=[ax_top[0]],
-                           planned=planned)  # fmt: skip
+        plot_erp_waveforms(
+            group,
+            rois,
+            conditions=conditions,
+            clusters=list(clusters),
+            axes=[ax_top[0]],
+            planned=planned,
+        )
         panel_label(ax_top[0], "a", x=-0.08)
         if emg_measures:
             plot_emg_confound(emg_values, emg_measures, tests=emg_tests, axes=list(ax_top[1:]))

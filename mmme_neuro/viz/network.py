@@ -86,8 +86,12 @@ def plot_nodal_topomaps(
                 contours=0, sensors=True, sphere="auto",
             )  # fmt: skip
             title = f"{band} ({int(mask.sum())} sig.)"
-            for pr in ([] if planned is None else planned.to_dict(orient="records")):
-                if pr.get("band") == band and pr["contrast"] == f"{a}-{b}" and np.isfinite(pr["p_corrected"]):
+            for pr in [] if planned is None else planned.to_dict(orient="records"):
+                if (
+                    pr.get("band") == band
+                    and pr["contrast"] == f"{a}-{b}"
+                    and np.isfinite(pr["p_corrected"])
+                ):
                     title += f"\nplanned p={pr['p_corrected']:.2g}"
             ax.set_title(title, fontweight="normal")
         if im is not None:
