@@ -477,8 +477,8 @@ def build_markdown(summary: dict[str, Any]) -> str:
         if col.get("vif", 0) > 5:
             verdict += (f" Caution: within subjects the EMG covariate nearly duplicates the condition "
                         f"(r = {_f(col['r'], '.2f')}, VIF = {_f(col['vif'], '.1f')}), so the adjusted estimate is "
-                        "uninformative (see its CI), not evidence for or against the ERP effect; compare "
-                        "EMG-matched subsets or epochs before EMG onset instead.")  # fmt: skip
+                        "uninformative (see its CI), not evidence for or against the ERP effect; read "
+                        "the EMG-matched test (above) or epochs before EMG onset instead.")  # fmt: skip
     lines += ["", verdict]
     lines += ["", "Figures: `erp_overview` (a waveforms with cluster extents, EMG panels, topomaps of ME - MaE with "
               "significant channels), `erp_waveforms`, `topomaps_me_vs_mae`, `topomaps_me_vs_ne`, `emg_confound`. "
