@@ -29,6 +29,13 @@ covariate, and the paired ME vs MaE test of the EMG measures. Writes to
   ``emg_confound``;
 * ``summary.json`` (``docs/summary-json.md``) and ``summary.md``;
 * ``ica_stability.csv`` (with ``preprocessing.ica_stability_refits`` > 0): the ICA reliability check, one row per subject and refit.
+* ``planned.csv``: the planned ROI x window contrasts (``planned.erp``;
+  :func:`mmme_neuro.stats.planned_contrasts`), reported beside the cluster tests;
+* with ``emg_matching.method`` not ``"off"`` (default ``"nearest"``), the EMG-matched
+  sensitivity analysis: ``emg_matching.csv`` (per-subject matching report),
+  ``clusters_me_vs_mae_emg_matched.csv`` (the ME - MaE cluster test on the matched
+  epochs) and ``survives_emg_matching`` on every significant ME - MaE cluster
+  (``clusters_me_vs_mae.csv``, summary.json, summary.md);
 * ``timing.json``: time of the per-subject step and of the group level (not a result: it changes from run to run).
 """
 
@@ -48,7 +55,7 @@ import xarray as xr
 
 from analyses._common import build_parser, group_jobs, run_script, write_csv, write_timing
 from mmme_neuro import epochs as ep_mod
-from mmme_neuro import erp, steps
+from mmme_neuro import erp, matching, steps
 from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
 from mmme_neuro.dataset import coded_exclusions, prepare_bids
@@ -60,14 +67,18 @@ from mmme_neuro.reporting import (
     make_contrast,
     model_fields,
     p_text,
+    planned_markdown,
+    planned_records,
     write_summary,
 )
 from mmme_neuro.stats import (
+    PLANNED_COLUMNS,
     ClusterResult,
     cluster_tests,
     covariate_collinearity,
     mixed_model,
     paired_test,
+    planned_contrasts,
 )
 from mmme_neuro.viz import erp as verp
 from mmme_neuro.viz.style import save_figure
@@ -107,6 +118,78 @@ def group_erp(results: Sequence[Mapping[str, Any]], config: Config) -> tuple[xr.
     return out, md, report
 
 
+def _cluster_label(row: Mapping[str, Any]) -> str:
+    chans = str(row.get("channels", "")).split(",")
+    return (
+        f"cluster {row.get('cluster', '?')} ({'+' if row['sign'] > 0 else '-'}, "
+        f"{row['time_min_s']:.3f}-"
+        f"{row['time_max_s']:.3f} s, {len(chans)} channels, peak {row.get('peak_channel')})"
+    )
+
+
+def emg_matched(
+    results: Sequence[Mapping[str, Any]],
+    md: pd.DataFrame,
+    main: ClusterResult | None,
+    config: Config,
+    *,
+    n_jobs: int = 1,
+) -> dict[str, Any] | None:
+    """The EMG-matched ME - MaE cluster test beside the main one (None when matching is off).
+
+    The group level repeats the matching of the first level on the stored
+    metadata (:func:`mmme_neuro.matching.matched_epochs`: the report, and
+    the minimum-count rule on the matched epochs) and checks it against the
+    counts of the matched averages (``evoked_emg_matched``) the first level stored.
+
+    Returns
+    -------
+    matched : dict | None
+        ``matching`` (:class:`~mmme_neuro.matching.EmgMatching`), ``min_count``,
+        ``group`` (matched ME/MaE averages, NaN where the rule excludes), ``result``
+        (:class:`~mmme_neuro.stats.ClusterResult` or None when untestable) and ``block``
+        (``results.emg_matched`` of summary.json).
+    """
+    got = matching.matched_epochs(md, config, erp.MATCHED_CONDITIONS)
+    if got is None:
+        return None
+    m, _, report = got
+    evs = [r["evoked_emg_matched"] for r in results]
+    group = erp.stack_subjects(
+        evs, config=config, analysis=ANALYSIS, epochs="EMG-matched ME and MaE epochs"
+    )
+    matching.check_counts(m, group["n_epochs"])
+    for row in report[~report["included"]].itertuples():
+        if row.subject in group["subject"].values:
+            group.loc[{"subject": row.subject, "condition": row.condition}] = np.nan
+    res = cluster_tests(group, [tuple(erp.MATCHED_CONDITIONS)], config=config, n_jobs=n_jobs)[
+        "ME-MaE"
+    ]
+    n_ok = int(report[report["included"]].groupby("subject").size().eq(2).sum())
+    info = matching.cluster_test_info(
+        res,
+        f"{n_ok} subject(s) with at least {config.epochs.min_epochs_per_condition} "
+        "matched ME and MaE epochs; 2 are needed",
+    )
+    effects = matching.cluster_effects(main, res, matched_data=group, label=_cluster_label)
+    return {
+        "matching": m,
+        "min_count": report,
+        "group": group,
+        "result": res,
+        "block": matching.summary_block(m, report, info, effects),
+    }
+
+
+def planned_table(group: xr.DataArray, config: Config) -> pd.DataFrame:
+    """The planned ROI x window contrasts of ``planned.erp`` on the group ERPs (µV), corrected
+    within the family."""
+    specs = [{**c.model_dump(), "measure": "amplitude_uv"} for c in config.planned_contrasts("erp")]
+    if not specs:
+        return pd.DataFrame(columns=list(PLANNED_COLUMNS))
+    return planned_contrasts(
+        group, specs, correction=config.planned.correction, alpha=config.stats.alpha
+    )
 
 
 def run_mixed_models(components: pd.DataFrame) -> pd.DataFrame:
@@ -142,11 +225,26 @@ def _f(x: Any, fmt: str = ".3g") -> str:
     return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(float(x), fmt)
 
 
-def build_summary(config: Config, inputs: dict[str, Path], group: xr.DataArray, md: pd.DataFrame,
-                  clusters: dict[str, ClusterResult | None], models: pd.DataFrame, emg: pd.DataFrame,
-                  exclusions: dict[str, int], report: pd.DataFrame, failed: list[dict[str, str]],
-                  ica_stability: pd.DataFrame | None = None) -> dict[str, Any]:  # fmt: skip
-    """The summary.json content (``docs/summary-json.md``); ``ica_stability``: :func:`~mmme_neuro.preprocessing.ica_stability_table`."""
+def build_summary(
+    config: Config,
+    inputs: dict[str, Path],
+    group: xr.DataArray,
+    md: pd.DataFrame,
+    clusters: dict[str, ClusterResult | None],
+    models: pd.DataFrame,
+    emg: pd.DataFrame,
+    exclusions: dict[str, int],
+    report: pd.DataFrame,
+    failed: list[dict[str, str]],
+    ica_stability: pd.DataFrame | None = None,
+    planned: pd.DataFrame | None = None,
+    matched: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The summary.json content (``docs/summary-json.md``).
+
+    ``ica_stability``: :func:`~mmme_neuro.preprocessing.ica_stability_table`; ``planned``:
+    :func:`planned_table`; ``matched``: :func:`emg_matched`.
+    """
     summary = base_summary(ANALYSIS, config, inputs=inputs)
     subjects = [str(s) for s in group["subject"].values]
     summary["subjects"] = subjects
@@ -156,11 +254,20 @@ def build_summary(config: Config, inputs: dict[str, Path], group: xr.DataArray, 
     summary["exclusions_by_reason"] = exclusions
     contrasts: list[dict[str, Any]] = []
     cluster_info: dict[str, Any] = {}
+    flags = {e["cluster"]: e for e in (matched["block"]["effects"] if matched else [])}
     for name, res in clusters.items():
         if res is None:
             cluster_info[name] = {"tested": False}
             continue
-        contrasts.extend(res.to_contrast_records())
+        recs = res.to_contrast_records()
+        for rec in recs:
+            if name == "ME-MaE" and rec.get("significant") and rec.get("cluster") in flags:
+                f = flags[rec["cluster"]]
+                rec.update(
+                    survives_emg_matching=f["survives_emg_matching"],
+                    matched_mean_diff=f["matched_mean_diff"],
+                )
+        contrasts.extend(recs)
         cluster_info[name] = {"tested": True, "n_subjects": res.n_subjects, "n_clusters": int(len(res.clusters)),
                               "n_significant": res.n_significant, "n_permutations": res.n_permutations,
                               "exact": res.exact, "threshold_t": res.threshold, "dropped_subjects": res.dropped_subjects}  # fmt: skip
@@ -194,6 +301,12 @@ def build_summary(config: Config, inputs: dict[str, Path], group: xr.DataArray, 
         emg_res[row["measure"]] = {"mean_ME": row["mean_ME"], "mean_MaE": row["mean_MaE"], "t": row["statistic"],
                                    "df": row["df"], "p": row["p"], "cohen_dz": row["cohen_dz"],
                                    "larger": "MaE" if row["mean_diff"] < 0 else "ME"}  # fmt: skip
+    if matched is not None and matched["result"] is not None:
+        for rec in matched["result"].to_contrast_records():
+            rec.update(kind="cluster_emg_matched", emg_matching=matched["matching"].options)
+            contrasts.append(rec)
+    if planned is not None and len(planned):
+        contrasts.extend(planned_records(planned, units="µV"))
     summary["contrasts"] = contrasts
     alpha = config.stats.alpha
     with_cov = mm.get("with_emg_covariate")
@@ -206,17 +319,48 @@ def build_summary(config: Config, inputs: dict[str, Path], group: xr.DataArray, 
         "alpha": alpha,
         "clusters": cluster_info,
         "mixed_models_p3_mean": mm,
-        "erp_effect_survives_emg_covariate": None if with_cov is None else bool(with_cov["p"] < alpha),
+        "erp_effect_survives_emg_covariate": None
+        if with_cov is None
+        else bool(with_cov["p"] < alpha),
         "emg_condition_collinearity": covariate_collinearity(kept, EMG_COVARIATE)
-        if EMG_COVARIATE in kept.columns else None,
+        if EMG_COVARIATE in kept.columns
+        else None,
         "emg_me_vs_mae": emg_res,
-        "epochs_per_subject": {s: {c: int(n) for c, n in zip(group["condition"].values, counts, strict=True)}
-                               for s, counts in zip(subjects, group["n_epochs"].values, strict=True)},  # fmt: skip
-        "min_count_excluded": [f"{r.subject}:{r.condition} ({r.reason})" for r in report[~report["included"]].itertuples()],
+        "epochs_per_subject": {
+            s: {c: int(n) for c, n in zip(group["condition"].values, counts, strict=True)}
+            for s, counts in zip(subjects, group["n_epochs"].values, strict=True)
+        },  # fmt: skip
+        "min_count_excluded": [
+            f"{r.subject}:{r.condition} ({r.reason})"
+            for r in report[~report["included"]].itertuples()
+        ],
         "failed_subjects": failed,
         "ica_stability": _ica_stability_summary(ica_stability),
+        "emg_matched": None if matched is None else matched["block"],
+        "planned": {
+            "correction": config.planned.correction,
+            "alpha": alpha,
+            "family_size": int(planned["family_size"].iloc[0])
+            if planned is not None and len(planned)
+            else 0,
+            "names": [] if planned is None else [str(n) for n in planned["name"]],
+        },
     }
     return summary
+
+
+def _with_flags(table: pd.DataFrame, effects: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """A cluster table with ``survives_emg_matching`` and ``matched_mean_diff`` (significant
+    clusters; else empty)."""
+    flags = {e["cluster"]: e for e in effects}
+    out = table.copy()
+    out["survives_emg_matching"] = [
+        flags[c]["survives_emg_matching"] if c in flags else None for c in out["cluster"]
+    ]
+    out["matched_mean_diff"] = [
+        flags[c]["matched_mean_diff"] if c in flags else np.nan for c in out["cluster"]
+    ]
+    return out
 
 
 def _ica_stability_summary(table: pd.DataFrame | None) -> dict[str, Any] | None:
@@ -238,6 +382,21 @@ def _ica_stability_summary(table: pd.DataFrame | None) -> dict[str, Any] | None:
     }
 
 
+
+
+def _matched_test_line(test: Mapping[str, Any]) -> str:
+    """The matched ME - MaE cluster test in one line (summary.md)."""
+    name = cluster_test_name(test)
+    sig = test.get("significant_clusters") or []
+    if not sig:
+        return f"no significant cluster (n = {test['n_subjects']}; {name})."
+    parts = [
+        f"cluster {c['cluster']} ({'+' if c['sign'] > 0 else '-'}) {_f(c['time_s'][0], '.3f')}-"
+        f"{_f(c['time_s'][1], '.3f')} s over {c['n_sites']} channels, "
+        f"{p_text(c['p'], test['n_permutations'])}"
+        for c in sig
+    ]
+    return f"n = {test['n_subjects']}; {name}: " + "; ".join(parts) + "."
 
 
 def build_markdown(summary: dict[str, Any]) -> str:
@@ -286,6 +445,11 @@ def build_markdown(summary: dict[str, Any]) -> str:
                 f"dz = {_f(c['effect_size'], '.2f')} (descriptive), peak at {c.get('peak_channel')} "
                 f"{_f(c.get('peak_time_s'), '.3f')} s; n = {c['n']}."
             )  # fmt: skip
+    lines += planned_markdown(
+        [c for c in summary["contrasts"] if c["kind"] == "planned"],
+        title="Planned contrasts, beside the cluster test",
+    )
+    lines += matching.markdown_lines(res.get("emg_matched"), _matched_test_line, what="cluster")
     lines += ["", "## Facial EMG (the confound)", ""]
     for m, r in res["emg_me_vs_mae"].items():
         lines.append(f"- {m}: ME {_f(r['mean_ME'])} vs MaE {_f(r['mean_MaE'])}, "
@@ -313,8 +477,8 @@ def build_markdown(summary: dict[str, Any]) -> str:
         if col.get("vif", 0) > 5:
             verdict += (f" Caution: within subjects the EMG covariate nearly duplicates the condition "
                         f"(r = {_f(col['r'], '.2f')}, VIF = {_f(col['vif'], '.1f')}), so the adjusted estimate is "
-                        "uninformative (see its CI), not evidence for or against the ERP effect; compare "
-                        "EMG-matched subsets or epochs before EMG onset instead.")  # fmt: skip
+                        "uninformative (see its CI), not evidence for or against the ERP effect; read "
+                        "the EMG-matched test (above) or epochs before EMG onset instead.")  # fmt: skip
     lines += ["", verdict]
     lines += ["", "Figures: `erp_overview` (a waveforms with cluster extents, EMG panels, topomaps of ME - MaE with "
               "significant channels), `erp_waveforms`, `topomaps_me_vs_mae`, `topomaps_me_vs_ne`, `emg_confound`. "
@@ -322,14 +486,29 @@ def build_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def make_figures(group: xr.DataArray, clusters: dict[str, ClusterResult | None], trials: pd.DataFrame,
-                 emg: pd.DataFrame) -> dict[str, Any]:  # fmt: skip
-    """All figures, by output name (not yet saved)."""
+def make_figures(
+    group: xr.DataArray,
+    clusters: dict[str, ClusterResult | None],
+    trials: pd.DataFrame,
+    emg: pd.DataFrame,
+    planned: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """All figures, by output name (not yet saved); ``planned`` windows are shaded on the waveforms
+    of their ROI."""
     tested = [c for c in clusters.values() if c is not None]
     figs: dict[str, Any] = {}
-    figs["erp_overview"] = verp.plot_erp_overview(group, ROIS, clusters=tested, emg_values=trials, emg_tests=emg,
-                                                  emg_measures=EMG_MEASURES, windows=TOPO_WINDOWS)  # fmt: skip
-    figs["erp_waveforms"] = verp.plot_erp_waveforms(group, ROIS, clusters=tested)[0].figure
+    figs["erp_overview"] = verp.plot_erp_overview(
+        group,
+        ROIS,
+        clusters=tested,
+        emg_values=trials,
+        emg_tests=emg,
+        emg_measures=EMG_MEASURES,
+        windows=TOPO_WINDOWS,
+        planned=planned,
+    )
+    waves = verp.plot_erp_waveforms(group, ROIS, clusters=tested, planned=planned)
+    figs["erp_waveforms"] = waves[0].figure
     for (a, b) in CONTRASTS:
         res = clusters.get(f"{a}-{b}")
         figs[f"topomaps_{a.lower()}_vs_{b.lower()}"] = verp.plot_contrast_topomaps(
@@ -346,7 +525,13 @@ def first_level_step(config: Config) -> Step:
     :func:`run` runs it; ``mmme-neuro run`` runs it with the other analyses'
     steps as one task graph first (:func:`mmme_neuro.pipeline.run_steps`).
     """
-    return Step(erp.first_level, "erp", config, {"windows": WINDOWS, "rois": ROIS}, steps.upstream(config))
+    return Step(
+        erp.first_level,
+        "erp",
+        steps.step_config(config),
+        {"windows": WINDOWS, "rois": ROIS},
+        steps.upstream(config),
+    )
 
 
 def run(config: Config, out_dir: Path, *, progress: bool = True, figures: bool = True) -> dict[str, Any]:
@@ -363,9 +548,22 @@ def run(config: Config, out_dir: Path, *, progress: bool = True, figures: bool =
     save_netcdf(group, out_dir / "erp.nc")
 
     clusters = cluster_tests(group, CONTRASTS, config=config, n_jobs=group_jobs(config))
+    matched = emg_matched(results, md, clusters.get("ME-MaE"), config, n_jobs=group_jobs(config))
     for (a, b) in CONTRASTS:
         res = clusters[f"{a}-{b}"]
-        write_csv(res.clusters if res is not None else pd.DataFrame(), out_dir / f"clusters_{a.lower()}_vs_{b.lower()}.csv")
+        table = res.clusters if res is not None else pd.DataFrame()
+        if matched is not None and (a, b) == ("ME", "MaE") and len(table):
+            table = _with_flags(table, matched["block"]["effects"])
+        write_csv(table, out_dir / f"clusters_{a.lower()}_vs_{b.lower()}.csv")
+    if matched is not None:
+        write_csv(matched["matching"].report, out_dir / "emg_matching.csv")
+        res_m = matched["result"]
+        write_csv(
+            res_m.clusters if res_m is not None else pd.DataFrame(),
+            out_dir / "clusters_me_vs_mae_emg_matched.csv",
+        )
+    planned = planned_table(group, config)
+    write_csv(planned, out_dir / "planned.csv")
     components = ep_mod.included_rows(pd.concat([r["components"] for r in results], ignore_index=True), report)
     write_csv(components, out_dir / "components.csv")
     models = run_mixed_models(components)
@@ -384,14 +582,14 @@ def run(config: Config, out_dir: Path, *, progress: bool = True, figures: bool =
         write_csv(ica_stab, out_dir / "ica_stability.csv")
 
     if figures:
-        for name, fig in make_figures(group, clusters, trials, emg).items():
+        for name, fig in make_figures(group, clusters, trials, emg, planned).items():
             save_figure(fig, out_dir / name, FIGURE_FORMATS)
     inputs = {"participants": Path(bids_root) / "participants.tsv"}
     for s in sorted(md["subject"].unique()):
         inputs[f"events_{s}"] = Path(bids_root) / s / "eeg" / f"{s}_task-mmme_events.tsv"
     inputs = {k: v for k, v in inputs.items() if v.is_file()}
     summary = build_summary(config, inputs, group, md, clusters, models, emg, ep_mod.exclusion_counts(md, excl), report, failed,
-                            ica_stab)  # fmt: skip
+                            ica_stab, planned, matched)
     write_summary(out_dir, summary, build_markdown(summary))
     write_timing(out_dir, step, t_group)
     logger.info("%s: %d subjects -> %s", ANALYSIS, summary["n_subjects"], os.fspath(out_dir))

@@ -21,7 +21,12 @@ to ``--out`` (default ``figures/network_nodal_efficiency/``):
 ``nbs_components_*``, ``nbs_edges_*``, ``global_tests``, ``global_metrics``,
 ``trial_efficiency``, ``mixed_models``, ``epochs``, ``min_count``), figures
 (``topomaps_<a>_vs_<b>``, ``nbs_<a>_vs_<b>``, ``density_curves``) and
-``summary.json`` / ``summary.md``.
+``summary.json`` / ``summary.md``. Beside the node tests: the planned contrasts of
+``planned.network`` (nodal efficiency averaged over their nodes, paired t-tests,
+``planned.csv``) and, with ``emg_matching.method`` not ``"off"`` (default
+``"nearest"``), the node tests repeated on the EMG-matched ME and MaE epochs
+(``nodal_me_vs_mae_emg_matched.csv``, ``emg_matching.csv``) with
+``survives_emg_matching`` on every significant ME - MaE node.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +45,21 @@ import xarray as xr
 
 from analyses._common import build_parser, run_script, write_csv, write_timing
 from mmme_neuro import epochs as ep_mod
+from mmme_neuro import matching, steps
 from mmme_neuro import netanalysis as na
-from mmme_neuro import steps
 from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
 from mmme_neuro.dataset import prepare_bids
 from mmme_neuro.pipeline import Step, run_steps
-from mmme_neuro.reporting import base_summary, make_contrast, p_text, write_summary
-from mmme_neuro.stats import mixed_model
+from mmme_neuro.reporting import (
+    base_summary,
+    make_contrast,
+    p_text,
+    planned_markdown,
+    planned_records,
+    write_summary,
+)
+from mmme_neuro.stats import PLANNED_COLUMNS, mixed_model, planned_contrasts
 from mmme_neuro.viz import network as vnet
 from mmme_neuro.viz.style import save_figure
 
@@ -69,6 +81,124 @@ def apply_min_count(conn: xr.DataArray, md: pd.DataFrame, config: Config) -> tup
         if row.subject in out["subject"].values and row.condition in out["condition"].values:
             out.loc[{"subject": row.subject, "condition": row.condition}] = np.nan
     return out, report
+
+
+def emg_matched(
+    per_epoch: Sequence[xr.Dataset],
+    md: pd.DataFrame,
+    main: pd.DataFrame,
+    config: Config,
+) -> dict[str, Any] | None:
+    """The node tests of ME - MaE repeated on the EMG-matched epochs (None when matching is off).
+
+    The per-epoch nodal efficiency is stored by the first level, so the matched
+    subject means are computed here from the matched epochs
+    (:func:`mmme_neuro.matching.matched_epochs`, minimum-count rule on them).
+
+    Returns
+    -------
+    matched : dict | None
+        ``matching``, ``min_count``, ``metrics`` (matched subject means), ``table``
+        (:func:`mmme_neuro.netanalysis.nodal_contrasts` or None when untestable) and
+        ``block`` (``results.emg_matched``).
+    """
+    got = matching.matched_epochs(md, config, ("ME", "MaE"))
+    if got is None:
+        return None
+    m, md_m, report = got
+    metrics = na.epoch_metric_means(per_epoch, config, metadata=md_m, conditions=("ME", "MaE"))
+    ok = xr.DataArray(
+        np.zeros((metrics.sizes["subject"], 2), dtype=bool),
+        dims=("subject", "condition"),
+        coords={"subject": metrics["subject"], "condition": metrics["condition"]},
+    )
+    for row in report[report["included"]].itertuples():
+        if row.subject in ok["subject"].values:
+            ok.loc[{"subject": row.subject, "condition": row.condition}] = True
+    metrics = metrics.where(ok)
+    try:
+        table = na.nodal_contrasts(metrics, ("ME", "MaE"), config)
+    except ValueError as err:
+        logger.warning("EMG-matched node tests not run: %s", err)
+        table = None
+    n_ok = int(ok.all("condition").sum())
+    if table is None:
+        info: dict[str, Any] = {
+            "tested": False,
+            "reason": f"{n_ok} subject(s) with at least "
+            f"{config.epochs.min_epochs_per_condition} matched ME and MaE epochs; 2 are needed",
+        }
+    else:
+        first = table.iloc[0]
+        info = {
+            "tested": True,
+            "test": "paired sign-flip permutation t-test per node, max-statistic FWER per band",
+            "n_subjects": int(first["n_subjects"]),
+            "n_permutations": int(first["n_permutations"]),
+            "exact": bool(first["exact"]),
+            "significant_nodes": {
+                str(b): sub.loc[sub["significant"], "node"].tolist()
+                for b, sub in table.groupby("band", sort=False)
+            },
+            "p_maxstat": {
+                f"{r['band']}:{r['node']}": float(r["p_maxstat"])
+                for r in table[table["significant"]].to_dict(orient="records")
+            },
+        }
+    surv = matching.node_survival(main, table, alpha=config.stats.alpha)
+    effects = []
+    for r in surv.to_dict(orient="records"):
+        flag = r["survives_emg_matching"]
+        flag = None if flag is None or (isinstance(flag, float) and np.isnan(flag)) else bool(flag)
+        label = f"{r['band']} {r['node']} (t = {r['t']:.2f}, {r['criterion']})"
+        if flag is not None and np.isfinite(r["matched_t"]):
+            label += f": matched t = {r['matched_t']:.2f}"
+        effects.append(
+            {
+                "contrast": "ME-MaE",
+                "kind": "node",
+                **r,
+                "survives_emg_matching": flag,
+                "label": label,
+            }
+        )
+    return {
+        "matching": m,
+        "min_count": report,
+        "metrics": metrics,
+        "table": table,
+        "block": matching.summary_block(m, report, info, effects),
+    }
+
+
+def planned_table(node_metrics: xr.Dataset, config: Config) -> pd.DataFrame:
+    """The planned contrasts of ``planned.network`` on the subject means of nodal efficiency,
+    corrected within the family."""
+    specs = [c.model_dump() for c in config.planned_contrasts("network")]
+    if not specs:
+        return pd.DataFrame(columns=list(PLANNED_COLUMNS))
+    return planned_contrasts(
+        node_metrics,
+        specs,
+        bands=config.bands,
+        correction=config.planned.correction,
+        alpha=config.stats.alpha,
+    )
+
+
+def _matched_test_line(test: Mapping[str, Any]) -> str:
+    """The matched node tests in one line (summary.md)."""
+    exact = " (exact)" if test.get("exact") else ""
+    n_perm = test["n_permutations"]
+    head = f"n = {test['n_subjects']}; max-statistic sign-flip test, {n_perm} permutations{exact}"
+    ps = test.get("p_maxstat") or {}
+    if not ps:
+        return f"{head}: no significant node."
+    return (
+        f"{head}: "
+        + ", ".join(f"{k} {p_text(p, test['n_permutations'])}" for k, p in ps.items())
+        + "."
+    )
 
 
 #: Columns of a condition term in ``results.mixed_models``: the trial-level model and, beside it,
@@ -103,10 +233,22 @@ def run_mixed_models(trials: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
-def build_summary(config: Config, inputs: dict[str, Path], conn: xr.DataArray, md: pd.DataFrame, report: pd.DataFrame,
-                  nodal: dict[str, pd.DataFrame], nbs: dict[str, dict[str, na.NBSResult]], glob: pd.DataFrame,
-                  models: pd.DataFrame, failed: list[dict[str, str]]) -> dict[str, Any]:  # fmt: skip
-    """The summary.json content (``docs/summary-json.md``)."""
+def build_summary(
+    config: Config,
+    inputs: dict[str, Path],
+    conn: xr.DataArray,
+    md: pd.DataFrame,
+    report: pd.DataFrame,
+    nodal: dict[str, pd.DataFrame],
+    nbs: dict[str, dict[str, na.NBSResult]],
+    glob: pd.DataFrame,
+    models: pd.DataFrame,
+    failed: list[dict[str, str]],
+    planned: pd.DataFrame | None = None,
+    matched: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The summary.json content (``docs/summary-json.md``); ``planned``: :func:`planned_table`;
+    ``matched``: :func:`emg_matched`."""
     summary = base_summary(ANALYSIS, config, inputs=inputs)
     subjects = [str(s) for s in conn["subject"].values]
     summary["subjects"] = subjects
@@ -118,9 +260,17 @@ def build_summary(config: Config, inputs: dict[str, Path], conn: xr.DataArray, m
     window = list(na.DEFAULT_WINDOW)
     contrasts: list[dict[str, Any]] = []
     sig_nodes: dict[str, dict[str, list[str]]] = {}
+    flags = {(e["band"], e["node"]): e for e in (matched["block"]["effects"] if matched else [])}
     for name, tab in nodal.items():
         sig_nodes[name] = {}
         for row in tab[tab["significant"] | tab["significant_fdr"]].to_dict(orient="records"):
+            extra = {}
+            if name == "ME-MaE" and (row["band"], row["node"]) in flags:
+                f = flags[(row["band"], row["node"])]
+                extra = {
+                    "survives_emg_matching": f["survives_emg_matching"],
+                    "matched_t": f["matched_t"],
+                }
             contrasts.append(make_contrast(
                 name, kind="node", location=row["node"], time_s=window, freq_hz=bands[row["band"]],
                 statistic=row["t"], p=row["p_maxstat"], effect_size=row["cohen_dz"], statistic_name="t",
@@ -128,6 +278,7 @@ def build_summary(config: Config, inputs: dict[str, Path], conn: xr.DataArray, m
                 significant=bool(row["significant"]), significant_fdr=bool(row["significant_fdr"]),
                 band=row["band"], measure=row["measure"], n=row["n_subjects"], ci_low=row["ci_low"], ci_high=row["ci_high"],
                 df=row["df"], n_permutations=row["n_permutations"], exact=bool(row["exact"]),
+                **extra,
             ))  # fmt: skip
         for band, sub in tab.groupby("band", sort=False):
             sig_nodes[name][str(band)] = sub.loc[sub["significant"], "node"].tolist()
@@ -155,6 +306,37 @@ def build_summary(config: Config, inputs: dict[str, Path], conn: xr.DataArray, m
             n=row["n_subjects"], ci_low=row["ci_low"], ci_high=row["ci_high"],
             df=row["df"], test=row["test"],
         ))  # fmt: skip
+    mtab = None if matched is None else matched["table"]
+    for row in [] if mtab is None else mtab[mtab["significant"]].to_dict(orient="records"):
+        contrasts.append(
+            make_contrast(
+                "ME-MaE",
+                kind="node_emg_matched",
+                location=row["node"],
+                time_s=window,
+                freq_hz=bands[row["band"]],
+                statistic=row["t"],
+                p=row["p_maxstat"],
+                effect_size=row["cohen_dz"],
+                statistic_name="t",
+                effect_size_name="cohen_dz",
+                correction="maxstat",
+                p_fdr=row["p_fdr"],
+                p_uncorrected=row["p"],
+                significant=True,
+                band=row["band"],
+                measure=row["measure"],
+                n=row["n_subjects"],
+                df=row["df"],
+                ci_low=row["ci_low"],
+                ci_high=row["ci_high"],
+                n_permutations=row["n_permutations"],
+                exact=bool(row["exact"]),
+                emg_matching=matched["matching"].options,
+            )
+        )
+    if planned is not None and len(planned):
+        contrasts.extend(planned_records(planned, units="1"))
     summary["contrasts"] = contrasts
     summary["results"] = {
         "window_s": window,
@@ -165,10 +347,25 @@ def build_summary(config: Config, inputs: dict[str, Path], conn: xr.DataArray, m
         "alpha": config.stats.alpha,
         "significant_nodes_maxstat": sig_nodes,
         "nbs": nbs_info,
-        "mixed_models": models[models["term"].eq("ME - MaE")][list(MODEL_COLUMNS)]
-        .to_dict(orient="records") if len(models) else [],
-        "min_count_excluded": [f"{r.subject}:{r.condition} ({r.reason})" for r in report[~report["included"]].itertuples()],
+        "mixed_models": models[models["term"].eq("ME - MaE")][list(MODEL_COLUMNS)].to_dict(
+            orient="records"
+        )
+        if len(models)
+        else [],
+        "min_count_excluded": [
+            f"{r.subject}:{r.condition} ({r.reason})"
+            for r in report[~report["included"]].itertuples()
+        ],
         "failed_subjects": failed,
+        "emg_matched": None if matched is None else matched["block"],
+        "planned": {
+            "correction": config.planned.correction,
+            "alpha": config.stats.alpha,
+            "family_size": int(planned["family_size"].iloc[0])
+            if planned is not None and len(planned)
+            else 0,
+            "names": [] if planned is None else [str(n) for n in planned["name"]],
+        },
     }
     return summary
 
@@ -210,6 +407,11 @@ def build_markdown(summary: dict[str, Any]) -> str:
                              f"permutations{exact}): {ps}.")  # fmt: skip
             else:  # a summary without the permutation counts: the nodes only
                 lines.append(f"- {name}, {band}: {', '.join(nodes)}.")
+    lines += planned_markdown(
+        [c for c in summary["contrasts"] if c["kind"] == "planned"],
+        title="Planned contrasts, beside the node tests",
+    )
+    lines += matching.markdown_lines(res.get("emg_matched"), _matched_test_line, what="node")
     lines += ["", "## Network-based statistic (edges, |t| > threshold; component size FWER-corrected)",
               ""]  # fmt: skip
     for name, per_band in res["nbs"].items():
@@ -243,8 +445,13 @@ def first_level_step(config: Config) -> Step:
     metrics (memory flat in subjects). :func:`run` runs it; ``mmme-neuro
     run`` runs it with the other analyses' steps as one task graph first.
     """
-    return Step(na.first_level, "network", config, upstream=steps.upstream(config),
-                load=("connectivity", "epoch_metrics", "epochs"))
+    return Step(
+        na.first_level,
+        "network",
+        steps.step_config(config, (*steps.GROUP_ONLY_SECTIONS, "emg_matching")),
+        upstream=steps.upstream(config),
+        load=("connectivity", "epoch_metrics", "epochs"),
+    )
 
 
 def run(config: Config, out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
@@ -284,6 +491,28 @@ def run(config: Config, out_dir: Path, *, progress: bool = True) -> dict[str, An
     glob_df = pd.concat(glob, ignore_index=True)
     write_csv(glob_df, out_dir / "global_tests.csv")
 
+    matched = emg_matched(per_epoch, md, nodal["ME-MaE"], config)
+    if matched is not None:
+        write_csv(matched["matching"].report, out_dir / "emg_matching.csv")
+        mt = matched["table"]
+        if mt is not None:
+            surv = {
+                (e["band"], e["node"]): e["survives_emg_matching"]
+                for e in matched["block"]["effects"]
+            }
+            nodal["ME-MaE"] = nodal["ME-MaE"].assign(
+                survives_emg_matching=[
+                    surv.get((b, n))
+                    for b, n in zip(nodal["ME-MaE"]["band"], nodal["ME-MaE"]["node"], strict=True)
+                ]
+            )
+            write_csv(nodal["ME-MaE"], out_dir / "nodal_me_vs_mae.csv")
+        write_csv(
+            mt if mt is not None else pd.DataFrame(), out_dir / "nodal_me_vs_mae_emg_matched.csv"
+        )
+    planned = planned_table(node_metrics, config)
+    write_csv(planned, out_dir / "planned.csv")
+
     roi = {band: sub.loc[sub["significant"], "node"].tolist() for band, sub in nodal["ME-MaE"].groupby("band")}
     trials = pd.concat([na.trial_metric_table(pe, md, config, nodes=roi) for pe in per_epoch], ignore_index=True)
     write_csv(trials, out_dir / "trial_efficiency.csv")
@@ -295,7 +524,11 @@ def run(config: Config, out_dir: Path, *, progress: bool = True) -> dict[str, An
     nodes = [str(n) for n in conn["node"].values]
     for a, b in CONTRASTS:
         name = f"{a}-{b}"
-        save_figure(vnet.plot_nodal_topomaps(node_metrics, (a, b), nodal[name]), out_dir / f"topomaps_{a.lower()}_vs_{b.lower()}", FIGURE_FORMATS)
+        save_figure(
+            vnet.plot_nodal_topomaps(node_metrics, (a, b), nodal[name], planned=planned),
+            out_dir / f"topomaps_{a.lower()}_vs_{b.lower()}",
+            FIGURE_FORMATS,
+        )
         edges = pd.concat([r.significant_edges().assign(band=k) for k, r in nbs[name].items()], ignore_index=True)
         title = f"NBS {name}: " + (", ".join(f"{k} {int((edges['band'] == k).sum())}" for k in edges["band"].unique()) or "no significant edge")
         save_figure(vnet.plot_connectome(edges, nodes, title=title), out_dir / f"nbs_{a.lower()}_vs_{b.lower()}", FIGURE_FORMATS)
@@ -303,7 +536,9 @@ def run(config: Config, out_dir: Path, *, progress: bool = True) -> dict[str, An
 
     inputs = {"participants": Path(bids_root) / "participants.tsv"}
     inputs = {k: v for k, v in inputs.items() if v.is_file()}
-    summary = build_summary(config, inputs, conn, md, report, nodal, nbs, glob_df, models, failed)
+    summary = build_summary(
+        config, inputs, conn, md, report, nodal, nbs, glob_df, models, failed, planned, matched
+    )
     write_summary(out_dir, summary, build_markdown(summary))
     write_timing(out_dir, step, t_group)
     logger.info("%s: %d subjects -> %s", ANALYSIS, summary["n_subjects"], os.fspath(out_dir))

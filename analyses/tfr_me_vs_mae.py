@@ -24,6 +24,13 @@ Writes to ``--out`` (default ``figures/tfr_me_vs_mae/``):
   ``mixed_models``, ``emg_confound``, ``epochs``, ``min_count``;
 * figures (PNG 300 dpi + PDF): ``tfr_rois_me_vs_mae``, ``tfr_rois_me_vs_ne``,
   ``band_topomaps_me_vs_mae``, ``band_timecourses``, ``emg_beta_gamma``;
+* ``planned.csv``: the planned ROI x window x band contrasts (``planned.tfr``;
+  :func:`mmme_neuro.stats.planned_contrasts` on the ERSP), reported beside the cluster tests
+  (and shaded on ``band_timecourses``);
+* with ``emg_matching.method`` not ``"off"`` (default ``"nearest"``), the EMG-matched
+  sensitivity analysis: ``ersp_emg_matched`` in ``tfr.nc``, ``emg_matching.csv``,
+  ``clusters_me_vs_mae_emg_matched.csv`` and ``survives_emg_matching`` on every significant
+  ME - MaE cluster (``clusters_me_vs_mae.csv``, summary.json, summary.md);
 * ``summary.json`` (every cluster: channels, frequency and time extent,
   mass, p, dz) and ``summary.md``.
 """
@@ -34,7 +41,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +51,7 @@ import xarray as xr
 
 from analyses._common import build_parser, group_jobs, run_script, write_csv, write_timing
 from mmme_neuro import epochs as ep_mod
-from mmme_neuro import steps, tfr
+from mmme_neuro import matching, steps, tfr
 from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
 from mmme_neuro.dataset import prepare_bids
@@ -55,9 +62,18 @@ from mmme_neuro.reporting import (
     make_contrast,
     model_fields,
     p_text,
+    planned_markdown,
+    planned_records,
     write_summary,
 )
-from mmme_neuro.stats import ClusterResult, cluster_tests, mixed_models_fdr, paired_test
+from mmme_neuro.stats import (
+    PLANNED_COLUMNS,
+    ClusterResult,
+    cluster_tests,
+    mixed_models_fdr,
+    paired_test,
+    planned_contrasts,
+)
 from mmme_neuro.viz import tfr as vtfr
 from mmme_neuro.viz.style import save_figure
 
@@ -88,6 +104,98 @@ def group_tfr(results: Sequence[tfr.TFRResult | xr.Dataset], md: pd.DataFrame, c
     return group, report
 
 
+def _cluster_label(row: Mapping[str, Any]) -> str:
+    chans = str(row.get("channels", "")).split(",")
+    return (
+        f"cluster {row.get('cluster', '?')} ({'+' if row['sign'] > 0 else '-'}, "
+        f"{row['freq_min_hz']:.3g}-"
+        f"{row['freq_max_hz']:.3g} Hz, {row['time_min_s']:.2f}-{row['time_max_s']:.2f} s, "
+        f"{len(chans)} channels, "
+        f"peak {row.get('peak_channel')} {row.get('peak_freq_hz', float('nan')):.3g} Hz)"
+    )
+
+
+def emg_matched(
+    group: xr.Dataset,
+    md: pd.DataFrame,
+    main: ClusterResult | None,
+    config: Config,
+    *,
+    n_jobs: int = 1,
+) -> dict[str, Any] | None:
+    """The EMG-matched ME - MaE cluster test beside the main one (None when matching is off).
+
+    ``group`` holds ``power_emg_matched`` (the first level's averages of the
+    matched epochs, :func:`mmme_neuro.tfr.first_level`); the group level
+    repeats the matching on the stored metadata (report, minimum-count rule
+    on the matched epochs), checks the counts, adds ``ersp_emg_matched``
+    (dB re the baseline of the matched epochs) to ``group`` and tests it.
+
+    Returns
+    -------
+    matched : dict | None
+        ``matching``, ``min_count``, ``result`` (ClusterResult or None) and
+        ``block`` (``results.emg_matched``).
+    """
+    got = matching.matched_epochs(md, config, ("ME", "MaE"))
+    if got is None:
+        return None
+    if "power_emg_matched" not in group:
+        raise ValueError(
+            "the first-level results hold no power_emg_matched (a stale cache? delete it to "
+            "recompute)"
+        )
+    m, _, report = got
+    matching.check_counts(m, group["n_epochs_emg_matched"])
+    power = group["power_emg_matched"].sel(condition=["ME", "MaE"]).copy()
+    for row in report[~report["included"]].itertuples():
+        if row.subject in power["subject"].values:
+            power.loc[{"subject": row.subject, "condition": row.condition}] = np.nan
+    ersp = tfr.baseline_normalize(power, mode="logratio", config=config)
+    group["ersp_emg_matched"] = ersp.reindex(condition=group["condition"].values)
+    res = cluster_tests(ersp, [("ME", "MaE")], config=config, n_jobs=n_jobs)["ME-MaE"]
+    n_ok = int(report[report["included"]].groupby("subject").size().eq(2).sum())
+    info = matching.cluster_test_info(
+        res,
+        f"{n_ok} subject(s) with at least {config.epochs.min_epochs_per_condition} "
+        "matched ME and MaE epochs; 2 are needed",
+    )
+    effects = matching.cluster_effects(main, res, matched_data=ersp, label=_cluster_label)
+    return {
+        "matching": m,
+        "min_count": report,
+        "result": res,
+        "block": matching.summary_block(m, report, info, effects),
+    }
+
+
+def planned_table(group: xr.Dataset, config: Config) -> pd.DataFrame:
+    """The planned ROI x window x band contrasts of ``planned.tfr`` on the ERSP (dB), corrected
+    within the family."""
+    specs = [{**c.model_dump(), "measure": "ersp_db"} for c in config.planned_contrasts("tfr")]
+    if not specs:
+        return pd.DataFrame(columns=list(PLANNED_COLUMNS))
+    return planned_contrasts(
+        group["ersp"],
+        specs,
+        bands=config.bands,
+        correction=config.planned.correction,
+        alpha=config.stats.alpha,
+    )
+
+
+def _with_flags(table: pd.DataFrame, effects: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """A cluster table with ``survives_emg_matching`` and ``matched_mean_diff`` (significant
+    clusters; else empty)."""
+    flags = {e["cluster"]: e for e in effects}
+    out = table.copy()
+    out["survives_emg_matching"] = [
+        flags[c]["survives_emg_matching"] if c in flags else None for c in out["cluster"]
+    ]
+    out["matched_mean_diff"] = [
+        flags[c]["matched_mean_diff"] if c in flags else np.nan for c in out["cluster"]
+    ]
+    return out
 
 
 def run_mixed_models(trials: pd.DataFrame, config: Config) -> pd.DataFrame:
@@ -120,10 +228,21 @@ def _f(x: Any, fmt: str = ".3g") -> str:
     return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(float(x), fmt)
 
 
-def build_summary(config: Config, inputs: dict[str, Path], group: xr.Dataset, md: pd.DataFrame,
-                  clusters: dict[str, ClusterResult | None], models: pd.DataFrame, emg: pd.DataFrame,
-                  report: pd.DataFrame, failed: list[dict[str, str]]) -> dict[str, Any]:  # fmt: skip
-    """The summary.json content (``docs/summary-json.md``)."""
+def build_summary(
+    config: Config,
+    inputs: dict[str, Path],
+    group: xr.Dataset,
+    md: pd.DataFrame,
+    clusters: dict[str, ClusterResult | None],
+    models: pd.DataFrame,
+    emg: pd.DataFrame,
+    report: pd.DataFrame,
+    failed: list[dict[str, str]],
+    planned: pd.DataFrame | None = None,
+    matched: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The summary.json content (``docs/summary-json.md``); ``planned``: :func:`planned_table`;
+    ``matched``: :func:`emg_matched`."""
     summary = base_summary(ANALYSIS, config, inputs=inputs)
     subjects = [str(s) for s in group["subject"].values]
     summary["subjects"] = subjects
@@ -133,12 +252,24 @@ def build_summary(config: Config, inputs: dict[str, Path], group: xr.Dataset, md
     summary["exclusions_by_reason"] = ep_mod.exclusion_counts(md)
     contrasts: list[dict[str, Any]] = []
     info: dict[str, Any] = {}
+    flags = {e["cluster"]: e for e in (matched["block"]["effects"] if matched else [])}
     for name, res in clusters.items():
         if res is None:
             info[name] = {"tested": False}
             continue
-        contrasts.extend(res.to_contrast_records(significant_only=False) if res.n_significant
-                         else res.to_contrast_records())  # fmt: skip
+        recs = (
+            res.to_contrast_records(significant_only=False)
+            if res.n_significant
+            else res.to_contrast_records()
+        )
+        for rec in recs:
+            if name == "ME-MaE" and rec.get("significant") and rec.get("cluster") in flags:
+                f = flags[rec["cluster"]]
+                rec.update(
+                    survives_emg_matching=f["survives_emg_matching"],
+                    matched_mean_diff=f["matched_mean_diff"],
+                )
+        contrasts.extend(recs)
         info[name] = {"tested": True, "n_subjects": res.n_subjects, "n_clusters": int(len(res.clusters)),
                       "n_significant": res.n_significant, "n_permutations": res.n_permutations, "exact": res.exact,
                       "threshold_t": res.threshold}  # fmt: skip
@@ -158,6 +289,12 @@ def build_summary(config: Config, inputs: dict[str, Path], group: xr.Dataset, md
             effect_size=row["cohen_dz"], statistic_name="t", effect_size_name="cohen_dz", correction="none",
             n=row["n_subjects"], ci_low=row["ci_low"], ci_high=row["ci_high"], measure=row["measure"],
         ))  # fmt: skip
+    if matched is not None and matched["result"] is not None:
+        for rec in matched["result"].to_contrast_records():
+            rec.update(kind="cluster_emg_matched", emg_matching=matched["matching"].options)
+            contrasts.append(rec)
+    if planned is not None and len(planned):
+        contrasts.extend(planned_records(planned, units="dB"))
     summary["contrasts"] = contrasts
     summary["results"] = {
         "method": group.attrs.get("method"),
@@ -173,10 +310,35 @@ def build_summary(config: Config, inputs: dict[str, Path], group: xr.Dataset, md
         "clusters": info,
         "min_count_excluded": list(group.attrs.get("min_count_excluded", [])),
         "failed_subjects": failed,
+        "emg_matched": None if matched is None else matched["block"],
+        "planned": {
+            "correction": config.planned.correction,
+            "alpha": config.stats.alpha,
+            "family_size": int(planned["family_size"].iloc[0])
+            if planned is not None and len(planned)
+            else 0,
+            "names": [] if planned is None else [str(n) for n in planned["name"]],
+        },
     }
     return summary
 
 
+
+
+def _matched_test_line(test: Mapping[str, Any]) -> str:
+    """The matched ME - MaE cluster test in one line (summary.md)."""
+    name = cluster_test_name(test)
+    sig = test.get("significant_clusters") or []
+    if not sig:
+        return f"no significant cluster (n = {test['n_subjects']}; {name})."
+    parts = [
+        f"cluster {c['cluster']} ({'+' if c['sign'] > 0 else '-'}) "
+        f"{_f(c['freq_hz'][0])}-{_f(c['freq_hz'][1])} Hz, "
+        f"{_f(c['time_s'][0], '.2f')}-{_f(c['time_s'][1], '.2f')} s, {c['n_sites']} channels, "
+        f"{p_text(c['p'], test['n_permutations'])}"
+        for c in sig
+    ]
+    return f"n = {test['n_subjects']}; {name}: " + "; ".join(parts) + "."
 
 
 def build_markdown(summary: dict[str, Any]) -> str:
@@ -208,6 +370,11 @@ def build_markdown(summary: dict[str, Any]) -> str:
                          f"({', '.join(chans[:12])}{' ...' if len(chans) > 12 else ''}), mass {_f(c['statistic'], '.1f')}, "
                          f"{test}: {p_text(c['p'], n_perm)}, "
                          f"dz = {_f(c['effect_size'], '.2f')} (descriptive).")  # fmt: skip
+    lines += planned_markdown(
+        [c for c in summary["contrasts"] if c["kind"] == "planned"],
+        title="Planned contrasts, beside the cluster test",
+    )
+    lines += matching.markdown_lines(res.get("emg_matched"), _matched_test_line, what="cluster")
     mm = [c for c in summary["contrasts"] if c["kind"] == "mixed_model" and "emg" not in c["model"]
           and c["p"] is not None and c["p"] < 0.05]  # fmt: skip
     lines += ["", "## Mixed models, ME - MaE band power (0-1 s), FDR across bands x ROIs", ""]
@@ -221,9 +388,17 @@ def build_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def make_figures(group: xr.Dataset, bands: xr.DataArray, clusters: dict[str, ClusterResult | None],
-                 trials: pd.DataFrame, emg: pd.DataFrame, config: Config) -> dict[str, Any]:  # fmt: skip
-    """All figures, by output name (not yet saved)."""
+def make_figures(
+    group: xr.Dataset,
+    bands: xr.DataArray,
+    clusters: dict[str, ClusterResult | None],
+    trials: pd.DataFrame,
+    emg: pd.DataFrame,
+    config: Config,
+    planned: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """All figures, by output name (not yet saved); ``planned`` windows are shaded on
+    ``band_timecourses``."""
     figs: dict[str, Any] = {}
     for a, b in CONTRASTS:
         if b in group["condition"].values:
@@ -232,7 +407,7 @@ def make_figures(group: xr.Dataset, bands: xr.DataArray, clusters: dict[str, Clu
     figs["band_topomaps_me_vs_mae"] = vtfr.plot_band_topomaps(bands, TOPO_WINDOWS, cluster=clusters.get("ME-MaE"),
                                                               bands_hz=config.bands,
                                                               band_names=[b for b in TOPO_BANDS if b in bands["band"].values])[0][0].figure  # fmt: skip
-    figs["band_timecourses"] = vtfr.plot_band_timecourses(bands, ROIS)[0][0].figure
+    figs["band_timecourses"] = vtfr.plot_band_timecourses(bands, ROIS, planned=planned)[0][0].figure
     figs["emg_beta_gamma"] = vtfr.plot_emg_beside_bands(bands, trials, config.emg.temporal_channels, tests=emg)[0].figure
     return figs
 
@@ -243,7 +418,8 @@ def first_level_step(config: Config, method: str = "morlet") -> Step:
     :func:`run` runs it; ``mmme-neuro run`` runs it with the other analyses'
     steps as one task graph first (:func:`mmme_neuro.pipeline.run_steps`).
     """
-    return Step(tfr.first_level, f"tfr-{method}", config, {"method": method, "rois": ROIS},
+    params = {"method": method, "rois": ROIS}
+    return Step(tfr.first_level, f"tfr-{method}", steps.step_config(config), params,
                 steps.tfr_upstream(config, method))
 
 
@@ -256,11 +432,27 @@ def run(config: Config, out_dir: Path, *, method: str = "morlet", progress: bool
     t_group = time.perf_counter()
     md = pd.concat([r["epochs"] for r in results], ignore_index=True) if results else pd.DataFrame()
     group, report = group_tfr([r["tfr"] for r in results], md, config)
-    save_netcdf(group, out_dir / "tfr.nc")
     clusters = cluster_tests(group["ersp"], CONTRASTS, config=config, n_jobs=group_jobs(config))
+    matched = emg_matched(group, md, clusters.get("ME-MaE"), config, n_jobs=group_jobs(config))
+    # the matched power is in the first level's results; the netCDF keeps its ERSP only (the file
+    # stays ~1.2x)
+    keep = group.drop_vars([v for v in ("power_emg_matched",) if v in group])
+    save_netcdf(keep, out_dir / "tfr.nc")
     for a, b in CONTRASTS:
         res = clusters[f"{a}-{b}"]
-        write_csv(res.clusters if res is not None else pd.DataFrame(), out_dir / f"clusters_{a.lower()}_vs_{b.lower()}.csv")
+        table = res.clusters if res is not None else pd.DataFrame()
+        if matched is not None and (a, b) == ("ME", "MaE") and len(table):
+            table = _with_flags(table, matched["block"]["effects"])
+        write_csv(table, out_dir / f"clusters_{a.lower()}_vs_{b.lower()}.csv")
+    if matched is not None:
+        write_csv(matched["matching"].report, out_dir / "emg_matching.csv")
+        res_m = matched["result"]
+        write_csv(
+            res_m.clusters if res_m is not None else pd.DataFrame(),
+            out_dir / "clusters_me_vs_mae_emg_matched.csv",
+        )
+    planned = planned_table(group, config)
+    write_csv(planned, out_dir / "planned.csv")
     trials = ep_mod.included_rows(pd.concat([r["trials"] for r in results], ignore_index=True), report)
     write_csv(trials, out_dir / "band_power_trials.csv")
     models = run_mixed_models(trials, config)
@@ -272,11 +464,13 @@ def run(config: Config, out_dir: Path, *, method: str = "morlet", progress: bool
     write_csv(md, out_dir / "epochs.csv")
     write_csv(report, out_dir / "min_count.csv")
     bands = tfr.band_average(group["ersp"], config=config)
-    for name, fig in make_figures(group, bands, clusters, kept, emg, config).items():
+    for name, fig in make_figures(group, bands, clusters, kept, emg, config, planned).items():
         save_figure(fig, out_dir / name, FIGURE_FORMATS)
     inputs = {"participants": Path(bids_root) / "participants.tsv"}
     inputs = {k: v for k, v in inputs.items() if v.is_file()}
-    summary = build_summary(config, inputs, group, md, clusters, models, emg, report, failed)
+    summary = build_summary(
+        config, inputs, group, md, clusters, models, emg, report, failed, planned, matched
+    )
     write_summary(out_dir, summary, build_markdown(summary))
     write_timing(out_dir, step, t_group)
     logger.info("%s: %d subjects -> %s", ANALYSIS, summary["n_subjects"], os.fspath(out_dir))

@@ -26,16 +26,23 @@ from typing import Any, Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .constants import SCALP_CHANNELS
+
 __all__ = [
     "CodingConfig",
     "Config",
     "DecodingConfig",
     "ConfigError",
     "EmgConfig",
+    "EmgMatchingConfig",
     "EpochConfig",
     "MeRule",
     "NetworkConfig",
     "PathsConfig",
+    "PlannedConfig",
+    "PlannedErp",
+    "PlannedNetwork",
+    "PlannedTfr",
     "PreprocessingConfig",
     "RejectionConfig",
     "RunConfig",
@@ -230,6 +237,256 @@ class EmgConfig(_Section):
     temporal_channels: tuple[str, ...] = Field(("FT7", "FT8", "T7", "T8", "TP7", "TP8"), description="EEG channels nearest the facial muscles.")
 
 
+#: Per-epoch EMG measures of the epoch metadata (:data:`mmme_neuro.epochs.METADATA_COLUMNS`) that
+#: ``emg_matching.measure`` may name.
+EMG_MEASURES: tuple[str, ...] = (
+    "emg_rms_uv",
+    "emg_rms_baseline_uv",
+    "emg_rms_log_ratio",
+    "emg_temporal_power",
+    "emg_temporal_power_baseline",
+    "emg_temporal_power_log_ratio",
+)
+
+
+class EmgMatchingConfig(_Section):
+    """EMG-matched ME vs MaE contrasts: a sensitivity analysis run beside the main one.
+
+    Within each subject, the kept ME and MaE epochs are matched on one per-epoch EMG
+    measure (:func:`mmme_neuro.matching.match_emg`); the ERP, time-frequency and network
+    analyses then repeat their ME - MaE test on the matched epochs only (re-averaged per
+    subject, minimum-count rule applied again) and flag every main-analysis cluster or
+    node whose effect disappears (``survives_emg_matching`` in summary.json).
+    """
+
+    method: Literal["off", "nearest", "strata"] = Field(
+        "nearest",
+        description=(
+            "'nearest': 1:1 nearest-neighbour matching without replacement within a caliper "
+            "(pairs taken "
+            "closest first, ties broken by epoch id); 'strata': the subject's ME and MaE epochs "
+            "are binned "
+            "into n_strata EMG quantile bins and each bin keeps as many ME as MaE epochs (those "
+            "nearest the "
+            "other condition's bin mean); 'off': no matched analysis."
+        ),
+    )
+    measure: Literal[EMG_MEASURES] = Field(  # type: ignore[valid-type]
+        "emg_rms_uv",
+        description=(
+            "Per-epoch EMG measure matched on (a column of the epoch metadata): the RMS of the "
+            "EMG channel "
+            "(the covariate of the mixed models) by default; emg_temporal_power is the EMG-band "
+            "power "
+            "of the temporal scalp channels."
+        ),
+    )
+    caliper_sd: float = Field(
+        0.2,
+        gt=0,
+        description=(
+            "'nearest': largest EMG difference of a pair, in units of the subject's pooled "
+            "within-condition "
+            "SD of the measure (sqrt of the mean of the ME and MaE variances before matching). "
+            "It bounds the standardised mean difference after matching: abs(SMD) <= caliper_sd "
+            "(Austin 2011: 0.2)."
+        ),
+    )
+    n_strata: int = Field(
+        5,
+        ge=2,
+        le=50,
+        description=(
+            "'strata': EMG quantile bins per subject (Cochran 1968: five remove ~90 % of the bias)."
+        ),
+    )
+
+
+#: Conditions a planned contrast may compare.
+_PLANNED_CONDITIONS = ("ME", "MaE", "NE")
+
+
+def _check_contrast_pair(v: tuple[str, str]) -> tuple[str, str]:
+    bad = [c for c in v if c not in _PLANNED_CONDITIONS]
+    if bad:
+        raise ValueError(
+            f"contrast {list(v)}: unknown condition(s) {bad}; use {list(_PLANNED_CONDITIONS)}"
+        )
+    if v[0] == v[1]:
+        raise ValueError(f"contrast {list(v)} compares a condition with itself")
+    return v
+
+
+def _check_sites(v: tuple[str, ...], what: str) -> tuple[str, ...]:
+    if not v:
+        raise ValueError(f"{what}: at least one is needed")
+    unknown = [c for c in v if c not in SCALP_CHANNELS]
+    if unknown:
+        raise ValueError(
+            f"{what}: unknown channel(s) {unknown} (the 62 Quik-Cap scalp channels, e.g. 'CPZ', "
+            "'PZ')"
+        )
+    if len(set(v)) != len(v):
+        raise ValueError(f"{what}: duplicate channel(s) in {list(v)}")
+    return v
+
+
+class PlannedErp(_Section):
+    """One planned ERP contrast: the mean amplitude over an ROI and a window, tested at the subject
+    level."""
+
+    name: str = Field(
+        ..., min_length=1, description="Name of the contrast (unique within its list)."
+    )
+    channels: tuple[str, ...] = Field(..., description="ROI: channels averaged (Quik-Cap names).")
+    window_s: tuple[float, float] = Field(
+        ..., description="Window (s from the landmark) averaged; inside the epoch."
+    )
+    contrast: tuple[str, str] = Field(
+        ("ME", "MaE"), description="Conditions compared, minuend first."
+    )
+
+    @field_validator("channels")
+    @classmethod
+    def _known_channels(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_sites(v, "channels")
+
+    @field_validator("contrast")
+    @classmethod
+    def _known_conditions(cls, v: tuple[str, str]) -> tuple[str, str]:
+        return _check_contrast_pair(v)
+
+    @field_validator("window_s")
+    @classmethod
+    def _ordered_window(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not v[0] < v[1]:
+            raise ValueError(f"window_s {list(v)}: start must be before end")
+        return v
+
+
+class PlannedTfr(PlannedErp):
+    """One planned time-frequency contrast: ERSP (dB) averaged over an ROI, a window and a band."""
+
+    band: str = Field(..., description="Band averaged (a key of `bands`, [low, high) Hz).")
+
+
+class PlannedNetwork(_Section):
+    """One planned network contrast: a nodal measure averaged over nodes in one band (0-1.2 s after
+    onset)."""
+
+    name: str = Field(
+        ..., min_length=1, description="Name of the contrast (unique within its list)."
+    )
+    nodes: tuple[str, ...] = Field(..., description="Nodes (channels) averaged.")
+    band: str = Field(..., description="Band (a key of `bands`).")
+    measure: Literal["nodal_efficiency_auc"] = Field(
+        "nodal_efficiency_auc",
+        description=(
+            "Nodal measure: the subject mean of per-epoch nodal-efficiency AUC "
+            "(the measure of the node tests)."
+        ),
+    )
+    contrast: tuple[str, str] = Field(
+        ("ME", "MaE"), description="Conditions compared, minuend first."
+    )
+
+    @field_validator("nodes")
+    @classmethod
+    def _known_nodes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_sites(v, "nodes")
+
+    @field_validator("contrast")
+    @classmethod
+    def _known_conditions(cls, v: tuple[str, str]) -> tuple[str, str]:
+        return _check_contrast_pair(v)
+
+
+_P3_ROI = ("CP1", "CPZ", "CP2", "P1", "PZ", "P2")
+
+
+def _default_planned_erp() -> tuple[PlannedErp, ...]:
+    return (PlannedErp(name="P3", channels=_P3_ROI, window_s=(0.3, 0.5)),)
+
+
+def _default_planned_tfr() -> tuple[PlannedTfr, ...]:
+    return (
+        PlannedTfr(
+            name="frontal_theta",
+            channels=("F1", "FZ", "F2", "FC1", "FCZ", "FC2"),
+            window_s=(0.0, 1.0),
+            band="theta",
+        ),
+        PlannedTfr(
+            name="central_beta",
+            channels=("C3", "C1", "CZ", "C2", "C4"),
+            window_s=(0.0, 1.0),
+            band="beta",
+        ),
+    )
+
+
+def _default_planned_network() -> tuple[PlannedNetwork, ...]:
+    return (
+        PlannedNetwork(
+            name="alpha_lateral",
+            band="alpha",
+            nodes=("F3", "FC3", "C3", "CP3", "P3", "F4", "FC4", "C4", "CP4", "P4"),
+        ),
+    )
+
+
+class PlannedConfig(_Section):
+    """Planned (preregistered) ROI x window (x band) contrasts, tested beside the cluster tests.
+
+    Each analysis averages its subject-level data over every contrast's ROI, window
+    (and band), tests the conditions with a paired t-test on subject means
+    (:func:`mmme_neuro.stats.planned_contrasts`) and corrects the p-values within its own
+    planned family (the contrasts of that analysis). Results: ``planned.csv``, records of
+    ``kind: "planned"`` in summary.json, a section of summary.md and the ROI window shaded
+    in a figure. Each list is an array of tables in TOML, e.g.
+    ``[[planned.erp]]`` / ``name = "N2"`` / ``channels = ["FZ", "FCZ"]`` /
+    ``window_s = [0.2, 0.3]``;
+    a list given replaces the default list. Defaults: the P3 ROI and window of the ERP
+    analysis; frontal theta and central beta (the ROIs of the time-frequency analysis, 0-1 s);
+    alpha nodal efficiency of the lateral fronto-centro-parietal nodes.
+    """
+
+    correction: Literal[
+        "holm", "bonferroni", "sidak", "holm-sidak", "hommel", "fdr_bh", "fdr_by", "none"
+    ] = Field(
+        "holm",
+        description=(
+            "Correction within each analysis' planned family (statsmodels multipletests method; "
+            "'none': uncorrected)."
+        ),
+    )
+    erp: tuple[PlannedErp, ...] = Field(
+        default_factory=_default_planned_erp,
+        description="ERP contrasts (name, channels, window_s, contrast): mean amplitude (µV).",
+    )
+    tfr: tuple[PlannedTfr, ...] = Field(
+        default_factory=_default_planned_tfr,
+        description=(
+            "Time-frequency contrasts (name, channels, window_s, band, contrast): mean ERSP (dB)."
+        ),
+    )
+    network: tuple[PlannedNetwork, ...] = Field(
+        default_factory=_default_planned_network,
+        description=(
+            "Network contrasts (name, nodes, band, measure, contrast): mean nodal efficiency AUC."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> PlannedConfig:
+        for family in ("erp", "tfr", "network"):
+            names = [c.name for c in getattr(self, family)]
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ValueError(f"planned.{family}: duplicate contrast name(s) {dup}")
+        return self
+
+
 class NetworkConfig(_Section):
     """Functional networks."""
 
@@ -327,8 +584,10 @@ class Config(_Section):
     epochs: EpochConfig = Field(default_factory=EpochConfig)
     rejection: RejectionConfig = Field(default_factory=RejectionConfig)
     emg: EmgConfig = Field(default_factory=EmgConfig)
+    emg_matching: EmgMatchingConfig = Field(default_factory=EmgMatchingConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     stats: StatsConfig = Field(default_factory=StatsConfig)
+    planned: PlannedConfig = Field(default_factory=PlannedConfig)
     decoding: DecodingConfig = Field(default_factory=DecodingConfig)
     run: RunConfig = Field(default_factory=RunConfig)
 
@@ -341,6 +600,51 @@ class Config(_Section):
             if not 0 <= lo < hi:
                 raise ValueError(f"band {name!r}: need 0 <= low < high, got ({lo}, {hi}) Hz")
         return bands
+
+    def _planned_problem(self, c: Any) -> str | None:
+        """Why a planned contrast does not fit this configuration (window outside the epoch,
+        unknown band)."""
+        ep = self.epochs
+        win = getattr(c, "window_s", None)
+        if win is not None and not (ep.tmin - 1e-9 <= win[0] and win[1] <= ep.tmax + 1e-9):
+            return (
+                f"window_s {list(win)} s is not inside the epoch [{ep.tmin}, {ep.tmax}] s "
+                "(epochs.tmin, epochs.tmax)"
+            )
+        band = getattr(c, "band", None)
+        if band is not None and band not in self.bands:
+            return f"unknown band {band!r}; bands are {sorted(self.bands)}"
+        return None
+
+    @model_validator(mode="after")
+    def _check_planned(self) -> Config:
+        """Planned contrasts given in the configuration: windows inside the epoch, known bands.
+
+        The default lists are not checked here: :meth:`planned_contrasts` leaves out a default
+        contrast that a custom epoch window or band set does not hold.
+        """
+        for family in ("erp", "tfr", "network"):
+            if family not in self.planned.model_fields_set:
+                continue
+            for i, c in enumerate(getattr(self.planned, family)):
+                why = self._planned_problem(c)
+                if why:
+                    raise ValueError(f"planned.{family}[{i}] ({c.name!r}): {why}")
+        return self
+
+    def planned_contrasts(self, family: str) -> tuple[Any, ...]:
+        """The planned contrasts of one family (``"erp"``, ``"tfr"``, ``"network"``) to run.
+
+        Contrasts given in the configuration are all returned (they were validated); of the
+        default list, those whose window or band this configuration does not hold (a shorter
+        epoch, other bands) are left out: a custom epoch window never makes the defaults an error.
+        """
+        if family not in ("erp", "tfr", "network"):
+            raise ValueError(f"family must be 'erp', 'tfr' or 'network', got {family!r}")
+        items = getattr(self.planned, family)
+        if family in self.planned.model_fields_set:
+            return tuple(items)
+        return tuple(c for c in items if self._planned_problem(c) is None)
 
     @property
     def simulation_seed(self) -> int:
@@ -418,8 +722,21 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
         lines = []
         for e in err.errors():
             loc = ".".join(str(p) for p in e["loc"])
-            lines.append(f"  {loc}: {e['msg']}")
+            lines.append(f"  {loc}: {e['msg']}" if loc else f"  {e['msg']}")
         raise ConfigError(f"Invalid configuration ({where}):\n" + "\n".join(lines)) from err
+
+
+def _item_model(annotation: Any) -> type[BaseModel] | None:
+    """The model of a ``tuple[Model, ...]`` field (a TOML array of tables), else None."""
+    args = getattr(annotation, "__args__", ())
+    if (
+        getattr(annotation, "__origin__", None) is tuple
+        and args
+        and isinstance(args[0], type)
+        and issubclass(args[0], BaseModel)
+    ):
+        return args[0]
+    return None
 
 
 def config_reference_markdown() -> str:
@@ -448,15 +765,38 @@ def config_reference_markdown() -> str:
         if len(doc) > 1:
             lines.extend([" ".join(p.split()) for p in doc[1:]] + [""])
         lines.extend(["| key | default | description |", "| --- | --- | --- |"])
-        subs = []
+        subs, items = [], []
         for name, field in model.model_fields.items():
             value = getattr(instance, name)
             if isinstance(value, BaseModel):
                 subs.append((type(value), value, f"{prefix}{name}."))
                 continue
+            item = _item_model(field.annotation)
+            if item is not None:
+                items.append((item, f"{prefix}{name}"))
             dumped = instance.model_dump(mode="json")[name]
             lines.append(f"| `{prefix}{name}` | {fmt(dumped)} | {field.description or ''} |")
         lines.append("")
+        for item, key in items:
+            doc = " ".join((item.__doc__ or "").split())
+            lines.extend(
+                [
+                    f"### Items of `{key}`",
+                    "",
+                    doc,
+                    "",
+                    "| key | default | description |",
+                    "| --- | --- | --- |",
+                ]
+            )
+            for name, field in item.model_fields.items():
+                default = (
+                    "required"
+                    if field.is_required()
+                    else fmt(field.get_default(call_default_factory=True))
+                )
+                lines.append(f"| `{name}` | {default} | {field.description or ''} |")
+            lines.append("")
         for sub in subs:
             section(*sub)
 

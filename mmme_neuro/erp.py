@@ -42,10 +42,12 @@ import xarray as xr
 from .config import Config
 from .containers import provenance, validate
 from .epochs import bookkeeping_table, epochs_from_session, equalize_counts, from_clean
+from .matching import match_emg, matching_options
 
 __all__ = [
     "CONDITIONS",
     "DEFAULT_ROIS",
+    "MATCHED_CONDITIONS",
     "DEFAULT_WINDOWS",
     "compute_evoked",
     "contrast",
@@ -61,6 +63,8 @@ logger = logging.getLogger(__name__)
 
 #: Conditions in their canonical order.
 CONDITIONS: tuple[str, ...] = ("ME", "MaE", "NE")
+#: Conditions of the EMG-matched averages (:func:`first_level`).
+MATCHED_CONDITIONS: tuple[str, ...] = ("ME", "MaE")
 #: Default component window (s): the P3 / late positive complex.
 DEFAULT_WINDOWS: dict[str, tuple[float, float]] = {"P3": (0.3, 0.5)}
 #: Default region of interest: the classic centro-parietal P3 sites.
@@ -780,7 +784,13 @@ def first_level(session: Any, config: Config, *, windows: Mapping[str, tuple[flo
     result : dict
         ``evoked`` (``(condition, channel, time)``, µV), ``epochs`` (every
         planned epoch, kept or rejected with its reason; without the AU lists)
-        and ``components`` (one row per epoch x window x ROI x measure).
+        and ``components`` (one row per epoch x window x ROI x measure); with
+        ``emg_matching.method`` not ``"off"`` also ``evoked_emg_matched``:
+        the ME and MaE averages of the EMG-matched epochs only
+        (:func:`mmme_neuro.matching.match_emg` on this subject's kept epochs;
+        ``n_epochs`` counts them). Only averages are stored, so the matched
+        ones are computed here, where the epochs are; the group level repeats
+        the (deterministic) matching on the stored metadata for its report.
     """
     if clean is None:
         epochs, md = epochs_from_session(session, config)
@@ -791,10 +801,18 @@ def first_level(session: Any, config: Config, *, windows: Mapping[str, tuple[flo
         if len(present) >= 2:
             md, _ = equalize_counts(md, present, config.seed)
     evoked = compute_evoked(epochs, md, conditions=CONDITIONS, subject=session.subject)
+    out: dict[str, Any] = {}
+    options = matching_options(config)
+    if options is not None:
+        matched = match_emg(md, **options).apply(md)
+        out["evoked_emg_matched"] = compute_evoked(
+            epochs, matched, conditions=MATCHED_CONDITIONS, subject=session.subject
+        )
     trials = epochs_to_dataarray(epochs, md)
     del epochs
     windows = dict(DEFAULT_WINDOWS if windows is None else windows)
     rois = dict(DEFAULT_ROIS if rois is None else rois)
     comps = [measure_components(trials, windows, rois, kind=k) for k in ("mean", "peak")]
     table = bookkeeping_table(md)
-    return {"evoked": evoked, "epochs": table, "components": pd.concat(comps, ignore_index=True)}
+    components = pd.concat(comps, ignore_index=True)
+    return {"evoked": evoked, "epochs": table, "components": components, **out}

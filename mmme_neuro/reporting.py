@@ -50,6 +50,8 @@ __all__ = [
     "make_contrast",
     "model_fields",
     "p_text",
+    "planned_markdown",
+    "planned_records",
     "to_jsonable",
     "validate_summary",
     "write_summary",
@@ -59,7 +61,7 @@ logger = logging.getLogger(__name__)
 
 #: Version of the summary.json schema (``docs/summary-json.md``). Bump the major
 #: number when a key is removed or changes meaning, the minor one when a key is added.
-SCHEMA_VERSION: str = "1.0"
+SCHEMA_VERSION: str = "1.1"
 
 #: Keys present in every summary.json.
 BASE_KEYS: tuple[str, ...] = (
@@ -367,6 +369,131 @@ def model_fields(row: Mapping[str, Any]) -> dict[str, Any]:
             "p": row.get("paired_p"), "n": row.get("paired_n_subjects"), "mean_diff": row.get("paired_mean_diff"),
         },
     }
+
+
+def _num(x: Any) -> float | None:
+    """A finite float, or None (NaN, None)."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def planned_records(table: pd.DataFrame, *, units: str) -> list[dict[str, Any]]:
+    """``summary.json`` records (``kind: "planned"``) of a planned-contrast table.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`mmme_neuro.stats.planned_contrasts` output.
+    units : str
+        Unit of ``mean_diff`` (``"µV"``, ``"dB"``, ``"1"``).
+
+    Returns
+    -------
+    records : list of dict
+        :func:`make_contrast` records: ``location`` (the ROI), ``time_s``,
+        ``freq_hz``, ``statistic`` (t), ``p`` (corrected within the planned
+        family) and ``p_uncorrected``, ``effect_size`` (Cohen's dz), with
+        ``statistic_name``, ``df``, ``test``, ``correction``,
+        ``family_size``, ``name``, ``band``, ``mean_diff``, ``units``,
+        ``n``, ``ci_low``, ``ci_high``, ``significant``.
+    """
+    out = []
+    for r in table.to_dict(orient="records"):
+        tmin, tmax, fmin, fmax = (
+            _num(r.get(k)) for k in ("tmin_s", "tmax_s", "fmin_hz", "fmax_hz")
+        )
+        out.append(
+            make_contrast(
+                r["contrast"],
+                kind="planned",
+                location=str(r["roi"]).split(","),
+                time_s=[tmin, tmax] if tmin is not None else None,
+                freq_hz=[fmin, fmax] if fmin is not None else None,
+                statistic=_num(r["t"]),
+                p=_num(r["p_corrected"]),
+                effect_size=_num(r["cohen_dz"]),
+                statistic_name="t",
+                df=_num(r["df"]),
+                test=r["test"],
+                correction=r["correction"],
+                family_size=int(r["family_size"]),
+                p_uncorrected=_num(r["p"]),
+                effect_size_name="cohen_dz",
+                name=r["name"],
+                band=r.get("band"),
+                measure=r.get("measure"),
+                mean_diff=_num(r["mean_diff"]),
+                units=units,
+                n=int(r["n_subjects"]),
+                ci_low=_num(r["ci_low"]),
+                ci_high=_num(r["ci_high"]),
+                significant=bool(r["significant"]),
+            )
+        )
+    return out
+
+
+def planned_markdown(
+    records: list[Mapping[str, Any]], *, title: str = "Planned contrasts"
+) -> list[str]:
+    """The summary.md section of the planned contrasts (every p with its test and df).
+
+    Parameters
+    ----------
+    records : list of mapping
+        ``contrasts`` records of ``kind: "planned"`` (:func:`planned_records`).
+    title : str
+        Section title.
+
+    Returns
+    -------
+    lines : list of str
+        Empty when there is no record.
+    """
+    if not records:
+        return []
+    corr = records[0].get("correction", "none")
+    k = records[0].get("family_size", len(records))
+    how = (
+        "uncorrected"
+        if corr == "none"
+        else f"{corr.capitalize()}-corrected over the {k} planned contrast(s)"
+    )
+    lines = ["", f"## {title} (ROI x window, paired t-tests on subject means; {how})", ""]
+    for c in records:
+        where = [", ".join(c["location"] or [])]
+        if c.get("time_s"):
+            where.append(f"{c['time_s'][0]:g}-{c['time_s'][1]:g} s")
+        if c.get("band"):
+            hz = f" {c['freq_hz'][0]:g}-{c['freq_hz'][1]:g} Hz" if c.get("freq_hz") else ""
+            where.append(f"{c['band']}{hz}")
+        if c.get("measure") and c.get("kind") == "planned" and c.get("units") == "1":
+            where.append(str(c["measure"]))
+        head = f"- {c['name']} ({c['contrast']}; {'; '.join(where)})"
+        if c.get("statistic") is None or c.get("df") is None:
+            lines.append(f"{head}: not tested (fewer than 2 subjects with both conditions).")
+            continue
+        u = "" if c.get("units") in (None, "1") else f" {c['units']}"
+        ci = (
+            f" [{c['ci_low']:.3g}, {c['ci_high']:.3g}]"
+            if c.get("ci_low") is not None and c.get("ci_high") is not None
+            else ""
+        )
+        p_corr = (
+            p_text(c["p_uncorrected"]) + " (uncorrected)"
+            if corr == "none"
+            else f"{p_text(c['p'])} ({corr}; uncorrected {p_text(c['p_uncorrected'])})"
+        )
+        dz = "n/a" if c.get("effect_size") is None else f"{c['effect_size']:.2f}"
+        lines.append(
+            f"{head}: mean difference {c['mean_diff']:.3g}{u}{ci}, paired t({c['df']:.0f}) = "
+            f"{c['statistic']:.2f}, {p_corr}, dz = {dz}, n = {c['n']}"
+            + (" **(significant)**." if c.get("significant") else ".")
+        )
+    return lines
 
 
 def format_p(p: float | None, *, n_permutations: int | None = None) -> str:

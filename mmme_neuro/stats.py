@@ -13,6 +13,9 @@ users keep working with a cluster test's masks and tables.
   channel, band ...) with max-statistic (FWER) and FDR correction.
 - :func:`paired_test` - paired t-test (or Wilcoxon) of one subject-level
   measure with pingouin.
+- :func:`planned_contrasts` - planned (preregistered) ROI x window (x band)
+  contrasts: subject-level data averaged over each region, paired t-tests,
+  Holm (or another) correction within the planned family.
 - :func:`mixed_model` / :func:`mixed_models_fdr` - trial-level linear mixed
   models with statsmodels: by-subject random condition slopes (the maximal
   structure that converges), t tests on n_subjects - 1 df, the subject-level
@@ -78,6 +81,7 @@ __all__ = [
     "mixed_models_fdr",
     "node_permutation_test",
     "paired_test",
+    "planned_contrasts",
 ]
 
 logger = logging.getLogger(__name__)
@@ -1016,6 +1020,339 @@ def paired_test(
         table["p_fdr"] = fdr(table["p"].to_numpy(), stats_cfg.fdr_method)
         table["correction"] = stats_cfg.fdr_method
     return table
+
+
+# --------------------------------------------------------------------------------------
+# Planned ROI x window (x band) contrasts
+# --------------------------------------------------------------------------------------
+#: Corrections of :func:`planned_contrasts` (statsmodels ``multipletests`` methods, and ``"none"``).
+PLANNED_CORRECTIONS: tuple[str, ...] = (
+    "holm",
+    "bonferroni",
+    "sidak",
+    "holm-sidak",
+    "hommel",
+    "fdr_bh",
+    "fdr_by",
+    "none",
+)
+#: Columns of the :func:`planned_contrasts` table.
+PLANNED_COLUMNS: tuple[str, ...] = (
+    "name",
+    "contrast",
+    "roi",
+    "n_sites",
+    "tmin_s",
+    "tmax_s",
+    "band",
+    "fmin_hz",
+    "fmax_hz",
+    "measure",
+    "test",
+    "n_subjects",
+    "n_dropped",
+    "mean_a",
+    "mean_b",
+    "mean_diff",
+    "sd_diff",
+    "t",
+    "df",
+    "p",
+    "p_corrected",
+    "correction",
+    "family_size",
+    "significant",
+    "cohen_dz",
+    "ci_low",
+    "ci_high",
+)
+
+
+def _spec(spec: Any, key: str, default: Any = None) -> Any:
+    if isinstance(spec, Mapping):
+        return spec.get(key, default)
+    return getattr(spec, key, default)
+
+
+def _planned_values(
+    data: xr.DataArray | xr.Dataset,
+    spec: Any,
+    bands: Mapping[str, Sequence[float]] | None,
+    dim: str,
+    where: str,
+) -> tuple[xr.DataArray, dict[str, Any]]:
+    """(subject, condition) averages of one planned contrast, and its description."""
+    if isinstance(data, xr.Dataset):
+        measure = _spec(spec, "measure")
+        if measure is None or measure not in data.data_vars:
+            raise ValueError(
+                f"{where}: measure {measure!r} is not a variable of the data "
+                f"({sorted(data.data_vars)})"
+            )
+        da = data[measure]
+    else:
+        da, measure = data, _spec(spec, "measure", data.name)
+    spatial = [d for d in _SPATIAL_DIMS if d in da.dims]
+    if len(spatial) != 1:
+        raise ValueError(
+            f"{where}: data need one spatial dim ('channel' or 'node'), got dims {da.dims}"
+        )
+    sdim = spatial[0]
+    sites = _spec(spec, "channels") if sdim == "channel" else _spec(spec, "nodes")
+    sites = _spec(spec, "nodes") if sites is None else sites
+    sites = _spec(spec, "channels") if sites is None else sites
+    if sites is None or isinstance(sites, str) or not len(sites):
+        raise ValueError(f"{where}: give the ROI as a list of {_PLURAL[sdim]}, got {sites!r}")
+    sites = [str(c) for c in sites]
+    have = [str(c) for c in da[sdim].values]
+    unknown = [c for c in sites if c not in have]
+    if unknown:
+        raise ValueError(f"{where}: {_PLURAL[sdim]} {unknown} not in the data")
+    x = da.sel({sdim: sites}).mean(sdim, skipna=False)
+    info: dict[str, Any] = {
+        "roi": ",".join(sites),
+        "n_sites": len(sites),
+        "tmin_s": math.nan,
+        "tmax_s": math.nan,
+        "band": None,
+        "fmin_hz": math.nan,
+        "fmax_hz": math.nan,
+        "measure": measure,
+    }
+    window = _spec(spec, "window_s")
+    if "time" in x.dims:
+        if window is None:
+            raise ValueError(f"{where}: the data have a time dim: give window_s (start, end) in s")
+        lo, hi = (float(v) for v in window)
+        t = np.asarray(x["time"].values, dtype=float)
+        if not lo < hi:
+            raise ValueError(f"{where}: window_s {list(window)}: start must be before end")
+        if lo < t[0] - 1e-9 or hi > t[-1] + 1e-9:
+            raise ValueError(
+                f"{where}: window_s {list(window)} s is outside the data ({t[0]:.3f} to "
+                f"{t[-1]:.3f} s)"
+            )
+        sel = (t >= lo - 1e-9) & (t <= hi + 1e-9)
+        if not sel.any():
+            raise ValueError(f"{where}: window_s {list(window)} s holds no sample of the data")
+        x = x.isel(time=np.flatnonzero(sel)).mean("time", skipna=False)
+        info.update(tmin_s=lo, tmax_s=hi)
+    elif window is not None:
+        raise ValueError(f"{where}: window_s given but the data have no time dim")
+    band = _spec(spec, "band")
+    if "freq" in x.dims or "band" in x.dims:
+        if band is None:
+            raise ValueError(f"{where}: the data have a frequency dim: give band")
+        if "band" in x.dims:
+            labels = [str(b) for b in x["band"].values]
+            if str(band) not in labels:
+                raise ValueError(f"{where}: band {band!r} not in the data (bands {labels})")
+            x = x.sel(band=str(band))
+            if bands is not None and str(band) in bands:
+                info.update(fmin_hz=float(bands[str(band)][0]), fmax_hz=float(bands[str(band)][1]))
+        else:
+            if bands is None or str(band) not in bands:
+                raise ValueError(
+                    f"{where}: unknown band {band!r}; give bands (name -> (low, high) Hz), "
+                    f"known: {sorted(bands or {})}"
+                )
+            flo, fhi = (float(v) for v in bands[str(band)])
+            f = np.asarray(x["freq"].values, dtype=float)
+            fsel = (f >= flo) & (f < fhi)
+            if not fsel.any():
+                raise ValueError(
+                    f"{where}: band {band!r} ({flo}-{fhi} Hz) holds no frequency of the data"
+                )
+            x = x.isel(freq=np.flatnonzero(fsel)).mean("freq", skipna=False)
+            info.update(fmin_hz=flo, fmax_hz=fhi)
+        info["band"] = str(band)
+    elif band is not None:
+        raise ValueError(f"{where}: band given but the data have no 'freq' or 'band' dim")
+    rest = [d for d in x.dims if d not in ("subject", dim)]
+    if rest:
+        raise ValueError(
+            f"{where}: dims {rest} are left after averaging; the data must be (subject, {dim}, "
+            f"{sdim}[, time][, freq or band])"
+        )
+    return x.transpose("subject", dim), info
+
+
+def planned_contrasts(
+    data: xr.DataArray | xr.Dataset,
+    contrasts: Sequence[Mapping[str, Any] | Any],
+    *,
+    bands: Mapping[str, Sequence[float]] | None = None,
+    correction: str = "holm",
+    alpha: float = 0.05,
+    dim: str = "condition",
+) -> pd.DataFrame:
+    """Planned ROI x window (x band) contrasts at the subject level, corrected within their family.
+
+    Each contrast averages the subject-level data over its region of interest
+    (channels or nodes), its time window and its band, then compares two
+    conditions with a paired t-test on these subject means (:func:`paired_test`).
+    The p-values of all contrasts given are one family, corrected together
+    with ``correction`` (Holm by default; :func:`statsmodels.stats.multitest.multipletests`).
+
+    Parameters
+    ----------
+    data : xarray.DataArray | xarray.Dataset
+        Subject-level data ``(subject, condition, channel or node[, time][,
+        freq or band])``: an ERP group array (µV), an ERSP array (dB) with a
+        ``freq`` dim, or subject means of a nodal measure with a ``band`` dim.
+        Subjects with NaN in a condition (minimum-count rule) are dropped from
+        contrasts with that condition. A Dataset: each contrast names its
+        variable as ``measure``.
+    contrasts : sequence of mapping (or objects with these attributes)
+        ``name``, ``contrast`` (``(a, b)``: ``a - b``), ``channels`` (or
+        ``nodes``); ``window_s`` (start, end in s; closed) when the data have
+        a ``time`` dim; ``band`` when they have a ``freq`` or ``band`` dim;
+        ``measure`` for a Dataset.
+    bands : mapping | None
+        Band name -> (low, high) Hz, ``[low, high)``: needed for a ``freq`` dim.
+    correction : str
+        ``multipletests`` method (``"holm"``, ``"bonferroni"``, ``"fdr_bh"`` ...)
+        or ``"none"``.
+    alpha : float
+        Significance level of ``significant`` (corrected p).
+    dim : str
+        Dimension of the conditions.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per contrast, in the given order: :data:`PLANNED_COLUMNS`
+        (``name``, ``contrast``, ``roi`` (comma list), ``n_sites``,
+        ``tmin_s``, ``tmax_s``, ``band``, ``fmin_hz``, ``fmax_hz``,
+        ``measure``, ``test``, ``n_subjects``, ``n_dropped``, ``mean_a``,
+        ``mean_b``, ``mean_diff`` (a - b, unit of the data), ``sd_diff``,
+        ``t``, ``df``, ``p``, ``p_corrected``, ``correction``,
+        ``family_size``, ``significant``, ``cohen_dz``, ``ci_low``,
+        ``ci_high`` (95 % t interval of the mean difference)). A contrast
+        that cannot be tested (fewer than 2 subjects with both conditions)
+        has NaN statistics and is left out of the family.
+
+    Raises
+    ------
+    ValueError
+        On an empty or malformed contrast (unknown channel, band or
+        condition, a window outside the data, duplicate names), an unknown
+        correction or alpha outside (0, 1); the message names the contrast
+        and the value.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(8, 2, 2, 5)); x[:, 0, :, 2:] += 2.0
+    >>> da = xr.DataArray(x, dims=("subject", "condition", "channel", "time"),
+    ...                   coords={"subject": [f"s{i}" for i in range(8)],
+    ...                           "condition": ["ME", "MaE"],
+    ...                           "channel": ["CZ", "PZ"], "time": np.arange(5) * 0.1})
+    >>> t = planned_contrasts(da, [{"name": "late", "contrast": ("ME", "MaE"), "channels": ["PZ"],
+    ...                             "window_s": (0.2, 0.4)}])
+    >>> bool(t.loc[0, "p"] < 0.05), int(t.loc[0, "df"])
+    (True, 7)
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    if not isinstance(data, xr.DataArray | xr.Dataset):
+        raise TypeError(f"data must be an xarray DataArray or Dataset, got {type(data).__name__}")
+    if correction not in PLANNED_CORRECTIONS:
+        raise ValueError(f"correction must be one of {PLANNED_CORRECTIONS}, got {correction!r}")
+    alpha = _check_prob(alpha, "alpha")
+    if isinstance(contrasts, Mapping | str) or not isinstance(contrasts, Sequence):
+        raise ValueError(
+            "contrasts must be a sequence of planned contrasts (mappings with name, contrast, ...)"
+        )
+    missing = [d for d in ("subject", dim) if d not in data.dims]
+    if missing:
+        raise ValueError(f"data must have dims ('subject', {dim!r}, ...); missing {missing}")
+    names = [str(_spec(c, "name", "")) for c in contrasts]
+    if any(not n for n in names):
+        raise ValueError("every planned contrast needs a name")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"duplicate planned contrast name(s) {dup}")
+    labels = [str(v) for v in data[dim].values]
+    rows = []
+    for name, spec in zip(names, contrasts, strict=True):
+        where = f"planned contrast {name!r}"
+        pair = _spec(spec, "contrast", ("ME", "MaE"))
+        try:
+            a, b = _check_contrast(pair)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from err
+        absent = [c for c in (a, b) if c not in labels]
+        if absent:
+            raise ValueError(f"{where}: condition(s) {absent} not in the data ({labels})")
+        x, info = _planned_values(data, spec, bands, dim, where)
+        long = (
+            x.sel({dim: [a, b]}).to_dataframe(name="value").reset_index()[["subject", dim, "value"]]
+        )
+        row: dict[str, Any] = {
+            "name": name,
+            "contrast": f"{a}-{b}",
+            **info,
+            "test": "paired t-test on subject means",
+        }
+        n_all = int(x.sizes["subject"])
+        try:
+            tt = paired_test(long, measure="value", within=dim, contrast=(a, b)).iloc[0]
+        except ValueError as err:
+            logger.warning("%s not tested: %s", where, err)
+            row.update(
+                n_subjects=0,
+                n_dropped=n_all,
+                mean_a=math.nan,
+                mean_b=math.nan,
+                mean_diff=math.nan,
+                sd_diff=math.nan,
+                t=math.nan,
+                df=math.nan,
+                p=math.nan,
+                cohen_dz=math.nan,
+                ci_low=math.nan,
+                ci_high=math.nan,
+            )
+        else:
+            row.update(
+                n_subjects=int(tt["n_subjects"]),
+                n_dropped=int(tt["n_dropped"]),
+                mean_a=float(tt[f"mean_{a}"]),
+                mean_b=float(tt[f"mean_{b}"]),
+                mean_diff=float(tt["mean_diff"]),
+                sd_diff=float(tt["sd_diff"]),
+                t=float(tt["statistic"]),
+                df=float(tt["df"]),
+                p=float(tt["p"]),
+                cohen_dz=float(tt["cohen_dz"]),
+                ci_low=float(tt["ci_low"]),
+                ci_high=float(tt["ci_high"]),
+            )
+        rows.append(row)
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            c
+            for c in PLANNED_COLUMNS
+            if c not in ("p_corrected", "correction", "family_size", "significant")
+        ],
+    )
+    p = table["p"].to_numpy(dtype=float)
+    finite = np.isfinite(p)
+    adj = np.full(p.shape, np.nan)
+    if finite.any():
+        adj[finite] = (
+            p[finite]
+            if correction == "none"
+            else multipletests(p[finite], alpha=alpha, method=correction)[1]
+        )
+    table["p_corrected"] = adj
+    table["correction"] = correction
+    table["family_size"] = int(finite.sum())
+    table["significant"] = np.where(finite, adj < alpha, False).astype(bool)
+    return table[list(PLANNED_COLUMNS)]
 
 
 # --------------------------------------------------------------------------------------

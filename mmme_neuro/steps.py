@@ -34,7 +34,16 @@ from . import tfr as tfr_mod
 from .config import Config
 from .pipeline import Upstream
 
-__all__ = ["CLEAN_STAGE", "covers", "shared_config", "shared_window", "tfr_upstream", "upstream"]
+__all__ = [
+    "CLEAN_STAGE",
+    "GROUP_ONLY_SECTIONS",
+    "covers",
+    "shared_config",
+    "shared_window",
+    "step_config",
+    "tfr_upstream",
+    "upstream",
+]
 
 #: Cache stage of the shared preprocessed epochs.
 CLEAN_STAGE = "clean-epochs"
@@ -74,6 +83,23 @@ def shared_config(config: Config) -> Config:
     statistics or decoding settings of one script.
     """
     return Config(**{name: getattr(config, name) for name in _SHARED_SECTIONS})
+
+
+#: Configuration sections only the group level reads (planned contrasts): at their defaults in the
+#: configuration of a per-subject step (:func:`step_config`), so changing them reuses the cached
+#: steps.
+GROUP_ONLY_SECTIONS: tuple[str, ...] = ("planned",)
+
+
+def step_config(config: Config, drop: tuple[str, ...] = GROUP_ONLY_SECTIONS) -> Config:
+    """``config`` with the sections ``drop`` (read by the group level only) at their defaults.
+
+    A per-subject step's cache key covers its whole configuration; a step
+    run with this one is not recomputed when, say, a planned contrast changes.
+    """
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be a mmme_neuro.config.Config, got {type(config).__name__}")
+    return config.model_copy(update={name: type(getattr(config, name))() for name in drop})
 
 
 def upstream(config: Config) -> dict[str, Upstream]:

@@ -69,7 +69,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -83,6 +83,7 @@ from .config import Config
 from .connectivity import centred_spectra
 from .containers import provenance, validate
 from .epochs import bookkeeping_table, epochs_from_session, equalize_counts, from_clean
+from .matching import match_emg, matching_options
 
 __all__ = [
     "BASELINE_MODES",
@@ -447,6 +448,7 @@ def compute_tfr(
     trial_window: tuple[float, float] = DEFAULT_WINDOW,
     subject: str | None = None,
     conditions: Sequence[str] = CONDITIONS,
+    subsets: Mapping[str, Collection[str]] | None = None,
 ) -> TFRResult:
     """Time-frequency decomposition of one subject's expression-locked epochs.
 
@@ -492,6 +494,12 @@ def compute_tfr(
         Pseudonym; None: from the metadata.
     conditions : sequence of str
         Conditions kept (absent ones are skipped).
+    subsets : mapping of str to collection of str | None
+        Name -> epoch ids: the total power of each condition is also averaged
+        over these epochs only, as variable ``power_<name>`` with coordinate
+        ``n_epochs_<name>`` (NaN, 0, for a condition without one), from the
+        same transforms (no extra cost but the sums). E.g. the EMG-matched
+        epochs (:func:`mmme_neuro.matching.match_emg`).
 
     Returns
     -------
@@ -572,11 +580,19 @@ def compute_tfr(
     bmask = None if base is None else (t_an >= base[0] - 1e-9) & (t_an <= base[1] + 1e-9)
     base_sum = np.zeros((n_ch, n_f))
     trial_rows: list[tuple[int, str, np.ndarray]] = []
+    subsets = {str(k): set(map(str, v)) for k, v in (subsets or {}).items()}
+    bad = [k for k in subsets if not k.isidentifier()]
+    if bad:
+        raise ValueError(f"subset names must be identifiers, got {bad}")
+    sub_power = {k: np.full(shape, np.nan) for k in subsets}
+    sub_n = {k: np.zeros(len(conds), dtype=np.int64) for k in subsets}
     for ci, cond in enumerate(conds):
         idx = np.flatnonzero((md["condition"] == cond).to_numpy())
         x = data_all[idx]
         ids = md["epoch_id"].to_numpy()[idx]
         in_itc = np.isin(ids, list(itc_ids))
+        in_sub = {k: np.isin(ids.astype(str), list(v)) for k, v in subsets.items()}
+        sub_sum = {k: np.zeros((n_ch, n_f, n_t)) for k in subsets}
         psum = np.zeros((n_ch, n_f, n_t))
         isum = np.zeros((n_ch, n_f, n_t))
         phsum: Any = 0
@@ -591,6 +607,8 @@ def compute_tfr(
             p = (mag**2).mean(axis=2) * calib[None, None, :, None]
             ph = np.where(mag > 0, c / np.where(mag > 0, mag, 1), 0)
             psum += p.sum(axis=0)
+            for k, m in in_sub.items():
+                sub_sum[k] += p[m[s : s + chunk]].sum(axis=0)
             phsum += ph[in_itc[s : s + chunk]].sum(axis=0)
             if induced:
                 isum += ((np.abs(c - c_ev) ** 2).mean(axis=2) * calib[None, None, :, None]).sum(axis=0)
@@ -606,6 +624,10 @@ def compute_tfr(
         n_ep[ci] = len(idx)
         n_itc[ci] = int(in_itc.sum())
         power[ci] = psum / len(idx)
+        for k, m in in_sub.items():
+            sub_n[k][ci] = int(m.sum())
+            if sub_n[k][ci]:
+                sub_power[k][ci] = sub_sum[k] / sub_n[k][ci]
         if n_itc[ci]:
             itc[ci] = (np.abs(phsum) / n_itc[ci]).mean(axis=1)  # ITC per taper, averaged over tapers
         if induced:
@@ -647,6 +669,14 @@ def compute_tfr(
     )
     if induced:
         ds["induced"] = xr.DataArray(ind, dims=dims, coords=ds["power"].coords, attrs={"units": "V**2"})
+    for k in subsets:
+        ds = ds.assign_coords({f"n_epochs_{k}": ("condition", sub_n[k])})
+        ds[f"power_{k}"] = xr.DataArray(
+            sub_power[k],
+            dims=dims,
+            coords=ds["power"].coords,
+            attrs={"units": "V**2", "epochs": f"subset {k!r}"},
+        )
     logger.info("%s: TFR (%s, %d freqs, %d times) of %s epochs", subject, method, n_f, n_t,
                 dict(zip(conds, n_ep.tolist(), strict=True)))  # fmt: skip
     return TFRResult(validate(ds), trials)
@@ -742,11 +772,17 @@ def stack_subjects(results: Sequence[TFRResult | xr.Dataset], *, config: Config 
     parts = []
     for i in order:
         d = dss[i].reindex(condition=conds)
-        d = d.assign_coords(n_epochs=d["n_epochs"].fillna(0).astype(np.int64),
-                            n_epochs_itc=d["n_epochs_itc"].fillna(0).astype(np.int64))  # fmt: skip
+        counts = [c for c in d.coords if str(c).startswith("n_epochs")]
+        d = d.assign_coords({c: d[c].fillna(0).astype(np.int64) for c in counts})
         d.attrs = {}
         parts.append(d.expand_dims(subject=[subjects[i]]))
     group = xr.concat(parts, dim="subject", coords="different", compat="equals")
+    # epoch counts equal in every subject are kept 1-D by concat: give them the subject dim back
+    for c in [
+        c for c in group.coords if str(c).startswith("n_epochs") and "subject" not in group[c].dims
+    ]:
+        per_subject = group[c].expand_dims(subject=group["subject"].values)
+        group = group.assign_coords({c: per_subject.transpose("subject", ...)})
     group["time"].attrs["units"] = "s"
     group["freq"].attrs["units"] = "Hz"
     keep = {k: v for k, v in ref.attrs.items() if k not in ("subject", "config_hash", "seed", "mmme_neuro_version")}
@@ -920,13 +956,20 @@ def first_level(session: Any, config: Config, *, method: Literal["morlet", "mult
     result : dict
         ``tfr`` (:attr:`TFRResult.tfr`), ``trials`` (:attr:`TFRResult.trials`)
         and ``epochs`` (every planned epoch with its fate; without the AU lists).
+        With ``emg_matching.method`` not ``"off"``, ``tfr`` also holds
+        ``power_emg_matched``: the power averaged over the EMG-matched ME and
+        MaE epochs only (:func:`mmme_neuro.matching.match_emg` on this
+        subject's kept epochs), computed from the same transforms; only
+        averages are stored, so it is computed here.
     """
     padded, _ = padded_config(config, DEFAULT_FREQS, method=method)
     if clean is None:
         epochs, md = epochs_from_session(session, padded)
     else:
         epochs, md = from_clean(clean, padded.epochs.tmin, padded.epochs.tmax)
+    options = matching_options(config)
+    subsets = None if options is None else {"emg_matched": match_emg(md, **options).epoch_ids}
     res = compute_tfr(epochs, md, config=config, method=method, subject=session.subject,
-                      rois=dict(DEFAULT_ROIS if rois is None else rois))  # fmt: skip
+                      rois=dict(DEFAULT_ROIS if rois is None else rois), subsets=subsets)
     table = bookkeeping_table(md)
     return {"tfr": res.tfr, "trials": res.trials, "epochs": table}

@@ -144,6 +144,94 @@ def test_script_outputs_deterministic(script_out, ci_bids, noica_config, tmp_pat
         assert (script_out / name).read_bytes() == (out2 / name).read_bytes(), name
 
 
+def test_planned_contrast_and_emg_matching_reported(script_out):
+    planned = pd.read_csv(script_out / "planned.csv")
+    p3 = planned.iloc[0]
+    assert (
+        p3["name"] == "P3"
+        and p3["roi"] == "CP1,CPZ,CP2,P1,PZ,P2"
+        and (p3["tmin_s"], p3["tmax_s"]) == (0.3, 0.5)
+    )
+    assert (
+        p3["mean_diff"] > 0 and p3["p_corrected"] < 0.05 and p3["df"] == 7
+    )  # the planted P3, ME > MaE
+    summary = json.loads((script_out / "summary.json").read_text())
+    rec = next(c for c in summary["contrasts"] if c["kind"] == "planned")
+    assert (rec["statistic_name"], rec["df"], rec["correction"], rec["test"]) == (
+        "t",
+        7,
+        "holm",
+        "paired t-test on subject means",
+    )
+    assert summary["results"]["planned"]["family_size"] == 1
+    # the ci study's synthetic EMG is 3x larger in MaE, without overlap: nothing can be matched,
+    # and it says so
+    block = summary["results"]["emg_matched"]
+    assert (
+        block["n_subjects"] == 8
+        and block["n_subjects_matched"] == 0
+        and not block["test"]["tested"]
+    )
+    assert set(block["subjects_not_matched"]) == set(summary["subjects"])
+    sig = [
+        c
+        for c in summary["contrasts"]
+        if c["kind"] == "cluster" and c["contrast"] == "ME-MaE" and c["significant"]
+    ]
+    assert sig and all(
+        "survives_emg_matching" in c and c["survives_emg_matching"] is None for c in sig
+    )
+    assert len(block["effects"]) == len(sig)
+    text = (script_out / "summary.md").read_text()
+    assert (
+        "## Planned contrasts" in text
+        and "## EMG-matched ME - MaE" in text
+        and "cannot be told apart" in text
+    )
+    assert (pd.read_csv(script_out / "emg_matching.csv")["status"] == "no_overlap").all()
+
+
+def test_emg_matched_contrast_where_emg_overlaps(ci_bids, tmp_path):
+    """Matched on a measure whose ME and MaE values overlap (EMG RMS log ratio, wide caliper).
+
+    The first level's matched averages agree with the group level's matching,
+    and every significant cluster is flagged.
+    """
+    from analyses.erp_me_vs_mae import main
+
+    cfg = tmp_path / "matched.toml"
+    cfg.write_text(
+        NO_ICA + '[emg_matching]\nmeasure = "emg_rms_log_ratio"\ncaliper_sd = 3.0\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    assert (
+        main(["--bids-root", str(ci_bids), "--config", str(cfg), "--out", str(out), "--no-figures"])
+        == 0
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    block = summary["results"]["emg_matched"]
+    assert (
+        block["measure"] == "emg_rms_log_ratio"
+        and block["n_subjects_matched"] >= 6
+        and block["test"]["tested"]
+    )
+    rep = pd.read_csv(out / "emg_matching.csv")
+    assert (rep["n_after_ME"] == rep["n_after_MaE"]).all()
+    assert (rep["smd_after"].dropna().abs() <= 3.0 + 1e-9).all()
+    assert block["epochs_after"]["ME"] == rep["n_after_ME"].sum()
+    matched = pd.read_csv(out / "clusters_me_vs_mae_emg_matched.csv")
+    assert len(matched) and (matched["contrast"] == "ME-MaE").all()
+    flags = pd.read_csv(out / "clusters_me_vs_mae.csv")
+    sig = flags[flags["significant"]]
+    assert len(sig) and sig["survives_emg_matching"].isin([True, False]).all()
+    for e in block[
+        "effects"
+    ]:  # the rule: survives iff a significant same-sign matched cluster overlaps it
+        assert e["survives_emg_matching"] == bool(e["matched_clusters"])
+        assert np.isfinite(e["matched_mean_diff"])
+
+
 # ----------------------------------------------------------------------------- null study
 
 

@@ -198,6 +198,33 @@ def test_script_outputs_valid(script_out):
     assert (script_out / "summary.md").read_text(encoding="utf-8").startswith("# Functional networks")
 
 
+def test_planned_contrast_and_emg_matching_reported(script_out):
+    planned = pd.read_csv(script_out / "planned.csv")
+    row = planned.iloc[0]
+    assert (
+        row["name"] == "alpha_lateral"
+        and row["band"] == "alpha"
+        and row["measure"] == "nodal_efficiency_auc"
+    )
+    assert (
+        row["mean_diff"] > 0 and row["p_corrected"] < 0.05
+    )  # the planted alpha coupling among these nodes
+    summary = json.loads((script_out / "summary.json").read_text(encoding="utf-8"))
+    rec = next(c for c in summary["contrasts"] if c["kind"] == "planned")
+    assert (
+        rec["statistic_name"] == "t" and rec["df"] == 7 and rec["location"] == row["roi"].split(",")
+    )
+    block = summary["results"]["emg_matched"]
+    assert (
+        block["n_subjects"] == 8 and not block["test"]["tested"]
+    )  # no EMG overlap in the ci study
+    nodes = [c for c in summary["contrasts"] if c["kind"] == "node" and c["contrast"] == "ME-MaE"]
+    assert nodes and all(
+        "survives_emg_matching" in c and c["survives_emg_matching"] is None for c in nodes
+    )
+    assert "## EMG-matched ME - MaE" in (script_out / "summary.md").read_text(encoding="utf-8")
+
+
 # ----------------------------------------------------------------------------- null study
 
 

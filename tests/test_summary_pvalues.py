@@ -305,3 +305,167 @@ def test_dataset_summary_and_run_table_print_no_p():
     md = build_markdown(s, tables) + cli._markdown(
         [{"analysis": "erp_me_vs_mae", "status": "ok", "seconds": 1.0}], 1.0, {"status": "none"})
     assert not P_RE.search(md) and violations(md) == []
+
+
+# ----------------------------------------------------------------------------- planned and
+# EMG-matched sections
+
+
+def _planned_record(p: float, p_unc: float, **kw: Any) -> dict[str, Any]:
+    from mmme_neuro.reporting import make_contrast
+
+    fields = dict(
+        location=["CPZ", "PZ"],
+        time_s=[0.3, 0.5],
+        statistic=4.2,
+        p=p,
+        effect_size=1.3,
+        statistic_name="t",
+        df=9.0,
+        test="paired t-test on subject means",
+        correction="holm",
+        family_size=2,
+        p_uncorrected=p_unc,
+        effect_size_name="cohen_dz",
+        name="P3",
+        band=None,
+        mean_diff=1.4,
+        units="µV",
+        n=10,
+        ci_low=0.7,
+        ci_high=2.1,
+        significant=True,
+    )
+    return make_contrast("ME-MaE", kind="planned", **{**fields, **kw})
+
+
+def _matched_block(
+    kind: str, test: dict[str, Any], effects: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "contrast": "ME-MaE",
+        "method": "nearest",
+        "measure": "emg_rms_uv",
+        "caliper_sd": 0.2,
+        "n_strata": None,
+        "n_subjects": 10,
+        "n_subjects_matched": 9,
+        "subjects_tested": [],
+        "subjects_not_matched": {
+            "sub-03": "no_overlap: no ME-MaE pair within the caliper (0.2 SD = 0.3)"
+        },
+        "min_count_excluded": [],
+        "epochs_before": {"ME": 60, "MaE": 300},
+        "epochs_after": {"ME": 40, "MaE": 40},
+        "smd_before": {"median": -1.2, "max_abs": 3.0},
+        "smd_after": {"median": 0.01, "max_abs": 0.15},
+        "test": test,
+        "effects": effects,
+        "n_disappear": sum(e["survives_emg_matching"] is False for e in effects),
+    }
+
+
+def test_erp_planned_and_matched_sections():
+    from analyses.erp_me_vs_mae import build_markdown
+
+    s = _summary("erp_me_vs_mae")
+    for key in ("without_covariate", "with_emg_covariate"):
+        _model_row(s["results"]["mixed_models_p3_mean"][key], 0.2)
+    s["contrasts"] += [_planned_record(0.0, 1e-320), _planned_record(0.03, 0.015, name="late")]
+    test = {
+        "tested": True,
+        "n_subjects": 9,
+        "n_permutations": 512,
+        "exact": True,
+        "significant_clusters": [
+            {"cluster": 1, "sign": 1, "p": 0.0, "n_sites": 6, "time_s": [0.3, 0.5]},
+            {"cluster": 2, "sign": -1, "p": 0.04, "n_sites": 3, "time_s": [0.1, 0.2]},
+        ],
+    }
+    effects = [
+        {"cluster": 1, "survives_emg_matching": False, "label": "cluster 1 (+, 0.3-0.5 s)"},
+        {"cluster": 2, "survives_emg_matching": True, "label": "cluster 2 (-, 0.1-0.2 s)"},
+    ]
+    s["results"]["emg_matched"] = _matched_block("cluster", test, effects)
+    md = build_markdown(s)
+    assert violations(md) == [], md
+    assert "paired t(9) = 4.20, p < 1e-300 (holm; uncorrected p < 1e-300)" in md
+    assert (
+        "cluster permutation test, 512 sign flips (exact): cluster 1 (+) 0.300-0.500 s over 6 "
+        f"channels, p <= {_floor(512)}" in md
+    )
+    assert "disappear under EMG matching** (1 of 2): cluster 1 (+, 0.3-0.5 s)" in md
+    # untestable: every effect null, no p printed
+    s["results"]["emg_matched"] = _matched_block(
+        "cluster",
+        {"tested": False, "reason": "0 subject(s)"},
+        [{**effects[0], "survives_emg_matching": None}],
+    )
+    md2 = build_markdown(s)
+    assert violations(md2) == [] and "cannot be told apart from facial EMG" in md2
+
+
+def test_tfr_and_network_matched_sections():
+    from analyses.network_nodal_efficiency import build_markdown as net_md
+    from analyses.tfr_me_vs_mae import build_markdown as tfr_md
+
+    s = _summary("tfr_me_vs_mae")
+    for c in [c for c in s["contrasts"] if c["kind"] == "mixed_model"]:
+        c.update(
+            df=9.0,
+            test="t test on n_subjects - 1 df",
+            random_effects="(1 | subject)",
+            subject_level_test=_subject_level(),
+            p=0.01,
+        )
+    s["contrasts"].append(_planned_record(1e-320, 1e-321, band="theta", freq_hz=[4.0, 8.0]))
+    test = {
+        "tested": True,
+        "n_subjects": 9,
+        "n_permutations": 1000,
+        "exact": False,
+        "significant_clusters": [
+            {
+                "cluster": 1,
+                "sign": -1,
+                "p": 0.0,
+                "n_sites": 12,
+                "time_s": [0.0, 1.0],
+                "freq_hz": [24.0, 45.0],
+            }
+        ],
+    }
+    s["results"]["emg_matched"] = _matched_block(
+        "cluster",
+        test,
+        [{"cluster": 2, "survives_emg_matching": False, "label": "cluster 2 (-, 23.8-45 Hz, T8)"}],
+    )
+    md = tfr_md(s)
+    assert violations(md) == [], md
+    assert f"24-45 Hz, 0.00-1.00 s, 12 channels, p <= {_floor(1000)}" in md and "theta 4-8 Hz" in md
+
+    n = _summary("network_nodal_efficiency")
+    n["contrasts"].append(_planned_record(0.0, 0.0, band="alpha", freq_hz=[8.0, 13.0]))
+    test = {
+        "tested": True,
+        "n_subjects": 9,
+        "n_permutations": 512,
+        "exact": True,
+        "p_maxstat": {"alpha:C3": 0.0, "gamma:T8": 0.03},
+    }
+    n["results"]["emg_matched"] = _matched_block(
+        "node",
+        test,
+        [
+            {
+                "band": "beta",
+                "node": "T8",
+                "survives_emg_matching": False,
+                "label": "beta T8 (t = 5.1, maxstat)",
+            }
+        ],
+    )
+    md = net_md(n)
+    assert violations(md) == [], md
+    assert f"alpha:C3 p <= {_floor(512)}" in md
+    assert "Nodes that disappear under EMG matching** (1 of 1): beta T8" in md

@@ -156,6 +156,41 @@ def test_itc_uses_equalised_counts_and_trial_table():
     assert banded.dims == ("condition", "band", "channel", "time") and list(banded["band"].values) == ["theta", "alpha"]
 
 
+def test_subset_power_equals_the_power_of_those_epochs():
+    """compute_tfr(subsets=...) (the EMG-matched averages) equals a transform of the subset's
+    epochs alone."""
+    sf = 250.0
+    _, pad = tfr.padded_config(Config(), [6.0, 10.0])
+    t = _grid(sf, pad)
+    rng = np.random.default_rng(5)
+    conds = ["ME"] * 4 + ["MaE"] * 6 + ["NE"] * 2
+    x = rng.normal(size=(12, 2, t.size)) * 1e-6
+    ep = _epochs(x, sf, t[0], conds)
+    subset = ["e1", "e2", "e5", "e7", "e9"]
+    kw = dict(freqs=[6.0, 10.0], rois={"a": ["FZ"]}, bands={"theta": (4, 8)}, induced=False)
+    res = tfr.compute_tfr(ep, subsets={"emg_matched": subset}, **kw).tfr
+    assert res["n_epochs_emg_matched"].values.tolist() == [2, 3, 0]
+    assert np.isnan(res["power_emg_matched"].sel(condition="NE")).all()
+    idx = [int(e[1:]) for e in subset]
+    alone = tfr.compute_tfr(_epochs(x[idx], sf, t[0], [conds[i] for i in idx]), **kw).tfr
+    for c in ("ME", "MaE"):
+        np.testing.assert_allclose(
+            res["power_emg_matched"].sel(condition=c), alone["power"].sel(condition=c), rtol=1e-10
+        )
+    np.testing.assert_allclose(
+        res["power"], tfr.compute_tfr(ep, **kw).tfr["power"], rtol=0, atol=0
+    )  # main unchanged
+    group = tfr.stack_subjects(
+        [res.assign_attrs(subject="sub-01"), res.assign_attrs(subject="sub-02")]
+    )
+    assert group["n_epochs_emg_matched"].dims == (
+        "subject",
+        "condition",
+    )  # equal counts keep their subject dim
+    with pytest.raises(ValueError, match="identifiers"):
+        tfr.compute_tfr(ep, subsets={"emg matched": subset}, **kw)
+
+
 def test_authors_band_psd_matches_periodogram():
     from scipy.signal import periodogram
 
@@ -234,6 +269,46 @@ def test_script_outputs_valid(script_out):
     for name in ("tfr_rois_me_vs_mae", "band_topomaps_me_vs_mae", "band_timecourses", "emg_beta_gamma"):
         assert (script_out / f"{name}.png").stat().st_size > 10_000
     assert (script_out / "summary.md").read_text().startswith("# Time-frequency")
+
+
+def test_planned_contrasts_and_emg_matching_reported(script_out):
+    planned = pd.read_csv(script_out / "planned.csv").set_index("name")
+    assert (
+        list(planned.index) == ["frontal_theta", "central_beta"]
+        and (planned["family_size"] == 2).all()
+    )
+    # the planted frontal theta increase in ME, and the central beta decrease in MaE (ME - MaE > 0)
+    assert (
+        planned.loc["frontal_theta", "mean_diff"] > 0
+        and planned.loc["frontal_theta", "p_corrected"] < 0.05
+    )
+    assert planned.loc["central_beta", "mean_diff"] > 0
+    assert (
+        planned.loc["frontal_theta", "fmin_hz"] == 4.0
+        and planned.loc["central_beta", "band"] == "beta"
+    )
+    summary = json.loads((script_out / "summary.json").read_text())
+    recs = [c for c in summary["contrasts"] if c["kind"] == "planned"]
+    assert len(recs) == 2 and all(
+        r["statistic_name"] == "t" and r["df"] == 7 and r["correction"] == "holm" for r in recs
+    )
+    block = summary["results"]["emg_matched"]
+    assert (
+        block["n_subjects"] == 8 and not block["test"]["tested"]
+    )  # no EMG overlap in the ci study
+    sig = [
+        c
+        for c in summary["contrasts"]
+        if c["kind"] == "cluster" and c["contrast"] == "ME-MaE" and c["significant"]
+    ]
+    assert sig and all(c["survives_emg_matching"] is None for c in sig)
+    ds = load_netcdf(script_out / "tfr.nc")
+    assert "ersp_emg_matched" in ds and "power_emg_matched" not in ds
+    assert (
+        ds["n_epochs_emg_matched"].dims == ("subject", "condition")
+        and int(ds["n_epochs_emg_matched"].sum()) == 0
+    )
+    assert "## EMG-matched ME - MaE" in (script_out / "summary.md").read_text()
 
 
 # ----------------------------------------------------------------------------- null

@@ -101,6 +101,30 @@ def _new_axes(n: int, height_mm: float, width: str | float = "double") -> tuple[
     return fig, list(axes[0])
 
 
+def _shade_planned(
+    ax: Axes, planned: pd.DataFrame | None, channels: Sequence[str], y: float
+) -> None:
+    """Shade the windows of the planned contrasts whose ROI is ``channels``; label them at height
+    ``y``."""
+    if planned is None or not len(planned):
+        return
+    for r in planned.to_dict(orient="records"):
+        if set(str(r["roi"]).split(",")) != set(channels) or not np.isfinite(
+            r.get("tmin_s", np.nan)
+        ):
+            continue
+        t0, t1 = float(r["tmin_s"]), float(r["tmax_s"])
+        ax.axvspan(t0, t1, color="#888888", alpha=0.12, linewidth=0, hatch="////", fill=False)
+        if np.isfinite(r.get("t", np.nan)):
+            corr = "" if r["correction"] == "none" else f" ({r['correction']})"
+            stat = f"t({r['df']:.0f})={r['t']:.2f}, p={r['p_corrected']:.2g}{corr}"
+            text = f"planned {r['name']} {r['contrast']}: {stat}"
+        else:
+            text = f"planned {r['name']} {r['contrast']}: not tested"
+        ax.plot([t0, t1], [y, y], color="#555555", linewidth=2.0, solid_capstyle="butt")
+        ax.text(t1, y, " " + text, va="center", ha="left", fontsize=5.5, color="#555555")
+
+
 def plot_erp_waveforms(
     group: xr.DataArray,
     channels: str | Sequence[str] | Mapping[str, Sequence[str]],
@@ -109,6 +133,7 @@ def plot_erp_waveforms(
     clusters: ClusterResult | Sequence[ClusterResult] | None = None,
     ci: float = 0.95,
     axes: Axes | Sequence[Axes] | None = None,
+    planned: pd.DataFrame | None = None,
 ) -> list[Axes]:
     """Grand-average waveforms with confidence bands across subjects.
 
@@ -129,6 +154,10 @@ def plot_erp_waveforms(
         Confidence level of the band (t-based, across subjects).
     axes : Axes | sequence of Axes | None
         One axes per ROI; None: a new figure.
+    planned : pandas.DataFrame | None
+        Planned contrasts (:func:`mmme_neuro.stats.planned_contrasts`): the
+        window of each one whose ROI is the panel's channels is shaded grey
+        and labelled with its name, t(df) and corrected p.
 
     Returns
     -------
@@ -180,6 +209,7 @@ def plot_erp_waveforms(
                     ax.plot([t0, t1], [y, y], color=color, linewidth=2.0, solid_capstyle="butt")
                     ax.text(t1, y, f" {name} p={row['p']:.3g}", va="center", ha="left", fontsize=5.5, color=color)
                     step += 1
+            _shade_planned(ax, planned, chs, ymin - (0.6 + 0.6 * step))
             ax.set_xlim(t[0], t[-1])
             ax.set_xlabel("time from onset (s)")
             ax.set_ylabel("amplitude (µV)")
@@ -372,6 +402,7 @@ def plot_erp_overview(
     emg_measures: Sequence[str] = ("emg_rms_uv", "emg_temporal_power"),
     windows: Sequence[tuple[float, float]] = ((0.1, 0.2), (0.2, 0.3), (0.3, 0.4), (0.4, 0.5), (0.5, 0.6)),
     conditions: Sequence[str] = ("ME", "MaE", "NE"),
+    planned: pd.DataFrame | None = None,
 ) -> Figure:
     """ERP result and its facial-EMG confound in one figure.
 
@@ -395,6 +426,8 @@ def plot_erp_overview(
         Topomap windows (s).
     conditions : sequence of str
         Conditions of the waveforms.
+    planned : pandas.DataFrame | None
+        Planned contrasts shaded in panel a (:func:`plot_erp_waveforms`).
 
     Returns
     -------
@@ -409,7 +442,14 @@ def plot_erp_overview(
         top, bottom = fig.subfigures(2, 1, height_ratios=[1.5, 1])
         ncols = 1 + len(emg_measures)
         ax_top = top.subplots(1, ncols, width_ratios=[2.2] + [1] * len(emg_measures), squeeze=False)[0]
-        plot_erp_waveforms(group, rois, conditions=conditions, clusters=list(clusters), axes=[ax_top[0]])
+        plot_erp_waveforms(
+            group,
+            rois,
+            conditions=conditions,
+            clusters=list(clusters),
+            axes=[ax_top[0]],
+            planned=planned,
+        )
         panel_label(ax_top[0], "a", x=-0.08)
         if emg_measures:
             plot_emg_confound(emg_values, emg_measures, tests=emg_tests, axes=list(ax_top[1:]))

@@ -42,6 +42,7 @@ def plot_nodal_topomaps(
     tests: pd.DataFrame | None = None,
     *,
     measure: str = "nodal_efficiency_auc",
+    planned: pd.DataFrame | None = None,
 ) -> Figure:
     """Topomaps of the mean contrast of a nodal measure per band, significant nodes marked.
 
@@ -56,6 +57,9 @@ def plot_nodal_topomaps(
         ``node``, ``significant``); significant nodes are drawn as white dots.
     measure : str
         Nodal variable.
+    planned : pandas.DataFrame | None
+        Planned contrasts (:func:`mmme_neuro.stats.planned_contrasts`) of
+        this contrast: their corrected p is added to the title of their band.
 
     Returns
     -------
@@ -81,7 +85,15 @@ def plot_nodal_topomaps(
                 mask=mask, mask_params={"marker": "o", "markerfacecolor": "w", "markeredgecolor": "k", "markersize": 4},
                 contours=0, sensors=True, sphere="auto",
             )  # fmt: skip
-            ax.set_title(f"{band} ({int(mask.sum())} sig.)", fontweight="normal")
+            title = f"{band} ({int(mask.sum())} sig.)"
+            for pr in [] if planned is None else planned.to_dict(orient="records"):
+                if (
+                    pr.get("band") == band
+                    and pr["contrast"] == f"{a}-{b}"
+                    and np.isfinite(pr["p_corrected"])
+                ):
+                    title += f"\nplanned p={pr['p_corrected']:.2g}"
+            ax.set_title(title, fontweight="normal")
         if im is not None:
             cb = fig.colorbar(im, cax=axes[-1])
             cb.set_label(f"{a} - {b}")

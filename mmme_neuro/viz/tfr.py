@@ -208,6 +208,7 @@ def plot_band_timecourses(
     band_names: Sequence[str] | None = None,
     conditions: Sequence[str] | None = None,
     axes: Sequence[Sequence[Axes]] | None = None,
+    planned: pd.DataFrame | None = None,
 ) -> list[list[Axes]]:
     """Band power (dB) per condition over time, mean ± 95 % CI across subjects, band x ROI grid.
 
@@ -223,6 +224,10 @@ def plot_band_timecourses(
         Lines; None: every condition.
     axes : grid of Axes | None
         None: a new figure.
+    planned : pandas.DataFrame | None
+        Planned contrasts (:func:`mmme_neuro.stats.planned_contrasts`): the
+        window of each is shaded on the panel of its band and ROI (same
+        channels) and labelled with t(df) and the corrected p.
 
     Returns
     -------
@@ -245,6 +250,24 @@ def plot_band_timecourses(
                     ax.fill_between(t, mean - half, mean + half, color=col, alpha=0.2, linewidth=0)
                 ax.axhline(0, color="black", linewidth=0.4)
                 ax.axvline(0, color="black", linewidth=0.4, linestyle=":")
+                for pr in [] if planned is None else planned.to_dict(orient="records"):
+                    if pr.get("band") != band or set(str(pr["roi"]).split(",")) != set(chs):
+                        continue
+                    ax.axvspan(pr["tmin_s"], pr["tmax_s"], color="#888888", alpha=0.15, linewidth=0)
+                    txt = (
+                        "not tested"
+                        if not np.isfinite(pr["t"])
+                        else f"t({pr['df']:.0f})={pr['t']:.1f}, p={pr['p_corrected']:.2g}"
+                    )
+                    ax.text(
+                        0.02,
+                        0.04,
+                        f"planned {pr['name']}: {txt}",
+                        transform=ax.transAxes,
+                        fontsize=4.5,
+                        color="#444444",
+                        va="bottom",
+                    )
                 if r == 0:
                     ax.set_title(roi, fontweight="normal")
                 if c == 0:
