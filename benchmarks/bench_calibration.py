@@ -25,6 +25,7 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
@@ -62,8 +63,9 @@ def markdown(rows: list[dict], n: int) -> str:
     return "\n".join(lines)
 
 
-def run(families: list, n: int, n_power: int, hs: tuple[float, ...], jobs: int, seed: int) -> list[dict]:
-    """Rates and power of every family."""
+def run(families: list, n: int, n_power: int, hs: tuple[float, ...], jobs: int, seed: int,
+        save: Callable[[list[dict]], None] | None = None) -> list[dict]:
+    """Rates and power of every family (``save(rows)`` after each family, so a long run keeps its results)."""
     from benchmarks.calibration import false_positive_rate, power
 
     rows = []
@@ -78,6 +80,8 @@ def run(families: list, n: int, n_power: int, hs: tuple[float, ...], jobs: int, 
         print(f"{fam.name}: " + ", ".join(f"s={r['s']:g} {r['rate']:.3f}" for r in null)
               + (f"; power {pw['family']['rate']:.2f} vs {pw['subject_level']['rate']:.2f}" if pw else ""),
               file=sys.stderr, flush=True)
+        if save is not None:
+            save(rows)
     return rows
 
 
@@ -155,27 +159,34 @@ def main(argv: list[str] | None = None) -> int:
     names = [f for f in args.families.split(",") if f]
     fams = [] if names == ["none"] else select(all_families(), names)
     t0 = time.perf_counter()
-    rows = run(fams, args.n, args.n_power, tuple(args.s), args.jobs, args.seed)
-    table = markdown(rows, args.n) if rows else ""
-    print(table)
-    e2e = end_to_end(args.end_to_end, args.work) if args.end_to_end else None
-    if e2e is not None:
-        print("\n" + end_to_end_markdown(e2e, args.end_to_end))
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    if args.families and previous:
-        # a partial run updates its families in the results, keeps the others
+    e2e_box: dict = {}
+
+    def save(rows: list[dict]) -> None:
+        # a run updates its families in the results and keeps the others
         old = {r["family"]: r for r in previous.get("families", [])}
         old.update({r["family"]: r for r in rows})
         order = [f.name for f in all_families()]
-        rows = sorted(old.values(), key=lambda r: order.index(r["family"]) if r["family"] in order else len(order))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": "calibration", "alpha": 0.05, "target": [0.03, 0.07], "n_null": args.n,
-               "n_power": args.n_power, "seed": args.seed, "seconds": time.perf_counter() - t0,
-               "machine": {"python": platform.python_version(), "platform": platform.platform()},
-               "families": rows,
-               "end_to_end": e2e if e2e is not None else previous.get("end_to_end"),
-               "end_to_end_seeds": args.end_to_end if e2e is not None else previous.get("end_to_end_seeds")}
-    args.out.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
+        merged = sorted(old.values(), key=lambda r: order.index(r["family"]) if r["family"] in order else len(order))
+        e2e = e2e_box.get("rows")
+        payload = {"benchmark": "calibration", "alpha": 0.05, "target": [0.03, 0.07], "n_null": args.n,
+                   "n_power": args.n_power, "seed": args.seed, "seconds": time.perf_counter() - t0,
+                   "machine": {"python": platform.python_version(), "platform": platform.platform()},
+                   "families": merged,
+                   "end_to_end": e2e if e2e is not None else previous.get("end_to_end"),
+                   "end_to_end_seeds": args.end_to_end if e2e is not None else previous.get("end_to_end_seeds")}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
+        tmp.replace(args.out)
+
+    rows = run(fams, args.n, args.n_power, tuple(args.s), args.jobs, args.seed, save=save)
+    if rows:
+        print(markdown(rows, args.n))
+    if args.end_to_end:
+        e2e_box["rows"] = end_to_end(args.end_to_end, args.work)
+        print("\n" + end_to_end_markdown(e2e_box["rows"], args.end_to_end))
+    save(rows)
     return 0
 
 
