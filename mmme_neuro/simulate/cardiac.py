@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .design import SubjectDesign, subject_rng
-from .effects import Effects
+from .effects import Effects, subject_effects
 
 _GRID_HZ = 100.0  # resolution of the heart-rate integration (Hz); beat-time error < 1 ms
 
@@ -76,14 +76,15 @@ def cardio_respiratory(subject: SubjectDesign, effects: Effects, seed: int) -> C
     fluctuation + for each recorded expression
     ``effects.physio.hr_change_bpm[kind] * response_kernel(t - onset, hr_peak_s)``.
     Breathing amplitude gain = 1 + ``rsp_amplitude_change[kind]`` inside
-    ``rsp_window_s`` after each onset (0.5-s ramps).
+    ``rsp_window_s`` after each onset (0.5-s ramps). The values are the
+    subject's (:func:`~.effects.subject_effects`).
 
     Parameters
     ----------
     subject : SubjectDesign
         The subject's design (expressions on the EEG clock).
     effects : Effects
-        Planted effects.
+        Planted effects (population; the subject's values are drawn here).
     seed : int
         Study seed.
 
@@ -101,7 +102,7 @@ def cardio_respiratory(subject: SubjectDesign, effects: Effects, seed: int) -> C
     for f in rng.uniform(0.05, 0.15, size=3):
         hr += 1.2 * np.sin(2 * np.pi * f * grid + rng.uniform(0, 2 * np.pi))
     gain = np.ones_like(grid)
-    p = effects.physio
+    p = subject_effects(effects, subject.index, seed).physio
     ex = subject.expressions
     if len(ex):
         ex = ex[ex.recorded]
