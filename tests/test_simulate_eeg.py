@@ -254,7 +254,7 @@ def test_emg_effect(planted, null):
     for feats in (planted, null):
         expected = _emg_ratio(feats, "emg_planted_sq")
         assert abs(_emg_ratio(feats, "emg_sq") - expected) < 0.1 * expected
-    # planted: MaE bursts ~3x ME (population 12 / 4 µV); null: equal populations, the subjects'
+    # planted: MaE bursts ~3x ME (population 18 / 6 µV); null: equal populations, the subjects'
     # drawn deviations and the expression spread remain
     assert 2.0 < _emg_ratio(planted, "emg_planted_sq") < 4.5
     assert 0.6 < _emg_ratio(null, "emg_planted_sq") < 1.6

@@ -171,17 +171,13 @@ def _emg_trials(x: np.ndarray, subject) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["kind", "value"])
 
 
-def _hr_coefficients(hr: np.ndarray, grid: np.ndarray, subject, peak_s: float) -> tuple[float, float]:
-    """Least-squares ME and MaE response sizes (bpm) of a heart-rate difference series (deconvolution)."""
+def _hr_trials(hr: np.ndarray, grid: np.ndarray, subject, peak_s: float) -> pd.DataFrame:
+    """Each recorded expression's heart-rate response (bpm) in a difference series: least squares
+    with one response kernel per expression (deconvolution: overlapping responses add up)."""
     ex = subject.expressions[subject.expressions.recorded]
-    cols = []
-    for kind in ("ME", "MaE"):
-        k = np.zeros_like(grid)
-        for on in ex.eeg_onset_s[ex.kind == kind]:
-            k += response_kernel(grid - on, peak_s) * (grid <= on + 6 * peak_s)
-        cols.append(k)
+    cols = [response_kernel(grid - on, peak_s) * (grid <= on + 6 * peak_s) for on in ex.eeg_onset_s]
     coef, *_ = np.linalg.lstsq(np.stack(cols, axis=1), hr, rcond=None)
-    return float(coef[0]), float(coef[1])
+    return pd.DataFrame({"kind": ex.kind.to_numpy(), "value": coef})
 
 
 def _difference(trials: pd.DataFrame) -> tuple[float, float]:
@@ -209,10 +205,10 @@ def recovered():
             erp, erp_se2 = _difference(_erp_trials(x, x0, subj))
             emg, emg_se2 = _difference(_emg_trials(x, subj))
             cr = cardio_respiratory(subj, eff, SEED)
-            hr_me, hr_mae = _hr_coefficients(cr.hr_bpm - hr0.hr_bpm, cr.grid_s, subj, eff.physio.hr_peak_s)
+            hr, hr_se2 = _difference(_hr_trials(cr.hr_bpm - hr0.hr_bpm, cr.grid_s, subj, eff.physio.hr_peak_s))
             rows.append(dict(
                 subject=subj.index, generator=name, erp=erp / shape, erp_se2=erp_se2 / shape**2,
-                emg=emg, emg_se2=emg_se2, hr=hr_me - hr_mae, hr_se2=0.0,
+                emg=emg, emg_se2=emg_se2, hr=hr, hr_se2=hr_se2,
                 erp_truth=values["erp.amplitude_uv"]["difference"],
                 emg_truth=values["emg.rms_uv"]["difference"],
                 hr_truth=values["physio.hr_change_bpm"]["difference"],

@@ -28,7 +28,8 @@ subjects show an effect in one direction and some in the other.
 
 **Expressions** (:func:`expression_effects`). Per expression, drawn from
 ``subject_rng(seed, j, "effects/expr/<expr_id>")``: the single-trial ERP
-amplitude (subject value x ``1 + trial_cv * N(0, 1)``) and the facial-EMG
+amplitude (subject value x ``1 + trial_cv * N(0, 1)``), heart-rate and
+breathing responses (likewise, ``hr_trial_cv``, ``rsp_trial_cv``) and the facial-EMG
 burst: RMS log-normal around the subject's median for the condition times an
 action-unit factor, split over three muscle sites (frontal, left and right
 lateral) by the action units' face region. ME and MaE EMG therefore overlap:
@@ -87,7 +88,7 @@ CONDITIONS = ("ME", "MaE")
 #   Chen et al. 2025: 92.6 % ME-vs-MaE accuracy, only after random-forest selection of 15
 #   channels (optimistic: selection on the data). Honest leave-one-subject-out decoding
 #   from such weak, distributed effects is expected far below that.
-# - Condition differences of late positive ERP components are 1-3 µV at the group level,
+# - Condition differences of late positive ERP components are 1-5 µV at the group level,
 #   with a between-subject SD of the same size (subject-level dz ~ 0.5-1; Polich 2007,
 #   Clin. Neurophysiol. 118:2128 for P3; Hajcak et al. 2010, Dev. Neuropsychol. 35:129 for
 #   the LPP), single-trial amplitude variability of ~50 % (trial CV).
@@ -121,8 +122,8 @@ class ErpEffect:
     channels: tuple[str, ...] = ("CP1", "CPZ", "CP2", "P1", "PZ", "P2")
     latency_s: float = 0.40
     width_s: float = 0.07  # standard deviation of the Gaussian (s)
-    # P3/LPP-like: 1.5 µV ME - MaE at the group level (Polich 2007; Hajcak et al. 2010)
-    amplitude_uv: dict[str, float] = field(default_factory=lambda: {"ME": 3.0, "MaE": 1.5})
+    # P3/LPP-like: 2.5 µV ME - MaE at the group level (Polich 2007; Hajcak et al. 2010)
+    amplitude_uv: dict[str, float] = field(default_factory=lambda: {"ME": 4.0, "MaE": 1.5})
     latency_jitter_s: float = 0.04  # trial-to-trial SD of the latency (s); P3 jitter is tens of ms
     subject_sd_uv: float = 1.5  # between-subject SD of the ME - MaE difference (µV): dz ~ 1
     trial_cv: float = 0.5  # single-trial amplitude SD / subject amplitude
@@ -257,20 +258,25 @@ class PhysioEffect:
     fields are the between-subject SDs of the ME - MaE differences.
     """
 
-    # deceleration difference of 2 bpm (Bradley et al. 2001; the issue's real recording)
+    # deceleration difference of 2 bpm (Bradley et al. 2001; the issue's real recording: ~2 bpm
+    # at t = 2-3 over 72 trials, i.e. a single-trial d of ~0.6, which hr_trial_cv reproduces)
     hr_change_bpm: dict[str, float] = field(default_factory=lambda: {"ME": -4.0, "MaE": -2.0})
     hr_peak_s: float = 2.5
-    # SCR after 60 % / 45 % of expressions, 0.25 / 0.15 µS (Boucsein 2012; Dawson et al. 2007)
-    scr_probability: dict[str, float] = field(default_factory=lambda: {"ME": 0.6, "MaE": 0.45})
-    scr_amplitude_us: dict[str, float] = field(default_factory=lambda: {"ME": 0.25, "MaE": 0.15})
+    # SCR after 50 % / 40 % of expressions, 0.2 / 0.15 µS (Boucsein 2012; Dawson et al. 2007)
+    scr_probability: dict[str, float] = field(default_factory=lambda: {"ME": 0.5, "MaE": 0.4})
+    scr_amplitude_us: dict[str, float] = field(default_factory=lambda: {"ME": 0.2, "MaE": 0.15})
     scr_latency_s: tuple[float, float] = (1.0, 3.0)
-    # breathing amplitude -15 % / -8 % (Kreibig 2010)
-    rsp_amplitude_change: dict[str, float] = field(default_factory=lambda: {"ME": -0.15, "MaE": -0.08})
+    # breathing amplitude -12 % / -7 % (Kreibig 2010)
+    rsp_amplitude_change: dict[str, float] = field(default_factory=lambda: {"ME": -0.12, "MaE": -0.07})
     rsp_window_s: tuple[float, float] = (0.5, 6.0)
     hr_subject_sd_bpm: float = 1.5
     scr_probability_subject_sd: float = 0.15
     scr_amplitude_subject_sd_us: float = 0.1
     rsp_subject_sd: float = 0.08
+    # single-trial variability: response x (1 + cv N(0, 1)); SCR amplitude x log-normal (mean 1)
+    hr_trial_cv: float = 1.0
+    rsp_trial_cv: float = 1.0
+    scr_amplitude_sd_log: float = 0.7  # SCR amplitudes vary several-fold between trials (Boucsein 2012)
 
 
 @dataclass(frozen=True)
@@ -320,7 +326,8 @@ def strong_effects() -> Effects:
 
     Population effects several times the realistic ones (ERP 6 vs 1.5 µV,
     frontal theta +150 % for ME, central beta -70 % for MaE, alpha coupling
-    6 µV, EMG 4 vs 12 µV, HR -8 vs -3 bpm, SCR 0.9 / 0.5 at 0.6 / 0.25 µS,
+    6 µV, EMG 6 vs 18 µV (MaE EMG power twice ME's over the temporal channels
+    even in two subjects), HR -8 vs -3 bpm, SCR 0.9 / 0.5 at 0.6 / 0.25 µS,
     respiration -40 % / -10 %) with between-subject SDs of about a quarter of
     each difference, so every subject still shows the planted direction and
     the recovery tests are decisive. Not a realistic study: see
@@ -336,13 +343,13 @@ def strong_effects() -> Effects:
             dataclasses.replace(beta, relative_change={"ME": 0.0, "MaE": -0.7}, subject_sd=0.1),
         ),
         coupling=dataclasses.replace(base.coupling, amplitude_uv={"ME": 6.0, "MaE": 0.0}, subject_sd_uv=1.5),
-        emg=dataclasses.replace(base.emg, rms_uv={"ME": 4.0, "MaE": 12.0}, subject_sd_log=0.25,
+        emg=dataclasses.replace(base.emg, rms_uv={"ME": 6.0, "MaE": 18.0}, subject_sd_log=0.25,
                                 subject_gain_sd_log=0.3, expression_sd_log=0.4),
         physio=dataclasses.replace(
             base.physio, hr_change_bpm={"ME": -8.0, "MaE": -3.0}, scr_probability={"ME": 0.9, "MaE": 0.5},
             scr_amplitude_us={"ME": 0.6, "MaE": 0.25}, rsp_amplitude_change={"ME": -0.4, "MaE": -0.1},
             hr_subject_sd_bpm=1.0, scr_probability_subject_sd=0.1, scr_amplitude_subject_sd_us=0.08,
-            rsp_subject_sd=0.06,
+            rsp_subject_sd=0.06, hr_trial_cv=0.3, rsp_trial_cv=0.3, scr_amplitude_sd_log=0.25,
         ),
     )  # fmt: skip
 
@@ -637,7 +644,8 @@ def face_weights(aus: str) -> tuple[float, float]:
 
 
 #: Columns of :func:`expression_effects`.
-EXPRESSION_COLUMNS = ("expr_id", "erp_amplitude_uv", "emg_rms_uv", "emg_w_frontal", "emg_w_left", "emg_w_right")
+EXPRESSION_COLUMNS = ("expr_id", "erp_amplitude_uv", "emg_rms_uv", "emg_w_frontal", "emg_w_left", "emg_w_right",
+                      "hr_change_bpm", "rsp_amplitude_change")  # fmt: skip
 
 
 def expression_effects(subject: SubjectDesign, effects: Effects, seed: int) -> pd.DataFrame:
@@ -659,21 +667,27 @@ def expression_effects(subject: SubjectDesign, effects: Effects, seed: int) -> p
         µV); ``emg_rms_uv`` (RMS of the burst at a site channel of full weight,
         µV; the EMG channel gets ``emg_channel_gain`` times it);
         ``emg_w_frontal``, ``emg_w_left``, ``emg_w_right`` (site weights, the
-        largest is 1). Zero for expressions that are not recorded (nothing is
-        planted for them). The draws (stream ``"effects/expr/<expr_id>"``) do
-        not depend on the effect sizes.
+        largest is 1); ``hr_change_bpm`` (peak heart-rate response, bpm) and
+        ``rsp_amplitude_change`` (relative breathing-amplitude change, > -1).
+        Zero for expressions that are not recorded (nothing is planted for
+        them). The draws (stream ``"effects/expr/<expr_id>"``) do not depend
+        on the effect sizes.
     """
     drawn = subject_effects(effects, subject.index, seed)
     ex = subject.expressions
     n = len(ex)
     out = {c: np.zeros(n) for c in EXPRESSION_COLUMNS[1:]}
-    e, g = drawn.erp, drawn.emg
+    e, g, p = drawn.erp, drawn.emg, drawn.physio
     for i, (eid, kind, aus, rec) in enumerate(zip(ex.expr_id, ex.kind, ex.aus, ex.recorded, strict=True)):
         rng = subject_rng(seed, subject.index, f"effects/expr/{eid}")
         z_erp, z_emg = rng.standard_normal(2)
         asym = rng.uniform(0.6, 1.0, size=2)
+        z_hr, z_rsp = rng.standard_normal(2)
         if not rec:
             continue
+        out["hr_change_bpm"][i] = p.hr_change_bpm.get(kind, 0.0) * (1.0 + p.hr_trial_cv * z_hr)
+        out["rsp_amplitude_change"][i] = max(p.rsp_amplitude_change.get(kind, 0.0) * (1.0 + p.rsp_trial_cv * z_rsp),
+                                             _REL_FLOOR)  # fmt: skip
         out["erp_amplitude_uv"][i] = e.amplitude_uv.get(kind, 0.0) * (1.0 + e.trial_cv * z_erp)
         out["emg_rms_uv"][i] = (g.rms_uv.get(kind, 0.0) * au_emg_factor(aus)
                                 * np.exp(g.expression_sd_log * z_emg))  # fmt: skip

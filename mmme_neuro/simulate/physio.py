@@ -15,7 +15,8 @@ What is planted (the ground truth, see :class:`PhysioTruth`):
 - EDA: a skin-conductance response after each recorded expression with
   probability ``scr_probability[kind]``, onset latency uniform in
   ``scr_latency_s`` and amplitude ``scr_amplitude_us[kind]`` (times a
-  log-normal factor, mean 1), on top of spontaneous non-specific SCRs;
+  log-normal factor of SD ``scr_amplitude_sd_log``, mean 1), on top of
+  spontaneous non-specific SCRs;
 - facial EMG: bursts from onset to offset (+ ``emg.tail_s``) with the
   expression's own RMS (:func:`~.effects.expression_effects`: log-normal
   around the subject's median for the condition, action-unit dependent)
@@ -113,9 +114,10 @@ class PhysioTruth:
     scr_amplitude_us : ndarray of float
         Peak amplitude of the planted SCR alone (µS); 0 without SCR.
     hr_change_bpm : ndarray of float
-        Planted peak heart-rate change (beats/min) at ``hr_peak_s`` after onset.
+        Planted peak heart-rate change (beats/min) at ``hr_peak_s`` after onset
+        (the expression's own, :func:`~.effects.expression_effects`).
     rsp_amplitude_change : ndarray of float
-        Planted relative change of breathing amplitude in ``rsp_window_s``.
+        Planted relative change of breathing amplitude in ``rsp_window_s`` (the expression's own).
     emg_a_rms_mv, emg_b_rms_mv : ndarray of float
         RMS of the EMG burst added on EMG A / EMG B (mV), 0 if none.
     r_peaks_s : ndarray of float
@@ -239,7 +241,6 @@ def simulate_physio(
     emg_rms = _emg(data[:, _EMG_A], data[:, _EMG_B], r_emg, effects, ex, per_expr, onset_ph, offset_ph, fs)
     del t_eeg
 
-    p = effects.physio
     inside = (beats >= 0.0) & (beats < duration)
     truth = PhysioTruth(
         expr_id=ex.expr_id.to_numpy(dtype=str),
@@ -254,8 +255,8 @@ def simulate_physio(
             scr["occurred"], np.round((onset_ph + scr["latency"]) * fs), -1
         ).astype(np.int64),
         scr_amplitude_us=np.where(scr["occurred"], scr["amplitude"], 0.0),
-        hr_change_bpm=_by_kind(p.hr_change_bpm, kinds, recorded),
-        rsp_amplitude_change=_by_kind(p.rsp_amplitude_change, kinds, recorded),
+        hr_change_bpm=per_expr.hr_change_bpm.to_numpy(dtype=float),
+        rsp_amplitude_change=per_expr.rsp_amplitude_change.to_numpy(dtype=float),
         emg_a_rms_mv=emg_rms[:, 0],
         emg_b_rms_mv=emg_rms[:, 1],
         r_peaks_s=beats[inside],
@@ -270,13 +271,6 @@ def simulate_physio(
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _by_kind(values: dict[str, float], kinds: np.ndarray, recorded: np.ndarray) -> np.ndarray:
-    """Per-expression value of a by-condition parameter (0 for unrecorded expressions)."""
-    return np.array(
-        [values.get(k, 0.0) if r else 0.0 for k, r in zip(kinds, recorded, strict=True)]
-    )
 
 
 def _slow_noise(
@@ -531,7 +525,8 @@ def _eda(
     n_ex = onset_ph.size
     u = rng.random(n_ex)
     latency = rng.uniform(*p.scr_latency_s, size=n_ex)
-    amp_factor = np.exp(rng.normal(0.0, 0.25, n_ex) - 0.25**2 / 2)
+    sd = p.scr_amplitude_sd_log
+    amp_factor = np.exp(rng.standard_normal(n_ex) * sd - sd**2 / 2)
     prob = np.array([p.scr_probability.get(k, 0.0) for k in kinds])
     amplitude = np.array([p.scr_amplitude_us.get(k, 0.0) for k in kinds]) * amp_factor
     occurred = recorded & (u < prob) & (amplitude > 0)
