@@ -8,8 +8,9 @@ Subcommands
     Print the configuration reference (every key, default, description).
 ``config check FILE``
     Validate a configuration file; exit 1 with the reason if invalid.
-``simulate OUT_DIR [--scale ci|default|full] [--seed N] [--null] [--format eeglab|brainvision] [--subjects N]``
-    Write a synthetic MMME-like study in the raw formats.
+``simulate OUT_DIR [--scale ci|default|full] [--seed N] [--null] [--between-subject-sd X] [--format eeglab|brainvision] [--subjects N]``
+    Write a synthetic MMME-like study in the raw formats (``--between-subject-sd``:
+    multiplier of the between-subject SDs of the planted effects, 0 = none, 1 = calibrated).
 ``coding FILE [--report CSV] [--mapping CSV]``
     Validate an MMME coding file; print the counts; write the row report
     (pseudonyms only) and, only if asked, the name -> pseudonym mapping.
@@ -58,9 +59,12 @@ def _cmd_config(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from .simulate.study import simulate_study
 
+    if args.between_subject_sd is not None and not 0 <= args.between_subject_sd <= 10:
+        print(f"--between-subject-sd must be in [0, 10], got {args.between_subject_sd}", file=sys.stderr)
+        return 2
     paths = simulate_study(args.out_dir, scale=args.scale, seed=args.seed, null=args.null,
                            eeg_format=args.format, n_subjects=args.subjects,
-                           overwrite=args.overwrite)  # fmt: skip
+                           between_subject_sd=args.between_subject_sd, overwrite=args.overwrite)  # fmt: skip
     sys.stdout.write(f"study written to {paths.root}\n")
     return 0
 
@@ -155,7 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_sim.add_argument("out_dir")
     p_sim.add_argument("--scale", choices=("ci", "default", "full"), default="ci")
     p_sim.add_argument("--seed", type=int, default=42)
-    p_sim.add_argument("--null", action="store_true", help="plant no effect")
+    p_sim.add_argument("--null", action="store_true",
+                       help="null study: no population ME - MaE difference (subjects keep their drawn deviations)")
+    p_sim.add_argument("--between-subject-sd", type=float, default=None, metavar="X",
+                       help="multiplier of the between-subject SDs of the planted effects "
+                            "(0: every subject has the population effect; default 1: the calibrated spread)")  # fmt: skip
     p_sim.add_argument("--format", choices=("eeglab", "brainvision"), default="eeglab")
     p_sim.add_argument("--subjects", type=int, default=None, help="only the first N subjects")
     p_sim.add_argument("--overwrite", action="store_true")

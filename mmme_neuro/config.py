@@ -131,7 +131,22 @@ class SimulationConfig(_Section):
     """The embedded synthetic MMME-like study."""
 
     scale: Literal["ci", "default", "full"] = Field("default", description="Study size: 'ci' (seconds), 'default' (minutes), 'full' (MMME scale).")
-    null: bool = Field(False, description="Plant no effect (null control study).")
+    null: bool = Field(
+        False,
+        description=(
+            "Null control study: every population difference between ME and MaE is zero, while each subject keeps "
+            "its drawn deviation (between_subject_sd), so single subjects show effects in either direction."
+        ),
+    )
+    between_subject_sd: float = Field(
+        1.0, ge=0, le=10,
+        description=(
+            "Multiplier of the between-subject SDs of every planted ME - MaE difference (ERP, theta, beta, alpha "
+            "coupling, facial EMG, heart rate, SCR, respiration; mmme_neuro.simulate.effects): 0 = every subject "
+            "has the population effect, 1 = the calibrated spread, 2 = twice it. Studies of different values are "
+            "stored apart (data_dir/synthetic/<scale>-seed<seed>[-null]-bsd<value>)."
+        ),
+    )  # fmt: skip
     eeg_format: Literal["eeglab", "brainvision"] = Field("eeglab", description="Raw EEG format written.")
     seed: int | None = Field(None, description="Seed of the generator; None uses the top-level seed.")
 

@@ -13,13 +13,13 @@ from scipy import signal
 from mmme_neuro.constants import ALL_EEG_FILE_CHANNELS, EEG_CHANNELS
 from mmme_neuro.simulate.design import design_study
 from mmme_neuro.simulate.eeg import N_COLUMNS, simulate_eeg, simulate_eeg_chunks
-from mmme_neuro.simulate.effects import Effects, null_effects
+from mmme_neuro.simulate.effects import effects_for_scale, expression_effects, null_effects
 from mmme_neuro.simulate.writers_eeg import write_brainvision, write_eeglab
 
 SEED = 11
 CH = {c: i for i, c in enumerate(ALL_EEG_FILE_CHANNELS)}
-EFFECTS = Effects()
-NULL = null_effects()
+EFFECTS = effects_for_scale("ci")  # the ci study's strong effects
+NULL = null_effects(EFFECTS)
 # MNE warns that the aux channels of the EEGLAB chanlocs have no position: expected.
 pytestmark = pytest.mark.filterwarnings("ignore:Not setting positions:RuntimeWarning")
 
@@ -58,7 +58,18 @@ def _epochs(x: np.ndarray, onsets_s: np.ndarray, fs: float, tmin: float, tmax: f
 def _features(subject, effects) -> dict[str, dict[str, np.ndarray]]:
     """Per-condition trial-level measures of one simulated subject."""
     x = simulate_eeg(subject, effects, SEED).astype(np.float64)
+    per_expr = expression_effects(subject, effects, SEED).set_index("expr_id")
     fs = subject.eeg_sfreq
+    # EMG channel between expressions (tonic EMG, 1/f, line noise): adds to every burst's power
+    t = np.arange(x.shape[0]) / fs
+    busy = np.zeros(x.shape[0], dtype=bool)
+    for a, b in zip(subject.expressions.eeg_onset_s, subject.expressions.eeg_offset_s, strict=True):
+        busy |= (t > a - 1.0) & (t < b + 1.0)
+    emg_rest_sq = float(np.mean(x[~busy, CH["EMG"]] ** 2))
+    # single-trial ERP amplitudes (ground truth) placed at the onset samples, epoched like the EEG
+    amp_series = np.zeros(x.shape[0])
+    rec = subject.expressions[subject.expressions.recorded]
+    amp_series[np.round(rec.eeg_onset_s.to_numpy() * fs).astype(int)] = per_expr.loc[rec.expr_id, "erp_amplitude_uv"]
     ex = subject.expressions[subject.expressions.recorded]
     erp_ch = [CH[c] for c in EFFECTS.erp.channels]
     theta = np.abs(signal.hilbert(_bandpass(x[:, CH["FZ"]], 4.0, 8.0, fs))) ** 2
@@ -85,17 +96,24 @@ def _features(subject, effects) -> dict[str, dict[str, np.ndarray]]:
 
         th = _epochs(theta, on, fs, -1.2, 1.5)
         be = _epochs(beta, on, fs, -1.2, 1.5).mean(axis=2)
-        emg_sq = []
-        for a, b in zip(rows.eeg_onset_s, rows.eeg_offset_s, strict=True):
+        emg_sq, emg_planted_sq = [], []
+        rms = per_expr.loc[rows.expr_id, "emg_rms_uv"].to_numpy() * effects.emg.emg_channel_gain
+        for a, b, r in zip(rows.eeg_onset_s, rows.eeg_offset_s, rms, strict=True):
+            others = ex[ex.eeg_onset_s != a]
+            if ((others.eeg_onset_s < b) & (others.eeg_offset_s + effects.emg.tail_s > a)).any():
+                continue  # inside another expression's burst (a long MaE reaches the next onset)
             emg_sq.append(x[int(np.ceil(a * fs)) : int(np.floor(b * fs)), CH["EMG"]] ** 2)
+            emg_planted_sq.append(np.full(emg_sq[-1].size, r**2 + emg_rest_sq))
         out[kind] = dict(
             erp=erp_at(erp_ch),
+            erp_amp=_epochs(amp_series, on, fs, 0.0, 0.0)[:, 0],  # each kept trial's planted amplitude
             erp_o1=erp_at([CH["O1"]]),
             theta_post=th[:, win(0.2, 0.9)].mean(axis=1),
             theta_pre=th[:, win(-1.0, -0.3)].mean(axis=1),
             beta_post=be[:, win(0.1, 0.9)].mean(axis=1),
             beta_pre=be[:, win(-1.0, -0.2)].mean(axis=1),
             emg_sq=np.concatenate(emg_sq) if emg_sq else np.zeros(0),
+            emg_planted_sq=np.concatenate(emg_planted_sq) if emg_planted_sq else np.zeros(0),
             phase=_epochs(phase, on, fs, 0.2, 1.0),
         )
     return out
@@ -212,21 +230,34 @@ def test_erp_effect(planted, null):
 def test_erp_ground_truth_is_exact(planted, null):
     # planted and null studies share the background (same seed), so their trial-by-trial
     # difference is the planted ERP itself: only the latency jitter of the trials varies
+    # and the single-trial amplitudes (subject value x (1 + trial_cv N(0, 1)), expression_effects):
+    # planted - null = population amplitude x the trial's factor, since both draw the same deviations
     e = EFFECTS.erp
     scale = _expected_erp_diff() / (e.amplitude_uv["ME"] - e.amplitude_uv["MaE"])
     for kind in ("ME", "MaE"):
         d = planted[kind]["erp"] - null[kind]["erp"]
-        assert abs(d.mean() - e.amplitude_uv[kind] * scale) < 0.05 * e.amplitude_uv["ME"]
+        want = (planted[kind]["erp_amp"] - null[kind]["erp_amp"]) * scale
+        assert abs(d.mean() - want.mean()) < 0.02 * e.amplitude_uv["ME"]
+        assert abs(want.mean() - e.amplitude_uv[kind] * scale) < 0.1 * e.amplitude_uv["ME"]
         # O1 is not an ERP channel: nothing but the shifted heartbeats (HR response) differs
         assert abs((planted[kind]["erp_o1"] - null[kind]["erp_o1"]).mean()) < 0.3
 
 
+def _emg_ratio(feats, key):
+    return float(np.sqrt(feats["MaE"][key].mean() / feats["ME"][key].mean()))
+
+
 def test_emg_effect(planted, null):
-    expected = EFFECTS.emg.rms_uv["MaE"] / EFFECTS.emg.rms_uv["ME"]
-    ratio = np.sqrt(planted["MaE"]["emg_sq"].mean() / planted["ME"]["emg_sq"].mean())
-    assert abs(ratio - expected) < 0.1 * expected  # tonic EMG and line noise dilute it a little
-    ratio0 = np.sqrt(null["MaE"]["emg_sq"].mean() / null["ME"]["emg_sq"].mean())
-    assert abs(ratio0 - 1.0) < 0.1
+    # the EMG channel carries the planted bursts: each expression's own RMS (log-normal around its
+    # subject's median for the condition, ground truth of expression_effects) x emg_channel_gain,
+    # on top of the channel's resting power
+    for feats in (planted, null):
+        expected = _emg_ratio(feats, "emg_planted_sq")
+        assert abs(_emg_ratio(feats, "emg_sq") - expected) < 0.1 * expected
+    # planted: MaE bursts ~3x ME (population 18 / 6 µV); null: equal populations, the subjects'
+    # drawn deviations and the expression spread remain
+    assert 2.0 < _emg_ratio(planted, "emg_planted_sq") < 4.5
+    assert 0.6 < _emg_ratio(null, "emg_planted_sq") < 1.6
 
 
 def test_theta_increase(planted, null):

@@ -13,13 +13,14 @@ import scipy.io
 from mmme_neuro.constants import BIOPAC_LABELS, BIOPAC_UNITS, DIGITAL_HIGH_V
 from mmme_neuro.simulate.cardiac import cardio_respiratory
 from mmme_neuro.simulate.design import design_study
-from mmme_neuro.simulate.effects import Effects, null_effects
+from mmme_neuro.simulate.effects import effects_for_scale, null_effects, subject_effects
 from mmme_neuro.simulate.physio import PhysioTruth, simulate_physio
 from mmme_neuro.simulate.writers_physio import write_acqknowledge_mat, write_physio_csv
 
 SEED = 42
 N_SUBJECTS = 6  # ci subjects used for the neurokit2 and planted-effect checks
 COL = {label: i for i, label in enumerate(BIOPAC_LABELS)}
+EFFECTS = effects_for_scale("ci")  # the ci study's strong effects
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -83,6 +84,7 @@ def _analyse(subject, effects) -> dict:
                 isolated=bool(iso[k]),
                 d_hr=_window_mean(hr_rate, i0, 2, 4, fs) - _window_mean(hr_rate, i0, -2, 0, fs),
                 d_hr_expected=expected,
+                hr_planted=float(truth.hr_change_bpm[k]),  # this expression's planted peak response
                 d_eda=_window_mean(phasic, i0, 3, 5, fs) - _window_mean(phasic, i0, -1, 1, fs),
                 d_rsp=_window_mean(rsp_amp, i0, 2, 5, fs) / _window_mean(rsp_amp, i0, -3, 0, fs)
                 - 1,
@@ -109,17 +111,17 @@ def subject(design):
 
 @pytest.fixture(scope="module")
 def simulated(subject):
-    return simulate_physio(subject, Effects(), SEED)
+    return simulate_physio(subject, EFFECTS, SEED)
 
 
 @pytest.fixture(scope="module")
 def planted(design):
-    return [_analyse(s, Effects()) for s in design.subjects[:N_SUBJECTS]]
+    return [_analyse(s, EFFECTS) for s in design.subjects[:N_SUBJECTS]]
 
 
 @pytest.fixture(scope="module")
 def null(design):
-    return [_analyse(s, null_effects()) for s in design.subjects[:N_SUBJECTS]]
+    return [_analyse(s, null_effects(EFFECTS)) for s in design.subjects[:N_SUBJECTS]]
 
 
 def _events(results: list[dict]) -> pd.DataFrame:
@@ -147,31 +149,32 @@ def test_shape_units_and_ranges(subject, simulated):
     for col in ("scr_occurred", "scr_onset_latency_s", "scr_amplitude_us", "physio_onset_sample"):
         assert col in frame
     occ = frame[frame.scr_occurred]
-    lo, hi = Effects().physio.scr_latency_s
+    lo, hi = EFFECTS.physio.scr_latency_s
     assert occ.scr_onset_latency_s.between(lo, hi).all()
     assert (occ.scr_amplitude_us > 0).all()
     assert frame[~frame.scr_occurred].scr_onset_latency_s.isna().all()
 
 
 def test_deterministic_and_seeded(subject, simulated):
-    data, truth = simulate_physio(subject, Effects(), SEED)
+    data, truth = simulate_physio(subject, EFFECTS, SEED)
     np.testing.assert_array_equal(data, simulated[0])
     pd.testing.assert_frame_equal(truth.to_frame(), simulated[1].to_frame())
-    other, _ = simulate_physio(subject, Effects(), SEED + 1)
+    other, _ = simulate_physio(subject, EFFECTS, SEED + 1)
     assert not np.allclose(other[:, COL["ECG, X, RSPEC-R"]], data[:, COL["ECG, X, RSPEC-R"]])
 
 
 def test_null_shares_noise(subject, simulated):
     """The null study differs from the planted one only by the planted responses."""
-    null_data, null_truth = simulate_physio(subject, null_effects(), SEED)
+    null_data, null_truth = simulate_physio(subject, null_effects(EFFECTS), SEED)
     skt = COL["SKT A, X, SKT2-R"]
     np.testing.assert_array_equal(null_data[:, skt], simulated[0][:, skt])
-    assert not null_truth.scr_occurred.any()
+    _assert_scrs_follow_subject_values(subject, null_truth, null_effects(EFFECTS))
+    assert null_truth.scr_occurred.sum() < simulated[1].scr_occurred.sum()
 
 
 def test_r_peaks_on_physio_clock(subject, simulated):
     _, truth = simulated
-    cr = cardio_respiratory(subject, Effects(), SEED)
+    cr = cardio_respiratory(subject, EFFECTS, SEED)
     mapped = np.asarray(subject.to_physio_time(cr.r_peaks_s))
     mapped = mapped[(mapped >= 0) & (mapped < subject.physio_n_samples / subject.physio_sfreq)]
     np.testing.assert_allclose(truth.r_peaks_s, mapped)
@@ -208,7 +211,7 @@ def test_mat_roundtrip(tmp_path, subject, simulated):
 
 def test_mat_bytes_deterministic(tmp_path, subject, simulated):
     a = write_acqknowledge_mat(subject, simulated[0], tmp_path / "a.mat")
-    data_again, _ = simulate_physio(subject, Effects(), SEED)
+    data_again, _ = simulate_physio(subject, EFFECTS, SEED)
     b = write_acqknowledge_mat(subject, data_again, tmp_path / "b.mat")
     assert a.read_bytes() == b.read_bytes()
 
@@ -234,7 +237,7 @@ def test_csv_roundtrip(tmp_path, subject, simulated, name, sep):
 def test_markers_at_planted_physio_samples(tmp_path, design):
     """Every in-physio marker is on the digital lines at round(to_physio_time(t) * fs), with its code."""
     for subj in design.subjects[:3]:
-        data, _ = simulate_physio(subj, Effects(), SEED)
+        data, _ = simulate_physio(subj, EFFECTS, SEED)
         mat = scipy.io.loadmat(
             write_acqknowledge_mat(subj, data, tmp_path / f"{subj.session_id}.mat")
         )
@@ -297,7 +300,7 @@ def test_hr_deceleration(planted):
     assert mae.d_hr.mean() == pytest.approx(mae.d_hr_expected.mean(), abs=1.0)
     # clean baselines (no expression in the 8 s before): about the planted size, ME > MaE
     me_iso, mae_iso = me[me.isolated].d_hr.mean(), mae[mae.isolated].d_hr.mean()
-    planted_me = Effects().physio.hr_change_bpm["ME"]
+    planted_me = me[me.isolated].hr_planted.mean()  # subjects' values, single-trial variability included
     assert planted_me < me_iso < 0.5 * planted_me
     assert me_iso < mae_iso - 1.5
     assert mae_iso < -0.5
@@ -344,4 +347,18 @@ def test_null_has_no_condition_difference(null):
         assert abs(me - mae) < tol, col
         assert abs(me) < tol, col
     for r in null:
-        assert not r["truth"].scr_occurred.any()
+        _assert_scrs_follow_subject_values(r["subject"], r["truth"], null_effects(EFFECTS))
+
+
+def _assert_scrs_follow_subject_values(subject, truth, effects):
+    """SCRs occur only in a condition whose subject values (drawn deviation) give them a chance and a size.
+
+    The null has no SCR in the population; a subject's drawn ME - MaE deviation, shifted into
+    [0, 1] and >= 0 µS, gives one condition of some subjects SCRs (and the other none).
+    """
+    p = subject_effects(effects, subject.index, SEED).physio
+    for kind in ("ME", "MaE"):
+        occurred = truth.scr_occurred[truth.kind == kind]
+        if p.scr_probability[kind] == 0 or p.scr_amplitude_us[kind] == 0:
+            assert not occurred.any(), kind
+    assert min(p.scr_probability.values()) == 0 and min(p.scr_amplitude_us.values()) == 0

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .design import SubjectDesign, subject_rng
-from .effects import Effects
+from .effects import Effects, expression_effects, subject_effects
 
 _GRID_HZ = 100.0  # resolution of the heart-rate integration (Hz); beat-time error < 1 ms
 
@@ -74,16 +74,18 @@ def cardio_respiratory(subject: SubjectDesign, effects: Effects, seed: int) -> C
 
     Heart rate = resting rate + respiratory sinus arrhythmia + a slow (~0.1 Hz)
     fluctuation + for each recorded expression
-    ``effects.physio.hr_change_bpm[kind] * response_kernel(t - onset, hr_peak_s)``.
-    Breathing amplitude gain = 1 + ``rsp_amplitude_change[kind]`` inside
-    ``rsp_window_s`` after each onset (0.5-s ramps).
+    ``hr_change_bpm * response_kernel(t - onset, hr_peak_s)``. Breathing
+    amplitude gain = 1 + ``rsp_amplitude_change`` inside ``rsp_window_s``
+    after each onset (0.5-s ramps). Both values are the expression's own
+    (:func:`~.effects.expression_effects`: the subject's value for the
+    condition, :func:`~.effects.subject_effects`, with single-trial variability).
 
     Parameters
     ----------
     subject : SubjectDesign
         The subject's design (expressions on the EEG clock).
     effects : Effects
-        Planted effects.
+        Planted effects (population; the subject's values are drawn here).
     seed : int
         Study seed.
 
@@ -101,16 +103,15 @@ def cardio_respiratory(subject: SubjectDesign, effects: Effects, seed: int) -> C
     for f in rng.uniform(0.05, 0.15, size=3):
         hr += 1.2 * np.sin(2 * np.pi * f * grid + rng.uniform(0, 2 * np.pi))
     gain = np.ones_like(grid)
-    p = effects.physio
-    ex = subject.expressions
+    p = subject_effects(effects, subject.index, seed).physio
+    per_expr = expression_effects(subject, effects, seed)
+    ex = subject.expressions.assign(dhr=per_expr.hr_change_bpm.to_numpy(), dg=per_expr.rsp_amplitude_change.to_numpy())
     if len(ex):
         ex = ex[ex.recorded]
-    for onset, kind in zip(ex.eeg_onset_s.to_numpy(), ex.kind.to_numpy(), strict=True):
-        dhr = p.hr_change_bpm.get(kind, 0.0)
+    for onset, dhr, dg in zip(ex.eeg_onset_s.to_numpy(), ex.dhr.to_numpy(), ex.dg.to_numpy(), strict=True):
         if dhr:
             sl = slice(*np.searchsorted(grid, [onset, onset + 6 * p.hr_peak_s]))
             hr[sl] += dhr * response_kernel(grid[sl] - onset, p.hr_peak_s)
-        dg = p.rsp_amplitude_change.get(kind, 0.0)
         if dg:
             sl = slice(*np.searchsorted(grid, [onset, onset + p.rsp_window_s[1] + 1.0]))
             gain[sl] += dg * _window_gain(grid[sl] - onset, p.rsp_window_s)

@@ -26,10 +26,15 @@ the heartbeats follow the planted heart-rate responses of :func:`~.cardiac.cardi
   50-Hz line noise (< 1 µV on EEG).
 
 Planted effects (sensor level, exactly on the listed channels, only for
-expressions with ``recorded == True``; times relative to ``eeg_onset_s``):
+expressions with ``recorded == True``; times relative to ``eeg_onset_s``).
+Every value is the subject's own (:func:`~.effects.subject_effects`: the
+population value plus the subject's drawn deviation), and the single-trial
+ERP amplitude and EMG burst are the expression's
+(:func:`~.effects.expression_effects`):
 
-- ERP: ``amplitude_uv[kind] * exp(-(t - latency - jitter)**2 / (2 * width**2))``
-  with ``jitter ~ N(0, latency_jitter_s)`` per expression;
+- ERP: ``a * exp(-(t - latency - jitter)**2 / (2 * width**2))`` with the
+  trial's amplitude ``a`` (subject's ``amplitude_uv[kind]`` x
+  ``1 + trial_cv * N(0, 1)``) and ``jitter ~ N(0, latency_jitter_s)`` per expression;
 - oscillations: with ``rc = relative_change[kind]`` and ``w(t)`` the window
   with 100-ms cosine ramps *inside* ``window_s``: ``rc < 0`` multiplies the
   ongoing rhythm on the channels by ``1 + rc * w(t)``; ``rc > 0`` adds a
@@ -43,17 +48,25 @@ expressions with ``recorded == True``; times relative to ``eeg_onset_s``):
   to every node ``j`` (of ``n`` nodes) with the fixed lag
   ``phase_lag_rad * j / (n - 1)``, windowed like the oscillations
   (100-ms ramps inside ``window_s``);
-- EMG: from onset to offset + ``tail_s``, band-limited noise in ``band_hz``
-  (FFT band-pass of white noise, exact RMS ``rms_uv[kind]``, 10-ms ramps)
-  times ``emg_channel_gain`` on EMG and the same waveform times ``scalp_gain``
-  on the listed temporal channels.
+- EMG: from onset to offset + ``tail_s``, one band-limited noise source in
+  ``band_hz`` per muscle site (``EmgEffect.channels``: frontal, left, right;
+  FFT band-pass of white noise, 10-ms ramps), weighted by the expression's
+  site weights ``w``. The EMG channel gets ``emg_channel_gain * r * sum(w_k
+  s_k)`` scaled to RMS exactly ``emg_channel_gain * r`` (``r`` = the
+  expression's ``emg_rms_uv``); EEG channel ``c`` gets ``r * sum(w_k g_k(c) s_k)``
+  (same scaling) with ``g_k(c) = exp(-d_k(c)**2 / (2 * spread_mm**2))``, ``d_k``
+  the distance to the nearest channel of site ``k``: full strength at the
+  temporal and frontopolar sites, decaying towards the vertex, correlated
+  across neighbouring channels.
 
 Determinism and chunking
 ------------------------
 Everything is drawn from :func:`~.design.subject_rng` streams of
 ``(seed, subject.index)``: ``"eeg"`` (noise), ``"eeg/params"`` (subject
 constants), ``"eeg/artefacts"`` (blinks, saccades), ``"eeg/events"``
-(per-expression jitter and phases) and ``"eeg/emg/<expr_id>"`` (EMG bursts).
+(per-expression jitter and phases) and ``"eeg/emg/<expr_id>"`` (EMG bursts);
+the subject's effects and single-trial amplitudes come from the
+``"effects/..."`` streams of :mod:`~.effects`.
 Noise is generated in internal blocks of a *fixed* size
 (:data:`_BLOCK_SAMPLES`) through IIR filters whose state is carried from
 block to block, and every event-locked addition is a function of absolute
@@ -75,7 +88,7 @@ from ..constants import ALL_EEG_FILE_CHANNELS, EEG_CHANNELS
 from ..montage import quikcap64_positions
 from .cardiac import cardio_respiratory
 from .design import SubjectDesign, subject_rng
-from .effects import Effects
+from .effects import Effects, expression_effects, subject_effects
 
 __all__ = [
     "N_COLUMNS",
@@ -141,7 +154,8 @@ def simulate_eeg_chunks(
     subject : SubjectDesign
         The subject's design (markers and expressions on the EEG clock).
     effects : Effects
-        Planted effects (:func:`~.effects.null_effects` for the null study).
+        Planted effects, population (:func:`~.effects.null_effects` for the null
+        study); the subject's values are drawn from them.
     seed : int
         Study seed. The output is a deterministic function of
         ``(seed, subject.index, effects)``.
@@ -338,6 +352,8 @@ class _Generator:
 
     def __init__(self, subject: SubjectDesign, effects: Effects, seed: int) -> None:
         self.subject = subject
+        self.per_expr = expression_effects(subject, effects, seed)
+        effects = subject_effects(effects, subject.index, seed)
         self.effects = effects
         self.seed = seed
         self.sfreq = fs = float(subject.eeg_sfreq)
@@ -478,9 +494,21 @@ class _Generator:
         self.ext_lo = self.onset + min(starts)
         self.ext_hi = np.maximum(self.onset + max(stops), self.emg_stop)
         self.erp_idx = _channel_index(e.channels)
+        self.erp_amp = self.per_expr.erp_amplitude_uv.to_numpy(dtype=float)
         self.osc_idx = [_channel_index(o.channels) for o in eff.oscillations]
         self.cpl_idx = _channel_index(eff.coupling.nodes)
-        self.emg_idx = _channel_index(eff.emg.channels)
+        # facial EMG: one source per muscle site, leaking into the EEG with distance
+        pos = _positions_mm()
+        sites = eff.emg.channels
+        self.emg_topo = np.zeros((len(sites), _N_EEG), dtype=np.float32)
+        for k, chans in enumerate(sites.values()):
+            _channel_index(chans)
+            d = _distance_to(pos, chans)
+            self.emg_topo[k] = np.exp(-(d**2) / (2 * eff.emg.spread_mm**2))
+        site_w = {"frontal": "emg_w_frontal", "left": "emg_w_left", "right": "emg_w_right"}
+        self.emg_w = np.stack([self.per_expr[site_w[k]].to_numpy(dtype=float) if k in site_w
+                               else np.ones(n) for k in sites], axis=1) if n else np.zeros((0, len(sites)))  # fmt: skip
+        self.emg_rms = self.per_expr.emg_rms_uv.to_numpy(dtype=float)
         n_nodes = len(eff.coupling.nodes)
         self.cpl_lag = eff.coupling.phase_lag_rad * np.arange(n_nodes) / max(n_nodes - 1, 1)
 
@@ -589,7 +617,7 @@ class _Generator:
 
         # ERP
         e = eff.erp
-        amp = e.amplitude_uv.get(kind, 0.0)
+        amp = self.erp_amp[row]
         if amp:
             lat = e.latency_s + self.erp_jitter[row]
             i0, i1, tt = local(lat - 5 * e.width_s, lat + 5 * e.width_s)
@@ -624,22 +652,30 @@ class _Generator:
                 out[i0:i1, self.cpl_idx] += wave.astype(np.float32)
         # EMG burst
         m = eff.emg
-        rms = m.rms_uv.get(kind, 0.0)
+        rms = self.emg_rms[row]
         if rms:
             b0 = int(np.ceil(onset * fs))
             b1 = int(np.floor(self.emg_stop[row] * fs)) + 1
             i0, i1 = max(b0 - s0, 0), min(b1 - s0, n)
             if i1 > i0 and b1 > b0:
-                burst = self._emg_burst(row, b1 - b0, rms)[s0 + i0 - b0 : s0 + i1 - b0]
-                out[i0:i1, _EMG] += (m.emg_channel_gain * burst).astype(np.float32)
-                out[i0:i1, self.emg_idx] += (m.scalp_gain * burst).astype(np.float32)[:, None]
+                src = self._emg_burst(row, b1 - b0, rms)[:, s0 + i0 - b0 : s0 + i1 - b0]
+                out[i0:i1, _EMG] += (m.emg_channel_gain * src.sum(axis=0)).astype(np.float32)
+                out[i0:i1, :_N_EEG] += (src.T @ self.emg_topo).astype(np.float32)
 
     def _emg_burst(self, row: int, n: int, rms: float) -> np.ndarray:
-        """Band-limited noise burst of one expression (exact RMS before the edge ramps)."""
+        """Weighted site sources of one expression's burst, shape (n_sites, n).
+
+        Their sum has RMS exactly ``rms`` before the 10-ms edge ramps.
+        """
         expr_id = str(self.ex.expr_id.iat[row])
         rng = subject_rng(self.seed, self.subject.index, f"eeg/emg/{expr_id}")
-        x = _band_noise(rng, n, self.effects.emg.band_hz, self.sfreq) * rms
-        return x * _cos_window(np.arange(n) / self.sfreq, 0.0, (n - 1) / self.sfreq, _EMG_RAMP_S)
+        band = self.effects.emg.band_hz
+        src = np.stack([_band_noise(rng, n, band, self.sfreq) for _ in range(self.emg_w.shape[1])])
+        src *= self.emg_w[row][:, None]
+        total = np.sqrt(np.mean(src.sum(axis=0) ** 2))
+        if total > 0:
+            src *= rms / total
+        return src * _cos_window(np.arange(n) / self.sfreq, 0.0, (n - 1) / self.sfreq, _EMG_RAMP_S)
 
     def _triggers(self, out: np.ndarray, s0: int, n: int) -> None:
         lo = np.searchsorted(self.trig_s, s0 - self.trig_len, side="right")

@@ -15,14 +15,19 @@ What is planted (the ground truth, see :class:`PhysioTruth`):
 - EDA: a skin-conductance response after each recorded expression with
   probability ``scr_probability[kind]``, onset latency uniform in
   ``scr_latency_s`` and amplitude ``scr_amplitude_us[kind]`` (times a
-  log-normal factor, mean 1), on top of spontaneous non-specific SCRs;
-- facial EMG: bursts from onset to offset (+ ``emg.tail_s``), RMS proportional
-  to ``emg.rms_uv[kind]``; EMG A (corrugator) when the expression has an
-  upper-face action unit, EMG B (zygomaticus) for mid/lower-face units, with
-  cross-talk on the other channel;
+  log-normal factor of SD ``scr_amplitude_sd_log``, mean 1), on top of
+  spontaneous non-specific SCRs;
+- facial EMG: bursts from onset to offset (+ ``emg.tail_s``) with the
+  expression's own RMS (:func:`~.effects.expression_effects`: log-normal
+  around the subject's median for the condition, action-unit dependent)
+  times ``emg.emg_channel_gain``; EMG A (corrugator) follows the expression's
+  frontal-site weight (upper-face action units), EMG B (zygomaticus) the
+  larger lateral weight (mid/lower-face units), so each channel has
+  cross-talk of the other region;
 - digital lines: each marker with ``in_physio`` as its 8-bit code held for
   20 ms from its physiology sample.
 
+Every planted value is the subject's (:func:`~.effects.subject_effects`).
 Random draws do not depend on the effect sizes, so a study and its null
 control share the same noise; only the planted responses differ.
 """
@@ -37,10 +42,10 @@ import pandas as pd
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import butter, sosfilt
 
-from ..constants import AU_REGION, BIOPAC_LABELS, DIGITAL_HIGH_V
+from ..constants import BIOPAC_LABELS, DIGITAL_HIGH_V
 from .cardiac import CardioRespiratory, cardio_respiratory
 from .design import SubjectDesign, subject_rng
-from .effects import Effects
+from .effects import Effects, expression_effects, subject_effects
 
 __all__ = ["PhysioTruth", "simulate_physio"]
 
@@ -109,9 +114,10 @@ class PhysioTruth:
     scr_amplitude_us : ndarray of float
         Peak amplitude of the planted SCR alone (µS); 0 without SCR.
     hr_change_bpm : ndarray of float
-        Planted peak heart-rate change (beats/min) at ``hr_peak_s`` after onset.
+        Planted peak heart-rate change (beats/min) at ``hr_peak_s`` after onset
+        (the expression's own, :func:`~.effects.expression_effects`).
     rsp_amplitude_change : ndarray of float
-        Planted relative change of breathing amplitude in ``rsp_window_s``.
+        Planted relative change of breathing amplitude in ``rsp_window_s`` (the expression's own).
     emg_a_rms_mv, emg_b_rms_mv : ndarray of float
         RMS of the EMG burst added on EMG A / EMG B (mV), 0 if none.
     r_peaks_s : ndarray of float
@@ -179,8 +185,9 @@ def simulate_physio(
     subject : SubjectDesign
         The session's design (EEG clock); the signals are on its physiology clock.
     effects : Effects
-        Planted effects (``effects.physio`` and ``effects.emg`` are used here; the
-        heart-rate and breathing responses come from the shared cardio-respiratory timeline).
+        Planted effects, population (``effects.physio`` and ``effects.emg`` are used
+        here, with the subject's drawn values; the heart-rate and breathing responses
+        come from the shared cardio-respiratory timeline).
     seed : int
         Study seed. The output depends only on ``(seed, subject, effects)``.
 
@@ -196,6 +203,8 @@ def simulate_physio(
     """
     fs = float(subject.physio_sfreq)
     n = subject.physio_n_samples
+    per_expr = expression_effects(subject, effects, seed)
+    effects = subject_effects(effects, subject.index, seed)
     rng = subject_rng(seed, subject.index, "physio")
     r_sub, r_ecg, r_ppg, r_rsp, r_eda, r_skt, r_emg = rng.spawn(7)
     cr = cardio_respiratory(subject, effects, seed)
@@ -229,10 +238,9 @@ def simulate_physio(
     kinds = ex.kind.to_numpy(dtype=str)
     recorded = ex.recorded.to_numpy(dtype=bool)
     scr, scl, spont = _eda(data[:, _EDA], r_eda, effects, onset_ph, kinds, recorded, duration, fs)
-    emg_rms = _emg(data[:, _EMG_A], data[:, _EMG_B], r_emg, effects, ex, onset_ph, offset_ph, fs)
+    emg_rms = _emg(data[:, _EMG_A], data[:, _EMG_B], r_emg, effects, ex, per_expr, onset_ph, offset_ph, fs)
     del t_eeg
 
-    p = effects.physio
     inside = (beats >= 0.0) & (beats < duration)
     truth = PhysioTruth(
         expr_id=ex.expr_id.to_numpy(dtype=str),
@@ -247,8 +255,8 @@ def simulate_physio(
             scr["occurred"], np.round((onset_ph + scr["latency"]) * fs), -1
         ).astype(np.int64),
         scr_amplitude_us=np.where(scr["occurred"], scr["amplitude"], 0.0),
-        hr_change_bpm=_by_kind(p.hr_change_bpm, kinds, recorded),
-        rsp_amplitude_change=_by_kind(p.rsp_amplitude_change, kinds, recorded),
+        hr_change_bpm=per_expr.hr_change_bpm.to_numpy(dtype=float),
+        rsp_amplitude_change=per_expr.rsp_amplitude_change.to_numpy(dtype=float),
         emg_a_rms_mv=emg_rms[:, 0],
         emg_b_rms_mv=emg_rms[:, 1],
         r_peaks_s=beats[inside],
@@ -263,13 +271,6 @@ def simulate_physio(
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _by_kind(values: dict[str, float], kinds: np.ndarray, recorded: np.ndarray) -> np.ndarray:
-    """Per-expression value of a by-condition parameter (0 for unrecorded expressions)."""
-    return np.array(
-        [values.get(k, 0.0) if r else 0.0 for k, r in zip(kinds, recorded, strict=True)]
-    )
 
 
 def _slow_noise(
@@ -524,7 +525,8 @@ def _eda(
     n_ex = onset_ph.size
     u = rng.random(n_ex)
     latency = rng.uniform(*p.scr_latency_s, size=n_ex)
-    amp_factor = np.exp(rng.normal(0.0, 0.25, n_ex) - 0.25**2 / 2)
+    sd = p.scr_amplitude_sd_log
+    amp_factor = np.exp(rng.standard_normal(n_ex) * sd - sd**2 / 2)
     prob = np.array([p.scr_probability.get(k, 0.0) for k in kinds])
     amplitude = np.array([p.scr_amplitude_us.get(k, 0.0) for k in kinds]) * amp_factor
     occurred = recorded & (u < prob) & (amplitude > 0)
@@ -556,38 +558,38 @@ def _eda(
     return scr, scl, (ns_on[keep], ns_amp[keep])
 
 
-def _face_weights(aus: str) -> tuple[float, float]:
-    """EMG A (corrugator: upper face) and EMG B (zygomaticus: mid/lower face) weights of an AU list."""
-    nums = [int(a.strip()[2:]) for a in str(aus).split(",") if a.strip().upper().startswith("AU")]
-    regions = {AU_REGION.get(a, "") for a in nums}
-    upper = "upper" in regions
-    lower = bool(regions & {"mid", "lower"})
-    return (1.0 if upper else 0.3), (1.0 if lower else 0.3)
-
-
 def _emg(
     col_a: np.ndarray,
     col_b: np.ndarray,
     rng: np.random.Generator,
     effects: Effects,
     ex: pd.DataFrame,
+    per_expr: pd.DataFrame,
     onset_ph: np.ndarray,
     offset_ph: np.ndarray,
     fs: float,
 ) -> np.ndarray:
-    """Facial EMG A/B (mV): band-limited noise with expression bursts; return burst RMS (n_ex, 2)."""
+    """Facial EMG A/B (mV): band-limited noise with expression bursts; return burst RMS (n_ex, 2).
+
+    Burst RMS on EMG A = ``emg_rms_uv * emg_channel_gain * emg_w_frontal``, on EMG B
+    the same with ``max(emg_w_left, emg_w_right)`` (per-expression values of
+    :func:`~.effects.expression_effects`).
+    """
     n = col_a.size
     e = effects.emg
     hi = min(450.0, 0.45 * fs)
     sos = butter(4, [20.0, hi], btype="bandpass", fs=fs, output="sos")
     ramp = max(int(round(0.02 * fs)), 1)
     rms = np.zeros((len(ex), 2))
-    weights = [_face_weights(a) for a in ex.aus] if len(ex) else []
+    base = per_expr.emg_rms_uv.to_numpy(dtype=float) * e.emg_channel_gain * 1e-3
+    weights = np.stack([per_expr.emg_w_frontal.to_numpy(dtype=float),
+                        np.maximum(per_expr.emg_w_left.to_numpy(dtype=float),
+                                   per_expr.emg_w_right.to_numpy(dtype=float))], axis=1)  # fmt: skip
     recorded = ex.recorded.to_numpy(dtype=bool)
     for j, col in enumerate((col_a, col_b)):
         env = np.full(n, rng.uniform(0.002, 0.004))  # resting tone (mV RMS)
-        for i, kind in enumerate(ex.kind):
-            level = e.rms_uv.get(kind, 0.0) * e.emg_channel_gain * 1e-3 * weights[i][j]
+        for i in range(len(ex)):
+            level = base[i] * weights[i, j]
             if not recorded[i] or level <= 0:
                 continue
             i0 = int(round(onset_ph[i] * fs))

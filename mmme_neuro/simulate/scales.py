@@ -35,6 +35,10 @@ class Scale:
         (large = all subjects alike).
     min_gap_s : float
         Smallest distance (s) between expression onsets within a clip.
+    effects : str
+        Preset of the planted effects (:data:`mmme_neuro.simulate.effects.PRESETS`):
+        ``"realistic"`` (effect sizes of real recordings) or ``"strong"``
+        (several times larger, for fast tests; the ``ci`` scale).
     """
 
     name: str
@@ -49,6 +53,7 @@ class Scale:
     mae_per_clip: float
     rate_shape: float
     min_gap_s: float = 2.5
+    effects: str = "realistic"
 
     @property
     def mean_session_s(self) -> float:
@@ -59,10 +64,12 @@ class Scale:
 
 #: MMME ratio of ME to MaE: 634 / 2841 = 0.223.
 SCALES: dict[str, Scale] = {
-    # seconds: enough ME per subject for planted-effect tests, small files.
+    # seconds: enough ME per subject for planted-effect tests, small files. Strong effects (an
+    # explicit choice: 8 short subjects could not show realistic ones decisively; see
+    # mmme_neuro.simulate.effects.strong_effects).
     "ci": Scale("ci", n_subjects=8, n_clips=8, clip_duration_s=(28.0, 32.0), rest_duration_s=5.0,
                 lead_in_s=8.0, eeg_sfreq=250.0, physio_sfreq=250.0, me_per_clip=1.5,
-                mae_per_clip=2.5, rate_shape=50.0),
+                mae_per_clip=2.5, rate_shape=50.0, effects="strong"),
     # minutes: what `make figures` analyses. MMME's per-subject counts (~6 ME and ~26 MaE,
     # 634/110 and 2841/110) packed into 16 clips, a few low-ME subjects (gamma rate shape 4).
     "default": Scale("default", n_subjects=12, n_clips=16, clip_duration_s=(30.0, 40.0),

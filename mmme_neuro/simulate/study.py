@@ -12,6 +12,43 @@ Layout of a study directory (the naming of the MMME authors' exports)::
 
 Subjects are written one at a time (never the whole study in memory); a
 study whose ``COMPLETE`` marker matches the requested parameters is reused.
+
+``ground_truth.json``
+---------------------
+``version``, ``generator``, ``params`` (what identifies the study: scale and
+its parameters, seed, ``null``, ``between_subject_sd``, format, number of
+subjects, generator version), ``scale``;
+
+``effects``
+    The population effects (:class:`~mmme_neuro.simulate.effects.Effects` as a
+    dict: values per condition, the between-subject SD fields, the
+    ``between_subject_sd`` multiplier, ``null``).
+``between_subject``
+    ``sd_multiplier`` and, per varied parameter key (``erp.amplitude_uv``,
+    ``oscillations.<name>.relative_change``, ``coupling.amplitude_uv``,
+    ``emg.rms_uv``, ``physio.hr_change_bpm``, ``physio.scr_probability``,
+    ``physio.scr_amplitude_us``, ``physio.rsp_amplitude_change``):
+    ``population`` (per condition), ``population_difference`` (ME - MaE;
+    natural-log ratio for ``emg.rms_uv``), ``sd`` (between-subject SD of
+    that difference, multiplier applied), ``unit``, ``log``, ``lower``,
+    ``upper`` (physical range); ``emg.gain``: ``sd`` of the subjects' log EMG gain.
+``subjects``
+    One record per subject: clocks, files, ``quirks``, counts, ``clips``,
+    ``markers``, ``coding_rows`` and
+
+    - ``effects``: the subject's drawn values, per varied parameter key
+      ``ME``, ``MaE``, ``difference`` (ME - MaE; log ratio for EMG) and
+      ``deviation`` (the drawn deviation of the difference before any shift
+      into the physical range); ``emg.gain``: ``value``
+      (:func:`~mmme_neuro.simulate.effects.subject_effect_values`);
+    - ``expressions``: one record per planted expression: the design
+      columns, onset samples on both clocks, the single-trial
+      ``erp_amplitude_uv``, ``emg_rms_uv`` and site weights ``emg_w_frontal``,
+      ``emg_w_left``, ``emg_w_right``
+      (:func:`~mmme_neuro.simulate.effects.expression_effects`) and the
+      realised physiology (:class:`~mmme_neuro.simulate.physio.PhysioTruth`:
+      SCR occurrence, latency and amplitude, ``hr_change_bpm``,
+      ``rsp_amplitude_change``, EMG A/B burst RMS).
 """
 
 from __future__ import annotations
@@ -35,7 +72,14 @@ from .cardiac import cardio_respiratory
 from .coding_writer import coding_rows, write_coding_file
 from .design import StudyDesign, SubjectDesign, design_study, subject_rng
 from .eeg import simulate_eeg, simulate_eeg_chunks
-from .effects import Effects, null_effects
+from .effects import (
+    Effects,
+    effects_for_scale,
+    expression_effects,
+    null_effects,
+    population_summary,
+    subject_effect_values,
+)
 from .physio import simulate_physio
 from .scales import get_scale
 from .writers_eeg import write_brainvision, write_eeglab
@@ -45,7 +89,7 @@ __all__ = ["StudyPaths", "default_study_dir", "ensure_study", "load_ground_truth
 
 logger = logging.getLogger(__name__)
 
-GROUND_TRUTH_VERSION = 1
+GROUND_TRUTH_VERSION = 2  # 2: between-subject variation (between_subject, subjects[i].effects)
 CODING_FILE_NAME = "coding_file.xlsx"
 
 
@@ -98,8 +142,9 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _subject_truth(subj: SubjectDesign, eeg_file: str, physio_file: str, coding: pd.DataFrame,
-                   physio_truth: pd.DataFrame, cardio) -> dict[str, Any]:  # fmt: skip
+                   physio_truth: pd.DataFrame, cardio, effects: Effects, seed: int) -> dict[str, Any]:  # fmt: skip
     ex = subj.expressions.copy()
+    ex = ex.merge(expression_effects(subj, effects, seed), on="expr_id", how="left")
     ex["eeg_onset_sample"] = subj.eeg_sample(ex.eeg_onset_s)
     ex["physio_onset_s"] = np.asarray(subj.to_physio_time(ex.eeg_onset_s.to_numpy()), dtype=float)
     ex["physio_onset_sample"] = subj.physio_sample(ex.eeg_onset_s.to_numpy())
@@ -130,6 +175,7 @@ def _subject_truth(subj: SubjectDesign, eeg_file: str, physio_file: str, coding:
         "quirks": subj.quirks,
         "n_me": int((subj.expressions.kind == "ME").sum()),
         "n_mae": int((subj.expressions.kind == "MaE").sum()),
+        "effects": subject_effect_values(effects, subj.index, seed),
         "clips": _records(clips),
         "markers": _records(mk),
         "expressions": _records(ex),
@@ -149,7 +195,7 @@ def _write_subject(subj: SubjectDesign, raw_dir: Path, effects: Effects, seed: i
     del physio
     rows = coding_rows(subj, subject_rng(seed, subj.index, "coding"))
     cardio = cardio_respiratory(subj, effects, seed)
-    truth = _subject_truth(subj, eeg_path.name, physio_path.name, rows, ptruth.to_frame(), cardio)
+    truth = _subject_truth(subj, eeg_path.name, physio_path.name, rows, ptruth.to_frame(), cardio, effects, seed)
     return truth, rows
 
 
@@ -162,6 +208,7 @@ def simulate_study(
     eeg_format: str = "eeglab",
     n_subjects: int | None = None,
     effects: Effects | None = None,
+    between_subject_sd: float | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> StudyPaths:
@@ -176,13 +223,19 @@ def simulate_study(
     seed : int
         Seed: the same seed and parameters give byte-identical files.
     null : bool
-        Plant no condition difference (:func:`~mmme_neuro.simulate.effects.null_effects`).
+        Plant no population difference (:func:`~mmme_neuro.simulate.effects.null_effects`):
+        the subjects keep their drawn deviations.
     eeg_format : {"eeglab", "brainvision"}
         EEG file format.
     n_subjects : int | None
         Generate only the first ``n_subjects`` (e.g. a subset of ``full``).
     effects : Effects | None
-        Custom planted effects (default :class:`Effects`; ``null`` applies to them).
+        Custom planted effects (default: the scale's preset,
+        :func:`~mmme_neuro.simulate.effects.effects_for_scale`; ``null`` applies to them).
+    between_subject_sd : float | None
+        Multiplier of every between-subject SD (``Effects.between_subject_sd``:
+        0 = every subject is the population, 1 = the calibrated spread).
+        None keeps the one of ``effects`` (1 for the presets).
     overwrite : bool
         Replace an existing directory.
     progress : bool
@@ -194,7 +247,9 @@ def simulate_study(
     """
     check_option("eeg_format", eeg_format, ("eeglab", "brainvision"))
     scale_obj = get_scale(scale)
-    effects = effects or Effects()
+    effects = effects or effects_for_scale(scale_obj)
+    if between_subject_sd is not None:
+        effects = dataclasses.replace(effects, between_subject_sd=float(between_subject_sd))
     if null:
         effects = null_effects(effects)
     paths = StudyPaths.at(out_dir)
@@ -212,13 +267,14 @@ def simulate_study(
         subjects_truth.append(truth)
         coding.append(rows)
     write_coding_file(pd.concat(coding, ignore_index=True), paths.coding_file)
-    params = _params(scale_obj, seed, null, eeg_format, len(design.subjects))
+    params = _params(scale_obj, seed, null, eeg_format, len(design.subjects), effects.between_subject_sd)
     truth = {
         "version": GROUND_TRUTH_VERSION,
         "generator": f"mmme-neuro {__version__}",
         "params": params,
         "scale": dataclasses.asdict(design.scale),
         "effects": effects.to_dict(),
+        "between_subject": population_summary(effects),
         "subjects": subjects_truth,
     }
     atomic_write_text(paths.ground_truth, json.dumps(truth, indent=1, default=_json_default))
@@ -227,21 +283,27 @@ def simulate_study(
     return paths
 
 
-def _params(scale, seed: int, null: bool, eeg_format: str, n_subjects: int) -> dict[str, Any]:
+def _params(scale, seed: int, null: bool, eeg_format: str, n_subjects: int,
+            between_subject_sd: float = 1.0) -> dict[str, Any]:  # fmt: skip
     # the scale's parameters are part of the identity: a changed scale definition regenerates
     return {"scale": scale.name, "scale_params": dataclasses.asdict(scale), "seed": seed, "null": null,
-            "eeg_format": eeg_format, "n_subjects": n_subjects, "generator_version": __version__}  # fmt: skip
+            "between_subject_sd": float(between_subject_sd), "eeg_format": eeg_format,
+            "n_subjects": n_subjects, "generator_version": __version__}  # fmt: skip
 
 
 def default_study_dir(config: Config) -> Path:
     """Directory of the synthetic study that ``config`` asks for.
 
-    ``<paths.data_dir>/synthetic/<scale>-seed<seed>[-null][-brainvision]``.
+    ``<paths.data_dir>/synthetic/<scale>-seed<seed>[-null][-bsd<x>][-brainvision]``;
+    ``-bsd<x>`` names a ``simulation.between_subject_sd`` other than 1 (e.g.
+    ``-bsd0`` or ``-bsd0.5``), so studies of different spreads never share a directory.
     """
     sim = config.simulation
     name = f"{sim.scale}-seed{config.simulation_seed}"
     if sim.null:
         name += "-null"
+    if sim.between_subject_sd != 1.0:
+        name += f"-bsd{sim.between_subject_sd:g}"
     if sim.eeg_format != "eeglab":
         name += f"-{sim.eeg_format}"
     return Path(config.paths.data_dir) / "synthetic" / name
@@ -256,7 +318,7 @@ def ensure_study(config: Config, *, progress: bool = True) -> StudyPaths:
     root = default_study_dir(config)
     sim = config.simulation
     scale = get_scale(sim.scale)
-    want = _params(scale, config.simulation_seed, sim.null, sim.eeg_format, scale.n_subjects)
+    want = _params(scale, config.simulation_seed, sim.null, sim.eeg_format, scale.n_subjects, sim.between_subject_sd)
     marker = root / "COMPLETE"
     if marker.is_file():
         try:
@@ -266,7 +328,8 @@ def ensure_study(config: Config, *, progress: bool = True) -> StudyPaths:
             pass
         logger.info("regenerating %s: parameters or generator version changed", root)
     return simulate_study(root, scale=sim.scale, seed=config.simulation_seed, null=sim.null,
-                          eeg_format=sim.eeg_format, overwrite=True, progress=progress)  # fmt: skip
+                          eeg_format=sim.eeg_format, between_subject_sd=sim.between_subject_sd,
+                          overwrite=True, progress=progress)  # fmt: skip
 
 
 def load_ground_truth(path: str | Path) -> dict[str, Any]:
