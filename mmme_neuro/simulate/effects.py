@@ -219,19 +219,26 @@ class EmgEffect:
     records all sites (``emg_channel_gain`` x the burst RMS). Physiology:
     EMG A (corrugator) follows the frontal site, EMG B (zygomaticus) the lateral ones.
 
-    Burst RMS of one expression (µV, at a site channel of full weight):
-    ``rms_uv[condition]`` (population median of a typical two-AU expression)
-    x subject gain ``exp(N(0, subject_gain_sd_log))`` x subject deviation
-    ``exp(+-delta / 2)``, ``delta ~ N(0, subject_sd_log)`` (log ME/MaE ratio)
-    x action-unit factor x ``exp(N(0, expression_sd_log))``.
+    Burst RMS ``r`` of one expression (µV; all sites together: the EMG channel
+    gets ``emg_channel_gain * r``, site ``k`` the share ``w_k / sqrt(sum(w**2))``
+    of it on its channels): ``rms_uv[condition]`` (population median of a
+    typical two-AU expression) x subject gain ``exp(N(0, subject_gain_sd_log))``
+    x subject deviation ``exp(+-delta / 2)``, ``delta ~ N(0, subject_sd_log)``
+    (log ME/MaE ratio) x action-unit factor x ``exp(N(0, expression_sd_log))``.
 
     With the defaults the median MaE burst is 2.7 x the median ME burst, but
-    one ME in five is stronger than the median MaE (expression SD 0.7 on the
-    log scale: facial-EMG amplitude varies several-fold between repetitions of
-    the same expression, Tassinary & Cacioppo 2000), and about one subject in
-    ten has weaker MaE than ME EMG on average (subject SD 0.5): the subject-level
-    dz of the MaE - ME EMG difference is ~1-2, not the near-perfect separation
-    of a fixed RMS per condition. This spread is an assumption: no study reports it.
+    a random ME burst is stronger than a random MaE burst of the same subject
+    about one time in six (expression SD 0.7 on the log scale: facial-EMG
+    amplitude varies several-fold between repetitions of the same expression,
+    Tassinary & Cacioppo 2000); the subjects' median ratios vary (SD 0.5 on the
+    log scale), so with MMME's ~6 ME per subject the observed subject means are
+    about equal or reversed in some subjects, and the subject-level dz of the
+    MaE - ME EMG difference is ~1-2 (the default study: 1.7 on the EMG channel,
+    1.3 for temporal 30-100 Hz power), not the near-perfect separation of a
+    fixed RMS per condition (dz ~ 50-70). The spread is an assumption: no study
+    reports per-subject ME vs MaE facial EMG; a dz of 1-2 means a large,
+    consistent but not universal difference, the range of within-subject facial-EMG
+    condition effects (e.g. corrugator to negative vs neutral pictures).
     """
 
     channels: dict[str, tuple[str, ...]] = field(default_factory=_default_emg_sites)
@@ -666,8 +673,8 @@ def expression_effects(subject: SubjectDesign, effects: Effects, seed: int) -> p
     -------
     table : pandas.DataFrame
         ``expr_id``; ``erp_amplitude_uv`` (peak of this trial's ERP component,
-        µV); ``emg_rms_uv`` (RMS of the burst at a site channel of full weight,
-        µV; the EMG channel gets ``emg_channel_gain`` times it);
+        µV); ``emg_rms_uv`` (RMS of the burst, all sites together, µV; the EMG
+        channel gets ``emg_channel_gain`` times it);
         ``emg_w_frontal``, ``emg_w_left``, ``emg_w_right`` (site weights, the
         largest is 1); ``hr_change_bpm`` (peak heart-rate response, bpm) and
         ``rsp_amplitude_change`` (relative breathing-amplitude change, > -1).
