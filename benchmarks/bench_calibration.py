@@ -179,6 +179,13 @@ def main(argv: list[str] | None = None) -> int:
         tmp = args.out.with_suffix(".tmp")
         tmp.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
         tmp.replace(args.out)
+        # the tables as Markdown next to the JSON (docs/statistics.md includes them)
+        text = markdown(merged, args.n)
+        if payload["end_to_end"]:
+            text += "\n\n" + end_to_end_markdown(payload["end_to_end"], payload["end_to_end_seeds"])
+        md = args.out.with_suffix(".md")
+        md.with_suffix(".md.tmp").write_text(text + "\n")
+        md.with_suffix(".md.tmp").replace(md)
 
     rows = run(fams, args.n, args.n_power, tuple(args.s), args.jobs, args.seed, save=save)
     if rows:

@@ -293,21 +293,23 @@ def test_planned_contrasts_and_emg_matching_reported(script_out):
         r["statistic_name"] == "t" and r["df"] == 7 and r["correction"] == "holm" for r in recs
     )
     block = summary["results"]["emg_matched"]
-    assert (
-        block["n_subjects"] == 8 and not block["test"]["tested"]
-    )  # no EMG overlap in the ci study
+    # the ci study's EMG overlaps between ME and MaE in some subjects only (realistic bursts): the
+    # matched test runs when enough subjects can be matched, and the flags say so either way
+    tested = bool(block["test"]["tested"])
+    assert block["n_subjects"] == 8 and (not tested or block["n_subjects_matched"] >= 2)
     sig = [
         c
         for c in summary["contrasts"]
         if c["kind"] == "cluster" and c["contrast"] == "ME-MaE" and c["significant"]
     ]
-    assert sig and all(c["survives_emg_matching"] is None for c in sig)
+    assert sig and all(
+        isinstance(c["survives_emg_matching"], bool) if tested else c["survives_emg_matching"] is None
+        for c in sig
+    )
     ds = load_netcdf(script_out / "tfr.nc")
     assert "ersp_emg_matched" in ds and "power_emg_matched" not in ds
-    assert (
-        ds["n_epochs_emg_matched"].dims == ("subject", "condition")
-        and int(ds["n_epochs_emg_matched"].sum()) == 0
-    )
+    assert ds["n_epochs_emg_matched"].dims == ("subject", "condition")
+    assert (int(ds["n_epochs_emg_matched"].sum()) > 0) == (block["n_subjects_matched"] > 0)
     assert "## EMG-matched ME - MaE" in (script_out / "summary.md").read_text()
 
 
