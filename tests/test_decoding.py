@@ -260,7 +260,7 @@ def _series(seed: int, effect: float) -> tuple[xr.DataArray, pd.DataFrame]:
     return da, t
 
 
-def test_time_resolved_finds_planted_window_and_nothing_in_null():
+def test_time_resolved_finds_planted_window_and_nothing_in_null(monkeypatch):
     cfg = load_config(None, stats={"n_permutations": 200})
     da, t = _series(5, 1.0)
     r = dec.time_resolved(da, t, "me_vs_mae", config=cfg)
@@ -272,12 +272,17 @@ def test_time_resolved_finds_planted_window_and_nothing_in_null():
     assert r.generalization is not None and bool(r.gen_significant.sel(train_time=0.4, test_time=0.4, method="nearest"))
     assert r.scores.sizes["subject"] == 8 and r.skipped_subjects == []
     one_class = t[~((t["subject"] == "sub-01") & (t["condition"] == "ME"))]
-    r1 = dec.time_resolved(da, one_class, "me_vs_mae", config=cfg, generalization=False)
+    monkeypatch.setattr(dec, "_FLIP_BLOCK", 16)  # 60 arrangements (of 64 distinct) in 4 blocks
+    r1 = dec.time_resolved(da, one_class, "me_vs_mae", config=cfg, generalization=False,
+                           n_permutations=60)  # fmt: skip
     assert r1.skipped_subjects == [{"subject": "sub-01", "reason": "only ['MaE'] epochs: AUC undefined"}]
     assert "sub-01" not in r1.scores["subject"].values
-    # the folds in two processes: the same scores
-    r2 = dec.time_resolved(da, one_class, "me_vs_mae", config=cfg, generalization=False, n_jobs=2)
+    # the null's blocks in two processes: the same scores and p
+    r2 = dec.time_resolved(da, one_class, "me_vs_mae", config=cfg, generalization=False, n_jobs=2,
+                           n_permutations=60)  # fmt: skip
     xr.testing.assert_identical(r2.scores, r1.scores)
+    pd.testing.assert_frame_equal(r2.clusters, r1.clusters)
+    assert not r1.test["exact"] and r1.test["n_permutations"] == 61
     null = dec.time_resolved(*_series(6, 0.0), "me_vs_mae", config=cfg)
     assert not null.significant.values.any() and not null.clusters["significant"].any()
     # 8 subjects: the 2^7 distinct label-flip arrangements are fewer than 200, all enumerated
