@@ -184,6 +184,7 @@ def build_markdown(summary: dict[str, Any]) -> str:
             continue
         n_perm = v.get("n_permutations")
         sig = v["significant_clusters"]
+        null = f"null: {v['null']}" if v.get("null") else "sign flips"
         perms = f", {n_perm} permutations{' (exact)' if v.get('exact') else ''}" if n_perm else ""
         clusters = ""
         if n_perm and sig:
@@ -191,8 +192,8 @@ def build_markdown(summary: dict[str, Any]) -> str:
                                         for c in sig)  # fmt: skip
         lines.append(f"Time-resolved {t}: peak AUC {v['peak_auc']:.3f} at {v['peak_time_s']:.3f} s; "
                      f"first significant time {_fmt(v['first_significant_s'])} s; {len(sig)} significant "
-                     f"cluster(s) in a cluster permutation test over time (AUC > 0.5, one-sided sign "
-                     f"flips{perms}){clusters}.")  # fmt: skip
+                     f"cluster(s) in a cluster permutation test over time (AUC > 0.5, one-sided; "
+                     f"{null}{perms}){clusters}.")  # fmt: skip
     if r["skipped"]:
         lines += ["", "Not decoded:"] + [f"- {s['task']} / {s['feature_set']}: {s['reason']}" for s in r["skipped"]]
     lines.append("")
@@ -257,16 +258,15 @@ def run(config: Config, out_dir: Path, *, tasks: Sequence[str] = TASKS, n_permut
                                        statistic_name="UF1", effect_size_name="UF1 - permutation chance",
                                        correction="none", n=s["n_subjects"], n_trials=s["n_epochs"], uar=s["uar"],
                                        uar_p=s["uar_p"]))  # fmt: skip
-    # sign flips of the time-resolved cluster tests, the observed one included (one-sided: MNE
-    # enumerates all 2^n when they are not more than the permutations asked for)
-    time_perms = {t: min(int(config.stats.n_permutations), 2 ** int(r.scores.sizes["subject"]))
-                  for t, r in tr_results.items()}  # fmt: skip
+    # the time-resolved cluster tests' null: label flips of whole subjects, each re-running the LOSO
+    # (TimeDecodingResult.test: n_permutations counts the arrangements, the observed one included)
     for t, r in tr_results.items():
         for c in r.clusters[r.clusters["significant"]].to_dict(orient="records"):
             contrasts.append(make_contrast(t, kind="time_decoding_cluster", time_s=[c["start_s"], c["stop_s"]],
                                            statistic=c["mass"], p=c["p"], statistic_name="cluster mass (t)",
                                            correction="cluster permutation", n=int(r.scores.sizes["subject"]),
-                                           n_permutations=time_perms[t]))  # fmt: skip
+                                           n_permutations=r.test["n_permutations"],
+                                           null=r.test["null"]))  # fmt: skip
     summary["contrasts"] = contrasts
     for t, r in tr_results.items():
         m = r.scores.mean("subject")
@@ -274,8 +274,9 @@ def run(config: Config, out_dir: Path, *, tasks: Sequence[str] = TASKS, n_permut
                     "peak_time_s": float(m["time"].values[int(np.argmax(m.values))]),
                     "first_significant_s": r.first_significant_s,
                     "significant_clusters": r.clusters[r.clusters["significant"]].to_dict(orient="records"),
-                    "skipped_subjects": r.skipped_subjects, "n_permutations": time_perms[t],
-                    "exact": time_perms[t] == 2 ** int(r.scores.sizes["subject"])}  # fmt: skip
+                    "skipped_subjects": r.skipped_subjects,
+                    "n_permutations": r.test["n_permutations"], "exact": r.test["exact"],
+                    "null": r.test["null"], "classifier": r.test["classifier"]}  # fmt: skip
     dcfg = config.decoding
     summary["results"] = {
         "cv": dcfg.cv, "optimistic": dcfg.cv != "loso", "classifier": dcfg.classifier,

@@ -3,8 +3,10 @@
 Both families consume what :mod:`mmme_neuro.decoding` consumes, per-epoch
 data of every subject, and run it as ``analyses/decoding_multimodal.py``
 does: task ``me_vs_mae``, leave-one-subject-out (LOSO) cross-validation,
-the default pipeline (L2 logistic regression, balanced class weights; the
-ANOVA selection keeps every column when there are fewer than 40).
+the default pipeline of :func:`~mmme_neuro.decoding.decode` (L2 logistic
+regression, balanced class weights; the ANOVA selection keeps every column
+when there are fewer than 40) and the ridge classifier of
+:func:`~mmme_neuro.decoding.time_resolved`.
 
 Data generation
 ---------------
@@ -51,8 +53,9 @@ tests are) of the per-subject score minus chance rejects: per-subject UAR
 - 0.5 (``DecodingResult.per_subject``) and per-subject AUC - 0.5 averaged
 over the planted window (``TimeDecodingResult.scores``).
 
-Costs are kept low (100 label permutations, the analysis default; 500
-sign flips for the time clusters) and stated in each ``title``; everything
+Costs are kept low (100 label permutations, the analysis default; the time
+clusters' 1000 label-flip arrangements, the analysis default, cost ~0.2 s a
+data set) and stated in each ``title``; everything
 runs in one process (``n_jobs=1``) with seeds drawn from the data set's
 generator.
 """
@@ -78,9 +81,10 @@ MAE_EPOCHS = (15, 34)
 OFFSET_SD = 1.0
 #: SD of log(sigma_i), the subject's trial-noise scale.
 NOISE_SCALE_SD = 0.25
-#: Label permutations of ``decode`` (the analysis default) and sign flips of the time clusters.
+#: Label permutations of ``decode`` and label-flip arrangements of the time clusters (the
+#: analysis defaults).
 N_PERM_DECODE = 100
-N_PERM_TIME = 500
+N_PERM_TIME = 1000
 
 #: Feature table: band power of 4 bands at 3 midline channels.
 PSD_BANDS = ("theta", "alpha", "beta", "gamma")
@@ -289,13 +293,13 @@ FAMILIES: list[Family] = [
     Family(
         name="decoding_time_cluster",
         title=f"time_resolved(me_vs_mae, LOSO, AUC), 8 channels x 25 times (50 Hz), "
-        f"one-sided cluster test, {N_PERM_TIME} sign flips",
+        f"one-sided cluster test, null: {N_PERM_TIME} subject label flips, LOSO re-run",
         level="epoch",
         error_rate="FWER",
         null=time_cluster_null,
         power=time_cluster_power,
         effect="ME - MaE of 0.3 trial SDs (3 µV) on all 8 channels at 0.2-0.36 s; "
         "subject-level: one-sided t of per-subject AUC - 0.5 in that window",
-        cost=5.0,
+        cost=1.0,
     ),
 ]

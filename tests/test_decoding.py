@@ -260,7 +260,7 @@ def _series(seed: int, effect: float) -> tuple[xr.DataArray, pd.DataFrame]:
     return da, t
 
 
-def test_time_resolved_finds_planted_window_and_nothing_in_null():
+def test_time_resolved_finds_planted_window_and_nothing_in_null(monkeypatch):
     cfg = load_config(None, stats={"n_permutations": 200})
     da, t = _series(5, 1.0)
     r = dec.time_resolved(da, t, "me_vs_mae", config=cfg)
@@ -272,14 +272,96 @@ def test_time_resolved_finds_planted_window_and_nothing_in_null():
     assert r.generalization is not None and bool(r.gen_significant.sel(train_time=0.4, test_time=0.4, method="nearest"))
     assert r.scores.sizes["subject"] == 8 and r.skipped_subjects == []
     one_class = t[~((t["subject"] == "sub-01") & (t["condition"] == "ME"))]
-    r1 = dec.time_resolved(da, one_class, "me_vs_mae", config=cfg, generalization=False)
+    monkeypatch.setattr(dec, "_FLIP_BLOCK", 16)  # 60 arrangements (of 64 distinct) in 4 blocks
+    r1 = dec.time_resolved(da, one_class, "me_vs_mae", config=cfg, generalization=False,
+                           n_permutations=60)  # fmt: skip
     assert r1.skipped_subjects == [{"subject": "sub-01", "reason": "only ['MaE'] epochs: AUC undefined"}]
     assert "sub-01" not in r1.scores["subject"].values
-    # the folds in two processes: the same scores
-    r2 = dec.time_resolved(da, one_class, "me_vs_mae", config=cfg, generalization=False, n_jobs=2)
+    # the null's blocks in two processes: the same scores and p
+    r2 = dec.time_resolved(da, one_class, "me_vs_mae", config=cfg, generalization=False, n_jobs=2,
+                           n_permutations=60)  # fmt: skip
     xr.testing.assert_identical(r2.scores, r1.scores)
+    pd.testing.assert_frame_equal(r2.clusters, r1.clusters)
+    assert not r1.test["exact"] and r1.test["n_permutations"] == 61
     null = dec.time_resolved(*_series(6, 0.0), "me_vs_mae", config=cfg)
     assert not null.significant.values.any() and not null.clusters["significant"].any()
+    # 8 subjects: the 2^7 distinct label-flip arrangements are fewer than 200, all enumerated
+    assert r.test["exact"] and r.test["n_permutations"] == 128
+    assert r.test["null"] == dec.TIME_NULL
+    assert r.clusters["p"].min() >= 1 / 128
+
+
+def test_time_resolved_classifier_and_null_are_the_loso_rerun():
+    """The fold's classifier is sklearn's Ridge on the documented targets; flipping subjects' shares
+    gives what re-running the LOSO on data with their labels swapped gives."""
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import roc_auc_score
+
+    da, t = _series(5, 0.5)
+    X = da.transpose("epoch", "channel", "time").values  # noqa: N806
+    yb = t["condition"].eq("ME").to_numpy().astype(int)
+    g = t["subject"].to_numpy()
+    subjects = sorted(set(g))
+    source = np.array([subjects.index(s) for s in g])
+    splits = dec.cv_splits(yb, g)
+
+    def folds(labels: np.ndarray) -> list:
+        codes = dec._subject_codes(labels, g)
+        return [dec._time_fold(X, labels, g, codes, source, tr, te, k, True)
+                for k, (tr, te) in enumerate(splits)]  # fmt: skip
+
+    base = folds(yb)
+    ones = np.ones((len(subjects), 1))
+    tr, te = splits[2]
+    for train_t, test_t in ((30, 30), (30, 12)):
+        scaler = StandardScaler().fit(X[tr, :, train_t])
+        z = scaler.transform(X[tr, :, train_t])
+        for s in subjects[:2] + subjects[3:]:
+            z[g[tr] == s] -= z[g[tr] == s].mean(axis=0)
+        ridge = Ridge(alpha=dec.TIME_RIDGE * np.trace(z.T @ z) / z.shape[1], fit_intercept=False)
+        ridge.fit(z, dec._subject_codes(yb, g)[tr])
+        expected = roc_auc_score(yb[te], scaler.transform(X[te, :, test_t]) @ ridge.coef_)
+        got = dec._flip_auc(base[2], ones)[1][train_t, test_t, 0]
+        assert got == pytest.approx(expected, abs=1e-12)
+    eps = np.array([1.0, -1, -1, 1, 1, -1, 1, -1])
+    swapped = np.where(eps[source] < 0, 1 - yb, yb)
+    for f, fs in zip(base, folds(swapped), strict=True):
+        a, ga = dec._flip_auc(f, eps[:, None])
+        b, gb = dec._flip_auc(fs, ones)
+        np.testing.assert_allclose(a, b, atol=1e-12)
+        np.testing.assert_allclose(ga, gb, atol=1e-12)
+        np.testing.assert_array_equal(np.diagonal(ga).T, a)  # the diagonal is the sliding score
+
+
+@pytest.mark.filterwarnings("ignore:No clusters found")
+def test_time_resolved_null_calibrated_where_score_sign_flips_are_not():
+    """40 null data sets of the calibration benchmark (subjects differ, s = 1; population: 0).
+
+    Sign flips of the test subjects' AUCs (what ``time_resolved`` did) ignore that the folds
+    share training subjects: they reject in 20 of 40 data sets at alpha = .2 here. The
+    label-swap null re-running the LOSO rejects in 8 (expected 8; more than 13 has probability
+    1.9 % under calibration). Both on the same scores, 200 arrangements.
+    """
+    from mne.stats import permutation_cluster_1samp_test
+
+    from benchmarks import calibration_decoding as cal
+    from benchmarks.calibration import rng_for
+
+    cfg = load_config(None, stats={"n_permutations": 200})
+    new, old = [], []
+    for i in range(40):
+        da, t = cal._series(rng_for("decoding_time_cluster", "null", 1.0, i), 1.0)
+        r = dec.time_resolved(da, t, "me_vs_mae", config=cfg, generalization=False, seed=i)
+        new.append(min(r.clusters["p"], default=1.0))
+        _, _, p_old, _ = permutation_cluster_1samp_test(
+            r.scores.values - 0.5, threshold=r.test["cluster_forming_t"], tail=1,
+            n_permutations=200, rng=np.random.default_rng(i), out_type="indices",
+            verbose=False)  # fmt: skip
+        old.append(min(p_old, default=1.0))
+    n_new, n_old = sum(p < 0.2 for p in new), sum(p < 0.2 for p in old)
+    assert n_new <= 13 < n_old, (n_new, n_old)
+    # a planted population difference is still found (the benchmark's power function, s = 0.5)
+    assert cal.time_cluster_power(rng_for("decoding_time_cluster", "power", 0.5, 0), 0.5)["family"]
 
 
 # ----------------------------------------------------------------------------- features

@@ -18,6 +18,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from mmme_neuro.decoding import TIME_NULL
+
 ROOT = Path(__file__).resolve().parents[1]
 
 #: A printed p: ``p = 0.01``, ``p_FDR = 3e-05``, ``p <= 0.001``, ``p < 1e-300``.
@@ -290,8 +292,9 @@ def test_decoding_markdown():
     scores[0]["uar_p"] = 0.0
     scores[1]["uf1_p"] = 0.5
     for v in s["results"]["time_resolved"].values():
-        v.update(n_permutations=1000, exact=False)
-        v["significant_clusters"][0]["p"] = 0.001
+        v.update(n_permutations=1000, exact=False, null=TIME_NULL)
+        if v["significant_clusters"]:
+            v["significant_clusters"][0]["p"] = 0.001
     md = build_markdown(s)
     assert violations(md) == [], md
     floor = _floor(n + 1)
@@ -299,7 +302,8 @@ def test_decoding_markdown():
     row = next(line for line in md.splitlines() if line.startswith(first))
     assert row.count(f"<= {floor}") == 2
     assert f"label permutation test (within subject), {n} permutations" in md
-    assert md.count("one-sided sign flips, 1000 permutations): 0.328-0.508 s, p <= 0.001.") >= 1
+    text = f"one-sided; null: {TIME_NULL}, 1000 permutations): 0.328-0.508 s, p <= 0.001."
+    assert md.count(text) >= 1
     # no label permutations: p is n/a, not 0
     s["results"]["n_permutations"] = 0
     for sc in s["results"]["scores"]:
