@@ -92,6 +92,7 @@ def build_parser(description: str, analysis: str | None = None) -> argparse.Argu
     parser.add_argument("--out", metavar="DIR", type=Path, default=None, help=f"output directory (default: <paths.figures_dir>/{name})")
     parser.add_argument("--scale", choices=SCALES, default=None, help="size of the synthetic study (overrides simulation.scale)")
     parser.add_argument("--null", action="store_true", default=None, help="analyse the null synthetic study, with no planted effect (overrides simulation.null)")
+    parser.add_argument("--between-subject-sd", type=float, default=None, metavar="X", help="multiplier of the between-subject SDs of the synthetic study's planted effects, 0-10 (overrides simulation.between_subject_sd)")
     parser.add_argument("--seed", type=int, default=None, help="master random seed (overrides seed)")
     parser.add_argument("--workers", type=int, default=None, metavar="N", help="local worker processes for per-subject steps (overrides run.workers)")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS", help="existing dask scheduler for per-subject steps (overrides run.scheduler)")
@@ -149,8 +150,8 @@ def setup(args: argparse.Namespace) -> tuple[Config, Path]:
 
 
 def effective_config(args: argparse.Namespace) -> Config:
-    """The configuration of ``--config`` with the overrides of ``--scale``, ``--null``, ``--seed``,
-    ``--workers``, ``--scheduler`` and ``--bids-root``.
+    """The configuration of ``--config`` with the overrides of ``--scale``, ``--null``,
+    ``--between-subject-sd``, ``--seed``, ``--workers``, ``--scheduler`` and ``--bids-root``.
 
     Raises
     ------
@@ -163,6 +164,8 @@ def effective_config(args: argparse.Namespace) -> Config:
         simulation["scale"] = args.scale
     if getattr(args, "null", None):
         simulation["null"] = True
+    if getattr(args, "between_subject_sd", None) is not None:
+        simulation["between_subject_sd"] = args.between_subject_sd
     if simulation:
         overrides["simulation"] = simulation
     if getattr(args, "seed", None) is not None:

@@ -185,13 +185,22 @@ def build_markdown(summary: dict[str, Any]) -> str:
         n_perm = v.get("n_permutations")
         sig = v["significant_clusters"]
         null = f"null: {v['null']}" if v.get("null") else "sign flips"
-        perms = f", {n_perm} permutations{' (exact)' if v.get('exact') else ''}" if n_perm else ""
+        if not n_perm:
+            perms = ""
+        elif v.get("exact"):
+            perms = f", all {n_perm} arrangements (exact)"
+        elif v.get("null"):  # the count includes the observed labelling
+            perms = f", {n_perm - 1} random arrangements plus the observed"
+        else:
+            perms = f", {n_perm} permutations"
+        first = v["first_significant_s"]
+        first = "no significant time" if first is None or np.isnan(first) else f"first significant time {first:.3f} s"
         clusters = ""
         if n_perm and sig:
             clusters = ": " + "; ".join(f"{c['start_s']:.3f}-{c['stop_s']:.3f} s, {p_text(c['p'], n_perm)}"
                                         for c in sig)  # fmt: skip
         lines.append(f"Time-resolved {t}: peak AUC {v['peak_auc']:.3f} at {v['peak_time_s']:.3f} s; "
-                     f"first significant time {_fmt(v['first_significant_s'])} s; {len(sig)} significant "
+                     f"{first}; {len(sig)} significant "
                      f"cluster(s) in a cluster permutation test over time (AUC > 0.5, one-sided; "
                      f"{null}{perms}){clusters}.")  # fmt: skip
     if r["skipped"]:

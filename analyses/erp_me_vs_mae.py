@@ -309,7 +309,9 @@ def build_summary(
         contrasts.extend(planned_records(planned, units="µV"))
     summary["contrasts"] = contrasts
     alpha = config.stats.alpha
-    with_cov = mm.get("with_emg_covariate")
+    with_cov, without_cov = mm.get("with_emg_covariate"), mm.get("without_covariate")
+    # an effect can only survive the covariate if there is one without it
+    plain_sig = without_cov is not None and bool(without_cov["p"] < alpha)
     summary["results"] = {
         "roi": {k: list(v) for k, v in ROIS.items()},
         "windows_s": {k: list(v) for k, v in WINDOWS.items()},
@@ -320,7 +322,7 @@ def build_summary(
         "clusters": cluster_info,
         "mixed_models_p3_mean": mm,
         "erp_effect_survives_emg_covariate": None
-        if with_cov is None
+        if with_cov is None or not plain_sig
         else bool(with_cov["p"] < alpha),
         "emg_condition_collinearity": covariate_collinearity(kept, EMG_COVARIATE)
         if EMG_COVARIATE in kept.columns
@@ -468,8 +470,12 @@ def build_markdown(summary: dict[str, Any]) -> str:
                          f"({r['n_trials']} trials; {r['test']}); subject-level paired t({_f(pt['df'], '.0f')}) = "
                          f"{_f(pt['t'], '.2f')}, {p_text(pt['p'])}.")  # fmt: skip
     surv = res["erp_effect_survives_emg_covariate"]
-    if surv is None:
+    plain = mm.get("without_covariate")
+    if "with_emg_covariate" not in mm:
         verdict = "The model with the EMG covariate could not be fitted."
+    elif surv is None:
+        verdict = (f"Without the EMG covariate the ME - MaE P3 effect is not significant ({p_text(plain['p'])}), so "
+                   "there is no effect for the covariate to explain; the adjusted model is reported for completeness.")
     else:
         verdict = ("The ME - MaE P3 effect " + ("**survives**" if surv else "does **not** survive")
                    + f" the EMG covariate ({EMG_COVARIATE}, alpha = {res['alpha']}).")  # fmt: skip

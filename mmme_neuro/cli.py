@@ -17,7 +17,7 @@ Subcommands
 ``convert RAW_DIR BIDS_ROOT [--config FILE] [--coding FILE] [--session-map CSV] [--overwrite]``
     Convert a raw study to BIDS (resumable: unchanged subjects are skipped);
     print the counts; exit 1 if the raw directory or coding file is unusable.
-``run [--bids-root PATH] [--config FILE] [--analyses erp,tfr,network,physio,decoding] [--scheduler ADDRESS|--workers N] [--out DIR]``
+``run [--bids-root PATH] [--config FILE] [--analyses erp,tfr,network,physio,decoding] [--scale S] [--null] [--between-subject-sd X] [--seed N] [--scheduler ADDRESS|--workers N] [--out DIR]``
     Run analyses in data-flow order on a BIDS study (default: the configured
     or synthetic study); per-subject steps in parallel and cached where the
     analysis uses :mod:`mmme_neuro.pipeline`; a failing analysis is reported
@@ -119,13 +119,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     try:
         names = resolve(args.analyses.split(","))
-        cfg = load_config(args.config)
+        sim = {"between_subject_sd": args.between_subject_sd} if args.between_subject_sd is not None else {}
+        cfg = load_config(args.config, **({"simulation": sim} if sim else {}))  # validates the overrides too
     except (ValueError, ConfigError) as err:
         print(err, file=sys.stderr)
         return 1
     script_args: list[str] = []
     for flag, value in (("--config", args.config), ("--bids-root", args.bids_root), ("--scale", args.scale),
-                        ("--seed", args.seed), ("--workers", args.workers), ("--scheduler", args.scheduler)):  # fmt: skip
+                        ("--seed", args.seed), ("--between-subject-sd", args.between_subject_sd),
+                        ("--workers", args.workers), ("--scheduler", args.scheduler)):  # fmt: skip
         if value is not None:
             script_args += [flag, str(value)]
     if args.null:
@@ -193,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--out", default=None, help="output root (default: paths.figures_dir)")
     p_run.add_argument("--scale", choices=("ci", "default", "full"), default=None, help="synthetic study size")
     p_run.add_argument("--null", action="store_true", help="the null synthetic study")
+    p_run.add_argument("--between-subject-sd", type=float, default=None, metavar="X",
+                       help="multiplier of the between-subject SDs of the synthetic study's planted effects (0-10)")
     p_run.add_argument("--seed", type=int, default=None)
     par = p_run.add_mutually_exclusive_group()
     par.add_argument("--workers", type=int, default=None, help="local dask worker processes for per-subject steps")

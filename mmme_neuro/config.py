@@ -250,6 +250,15 @@ class EmgConfig(_Section):
 
     band: tuple[float, float] = Field((30.0, 100.0), description="Band (Hz) of the EMG power measured over temporal channels.")
     temporal_channels: tuple[str, ...] = Field(("FT7", "FT8", "T7", "T8", "TP7", "TP8"), description="EEG channels nearest the facial muscles.")
+    contamination_from_hz: float = Field(
+        20.0,
+        gt=0,
+        description=(
+            "Lowest frequency (Hz) facial EMG reaches in scalp EEG: every band whose upper edge is above it "
+            "(beta, gamma) is EMG-prone at every channel (Goncharova et al. 2003: EMG from ~20 Hz, strongest "
+            "at frontal and temporal sites)."
+        ),
+    )
 
 
 #: Per-epoch EMG measures of the epoch metadata (:data:`mmme_neuro.epochs.METADATA_COLUMNS`) that

@@ -262,7 +262,8 @@ def emg_prone_columns(columns: Sequence[str], config: Config) -> list[str]:
 
     Every EEG feature of the channels nearest the facial muscles
     (``emg.temporal_channels``) and the band power of every band reaching
-    into the EMG band (upper edge above ``emg.band[0]``, 30 Hz: gamma). A
+    into the frequencies facial EMG contaminates (upper edge above
+    ``emg.contamination_from_hz``, 20 Hz: beta and gamma). A
     decoder that still works without them does not owe its accuracy to the
     muscle artefact of the expression itself (MaE move more muscle than ME).
 
@@ -279,7 +280,7 @@ def emg_prone_columns(columns: Sequence[str], config: Config) -> list[str]:
         The EMG-prone subset, in input order.
     """
     chans = {c.upper() for c in config.emg.temporal_channels}
-    bands = {b for b, (_, hi) in config.bands.items() if hi > config.emg.band[0]}
+    bands = {b for b, (_, hi) in config.bands.items() if hi > config.emg.contamination_from_hz}
     out = []
     for c in columns:
         parts = c.split("__")

@@ -273,6 +273,23 @@ def test_setup_overrides_and_default_out(tmp_path: Path, monkeypatch: pytest.Mon
     assert (config.seed, config.simulation.scale, config.simulation.null) == (9, "ci", True)
     assert out == Path("o") and out.is_dir()
     assert logging.getLogger("mmme_neuro").level == logging.WARNING
+    assert config.simulation.between_subject_sd == 1.0
+    config, _ = setup(parser.parse_args(["--config", str(cfg), "--between-subject-sd", "0.5"]))
+    assert config.simulation.between_subject_sd == 0.5
+
+
+def test_run_passes_between_subject_sd_on(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """``mmme-neuro run --between-subject-sd X`` hands X to every script; out of range: exit 1, nothing run."""
+    import analyses.__main__ as runner
+    from mmme_neuro.cli import main
+
+    seen = []
+    monkeypatch.setattr(runner, "run_study", lambda names, script_args, out_root: (seen.append(script_args), (0, []))[1])
+    assert main(["run", "--analyses", "erp", "--null", "--between-subject-sd", "0.5", "--out", "o"]) == 0
+    args = seen[0]
+    assert args[args.index("--between-subject-sd") + 1] == "0.5" and "--null" in args
+    assert main(["run", "--analyses", "erp", "--between-subject-sd", "11"]) == 1
+    assert len(seen) == 1 and "between_subject_sd" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- mmme_neuro.reporting

@@ -294,11 +294,13 @@ def test_time_resolved_finds_planted_window_and_nothing_in_null(monkeypatch):
 def test_time_resolved_classifier_and_null_are_the_loso_rerun():
     """The fold's classifier is sklearn's Ridge on the documented targets; flipping subjects' shares
     gives what re-running the LOSO on data with their labels swapped gives."""
+    from sklearn.covariance import LedoitWolf
     from sklearn.linear_model import Ridge
     from sklearn.metrics import roc_auc_score
 
     da, t = _series(5, 0.5)
     X = da.transpose("epoch", "channel", "time").values  # noqa: N806
+    X[:, 1:] += X[:, :1]  # correlated channels: a Ledoit-Wolf shrinkage below 1  # noqa: N806
     yb = t["condition"].eq("ME").to_numpy().astype(int)
     g = t["subject"].to_numpy()
     subjects = sorted(set(g))
@@ -318,7 +320,9 @@ def test_time_resolved_classifier_and_null_are_the_loso_rerun():
         z = scaler.transform(X[tr, :, train_t])
         for s in subjects[:2] + subjects[3:]:
             z[g[tr] == s] -= z[g[tr] == s].mean(axis=0)
-        ridge = Ridge(alpha=dec.TIME_RIDGE * np.trace(z.T @ z) / z.shape[1], fit_intercept=False)
+        a = LedoitWolf(assume_centered=True).fit(z).shrinkage_  # shrinkage LDA's penalty, as a ridge
+        assert 0 < a < 1
+        ridge = Ridge(alpha=a / (1 - a) * np.trace(z.T @ z) / z.shape[1], fit_intercept=False)
         ridge.fit(z, dec._subject_codes(yb, g)[tr])
         expected = roc_auc_score(yb[te], scaler.transform(X[te, :, test_t]) @ ridge.coef_)
         got = dec._flip_auc(base[2], ones)[1][train_t, test_t, 0]
@@ -397,7 +401,10 @@ def test_feature_functions_against_hand_values():
     assert idx["event_key"].tolist() == ["e1", "NE:e1"] and idx["emg__emg_rms_uv"].tolist() == [3.0, 1.0]
     prone = ft.emg_prone_columns([*psd.columns, *erp.columns, "physio__hr_change_bpm"], cfg)
     assert "eeg_psd__gamma__CZ" in prone and "eeg_erp__300-400ms__T7" in prone
+    assert "eeg_psd__beta__CZ" in prone  # EMG reaches beta (from ~20 Hz)
     assert "eeg_psd__alpha__CZ" not in prone and "physio__hr_change_bpm" not in prone
+    only_gamma = Config(emg={"contamination_from_hz": 30.0})
+    assert "eeg_psd__beta__CZ" not in ft.emg_prone_columns(psd.columns, only_gamma)
     ts = ft.time_series(ep, (0.3, 0.5), 50.0)
     assert ts.sizes["time"] == 10 and ts.sel(channel="PZ").values[0, :5] == pytest.approx(4.0)
     assert ts["time"].values[0] == pytest.approx(0.3 + 2 / 250)
