@@ -161,11 +161,11 @@ class SyncConfig(_Section):
 class PreprocessingConfig(_Section):
     """EEG preprocessing applied to padded segments around epochs."""
 
-    l_freq: float | None = Field(0.1, description="High-pass edge (Hz); None: no high-pass.")
-    h_freq: float | None = Field(45.0, description="Low-pass edge (Hz); None: no low-pass.")
-    notch_freq: float | None = Field(50.0, description="Mains frequency (Hz), 50 in China; None: no notch.")
+    l_freq: float | None = Field(0.1, gt=0, description="High-pass edge (Hz), > 0; None: no high-pass.")
+    h_freq: float | None = Field(45.0, gt=0, description="Low-pass edge (Hz), > 0 and below half of resample_sfreq and of the recording's rate (checked when a recording is preprocessed); None: no low-pass.")
+    notch_freq: float | None = Field(50.0, gt=0, description="Mains frequency (Hz), 50 in China; None: no notch.")
     reference: Literal["average", "mastoids"] = Field("average", description="Re-reference: common average or linked mastoids M1/M2.")
-    resample_sfreq: float | None = Field(250.0, description="Sampling rate (Hz) after preprocessing; None keeps the original.")
+    resample_sfreq: float | None = Field(250.0, gt=0, description="Sampling rate (Hz) after preprocessing, > 0; None keeps the original.")
     ica: bool = Field(True, description="Remove ocular (VEO/HEO) ICA components.")
     ica_stability_refits: int = Field(
         0, ge=0, le=50,
@@ -181,6 +181,10 @@ class PreprocessingConfig(_Section):
     def _check_band(self) -> PreprocessingConfig:
         if self.l_freq is not None and self.h_freq is not None and self.l_freq >= self.h_freq:
             raise ValueError(f"l_freq ({self.l_freq} Hz) must be below h_freq ({self.h_freq} Hz)")
+        if self.h_freq is not None and self.resample_sfreq is not None and self.h_freq >= self.resample_sfreq / 2:
+            raise ValueError(f"h_freq ({self.h_freq} Hz) must be below the Nyquist frequency of resample_sfreq "
+                             f"({self.resample_sfreq} Hz / 2 = {self.resample_sfreq / 2} Hz): above it the "
+                             "resampled data alias")  # fmt: skip
         if self.ica_stability_refits and not self.ica:
             raise ValueError(f"ica_stability_refits = {self.ica_stability_refits} needs ica = true (there is no ICA "
                              "to check); set ica_stability_refits = 0 or turn the ICA on")  # fmt: skip

@@ -1042,6 +1042,29 @@ def detect_bad_channels(
     return bads, scores
 
 
+def check_rates(sfreq: float, cfg: PreprocessingConfig) -> None:
+    """Refuse filter settings a recording sampled at ``sfreq`` (Hz) cannot honour.
+
+    Raises
+    ------
+    ValueError
+        If ``h_freq`` or ``l_freq`` is at or above the recording's Nyquist
+        frequency (the filter could not be applied: the data would silently
+        stay unfiltered), or ``resample_sfreq`` is above ``sfreq`` (upsampling
+        adds no information).
+    """
+    nyq = sfreq / 2.0
+    for key in ("h_freq", "l_freq"):
+        f = getattr(cfg, key)
+        if f is not None and f >= nyq:
+            raise ValueError(f"preprocessing.{key} = {f} Hz is at or above the Nyquist frequency ({nyq:g} Hz) of a "
+                             f"recording sampled at {sfreq:g} Hz: the filter cannot be applied; set it below {nyq:g} Hz"
+                             + (" or null (no low-pass)" if key == "h_freq" else ""))  # fmt: skip
+    if cfg.resample_sfreq is not None and cfg.resample_sfreq > sfreq and not np.isclose(cfg.resample_sfreq, sfreq):
+        raise ValueError(f"preprocessing.resample_sfreq = {cfg.resample_sfreq} Hz is above the recording's rate "
+                         f"({sfreq:g} Hz): set it to {sfreq:g} Hz or less, or null to keep the rate")  # fmt: skip
+
+
 def decimation_factor(sfreq: float, target: float | None) -> int | None:
     """Integer factor ``sfreq / target`` if it is one (1 if no resampling), else None."""
     if target is None or np.isclose(sfreq, target):
@@ -1508,6 +1531,7 @@ def preprocess_segments(
     report: dict[str, Any] = {"bad_channels": [], "bad_channel_scores": [], "ica": None}
 
     native_sf = smap.orig_sfreq
+    check_rates(native_sf, cfg)
     sf = float(raw.info["sfreq"])
     resample: dict[str, Any] = {"from_hz": sf, "to_hz": sf, "decim": 1, "decim_at_epoching": 1, "method": "none"}
     if done:

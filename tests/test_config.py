@@ -64,6 +64,10 @@ def test_overrides_merge_into_file_sections(tmp_path):
         ("[bands]\ntheta = [8.0, 4.0]\n", "theta"),
         ("[coding]\nduplicate_policy = \"newest\"\n", "duplicate_policy"),
         ("[preprocessing]\nl_freq = 50.0\nh_freq = 40.0\n", "l_freq"),
+        ("[preprocessing]\nl_freq = -0.1\n", "l_freq"),  # physics: a negative edge means nothing
+        ("[preprocessing]\nresample_sfreq = 0\n", "resample_sfreq"),  # was a bare ZeroDivisionError in run
+        ("[preprocessing]\nh_freq = 0\n", "h_freq"),
+        ("[preprocessing]\nh_freq = 200.0\n", "Nyquist"),  # above half of resample_sfreq (250 Hz): aliasing
         ("[network]\ndensity_start = 0.6\n", "density"),
     ],
 )

@@ -470,3 +470,17 @@ def test_fused_reader_crops_as_preprocessing_does_and_copies_the_emg_spans(sessi
     # EMG spans that do not lie inside the spans read are read apart by the caller
     _, none = _read_decimated(raw, centers, -1.0, 1.5, 0.5, cfg.preprocessing, crop=opts, emg={**emg, "pad_s": 2.0})
     assert none is None
+
+
+def test_filter_settings_the_recording_cannot_honour_are_refused():
+    """h_freq above a recording's Nyquist frequency was silently ignored (no low-pass); now an error with the numbers."""
+    from mmme_neuro.preprocessing import check_rates
+
+    ok = Config().preprocessing
+    check_rates(500.0, ok)
+    no_resample = ok.model_copy(update={"resample_sfreq": None, "h_freq": 300.0})
+    with pytest.raises(ValueError, match=r"h_freq = 300.0 Hz is at or above the Nyquist frequency \(250 Hz\)"):
+        check_rates(500.0, no_resample)
+    check_rates(1000.0, no_resample)
+    with pytest.raises(ValueError, match=r"resample_sfreq = 250.0 Hz is above the recording's rate \(200 Hz\)"):
+        check_rates(200.0, ok.model_copy(update={"h_freq": 40.0}))
