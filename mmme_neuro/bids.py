@@ -1442,13 +1442,15 @@ def convert_study(
         raise ConversionError("the BIDS root must not be inside the raw directory")
 
     _make_root(bids_root)
+    started = False
     try:
         with study_lock(bids_root, timeout_s=lock_timeout_s) as holder:
             mark_in_progress(bids_root, holder)  # first: until the end, the study is not a finished one
+            started = True
             return _convert_locked(bids_root, config, coding, sessions, t0, task=task, overwrite=overwrite,
                                    rehash=rehash, progress=progress, qa=qa)  # fmt: skip
     except OSError as err:
-        raise ConversionError(_write_failure(bids_root, err)) from err
+        raise ConversionError(_write_failure(bids_root, err, started)) from err
 
 
 def _make_root(bids_root: Path) -> None:
@@ -1464,10 +1466,16 @@ def _make_root(bids_root: Path) -> None:
                               + (f" ({err.filename})" if err.filename else "")) from err  # fmt: skip
 
 
-def _write_failure(bids_root: Path, err: OSError) -> str:
-    """One line for a conversion stopped by a file-system error (no space, permissions ...)."""
+def _write_failure(bids_root: Path, err: OSError, started: bool) -> str:
+    """One line for a conversion stopped by a file-system error (no space, permissions ...).
+
+    ``started``: whether the study was already marked unfinished (else nothing was changed).
+    """
     what = f"{err.filename}: {err.strerror}" if err.filename and err.strerror else f"{type(err).__name__}: {err}"
-    return (f"the conversion of {bids_root} stopped: {' '.join(what.split())}; the study is marked unfinished: "
+    what = " ".join(what.split())
+    if not started:
+        return f"cannot write to the BIDS root {bids_root}: {what}; nothing was changed"
+    return (f"the conversion of {bids_root} stopped: {what}; the study is marked unfinished: "
             "fix the cause (space, permissions) and re-run mmme-neuro convert")  # fmt: skip
 
 
