@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import json
 import logging
 import os
@@ -188,6 +189,12 @@ def _acquire_flock(root: Path, path: Path, info: Mapping[str, Any], deadline: fl
                 waited = True
             time.sleep(0.5)
             continue
+        except OSError as err:
+            os.close(fd)
+            if err.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):  # a file system without flock
+                logger.info("%s: no file locks on this file system (%s); exclusive creation instead", root, err)
+                return _acquire_excl(root, path, info, deadline, reuse_empty=True)
+            raise
         except BaseException:
             os.close(fd)
             raise
@@ -215,13 +222,21 @@ def _acquire_flock(root: Path, path: Path, info: Mapping[str, Any], deadline: fl
         return fd
 
 
-def _acquire_excl(root: Path, path: Path, info: Mapping[str, Any], deadline: float | None) -> int:  # pragma: no cover
-    """Without ``fcntl``: create ``path`` exclusively; take over a lock of a dead pid on this host."""
+def _acquire_excl(root: Path, path: Path, info: Mapping[str, Any], deadline: float | None,
+                  reuse_empty: bool = False) -> int:  # fmt: skip
+    """Without file locks: create ``path`` exclusively; take over a lock of a dead pid on this host.
+
+    ``reuse_empty``: an empty file is the one just created by the failed attempt to lock it.
+    """
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             holder = lock_holder(root)
+            if reuse_empty and holder is None and path.is_file() and path.stat().st_size == 0:
+                path.unlink(missing_ok=True)
+                reuse_empty = False
+                continue
             if holder and holder.get("host") == socket.gethostname() and not _pid_alive(holder.get("pid")):
                 logger.warning("%s: taking over the stale lock of a conversion that no longer runs (%s)",
                                root, _describe(holder))  # fmt: skip

@@ -361,3 +361,26 @@ def test_write_failure_in_the_middle_of_an_overwrite_rerun(study, pristine, tmp_
     out = capsys.readouterr().out
     assert "converted 1, skipped 2, failed 0" in out  # sub-01 was redone before the failure, sub-03 never touched
     check_study(root)
+
+
+def test_lock_without_file_locks_falls_back_to_exclusive_creation(tmp_path, monkeypatch, caplog):
+    """On a file system without flock (ENOLCK), the lock file is created with O_EXCL; a live holder blocks."""
+    import fcntl
+
+    from mmme_neuro.manifest import StudyLockError, lock_holder, study_lock
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with study_lock(tmp_path) as info:
+        assert lock_holder(tmp_path)["pid"] == info["pid"] == os.getpid()
+        with pytest.raises(StudyLockError, match=f"another conversion \\(pid {os.getpid()}, started "):
+            with study_lock(tmp_path):
+                pass
+    assert not (tmp_path / LOCK_FILE).exists()
+    (tmp_path / LOCK_FILE).write_text(json.dumps({"pid": 2**22 + 12345, "host": socket.gethostname()}),
+                                      encoding="utf-8")  # fmt: skip  # above the default pid_max: not running
+    with caplog.at_level(logging.WARNING, logger="mmme_neuro"), study_lock(tmp_path):
+        pass
+    assert any("stale lock" in r.getMessage() for r in caplog.records)
