@@ -8,7 +8,10 @@ summary (``run_summary.json`` / ``.md``: per analysis its status, wall time,
 subjects, epochs per condition, exclusions by reason and failed subjects,
 read from its ``summary.json``). Both first run the per-subject steps of all
 the selected analyses as one task graph (:func:`first_level`), then each
-script, which finds its first level cached.
+script, which finds its first level cached. A given BIDS study
+(``--bids-root`` or ``paths.bids_root``) is checked first
+(:func:`mmme_neuro.manifest.check_study`): a study whose conversion did not
+finish is refused before anything runs.
 """
 
 from __future__ import annotations
@@ -105,6 +108,49 @@ def _markdown(rows: list[dict[str, Any]], total_s: float, first: dict[str, Any])
     return "\n".join(lines) + "\n"
 
 
+class _ErrorLines(logging.Handler):
+    """Collects the error messages logged while an analysis runs (its reason, if it fails)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(" ".join(record.getMessage().split()))
+
+
+def study_root(script_args: Sequence[str]) -> Path | None:
+    """The BIDS study given to the scripts (``--bids-root`` or the configuration's ``paths.bids_root``), or
+    None: the configured raw directory or the synthetic study, converted by the scripts themselves (or
+    options the scripts will reject with their own message)."""
+    from analyses._common import build_parser, effective_config
+    from mmme_neuro.config import ConfigError
+
+    try:
+        args, _ = build_parser("study check", analysis="first_level").parse_known_args(list(script_args))
+        root = effective_config(args).paths.bids_root
+    except (ConfigError, SystemExit):
+        return None
+    return None if root is None else Path(root)
+
+
+def failed_subjects(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Pseudonyms of the subjects that failed in at least one analysis of a run (:func:`run_study`'s rows)."""
+    return sorted({str(f["subject"]) for r in rows for f in r.get("failed_subjects", [])})
+
+
+def failure_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per failure of a run: each failed analysis with its reason, each failed subject of an analysis."""
+    out = []
+    for r in rows:
+        if r["status"] != "ok":
+            out.append(f"failed: analysis {r['analysis']} (exit code {r['exit_code']}): "
+                       f"{r.get('error') or 'see the messages above'}")  # fmt: skip
+        for f in r.get("failed_subjects", []):
+            out.append(f"failed: {f['subject']} in {r['analysis']}: {' '.join(str(f.get('reason', '')).split())}")
+    return out
+
+
 def first_level(analyses: Sequence[str], script_args: Sequence[str]) -> dict[str, Any]:
     """Run the per-subject steps of ``analyses`` as one task graph, before their group levels.
 
@@ -180,12 +226,23 @@ def run_study(analyses: Sequence[str], script_args: Sequence[str], out_root: Pat
     failures : int
         Number of analyses that failed.
     rows : list of dict
-        Per analysis: ``analysis``, ``status``, ``exit_code``, ``seconds`` and
-        the counts of its ``summary.json``.
+        Per analysis: ``analysis``, ``status``, ``exit_code``, ``seconds``,
+        ``error`` (the last error it logged, if it failed) and the counts of
+        its ``summary.json`` (``failed_subjects`` among them).
+
+    Raises
+    ------
+    mmme_neuro.manifest.StudyStateError
+        If the given BIDS study's conversion did not finish or the study no
+        longer matches its manifest: nothing is run.
     """
     from mmme_neuro._utils import atomic_write_text
+    from mmme_neuro.manifest import check_study
     from mmme_neuro.pipeline import remember_failures
 
+    root = study_root(script_args)
+    if root is not None:
+        check_study(root)
     rows = []
     t_all = time.perf_counter()
     # the scripts run their steps again after the first level: they find its results in the cache, and
@@ -196,15 +253,21 @@ def run_study(analyses: Sequence[str], script_args: Sequence[str], out_root: Pat
             module = importlib.import_module(f"analyses.{name}")
             argv = list(script_args) + (["--out", str(Path(out_root) / name)] if out_root is not None else [])
             t0 = time.perf_counter()
+            errors = _ErrorLines()
+            logging.getLogger("analyses").addHandler(errors)
             try:
                 code = module.main(argv)
             except Exception as err:  # noqa: BLE001 - one analysis must not take the run down
                 logger.error("analyses.%s crashed: %s: %s", name, type(err).__name__, err)
                 code = 2
+            finally:
+                logging.getLogger("analyses").removeHandler(errors)
             dt = time.perf_counter() - t0
             sys.stderr.write(f"analyses.{name}: {'ok' if code == 0 else f'FAILED ({code})'} in {dt:.1f} s\n")
             row: dict[str, Any] = {"analysis": name, "status": "ok" if code == 0 else "failed", "exit_code": int(code),
                                    "seconds": round(dt, 1)}  # fmt: skip
+            if code != 0:
+                row["error"] = errors.lines[-1] if errors.lines else None
             if out_root is not None and code == 0:
                 row.update(_stage_summary(Path(out_root) / name / "summary.json"))
             rows.append(row)
@@ -219,9 +282,15 @@ def run_study(analyses: Sequence[str], script_args: Sequence[str], out_root: Pat
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run all analyses with the same options; return the number of failures as exit code."""
+    """Run all analyses with the same options; return the number of failures as exit code (1 if the study is refused)."""
+    from mmme_neuro.manifest import StudyError
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    failures, _ = run_study(ANALYSES, argv)
+    try:
+        failures, _ = run_study(ANALYSES, argv)
+    except StudyError as err:
+        sys.stderr.write(f"{err}\n")
+        return 1
     return failures
 
 

@@ -43,6 +43,7 @@ import pandas as pd
 from mmme_neuro import __version__
 from mmme_neuro._utils import atomic_path
 from mmme_neuro.config import Config, ConfigError, load_config
+from mmme_neuro.manifest import StudyError
 
 __all__ = ["SCALES", "build_parser", "configure_logging", "effective_config", "run_script", "setup", "write_csv",
            "write_timing"]
@@ -211,11 +212,13 @@ def write_timing(out_dir: Path, step: Any, group_start: float) -> Path:
 
 
 def run_script(args: argparse.Namespace, body: Callable[[Config, Path], Any],
-               errors: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, ValueError)) -> int:  # fmt: skip
+               errors: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, ValueError,
+                                                          StudyError)) -> int:  # fmt: skip
     """:func:`setup`, then ``body(config, out_dir)``; the exit code of a script's ``main``.
 
-    Invalid input or configuration (``errors``) is logged as one clear line
-    by the script's logger and gives exit code 1; success gives 0.
+    Invalid input or configuration (``errors``; a study whose conversion did
+    not finish, :class:`mmme_neuro.manifest.StudyError`) is logged as one
+    clear line by the script's logger and gives exit code 1; success gives 0.
     """
     try:
         config, out_dir = setup(args)

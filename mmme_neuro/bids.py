@@ -24,6 +24,7 @@ Layout (``sub-01`` etc. are the coding file's pseudonyms; names never appear)::
             sync.tsv               EEG -> physiology clock fit per subject
             markers.tsv            dropped / flagged markers per subject and modality
             conversion_summary.json
+            study_manifest.json    the study's manifest: written last by a finished conversion
             conversion/sub-01.json input fingerprint of the subject (written last)
             physio-binary/sub-01_task-mmme_recording-biopac_physio.npy (+ .json)
                                    the physiology text's fixed-point integers, read
@@ -115,6 +116,20 @@ unchanged (files whose size and modification time match the record are not
 re-hashed unless ``rehash=True``) and removes what a killed run left in
 ``.staging/``. Re-runs produce byte-identical files.
 
+Study level (:mod:`mmme_neuro.manifest`): a conversion holds the lock
+``BIDS_ROOT/.mmme-neuro.lock`` (a second conversion of the same root fails at
+once, naming the pid and start time of the first; the lock of a conversion
+that died is taken over with a warning), marks
+``derivatives/mmme-neuro/study_manifest.json`` ``in_progress`` before it
+changes anything and writes it ``complete`` at its very end (the coding
+file's and the records' hashes, the conversion summary's hash and counts).
+The analyses open a study only if its manifest is complete and matches it
+(:func:`mmme_neuro.manifest.check_study`), so a conversion killed half-way,
+e.g. between two subjects of a re-conversion after the coding file changed,
+is refused until it is re-run. A file-system error while writing (no space,
+read-only root ...) stops the conversion with a :class:`ConversionError`
+naming the path; the study stays marked unfinished.
+
 Privacy
 -------
 Everything that reads a session runs inside
@@ -165,6 +180,7 @@ from .ingest import (
 )
 from .io.coding import CodingResult, read_coding, write_coding_report
 from .io.eeg import check_data_file
+from .manifest import DERIVATIVES, mark_in_progress, study_lock, write_manifest
 
 __all__ = [
     "BidsSession",
@@ -224,7 +240,6 @@ MARKER_COLUMNS: tuple[str, ...] = (
     "participant_id", "modality", "code", "sample", "time_s", "rule", "action", "detail",
 )  # fmt: skip
 
-DERIVATIVES = Path("derivatives") / "mmme-neuro"
 #: Folder (under :data:`DERIVATIVES`) of the binary copies of the physiology tables (:func:`physio_binary_path`).
 PHYSIO_BINARY_DIR = "physio-binary"
 STAGING = ".staging"
@@ -243,7 +258,8 @@ _EXPECTED_WARNINGS = ("No events found or provided",)
 
 
 class ConversionError(ValueError):
-    """The raw study cannot be converted (missing raw directory or coding file ...)."""
+    """The raw study cannot be converted (missing raw directory or coding file ...), or the BIDS root
+    cannot be created or written (the message names the path)."""
 
 
 # ----------------------------------------------------------------------------- results
@@ -268,6 +284,11 @@ class ConversionSummary:
         ``coding_rows == expressions_in_events + exclusions_all``.
     elapsed_s : float
         Wall time of the conversion (s).
+    stale : list of str
+        Subjects in the BIDS root that are not among the sessions of the raw
+        directory (left by an earlier conversion): the study's manifest does
+        not list them, so the study is refused for analysis until they are
+        removed or their recordings restored (:func:`mmme_neuro.manifest.check_study`).
     """
 
     bids_root: Path
@@ -275,6 +296,7 @@ class ConversionSummary:
     subjects: list[dict[str, Any]]
     accounting_ok: bool
     elapsed_s: float
+    stale: list[str] = field(default_factory=list)
 
     def by_status(self, status: str) -> list[str]:
         """Pseudonyms of the subjects with ``status``."""
@@ -295,10 +317,26 @@ class ConversionSummary:
         """Subjects whose session could not be converted."""
         return self.by_status("failed")
 
+    @property
+    def problems(self) -> list[str]:
+        """One line per thing that went wrong: failed subjects (with their reasons), stale subjects, a
+        broken accounting; empty if the conversion is complete and clean."""
+        out = [f"failed: {' '.join(str(s['reason']).split())}" if str(s["reason"]).startswith(s["participant_id"])
+               else f"failed: {s['participant_id']}: {' '.join(str(s['reason']).split())}"
+               for s in self.subjects if s["status"] == "failed"]  # fmt: skip
+        out += [f"stale: {s} is in {self.bids_root} but its recording is not in the raw directory; remove "
+                f"{self.bids_root / s} or restore the recording, then re-run mmme-neuro convert" for s in self.stale]
+        if not self.accounting_ok:
+            c = self.counts
+            out.append(f"accounting: {c['coding_rows']} coding rows != {c['expressions_in_events']} expressions "
+                       f"+ {c['exclusions_all']} exclusions (a bug: please report it)")  # fmt: skip
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
         return {"bids_root": str(self.bids_root), "counts": self.counts, "subjects": self.subjects,
-                "accounting_ok": self.accounting_ok, "elapsed_s": round(self.elapsed_s, 3)}  # fmt: skip
+                "accounting_ok": self.accounting_ok, "elapsed_s": round(self.elapsed_s, 3),
+                "stale": self.stale}  # fmt: skip
 
 
 @dataclass
@@ -1329,6 +1367,7 @@ def convert_study(
     rehash: bool = False,
     progress: bool = True,
     qa: bool = True,
+    lock_timeout_s: float | None = 0.0,
 ) -> ConversionSummary:
     """Convert a raw MMME study to BIDS, resumably and atomically.
 
@@ -1362,6 +1401,10 @@ def convert_study(
         Write a QA report per converted subject
         (``derivatives/mmme-neuro/qa/sub-XX.html``, :mod:`mmme_neuro.qa`) and
         the study table of counts (``qa/study_table.tsv``).
+    lock_timeout_s : float | None
+        How long to wait for another conversion of ``bids_root`` to finish
+        (s): 0 fails at once, None waits as long as it takes
+        (:func:`mmme_neuro.manifest.study_lock`).
 
     Returns
     -------
@@ -1370,7 +1413,13 @@ def convert_study(
     Raises
     ------
     ConversionError
-        If the raw directory or the coding file is missing or unusable.
+        If the raw directory or the coding file is missing or unusable, or
+        the BIDS root cannot be created or written (no space, read-only,
+        a file in its place ...); the message names the path. A conversion
+        stopped this way leaves the study marked unfinished.
+    mmme_neuro.manifest.StudyLockError
+        If another conversion of ``bids_root`` is running (its pid and start
+        time in the message).
     """
     t0 = time.perf_counter()
     config = config or Config()
@@ -1392,7 +1441,47 @@ def convert_study(
     if bids_root.resolve() == raw_dir.resolve() or raw_dir.resolve() in bids_root.resolve().parents:
         raise ConversionError("the BIDS root must not be inside the raw directory")
 
-    bids_root.mkdir(parents=True, exist_ok=True)
+    _make_root(bids_root)
+    started = False
+    try:
+        with study_lock(bids_root, timeout_s=lock_timeout_s) as holder:
+            mark_in_progress(bids_root, holder)  # first: until the end, the study is not a finished one
+            started = True
+            return _convert_locked(bids_root, config, coding, sessions, t0, task=task, overwrite=overwrite,
+                                   rehash=rehash, progress=progress, qa=qa)  # fmt: skip
+    except OSError as err:
+        raise ConversionError(_write_failure(bids_root, err, started)) from err
+
+
+def _make_root(bids_root: Path) -> None:
+    """Create the BIDS root; a :class:`ConversionError` naming the path if it cannot be."""
+    try:
+        bids_root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as err:
+        raise ConversionError(f"the BIDS root {bids_root} exists and is not a directory") from err
+    except NotADirectoryError as err:
+        raise ConversionError(f"cannot create the BIDS root {bids_root}: a parent of it is a file") from err
+    except OSError as err:
+        raise ConversionError(f"cannot create the BIDS root {bids_root}: {err.strerror or err}"
+                              + (f" ({err.filename})" if err.filename else "")) from err  # fmt: skip
+
+
+def _write_failure(bids_root: Path, err: OSError, started: bool) -> str:
+    """One line for a conversion stopped by a file-system error (no space, permissions ...).
+
+    ``started``: whether the study was already marked unfinished (else nothing was changed).
+    """
+    what = f"{err.filename}: {err.strerror}" if err.filename and err.strerror else f"{type(err).__name__}: {err}"
+    what = " ".join(what.split())
+    if not started:
+        return f"cannot write to the BIDS root {bids_root}: {what}; nothing was changed"
+    return (f"the conversion of {bids_root} stopped: {what}; the study is marked unfinished: "
+            "fix the cause (space, permissions) and re-run mmme-neuro convert")  # fmt: skip
+
+
+def _convert_locked(bids_root: Path, config: Config, coding: CodingResult, sessions: list[SessionFiles], t0: float,
+                    *, task: str, overwrite: bool, rehash: bool, progress: bool, qa: bool) -> ConversionSummary:  # fmt: skip
+    """The body of :func:`convert_study`, run while holding the study's lock."""
     staging = bids_root / STAGING
     if staging.exists():
         logger.info("removing the staging directory left by an interrupted run")
@@ -1541,8 +1630,10 @@ def convert_study(
         "subjects": file_subjects,
     }))  # fmt: skip
     shutil.rmtree(staging, ignore_errors=True)
+    write_manifest(bids_root, task=task, coding_sha256=coding.sha256, settings_hash=base_fp["conversion_settings"],
+                   counts=counts, accounting_ok=ok, subjects=subjects, stale=stale)  # last: the study is complete
     summary = ConversionSummary(bids_root=bids_root, counts=counts, subjects=subjects, accounting_ok=ok,
-                                elapsed_s=time.perf_counter() - t0)  # fmt: skip
+                                elapsed_s=time.perf_counter() - t0, stale=stale)  # fmt: skip
     logger.info("BIDS conversion: %d converted, %d skipped, %d failed in %.1f s", len(summary.converted),
                 len(summary.skipped), len(summary.failed), summary.elapsed_s)  # fmt: skip
     return summary

@@ -16,13 +16,27 @@ Subcommands
     (pseudonyms only) and, only if asked, the name -> pseudonym mapping.
 ``convert RAW_DIR BIDS_ROOT [--config FILE] [--coding FILE] [--session-map CSV] [--overwrite]``
     Convert a raw study to BIDS (resumable: unchanged subjects are skipped);
-    print the counts; exit 1 if the raw directory or coding file is unusable.
+    print the counts, then one line per problem on stderr. Holds the lock of
+    BIDS_ROOT (a second conversion of it fails at once) and writes the study
+    manifest last (:mod:`mmme_neuro.manifest`). Exit code: 0 every subject
+    converted or skipped; 1 nothing (or not everything) was converted: the
+    configuration, raw directory or coding file is unusable, BIDS_ROOT cannot
+    be created or written (the line names the path; a conversion stopped
+    this way leaves the study marked unfinished), or another conversion of it
+    is running; 2 the conversion finished but a subject failed, a subject of
+    BIDS_ROOT is no longer in the raw directory, or the accounting does not hold.
 ``run [--bids-root PATH] [--config FILE] [--analyses erp,tfr,network,physio,decoding] [--scale S] [--null] [--between-subject-sd X] [--seed N] [--scheduler ADDRESS|--workers N] [--out DIR]``
     Run analyses in data-flow order on a BIDS study (default: the configured
     or synthetic study); per-subject steps in parallel and cached where the
     analysis uses :mod:`mmme_neuro.pipeline`; a failing analysis is reported
     and the others go on; writes ``run_summary.json``/``.md`` (status, time,
-    subjects, epochs, exclusions per analysis). Exit code: failed analyses.
+    subjects, epochs, exclusions per analysis) and ends with one line per
+    failure on stderr. A given BIDS study whose conversion did not finish (no
+    valid manifest: :func:`mmme_neuro.manifest.check_study`) is refused
+    before anything runs (exit code 1). Exit code: failed analyses + subjects
+    that failed in any analysis (each counted once), at most 125.
+
+Errors end in one line naming the file and a non-zero exit code, never a traceback.
 """
 
 from __future__ import annotations
@@ -38,6 +52,9 @@ from . import __version__
 from .config import ConfigError, config_reference_markdown, load_config
 
 logger = logging.getLogger("mmme_neuro")
+
+#: Largest exit code of ``run`` (shells reserve 126 and above; 256 would read as 0).
+MAX_EXIT_CODE = 125
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -77,10 +94,10 @@ def _cmd_coding(args: argparse.Namespace) -> int:
         write_pseudonym_mapping,
     )
 
-    cfg = load_config(args.config)
     try:
+        cfg = load_config(args.config)
         result = read_coding(args.file, cfg.coding)
-    except CodingFileError as err:
+    except (ConfigError, CodingFileError) as err:
         print(err, file=sys.stderr)
         return 1
     sys.stdout.write(json.dumps(result.counts(), indent=2, sort_keys=True) + "\n")
@@ -93,13 +110,14 @@ def _cmd_coding(args: argparse.Namespace) -> int:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from .bids import ConversionError, convert_study
+    from .manifest import StudyLockError
 
     try:
         cfg = load_config(args.config)
         summary = convert_study(args.raw_dir, args.bids_root, cfg, coding_file=args.coding,
                                 session_map=args.session_map, overwrite=args.overwrite,
                                 progress=sys.stderr.isatty())  # fmt: skip
-    except (ConfigError, ConversionError) as err:
+    except (ConfigError, ConversionError, StudyLockError) as err:
         print(err, file=sys.stderr)
         return 1
     sys.stdout.write(
@@ -108,14 +126,17 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         f"{'ok' if summary.accounting_ok else 'MISMATCH'}\n"
     )
     sys.stdout.write(json.dumps(summary.counts, indent=2, sort_keys=True) + "\n")
-    for s in summary.subjects:
-        if s["status"] == "failed":
-            print(f"failed: {s['reason']}", file=sys.stderr)
-    return 0
+    problems = summary.problems
+    for line in problems:
+        print(line, file=sys.stderr)
+    return 2 if problems else 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from analyses.__main__ import resolve, run_study  # the analysis scripts ship with the package
+    # the analysis scripts ship with the package
+    from analyses.__main__ import failed_subjects, failure_lines, resolve, run_study
+
+    from .manifest import StudyError
 
     try:
         names = resolve(args.analyses.split(","))
@@ -134,11 +155,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         script_args.append("--null")
     script_args += ["-v"] * int(args.verbose)
     out = Path(args.out) if args.out is not None else Path(cfg.paths.figures_dir)
-    failures, rows = run_study(names, script_args, out_root=out)
+    try:
+        failures, rows = run_study(names, script_args, out_root=out)
+    except StudyError as err:
+        print(err, file=sys.stderr)
+        return 1
     for r in rows:
         sys.stdout.write(f"{r['analysis']}: {r['status']} in {r['seconds']:.1f} s\n")
     sys.stdout.write(f"run summary: {out / 'run_summary.md'}\n")
-    return failures
+    for line in failure_lines(rows):
+        print(line, file=sys.stderr)
+    return min(failures + len(failed_subjects(rows)), MAX_EXIT_CODE)
 
 
 def build_parser() -> argparse.ArgumentParser:

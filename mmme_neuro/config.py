@@ -725,8 +725,8 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
     Raises
     ------
     ConfigError
-        If the file is missing, is not valid TOML, or a value is invalid; the
-        message names the file and the offending key.
+        If the file is missing, unreadable, not UTF-8, is not valid TOML, or a
+        value is invalid; the message names the file and the offending key.
     """
     data: dict[str, Any] = {}
     where = "defaults"
@@ -737,6 +737,11 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
             raise ConfigError(f"Configuration file not found: {path}")
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
+                              "TOML files are UTF-8: save it as UTF-8") from err  # fmt: skip
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read the configuration: {err.strerror or err}") from err
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"{path}: not valid TOML: {err}") from err
     for key, value in overrides.items():

@@ -9,6 +9,11 @@ Every analysis starts here:
 - neither: the embedded synthetic study of ``simulation`` (scale, null,
   seed) is generated if needed and converted to ``<study>/bids``.
 
+Before a study is used, :func:`prepare_bids` checks that its conversion
+finished and that it still matches its manifest
+(:func:`mmme_neuro.manifest.check_study`): a study whose conversion was
+killed half-way, or is running, is refused with the reason.
+
 Sessions are read lazily (:func:`iter_sessions`), so memory stays flat as
 the number of subjects grows.
 """
@@ -23,6 +28,7 @@ import pandas as pd
 
 from .bids import BidsSession, convert_study, read_bids_session
 from .config import Config
+from .manifest import check_study
 
 __all__ = ["bids_root_for", "coded_exclusions", "iter_sessions", "list_subjects", "prepare_bids"]
 
@@ -54,12 +60,21 @@ def prepare_bids(config: Config, *, progress: bool = True) -> Path:
     Returns
     -------
     bids_root : Path
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``paths.bids_root`` is not a BIDS study.
+    mmme_neuro.manifest.StudyStateError
+        If the study's conversion did not finish, is running, or the study
+        no longer matches its manifest (the message says why and what to do).
     """
     paths = config.paths
     root = bids_root_for(config)
     if paths.bids_root is not None:
         if not (root / "dataset_description.json").is_file():
             raise FileNotFoundError(f"{root} is not a BIDS study (no dataset_description.json)")
+        check_study(root)
         return root
     if paths.raw_root is not None:
         raw_dir, coding = Path(paths.raw_root), paths.coding_file
@@ -68,8 +83,10 @@ def prepare_bids(config: Config, *, progress: bool = True) -> Path:
 
         study = ensure_study(config, progress=progress)
         raw_dir, coding = study.raw_dir, study.coding_file
-    summary = convert_study(raw_dir, root, config, coding_file=coding, progress=progress)
+    # another process converting the same study (two scripts started together): wait for it
+    summary = convert_study(raw_dir, root, config, coding_file=coding, progress=progress, lock_timeout_s=None)
     logger.info("BIDS study at %s: %s", root, summary.counts)
+    check_study(root)
     return root
 
 

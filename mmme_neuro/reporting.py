@@ -187,6 +187,8 @@ def write_summary(out_dir: str | os.PathLike, summary: Mapping[str, Any], markdo
 #: conversion_summary.json records the configuration hash of the conversion: hashing it
 #: made the dataset_hash change with any new configuration key, the data unchanged.
 _NOT_INPUT_PATHS: tuple[str, ...] = (
+    ".mmme-neuro.lock",  # a conversion's lock (mmme_neuro.manifest)
+    "derivatives/mmme-neuro/study_manifest.json",  # hashes of the records above (which hold modification times)
     "derivatives/mmme-neuro/conversion_summary.json",
     "derivatives/mmme-neuro/first-level",
     "derivatives/mmme-neuro/conversion",
@@ -216,7 +218,8 @@ def hash_inputs(inputs: Mapping[str, str | os.PathLike]) -> dict[str, str]:
         relative paths and contents of all its files, except mmme-neuro's own
         records, caches and reports in a BIDS tree (``derivatives/mmme-neuro/``
         ``first-level``, ``conversion``, ``physio-binary``, ``qa``,
-        ``conversion_summary.json``). A value that is already
+        ``conversion_summary.json``, ``study_manifest.json``; the conversion
+        lock ``.mmme-neuro.lock``). A value that is already
         a SHA-256 hex digest (64 lower-case hex characters, not an existing
         path) is taken as is.
 

@@ -364,7 +364,8 @@ def test_mmme_neuro_run_isolates_a_failing_analysis(bids, tmp_path, monkeypatch)
     assert len(sorted((levels / "clean-epochs").glob("sub-*/epochs-epo.fif"))) == 8
 
 
-def test_mmme_neuro_run_computes_a_failing_subject_once(_ci_bids_pristine, tmp_path_factory, tmp_path, monkeypatch):
+def test_mmme_neuro_run_computes_a_failing_subject_once(_ci_bids_pristine, tmp_path_factory, tmp_path, monkeypatch,
+                                                        capsys):  # fmt: skip
     """The scripts run after the first level find its failures as they find its results: not computed again."""
     import collections
 
@@ -387,7 +388,8 @@ def test_mmme_neuro_run_computes_a_failing_subject_once(_ci_bids_pristine, tmp_p
     cfg.write_text("[preprocessing]\nica = false\n\n[stats]\nn_permutations = 100\n", encoding="utf-8")
     out = tmp_path / "out"
     assert main(["run", "--bids-root", str(bids), "--config", str(cfg), "--analyses", "erp", "--workers", "1",
-                 "--out", str(out)]) == 0  # fmt: skip
+                 "--out", str(out)]) == 1  # fmt: skip  # no failed analysis, one failed subject
+    assert f"failed: {FAILING} in erp_me_vs_mae: upstream step clean-epochs failed" in capsys.readouterr().err
     # first level: the shared preprocessing and the ERP step of each subject; the script found them all
     assert opened[FAILING] == 1 and all(n == 2 for s, n in opened.items() if s != FAILING), opened
     summary = json.loads((out / "run_summary.json").read_text(encoding="utf-8"))
