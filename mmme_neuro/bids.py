@@ -1120,9 +1120,10 @@ def convert_session(session: SessionIngest, bids_root: str | os.PathLike, *, tas
         BIDS task label.
     redactor : Redactor | None
         What to hide in log records and in the written files (default:
-        :func:`mmme_neuro.ingest.session_redactor` of the session: its file
-        stems, the names in its headers, its raw folder); every text file
-        written is scrubbed with it (:func:`_scrub_outputs`).
+        :func:`mmme_neuro.ingest.session_redactor` of the session: the names
+        in its file stems and headers, its raw folder, and in log records
+        its file stems); every text file written is scrubbed with it
+        (:func:`_scrub_outputs`).
 
     Returns
     -------
@@ -1137,6 +1138,7 @@ def convert_session(session: SessionIngest, bids_root: str | os.PathLike, *, tas
     files = session.files
     label = _bids_label(session.subject)
     redactions = redactor if redactor is not None else session_redactor(files)
+    in_files = redactor if redactor is not None else session_redactor(files, stems=False)
     t_start = time.perf_counter()
     with redact_names(redactions), _warnings_to_log():
         bp = mne_bids.BIDSPath(subject=label, task=task, datatype="eeg", root=bids_root)
@@ -1156,12 +1158,12 @@ def convert_session(session: SessionIngest, bids_root: str | os.PathLike, *, tas
         t_eeg = time.perf_counter()
         data_file = written.fpath
         if data_file.suffix == ".set":
-            _finish_eeglab_set(data_file, files.eeg, redactions, data_source=Path(session.eeg_raw.filenames[0]),
+            _finish_eeglab_set(data_file, files.eeg, in_files, data_source=Path(session.eeg_raw.filenames[0]),
                                subject=session.subject)  # fmt: skip
         elif data_file.suffix == ".vhdr":
             for companion in (data_file, data_file.with_suffix(".vmrk")):
                 if companion.is_file():
-                    _scrub_text_file(companion, redactions)
+                    _scrub_text_file(companion, in_files)
 
         events = _events_table(session)
         ev_path = bp.copy().update(suffix="events", extension=".tsv").fpath
@@ -1172,8 +1174,8 @@ def convert_session(session: SessionIngest, bids_root: str | os.PathLike, *, tas
             pbp = bp.copy().update(recording=PHYSIO_RECORDING, suffix="physio", extension=".tsv.gz")
             binary = physio_binary_path(bids_root, pbp.fpath)
             _write_physio(session, pbp.fpath, pbp.copy().update(extension=".json").fpath, binary)
-            _scrub_outputs([binary.with_suffix(".json")], redactions)
-        _scrub_outputs(sorted((bids_root / session.subject).rglob("*")), redactions)
+            _scrub_outputs([binary.with_suffix(".json")], in_files)
+        _scrub_outputs(sorted((bids_root / session.subject).rglob("*")), in_files)
         logger.info("%s: EEG written in %.1f s, events and physiology in %.1f s", session.subject,
                     t_eeg - t_start, time.perf_counter() - t_eeg)  # fmt: skip
 
@@ -1639,7 +1641,8 @@ def _convert_one(files: SessionFiles, coding: CodingResult, config: Config, bids
     (:func:`mmme_neuro.ingest.session_redactor`).
     """
     subject = files.subject
-    redactions = session_redactor(files, coding.mapping)
+    redactions = session_redactor(files, coding.mapping)  # messages: names, file stems, raw folder
+    in_files = session_redactor(files, coding.mapping, stems=False)  # written contents: names only
     stage_root = bids_root / STAGING / subject
     with redact_names(redactions):
         try:
@@ -1654,7 +1657,7 @@ def _convert_one(files: SessionFiles, coding: CodingResult, config: Config, bids
             return {"status": "failed", "reason": reason}
         try:
             result = convert_session(session, stage_root, task=task)
-            _scrub_staged(stage_root, redactions)  # the names of the whole coding file too
+            _scrub_staged(stage_root, in_files)  # the names of the whole coding file too
         except (OSError, ValueError, RuntimeError) as err:
             reason = _scrub(f"{files.label}: writing BIDS failed: {type(err).__name__}: {err}", redactions)
             logger.error("%s", reason)
@@ -1680,7 +1683,7 @@ def _convert_one(files: SessionFiles, coding: CodingResult, config: Config, bids
             save_session_report(session, qa_dir / f"{subject}.html")
             qa_summary = session_summary(session)
         excl["reason"] = [_scrub(r, redactions) if isinstance(r, str) else r for r in excl["reason"]]
-        markers = [{k: _scrub(v, redactions) if isinstance(v, str) else v for k, v in row.items()}
+        markers = [{k: _scrub(v, in_files) if isinstance(v, str) else v for k, v in row.items()}
                    for row in _marker_rows(session)]  # fmt: skip
         return {"status": "converted", **result, "exclusions": excl, "sync": _sync_row(session),
                 "markers": markers, "qa": qa_summary}  # fmt: skip

@@ -52,7 +52,7 @@ import pandas as pd
 from ._privacy import Redactor, redact_names
 from ._utils import time_to_sample
 from .config import Config
-from .constants import CLIP_MARKERS, REST_MARKER
+from .constants import ALL_EEG_FILE_CHANNELS, BIOPAC_SIGNALS, CLIP_MARKERS, REST_MARKER
 from .io.coding import CodingResult
 from .io.eeg import header_identity, read_eeg
 from .io.markers import TEMP_KEY, read_eeg_markers
@@ -85,6 +85,10 @@ EXCLUSION_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 _STEM = re.compile(r"^(?P<name>.+)_(?P<date>\d{8})$")
+#: Channel names (EEG, auxiliary, physiology), case-folded: never taken for a name to hide.
+_NOT_NAMES: frozenset[str] = frozenset(
+    c.casefold() for c in (*ALL_EEG_FILE_CHANNELS, *BIOPAC_SIGNALS.values(), "Trigger", "HEOG", "VEOG", "ECG")
+)
 
 
 class IngestError(RuntimeError):
@@ -350,17 +354,22 @@ def ingest_session(files: SessionFiles, expressions: pd.DataFrame, config: Confi
     config = config or Config()
     redactor = session_redactor(files, names)
     with redact_names(redactor):
-        return _ingest(files, expressions, config, redactor)
+        return _ingest(files, expressions, config, redactor, Redactor(session_redactions(files, names, stems=False)))
 
 
-def session_redactions(files: SessionFiles, names: Mapping[str, str] | None = None) -> dict[str, str]:
-    """What to hide while a session is read: its file stems and the names in them and in its headers.
+def session_redactions(files: SessionFiles, names: Mapping[str, str] | None = None, *,
+                       stems: bool = True) -> dict[str, str]:  # fmt: skip
+    """What to hide while a session is read: the names in its file stems and headers, and its stems.
 
     Renamed files keep their old names inside: the EEG header's file names,
     set name and subject (:func:`mmme_neuro.io.eeg.header_identity`) are
     hidden as well, so a message built from them (MNE's "Data file name in
     EEG.data (<old name>.fdt) is incorrect", a missing-file error) shows the
-    pseudonym.
+    pseudonym. A stem ``<name>_<yyyymmdd>`` hides the stem and the name; the
+    ``subject`` field is a name. A stem of another form (``P07``, chosen with
+    a session mapping) may or may not hold a name: it is hidden only when
+    ``stems`` is true (messages), never when it is a channel name (a file
+    renamed ``P1`` must not hide channel P1).
 
     Parameters
     ----------
@@ -370,6 +379,9 @@ def session_redactions(files: SessionFiles, names: Mapping[str, str] | None = No
         More names to hide -> pseudonyms, e.g. every name of the coding file
         (``CodingResult.mapping``), as :func:`mmme_neuro.bids.convert_study`
         passes them.
+    stems : bool
+        Also hide the file stems that show no ``<name>_<yyyymmdd>`` (True for
+        messages; False for the contents of outputs and channel labels).
 
     Returns
     -------
@@ -377,39 +389,45 @@ def session_redactions(files: SessionFiles, names: Mapping[str, str] | None = No
         Text to hide -> pseudonym (``<pseudonym>_<date>`` for a dated stem),
         for :class:`mmme_neuro._privacy.Redactor` (whole tokens).
     """
-    out: dict[str, str] = dict(names or {})
+    out: dict[str, str] = {k: v for k, v in (names or {}).items() if str(k).casefold() not in _NOT_NAMES}
 
     def hide(text: str, *, file: bool = True) -> None:
         stem = _file_stem(text) if file else text.strip()
-        if len(stem) < 2 or stem.isdigit() or stem.casefold() == files.subject.casefold():
+        if len(stem) < 2 or stem.isdigit() or stem.casefold() in (files.subject.casefold(), *_NOT_NAMES):
             return
         m = _STEM.match(stem)
-        out[stem] = f"{files.subject}_{m['date']}" if m else files.subject
         if m:
-            out[m["name"]] = files.subject
+            out[stem] = f"{files.subject}_{m['date']}"
+            if m["name"].casefold() not in _NOT_NAMES:
+                out[m["name"]] = files.subject
+        elif stems or not file:
+            out[stem] = files.subject
 
     for p in (files.eeg, files.physio):
         if p is not None:
             hide(p.name)
     identity = header_identity(files.eeg)
-    stems = {_file_stem(v) for k, v in identity.items() if k not in ("setname", "subject", "filepath")}
+    file_stems = {_file_stem(v) for k, v in identity.items() if k not in ("setname", "subject", "filepath")}
     for key, value in identity.items():
         if key == "filepath":
             continue  # a folder of the recording computer: never shown, never copied
-        if key == "setname" and not _STEM.match(value) and value not in stems:
-            continue  # a description ("Continuous EEG Data"), not a file name
-        hide(value, file=key not in ("setname", "subject"))
+        if key == "setname":
+            if _STEM.match(value) or value in file_stems:
+                hide(value)  # a file stem
+            continue  # otherwise a description ("Continuous EEG Data"), not a name
+        hide(value, file=key != "subject")
     return out
 
 
-def session_redactor(files: SessionFiles, names: Mapping[str, str] | None = None) -> Redactor:
+def session_redactor(files: SessionFiles, names: Mapping[str, str] | None = None, *,
+                     stems: bool = True) -> Redactor:  # fmt: skip
     """The :class:`~mmme_neuro._privacy.Redactor` of a session's messages and outputs.
 
-    Hides :func:`session_redactions` as whole tokens and the folders of the
-    session's files as ``<raw>`` (whole path prefixes only).
+    Hides :func:`session_redactions` (``names``, ``stems``) as whole tokens and
+    the folders of the session's files as ``<raw>`` (whole path prefixes only).
     """
     folders = {p.parent: "<raw>" for p in (files.eeg, files.physio) if p is not None}
-    return Redactor(session_redactions(files, names), folders)
+    return Redactor(session_redactions(files, names, stems=stems), folders)
 
 
 def _file_stem(text: str) -> str:
@@ -451,9 +469,11 @@ def _redact_channels(raw: mne.io.BaseRaw, redactor: Redactor, what: str, label: 
                                         for k, v in store["physio"].items()}  # fmt: skip
 
 
-def _ingest(files: SessionFiles, expressions: pd.DataFrame, config: Config, redactor: Redactor) -> SessionIngest:
+def _ingest(files: SessionFiles, expressions: pd.DataFrame, config: Config, redactor: Redactor,
+            names_only: Redactor) -> SessionIngest:  # fmt: skip
+    """Read and place (:func:`ingest_session`); ``redactor`` hides names in error texts, ``names_only``
+    (no file stems, no folders) in channel labels and the readers' notes."""
     label = files.label
-    names_only = Redactor(redactor.names)  # the readers' notes keep their paths; names go
     try:
         raw = read_eeg(files.eeg, preload=False, verbose=False)
         _redact_channels(raw, names_only, "EEG", label)

@@ -513,6 +513,8 @@ def test_renamed_files_leak_no_name(study, truth, tmp_path, caplog):
     back = read_bids_session(root, "sub-01", physio=False).raw
     orig = read_eeg(raw / "P0.set")
     np.testing.assert_array_equal(back.get_data(picks="PZ", stop=2000), orig.get_data(picks="PZ", stop=2000))
+    for i, sub in enumerate(("sub-01", "sub-02", "sub-03")):  # a file renamed P1 hides no channel P1
+        assert read_bids_session(root, sub, physio=False).raw.ch_names == read_eeg(raw / f"P{i}.set").ch_names
 
 
 @pytest.mark.parametrize("raw_name", ["s", "data"])

@@ -118,6 +118,8 @@ def test_redaction_hides_whole_tokens_and_path_prefixes():
             "<raw>/sub-01_20230718.set: data file sub-01_20230718.fdt truncated: 69 channels x 9 samples; the "
             "EEGLAB data file of sub-01 is not the newest; dataset wanglab_2"
         )
+    renamed = SessionFiles("sub-02", dt.date(2023, 7, 18), Path("raw") / "P1.set", Path("raw") / "P0.mat")
+    assert _anonymous(EEGReadError("raw/P0.mat: channel P1 is flat"), renamed) == "<raw>/sub-02.mat: channel P1 is flat"
     from mmme_neuro._privacy import Redactor
 
     r = Redactor({"li": "sub-02"}, {"data": "<raw>"})
