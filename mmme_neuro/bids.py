@@ -35,7 +35,9 @@ EEG
 EEGLAB ``.set``/``.fdt`` and BrainVision are valid BIDS EEG formats: mne-bids
 copies them without loading the data (a full MMME session is 1.2 GB), and the
 copied header is then scrubbed of the participant's name (EEGLAB ``setname``,
-``filename``, ``comments`` ...). Every other format (Curry ``.cdt``, Neuroscan
+``filename``, ``datfile``, ``subject``, ``comments`` ...). A header whose
+channel or sample count disagrees with its data file fails the session
+(:func:`mmme_neuro.io.eeg.check_data_file`) instead of being copied. Every other format (Curry ``.cdt``, Neuroscan
 CNT, EDF/BDF whose header holds a patient name, FIF) is converted to
 BrainVision, which **loads the whole recording into memory**. Channel types
 come from the reader (EOG, ECG, EMG, TRIG in ``channels.tsv``).
@@ -135,7 +137,12 @@ Privacy
 Everything that reads a session runs inside
 :func:`mmme_neuro._privacy.redact_names`, warnings of the readers and mne-bids
 are turned into (redacted) log records, and no output holds a file name of
-the raw directory.
+the raw directory. The redactor (:func:`mmme_neuro.ingest.session_redactor`)
+hides every name of the coding file, the session's file stems, the names its
+EEG header holds (renamed files keep their old names inside) as whole tokens,
+and the raw directory as ``<raw>`` (whole path prefixes only); failure
+reasons, marker details and every text file of a converted subject are
+scrubbed with it before the subject is moved into place.
 """
 
 from __future__ import annotations
@@ -164,7 +171,7 @@ from isal import igzip
 from tqdm.auto import tqdm
 
 from . import __version__
-from ._privacy import redact_names
+from ._privacy import Redactor, as_redactor, redact_names
 from ._utils import atomic_path, atomic_write_text, sha256_file, stat_key, time_to_sample
 from .config import Config
 from .constants import CLIP_EMOTION, CLIP_MARKERS, REST_MARKER
@@ -176,7 +183,7 @@ from .ingest import (
     find_sessions,
     ingest_session,
     no_recording_exclusions,
-    session_redactions,
+    session_redactor,
 )
 from .io.coding import CodingResult, read_coding, write_coding_report
 from .io.eeg import check_data_file
@@ -566,11 +573,25 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return [dict(zip(out.columns, row, strict=True)) for row in out.itertuples(index=False, name=None)]
 
 
-def _scrub(text: str, redactions: Mapping[str, str]) -> str:
-    for hide, show in sorted(redactions.items(), key=lambda kv: -len(kv[0])):
-        if hide:
-            text = text.replace(hide, show)
-    return text
+def _scrub(text: str, redactions: Redactor | Mapping[str, str]) -> str:
+    """``text`` with names hidden as whole tokens and raw folders as ``<raw>`` (:class:`~mmme_neuro._privacy.Redactor`)."""
+    return as_redactor(redactions)(text)
+
+
+#: Suffixes of the text files a conversion writes (scrubbed of names after writing).
+_TEXT_SUFFIXES = (".tsv", ".json", ".csv", ".txt", ".md", ".vhdr", ".vmrk")
+
+
+def _scrub_outputs(paths: Sequence[Path], redactor: Redactor) -> None:
+    """Scrub the text files among ``paths`` of every name ``redactor`` hides (rewritten atomically if changed).
+
+    The last line of defence: whatever text came from inside an input (a
+    channel label, a physiology column label, a marker description) and
+    holds a known name reaches no output file.
+    """
+    for path in paths:
+        if path.is_file() and path.suffix.lower() in _TEXT_SUFFIXES:
+            _scrub_text_file(path, redactor)
 
 
 @contextlib.contextmanager
@@ -972,7 +993,7 @@ def _physio_from_ints(k: np.ndarray, decimals: int, dtype: str, has_missing: boo
 # ----------------------------------------------------------------------------- EEG headers
 
 
-def _scrub_value(value: Any, redactions: Mapping[str, str]) -> Any:
+def _scrub_value(value: Any, redactions: Redactor | Mapping[str, str]) -> Any:
     """Copy of a loadmat value with every string scrubbed."""
     if isinstance(value, str):
         return _scrub(value, redactions)
@@ -1004,17 +1025,22 @@ def _mat_text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _finish_eeglab_set(path: Path, source: Path, redactions: Mapping[str, str]) -> None:
+def _finish_eeglab_set(path: Path, source: Path, redactions: Redactor | Mapping[str, str],
+                       data_source: Path | None = None, subject: str | None = None) -> None:  # fmt: skip
     """Complete and anonymise a copied EEGLAB header.
 
     mne-bids' ``copyfile_eeglab`` copies the ``.fdt`` only for headers with
     an ``EEG`` struct; for headers with top-level fields (as EEGLAB's
     ``pop_saveset`` may write, and the synthetic studies do) the ``.fdt`` is
-    copied here. Every string is scrubbed of the participant's name,
-    ``setname``/``filename`` become the BIDS name, ``data`` points to the
-    BIDS ``.fdt``, and the MAT header's creation time is replaced by fixed
-    text so that the bytes are reproducible. Loads and saves the header the
-    way ``copyfile_eeglab`` does; the ``.fdt`` data are never loaded.
+    copied here, from ``data_source``: the file the reader read, which is not
+    the one ``EEG.data`` names when the files were renamed. Every string is
+    scrubbed of the participant's name; the identity fields are replaced:
+    ``setname``/``filename`` become the BIDS name, ``datfile`` and ``data``
+    the BIDS ``.fdt``, ``filepath`` is emptied and ``subject`` becomes the
+    pseudonym (``subject``; emptied if None). The MAT header's creation time is
+    replaced by fixed text so that the bytes are reproducible. Loads and
+    saves the header the way ``copyfile_eeglab`` does; the ``.fdt`` data are
+    never loaded.
     """
     from scipy.io import loadmat, savemat
 
@@ -1036,15 +1062,20 @@ def _finish_eeglab_set(path: Path, source: Path, redactions: Mapping[str, str]) 
             eeg[key] = value
 
     data_ref = _mat_text(get("data"))
-    if data_ref is not None and data_ref.lower().endswith(".fdt"):
+    has_fdt = data_ref is not None and data_ref.lower().endswith(".fdt")
+    if has_fdt:
         fdt = path.with_suffix(".fdt")
         if not fdt.exists():
-            shutil.copyfile(source.parent / data_ref, fdt)
+            src = data_source if data_source is not None and data_source.suffix.lower() == ".fdt" \
+                else source.parent / data_ref  # fmt: skip
+            shutil.copyfile(src, fdt)
         put("data", fdt.name)
     eeg = _scrub_value(eeg, redactions)
-    for key, text in {"setname": path.stem, "filename": path.name, "filepath": ""}.items():
+    fields = {"setname": path.stem, "filename": path.name, "filepath": "", "subject": subject or "",
+              "datfile": path.with_suffix(".fdt").name if has_fdt else ""}  # fmt: skip
+    for key, text in fields.items():
         put(key, text)
-    if data_ref is not None and data_ref.lower().endswith(".fdt"):
+    if has_fdt:
         put("data", path.with_suffix(".fdt").name)
     with atomic_path(path) as tmp:
         savemat(tmp, {"EEG": eeg} if oldstyle else eeg, appendmat=False)
@@ -1052,7 +1083,48 @@ def _finish_eeglab_set(path: Path, source: Path, redactions: Mapping[str, str]) 
             fh.write(b"MATLAB 5.0 MAT-file, written by mmme-neuro".ljust(116, b" "))
 
 
-def _scrub_text_file(path: Path, redactions: Mapping[str, str]) -> None:
+def _scrub_eeglab_set(path: Path, redactions: Redactor | Mapping[str, str]) -> None:
+    """Scrub every string of a converted EEGLAB header (rewritten atomically only if one changed)."""
+    from scipy.io import loadmat, savemat
+
+    mat = loadmat(path, simplify_cells=False, appendmat=False, uint16_codec=None, mat_dtype=True)
+    content = {k: v for k, v in mat.items() if not k.startswith("__")}
+    scrubbed = _scrub_value(content, redactions)
+    if _mat_strings(scrubbed) == _mat_strings(content):
+        return
+    with atomic_path(path) as tmp:
+        savemat(tmp, scrubbed, appendmat=False)
+        with open(tmp, "r+b") as fh:
+            fh.write(b"MATLAB 5.0 MAT-file, written by mmme-neuro".ljust(116, b" "))
+
+
+def _mat_strings(value: Any) -> list[str]:
+    """Every string of a loadmat value, in order (to see whether scrubbing changed one)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k in sorted(value) for s in _mat_strings(value[k])]
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "U":
+            return [str(s) for s in value.ravel()]
+        if value.dtype.names:
+            return [s for idx in np.ndindex(value.shape) for name in value.dtype.names
+                    for s in _mat_strings(value[name][idx])]  # fmt: skip
+        if value.dtype == object:
+            return [s for idx in np.ndindex(value.shape) for s in _mat_strings(value[idx])]
+    return []
+
+
+def _scrub_staged(stage_root: Path, redactions: Redactor) -> None:
+    """Scrub a staged subject (text files and EEGLAB headers) before it is moved into place."""
+    paths = sorted(p for p in stage_root.rglob("*") if p.is_file())
+    _scrub_outputs(paths, redactions)
+    for path in paths:
+        if path.suffix.lower() == ".set":
+            _scrub_eeglab_set(path, redactions)
+
+
+def _scrub_text_file(path: Path, redactions: Redactor | Mapping[str, str]) -> None:
     text = path.read_bytes().decode("utf-8", errors="surrogateescape")
     new = _scrub(text, redactions)
     if new != text:
@@ -1067,7 +1139,8 @@ def _bids_label(subject: str) -> str:
     return subject[4:] if subject.startswith("sub-") else subject
 
 
-def convert_session(session: SessionIngest, bids_root: str | os.PathLike, *, task: str = "mmme") -> dict[str, Any]:
+def convert_session(session: SessionIngest, bids_root: str | os.PathLike, *, task: str = "mmme",
+                    redactor: Redactor | None = None) -> dict[str, Any]:  # fmt: skip
     """Write one ingested session as a BIDS subject under ``bids_root``.
 
     Writes directly into ``bids_root`` (:func:`convert_study` passes a
@@ -1083,6 +1156,12 @@ def convert_session(session: SessionIngest, bids_root: str | os.PathLike, *, tas
         BIDS root (created).
     task : str
         BIDS task label.
+    redactor : Redactor | None
+        What to hide in log records and in the written files (default:
+        :func:`mmme_neuro.ingest.session_redactor` of the session: the names
+        in its file stems and headers, its raw folder, and in log records
+        its file stems); every text file written is scrubbed with it
+        (:func:`_scrub_outputs`).
 
     Returns
     -------
@@ -1096,7 +1175,8 @@ def convert_session(session: SessionIngest, bids_root: str | os.PathLike, *, tas
     bids_root = Path(bids_root)
     files = session.files
     label = _bids_label(session.subject)
-    redactions = session_redactions(files)
+    redactions = redactor if redactor is not None else session_redactor(files)
+    in_files = redactor if redactor is not None else session_redactor(files, stems=False)
     t_start = time.perf_counter()
     with redact_names(redactions), _warnings_to_log():
         bp = mne_bids.BIDSPath(subject=label, task=task, datatype="eeg", root=bids_root)
@@ -1116,11 +1196,12 @@ def convert_session(session: SessionIngest, bids_root: str | os.PathLike, *, tas
         t_eeg = time.perf_counter()
         data_file = written.fpath
         if data_file.suffix == ".set":
-            _finish_eeglab_set(data_file, files.eeg, redactions)
+            _finish_eeglab_set(data_file, files.eeg, in_files, data_source=Path(session.eeg_raw.filenames[0]),
+                               subject=session.subject)  # fmt: skip
         elif data_file.suffix == ".vhdr":
             for companion in (data_file, data_file.with_suffix(".vmrk")):
                 if companion.is_file():
-                    _scrub_text_file(companion, redactions)
+                    _scrub_text_file(companion, in_files)
 
         events = _events_table(session)
         ev_path = bp.copy().update(suffix="events", extension=".tsv").fpath
@@ -1129,8 +1210,10 @@ def convert_session(session: SessionIngest, bids_root: str | os.PathLike, *, tas
 
         if session.physio_raw is not None and session.clock is not None:
             pbp = bp.copy().update(recording=PHYSIO_RECORDING, suffix="physio", extension=".tsv.gz")
-            _write_physio(session, pbp.fpath, pbp.copy().update(extension=".json").fpath,
-                          physio_binary_path(bids_root, pbp.fpath))  # fmt: skip
+            binary = physio_binary_path(bids_root, pbp.fpath)
+            _write_physio(session, pbp.fpath, pbp.copy().update(extension=".json").fpath, binary)
+            _scrub_outputs([binary.with_suffix(".json")], in_files)
+        _scrub_outputs(sorted((bids_root / session.subject).rglob("*")), in_files)
         logger.info("%s: EEG written in %.1f s, events and physiology in %.1f s", session.subject,
                     t_eeg - t_start, time.perf_counter() - t_eeg)  # fmt: skip
 
@@ -1641,15 +1724,22 @@ def _convert_locked(bids_root: Path, config: Config, coding: CodingResult, sessi
 
 def _convert_one(files: SessionFiles, coding: CodingResult, config: Config, bids_root: Path, task: str,
                  record_path: Path, qa_dir: Path | None = None) -> dict[str, Any]:  # fmt: skip
-    """Ingest and write one subject through the staging directory; never raises for a bad session."""
+    """Ingest and write one subject through the staging directory; never raises for a bad session.
+
+    Every name of the coding file, the session's file stems, the names its
+    headers hold and its raw folder are hidden in the log records, the
+    failure reason, the marker rows and the written files
+    (:func:`mmme_neuro.ingest.session_redactor`).
+    """
     subject = files.subject
-    redactions = session_redactions(files)
+    redactions = session_redactor(files, coding.mapping)  # messages: names, file stems, raw folder
+    in_files = session_redactor(files, coding.mapping, stems=False)  # written contents: names only
     stage_root = bids_root / STAGING / subject
     with redact_names(redactions):
         try:
             t0 = time.perf_counter()
             with _warnings_to_log():
-                session = ingest_session(files, coding.expressions, config)
+                session = ingest_session(files, coding.expressions, config, names=coding.mapping)
             logger.info("%s: ingested in %.1f s", subject, time.perf_counter() - t0)
         except IngestError as err:
             reason = _scrub(str(err), redactions)
@@ -1658,9 +1748,9 @@ def _convert_one(files: SessionFiles, coding: CodingResult, config: Config, bids
             return {"status": "failed", "reason": reason}
         try:
             result = convert_session(session, stage_root, task=task)
+            _scrub_staged(stage_root, in_files)  # the names of the whole coding file too
         except (OSError, ValueError, RuntimeError) as err:
             reason = _scrub(f"{files.label}: writing BIDS failed: {type(err).__name__}: {err}", redactions)
-            reason = reason.replace(str(files.eeg.parent), "<raw>")
             logger.error("%s", reason)
             shutil.rmtree(stage_root, ignore_errors=True)
             _remove_subject(bids_root, subject, record_path)
@@ -1683,8 +1773,11 @@ def _convert_one(files: SessionFiles, coding: CodingResult, config: Config, bids
 
             save_session_report(session, qa_dir / f"{subject}.html")
             qa_summary = session_summary(session)
+        excl["reason"] = [_scrub(r, redactions) if isinstance(r, str) else r for r in excl["reason"]]
+        markers = [{k: _scrub(v, in_files) if isinstance(v, str) else v for k, v in row.items()}
+                   for row in _marker_rows(session)]  # fmt: skip
         return {"status": "converted", **result, "exclusions": excl, "sync": _sync_row(session),
-                "markers": _marker_rows(session), "qa": qa_summary}  # fmt: skip
+                "markers": markers, "qa": qa_summary}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- reading back

@@ -40,20 +40,22 @@ import csv
 import datetime as dt
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import mne
 import numpy as np
 import pandas as pd
 
-from ._privacy import redact_names
+from ._privacy import Redactor, redact_names
 from ._utils import time_to_sample
 from .config import Config
-from .constants import CLIP_MARKERS, REST_MARKER
+from .constants import ALL_EEG_FILE_CHANNELS, BIOPAC_SIGNALS, CLIP_MARKERS, REST_MARKER
 from .io.coding import CodingResult
-from .io.eeg import read_eeg
-from .io.markers import read_eeg_markers
+from .io.eeg import header_identity, read_eeg
+from .io.markers import TEMP_KEY, read_eeg_markers
 from .io.physio import read_physio
 from .sync import ClockFit, SyncError, fit_clock, match_markers
 
@@ -67,6 +69,8 @@ __all__ = [
     "find_sessions",
     "ingest_session",
     "no_recording_exclusions",
+    "session_redactions",
+    "session_redactor",
 ]
 
 logger = logging.getLogger(__name__)
@@ -81,6 +85,10 @@ EXCLUSION_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 _STEM = re.compile(r"^(?P<name>.+)_(?P<date>\d{8})$")
+#: Channel names (EEG, auxiliary, physiology), case-folded: never taken for a name to hide.
+_NOT_NAMES: frozenset[str] = frozenset(
+    c.casefold() for c in (*ALL_EEG_FILE_CHANNELS, *BIOPAC_SIGNALS.values(), "Trigger", "HEOG", "VEOG", "ECG")
+)
 
 
 class IngestError(RuntimeError):
@@ -311,7 +319,8 @@ def _clip_table(events: pd.DataFrame, sfreq: float) -> tuple[pd.DataFrame, set[i
     return table.reset_index(drop=True), repeated
 
 
-def ingest_session(files: SessionFiles, expressions: pd.DataFrame, config: Config | None = None) -> SessionIngest:
+def ingest_session(files: SessionFiles, expressions: pd.DataFrame, config: Config | None = None, *,
+                   names: Mapping[str, str] | None = None) -> SessionIngest:  # fmt: skip
     """Read a session's recordings and place its coded expressions on both clocks.
 
     Parameters
@@ -323,10 +332,18 @@ def ingest_session(files: SessionFiles, expressions: pd.DataFrame, config: Confi
         rows of other subjects/sessions are ignored.
     config : Config | None
         ``sync`` tolerances (defaults if None).
+    names : mapping of str to str | None
+        More names to hide -> pseudonyms (e.g. every name of the coding file,
+        ``CodingResult.mapping``), besides the session's file stems and the
+        names in its EEG header (:func:`session_redactions`).
 
     Returns
     -------
     session : SessionIngest
+        Channel labels that hold a name (a physiology column labelled with a
+        participant's name ...) are renamed to the pseudonym, and the readers'
+        notes in ``raw.info["temp"]`` are scrubbed alike, so no name read from
+        inside a file reaches a report or an output.
 
     Raises
     ------
@@ -335,30 +352,134 @@ def ingest_session(files: SessionFiles, expressions: pd.DataFrame, config: Confi
         message names the pseudonym, date and file types, never a name.
     """
     config = config or Config()
-    with redact_names(session_redactions(files)):
-        return _ingest(files, expressions, config)
+    redactor = session_redactor(files, names)
+    with redact_names(redactor):
+        return _ingest(files, expressions, config, redactor, Redactor(session_redactions(files, names, stems=False)))
 
 
-def session_redactions(files: SessionFiles) -> dict[str, str]:
-    """What to hide in logs while a session is read: its file stems and the name in them."""
-    out: dict[str, str] = {}
-    for p in (files.eeg, files.physio):
-        if p is None:
-            continue
-        m = _STEM.match(p.stem)
-        out[p.stem] = f"{files.subject}_{m['date']}" if m else files.subject
+def session_redactions(files: SessionFiles, names: Mapping[str, str] | None = None, *,
+                       stems: bool = True) -> dict[str, str]:  # fmt: skip
+    """What to hide while a session is read: the names in its file stems and headers, and its stems.
+
+    Renamed files keep their old names inside: the EEG header's file names,
+    set name and subject (:func:`mmme_neuro.io.eeg.header_identity`) are
+    hidden as well, so a message built from them (MNE's "Data file name in
+    EEG.data (<old name>.fdt) is incorrect", a missing-file error) shows the
+    pseudonym. A stem ``<name>_<yyyymmdd>`` hides the stem and the name; the
+    ``subject`` field is a name. A stem of another form (``P07``, chosen with
+    a session mapping) may or may not hold a name: it is hidden only when
+    ``stems`` is true (messages), never when it is a channel name (a file
+    renamed ``P1`` must not hide channel P1).
+
+    Parameters
+    ----------
+    files : SessionFiles
+        The session.
+    names : mapping of str to str | None
+        More names to hide -> pseudonyms, e.g. every name of the coding file
+        (``CodingResult.mapping``), as :func:`mmme_neuro.bids.convert_study`
+        passes them.
+    stems : bool
+        Also hide the file stems that show no ``<name>_<yyyymmdd>`` (True for
+        messages; False for the contents of outputs and channel labels).
+
+    Returns
+    -------
+    replacements : dict of str to str
+        Text to hide -> pseudonym (``<pseudonym>_<date>`` for a dated stem),
+        for :class:`mmme_neuro._privacy.Redactor` (whole tokens).
+    """
+    out: dict[str, str] = {k: v for k, v in (names or {}).items() if str(k).casefold() not in _NOT_NAMES}
+
+    def hide(text: str, *, file: bool = True) -> None:
+        stem = _file_stem(text) if file else text.strip()
+        if len(stem) < 2 or stem.isdigit() or stem.casefold() in (files.subject.casefold(), *_NOT_NAMES):
+            return
+        m = _STEM.match(stem)
         if m:
-            out[m["name"]] = files.subject
+            out[stem] = f"{files.subject}_{m['date']}"
+            if m["name"].casefold() not in _NOT_NAMES:
+                out[m["name"]] = files.subject
+        elif stems or not file:
+            out[stem] = files.subject
+
+    for p in (files.eeg, files.physio):
+        if p is not None:
+            hide(p.name)
+    identity = header_identity(files.eeg)
+    file_stems = {_file_stem(v) for k, v in identity.items() if k not in ("setname", "subject", "filepath")}
+    for key, value in identity.items():
+        if key == "filepath":
+            continue  # a folder of the recording computer: never shown, never copied
+        if key == "setname":
+            if _STEM.match(value) or value in file_stems:
+                hide(value)  # a file stem
+            continue  # otherwise a description ("Continuous EEG Data"), not a name
+        hide(value, file=key != "subject")
     return out
 
 
-def _ingest(files: SessionFiles, expressions: pd.DataFrame, config: Config) -> SessionIngest:
+def session_redactor(files: SessionFiles, names: Mapping[str, str] | None = None, *,
+                     stems: bool = True) -> Redactor:  # fmt: skip
+    """The :class:`~mmme_neuro._privacy.Redactor` of a session's messages and outputs.
+
+    Hides :func:`session_redactions` (``names``, ``stems``) as whole tokens and
+    the folders of the session's files as ``<raw>`` (whole path prefixes only).
+    """
+    folders = {p.parent: "<raw>" for p in (files.eeg, files.physio) if p is not None}
+    return Redactor(session_redactions(files, names, stems=stems), folders)
+
+
+def _file_stem(text: str) -> str:
+    """``wang_20230718`` of ``C:\\raw\\wang_20230718.fdt`` (folders and one extension removed)."""
+    name = re.split(r"[/\\]", text.strip())[-1]
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def _scrub_obj(obj: Any, redactor: Redactor) -> Any:
+    """Copy of nested dicts/lists/tuples with every string (keys included) passed through ``redactor``."""
+    if isinstance(obj, str):
+        return redactor(obj)
+    if isinstance(obj, dict):
+        return {_scrub_obj(k, redactor): _scrub_obj(v, redactor) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_scrub_obj(v, redactor) for v in obj)
+    return obj
+
+
+def _redact_channels(raw: mne.io.BaseRaw, redactor: Redactor, what: str, label: str) -> None:
+    """Rename the channels whose label holds a hidden name; scrub the reader's notes alike (in place)."""
+    new = {c: redactor(c) for c in raw.ch_names}
+    changed = {old: nm for old, nm in new.items() if old != nm}
+    if changed:
+        if len(set(new.values())) != len(new):
+            raise IngestError(f"{label}: {len(changed)} {what} channel label(s) hold a participant name, and "
+                              "renamed to the pseudonym they would not be unique")  # fmt: skip
+        raw.rename_channels(changed, verbose="error")
+        logger.warning("%s: %d %s channel label(s) held a participant name; renamed to the pseudonym",
+                       label, len(changed), what)  # fmt: skip
+    if isinstance(raw.info.get("description"), str):
+        raw.info["description"] = redactor(raw.info["description"])
+    temp = raw.info.get("temp")
+    store = temp.get(TEMP_KEY) if isinstance(temp, dict) else None
+    if isinstance(store, dict):  # the path read ("source_file", never written) stays true
+        temp[TEMP_KEY] = {k: v if k == "source_file" else _scrub_obj(v, redactor) for k, v in store.items()}
+        if isinstance(store.get("physio"), dict):
+            temp[TEMP_KEY]["physio"] = {k: v if k == "source_file" else _scrub_obj(v, redactor)
+                                        for k, v in store["physio"].items()}  # fmt: skip
+
+
+def _ingest(files: SessionFiles, expressions: pd.DataFrame, config: Config, redactor: Redactor,
+            names_only: Redactor) -> SessionIngest:  # fmt: skip
+    """Read and place (:func:`ingest_session`); ``redactor`` hides names in error texts, ``names_only``
+    (no file stems, no folders) in channel labels and the readers' notes."""
     label = files.label
     try:
         raw = read_eeg(files.eeg, preload=False, verbose=False)
+        _redact_channels(raw, names_only, "EEG", label)
         eeg_events, eeg_report = read_eeg_markers(raw)
     except (ValueError, OSError) as err:
-        raise IngestError(f"{label}: EEG unreadable: {_anonymous(err, files)}") from err
+        raise IngestError(f"{label}: EEG unreadable: {redactor(str(err))}") from err
     sf = float(raw.info["sfreq"])
     praw = pevents = preport = None
     clock = None
@@ -366,7 +487,8 @@ def _ingest(files: SessionFiles, expressions: pd.DataFrame, config: Config) -> S
         try:
             praw, pevents, preport = read_physio(files.physio)
         except (ValueError, OSError) as err:
-            raise IngestError(f"{label}: physiology unreadable: {_anonymous(err, files)}") from err
+            raise IngestError(f"{label}: physiology unreadable: {redactor(str(err))}") from err
+        _redact_channels(praw, names_only, "physiology", label)
         try:
             matched = match_markers(eeg_events, pevents)
             clock = fit_clock(matched, config.sync, sfreq_eeg=sf, sfreq_physio=float(praw.info["sfreq"]), label=label)
@@ -427,9 +549,5 @@ def _ingest(files: SessionFiles, expressions: pd.DataFrame, config: Config) -> S
 
 
 def _anonymous(err: BaseException, files: SessionFiles) -> str:
-    """Error text with the session's file stem (which holds the name) replaced by its pseudonym."""
-    text = str(err)
-    for p in (files.eeg, files.physio):
-        if p is not None:
-            text = text.replace(str(p.parent), "<raw>").replace(p.stem, files.subject)
-    return text
+    """Error text with the session's names (file stems, header names) and folders hidden."""
+    return session_redactor(files)(str(err))

@@ -421,6 +421,128 @@ def test_truncated_fdt_and_missing_recording(study, tmp_path):
     _check_accounting(summary, root, len(coding.report))
 
 
+def test_header_missing_a_channel_fails_that_session(study, tmp_path):
+    """Issue 24: a .set listing one channel fewer than its .fdt holds was converted with one warning and
+    'accounting ok', every BIDS channel holding another's samples. Now the session fails with the reason."""
+    from scipy.io import loadmat, savemat
+
+    raw = _copy_raw(study, tmp_path)
+    coding = read_coding(study.coding_file)
+    inv = {p: n for n, p in coding.mapping.items()}
+    set_file = next(raw.glob(f"{inv['sub-01']}_*.set"))
+    mat = {k: v for k, v in loadmat(set_file, appendmat=False).items() if not k.startswith("__")}
+    nbchan, pnts = int(mat["nbchan"][0, 0]), int(mat["pnts"][0, 0])
+    mat["nbchan"] = np.array([[nbchan - 1.0]])
+    mat["chanlocs"] = mat["chanlocs"][:, :-1]
+    savemat(set_file, mat, appendmat=False)
+    root = tmp_path / "bids"
+    summary = convert_study(raw, root, progress=False, qa=False)
+    assert summary.failed == ["sub-01"] and summary.converted == ["sub-02", "sub-03"]
+    reason = next(s["reason"] for s in summary.subjects if s["participant_id"] == "sub-01")
+    size = nbchan * pnts * 4
+    assert f"sub-01_{set_file.stem.split('_')[1]}.fdt holds {size} bytes, which is not nbchan {nbchan - 1} x " \
+           f"pnts {pnts} x 4 bytes = {(nbchan - 1) * pnts * 4}; it would hold {nbchan} channels" in reason  # fmt: skip
+    assert not (root / "sub-01").exists()  # no scrambled copy
+    excl = _exclusions(root)
+    lost = excl[(excl["subject"] == "sub-01") & (excl["stage"] == "conversion")]
+    assert (lost["reason_code"] == "session_failed").all() and (lost["reason"] == reason).all()
+    assert len(lost) == int((coding.expressions["subject"] == "sub-01").sum()) > 0
+    _check_accounting(summary, root, len(coding.report))
+
+
+def _text_of_every_file(root: Path) -> dict[str, bytes]:
+    """Lower-cased bytes of every file under ``root`` (gzip inflated), keyed by relative path."""
+    out = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        if path.name.endswith(".gz"):
+            data = gzip.decompress(data)
+        out[path.relative_to(root).as_posix()] = data.lower()
+    return out
+
+
+def test_renamed_files_leak_no_name(study, truth, tmp_path, caplog):
+    """Issue 24: files renamed to pseudonyms keep the old names inside (EEGLAB setname/filename/data,
+    subject, comments); those names reached exclusions.tsv, conversion_summary.json and qa/study_table.tsv.
+    Now the renamed sessions convert, and no name of the coding file, of a header or of a physiology file
+    reaches any output (every file of the BIDS root, QA reports included) or log record."""
+    from scipy.io import loadmat, savemat
+
+    from mmme_neuro.io.eeg import read_eeg
+
+    raw = _copy_raw(study, tmp_path)
+    rows = []
+    for i, sub in enumerate(sorted(truth["subjects"], key=lambda s: s["pseudonym"])):
+        for p in raw.glob(f"{sub['session_id']}.*"):
+            p.rename(raw / f"P{i}{p.suffix}")
+        rows.append({"subject": sub["name"], "session_date": sub["session_date"], "eeg_file": f"P{i}.set",
+                     "physio_file": f"P{i}.mat"})  # fmt: skip
+    session_map = tmp_path / "sessions.csv"  # holds the names: an input, kept apart from the outputs
+    pd.DataFrame(rows).to_csv(session_map, index=False)
+    names = [s["name"].lower() for s in truth["subjects"]]
+    planted = "liu yang"  # in no coding file: a name only a header holds
+    mat = {k: v for k, v in loadmat(raw / "P0.set", appendmat=False).items() if not k.startswith("__")}
+    mat["subject"] = np.array(["Liu Yang"])
+    mat["comments"] = np.array([f"{mat['comments'][0]}, participant Liu Yang"])
+    savemat(raw / "P0.set", mat, appendmat=False)
+    # a physiology column labelled with a participant's name (another one's, from the coding file)
+    phys = loadmat(raw / "P1.mat", appendmat=False)
+    phys = {k: v for k, v in phys.items() if not k.startswith("__")}
+    phys["data"] = np.hstack([phys["data"], np.zeros((len(phys["data"]), 1))])
+    phys["labels"] = np.array([*map(str, phys["labels"]), names[-1]])
+    phys["units"] = np.array([*map(str, phys["units"]), "Volts"])
+    savemat(raw / "P1.mat", phys, appendmat=False)
+
+    root = tmp_path / "bids"
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="mmme_neuro"), \
+            caplog.at_level(logging.DEBUG, logger="mne"):  # fmt: skip
+        summary = convert_study(raw, root, session_map=session_map, progress=False)
+    hidden = [*names, planted]
+    files = _text_of_every_file(root)
+    leaks = [(rel, n) for rel, data in files.items() for n in hidden
+             if n.encode() in data or n.encode("utf-16-le") in data or n in rel.lower()]  # fmt: skip
+    assert not leaks
+    log = caplog.text.lower()
+    assert not [n for n in hidden if n in log]
+    assert sorted(summary.converted) == ["sub-01", "sub-02", "sub-03"] and not summary.failed
+    assert {"derivatives/mmme-neuro/exclusions.tsv", "derivatives/mmme-neuro/conversion_summary.json",
+            "derivatives/mmme-neuro/qa/study_table.tsv", "derivatives/mmme-neuro/qa/sub-02.html",
+            "sub-01/eeg/sub-01_task-mmme_eeg.set"} <= set(files)  # fmt: skip
+    _check_accounting(summary, root, len(read_coding(study.coding_file).report))
+    # the BIDS copy holds the renamed session's data
+    back = read_bids_session(root, "sub-01", physio=False).raw
+    orig = read_eeg(raw / "P0.set")
+    np.testing.assert_array_equal(back.get_data(picks="PZ", stop=2000), orig.get_data(picks="PZ", stop=2000))
+    for i, sub in enumerate(("sub-01", "sub-02", "sub-03")):  # a file renamed P1 hides no channel P1
+        assert read_bids_session(root, sub, physio=False).raw.ch_names == read_eeg(raw / f"P{i}.set").ch_names
+
+
+@pytest.mark.parametrize("raw_name", ["s", "data"])
+def test_raw_folder_named_like_a_word_leaves_messages_intact(study, tmp_path, monkeypatch, raw_name):
+    """Issue 24: redaction replaced every occurrence of the raw folder's name, even inside words
+    ('<raw>/<raw>ub-01.<raw>et ... 69 channel<raw>', 'EEGLAB <raw> file'). Now only the folder as a path
+    prefix becomes <raw>."""
+    coding = read_coding(study.coding_file)
+    inv = {p: n for n, p in coding.mapping.items()}
+    raw = tmp_path / raw_name
+    raw.mkdir()
+    for p in study.raw_dir.iterdir():
+        if not p.name.startswith((inv["sub-02"], inv["sub-03"])):
+            shutil.copyfile(p, raw / p.name)
+    fdt = next(raw.glob(f"{inv['sub-01']}_*.fdt"))
+    fdt.write_bytes(fdt.read_bytes()[: fdt.stat().st_size // 2])
+    monkeypatch.chdir(tmp_path)
+    summary = convert_study(raw_name, "bids", progress=False, qa=False)  # the raw folder given as a relative path
+    assert summary.failed == ["sub-01"]
+    date = fdt.stem.split("_")[1]
+    excl = _exclusions(Path("bids")).query("subject == 'sub-01' and stage == 'conversion'")
+    assert len(excl) > 0
+    for reason in [*excl["reason"], summary.subjects[0]["reason"]]:
+        assert reason.startswith(f"sub-01 {date[:4]}-{date[4:6]}-{date[6:]} (.set + .mat): EEG unreadable: "
+                                 f"<raw>/sub-01_{date}.set: data file sub-01_{date}.fdt truncated: it holds ")  # fmt: skip
+        assert reason.count("<raw>") == 1 and " samples of 69 channels; the header and the data disagree" in reason
+
+
 # ----------------------------------------------------------------------------- CLI
 
 

@@ -100,6 +100,35 @@ def test_no_name_reaches_logs_or_errors(ci_study, caplog, tmp_path):
     assert not any(n.lower() in msg.lower() for n in names)
 
 
+def test_redaction_hides_whole_tokens_and_path_prefixes():
+    """Issue 24: the raw folder's name was replaced inside words ('<raw>/<raw>ub-01.<raw>et ... 69 channel<raw>',
+    'EEGLAB <raw> file'). Names are hidden as whole tokens (any case), the raw folder only as a path prefix."""
+    import datetime as dt
+    import os
+    from pathlib import Path
+
+    from mmme_neuro.ingest import SessionFiles, _anonymous
+    from mmme_neuro.io.eeg import EEGReadError
+
+    for folder in ("s", "data", os.path.abspath("data")):
+        files = SessionFiles("sub-01", dt.date(2023, 7, 18), Path(folder) / "wang_20230718.set", None)
+        err = EEGReadError(f"{folder}/wang_20230718.set: data file wang_20230718.fdt truncated: 69 channels x 9 "
+                           "samples; the EEGLAB data file of Wang is not the newest; dataset wanglab_2")  # fmt: skip
+        assert _anonymous(err, files) == (
+            "<raw>/sub-01_20230718.set: data file sub-01_20230718.fdt truncated: 69 channels x 9 samples; the "
+            "EEGLAB data file of sub-01 is not the newest; dataset wanglab_2"
+        )
+    renamed = SessionFiles("sub-02", dt.date(2023, 7, 18), Path("raw") / "P1.set", Path("raw") / "P0.mat")
+    assert _anonymous(EEGReadError("raw/P0.mat: channel P1 is flat"), renamed) == "<raw>/sub-02.mat: channel P1 is flat"
+    from mmme_neuro._privacy import Redactor
+
+    r = Redactor({"li": "sub-02"}, {"data": "<raw>"})
+    assert r("Li, li_20230718.set, LI.fdt; linear; EEGLAB data file; data/x.set; ./data") == \
+        "sub-02, sub-02_20230718.set, sub-02.fdt; linear; EEGLAB data file; <raw>/x.set; ./data"  # fmt: skip
+    abs_data = os.path.abspath("data")
+    assert r(f"'{abs_data}/x.fdt' and {abs_data}. and {abs_data}x/y") == f"'<raw>/x.fdt' and <raw>. and {abs_data}x/y"
+
+
 def test_find_sessions_rules(ci_study, tmp_path):
     coding = read_coding(ci_study.coding_file)
     raw = tmp_path / "raw"

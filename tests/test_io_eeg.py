@@ -408,6 +408,65 @@ def test_missing_and_truncated_brainvision_eeg(tmp_path):
         read_eeg(vhdr)
 
 
+def _write_small_set(folder: Path, *, nbchan: int = 69, n_chanlocs: int | None = None, pnts: int = 500,
+                     data_channels: int | None = None, data_samples: int | None = None) -> Path:
+    """A top-level-field EEGLAB .set/.fdt (as the synthetic studies write) whose header may lie about its data."""
+    from scipy.io import savemat
+
+    from mmme_neuro.simulate.writers_eeg import eeglab_chanlocs
+
+    n_chanlocs = nbchan if n_chanlocs is None else n_chanlocs
+    data = np.random.default_rng(0).normal(0, 10, (data_samples or pnts, data_channels or nbchan))
+    data.astype("<f4").tofile(folder / "x.fdt")  # sample-major: MATLAB's nbchan x pnts, column-major
+    savemat(folder / "x.set", {
+        "setname": "x", "filename": "x.set", "nbchan": float(nbchan), "pnts": float(pnts), "trials": 1.0,
+        "srate": SFREQ, "xmin": 0.0, "xmax": (pnts - 1) / SFREQ, "data": "x.fdt",
+        "chanlocs": eeglab_chanlocs(69)[:n_chanlocs],
+    }, appendmat=False, oned_as="row")  # fmt: skip
+    return folder / "x.set"
+
+
+def test_eeglab_header_disagreeing_with_its_data(tmp_path):
+    """Issue 24: a header that lists one channel fewer than its .fdt holds was read with one warning,
+    every channel then holding the samples of others; each header-vs-data inconsistency is now an error
+    naming the file and both numbers."""
+    raw = read_eeg(_write_small_set(tmp_path))  # consistent: read
+    assert raw.info["nchan"] == 69 and raw.n_times == 500
+    with pytest.raises(EEGReadError, match=r"x\.fdt holds 138000 bytes, which is not nbchan 68 x pnts 500 x 4 "
+                                           r"bytes = 136000; it would hold 69 channels of 500 samples"):  # fmt: skip
+        read_eeg(_write_small_set(tmp_path, nbchan=68, data_channels=69))
+    with pytest.raises(EEGReadError, match=r"x\.set: the header gives nbchan 69 but its chanlocs list 68 channels"):
+        read_eeg(_write_small_set(tmp_path, n_chanlocs=68))
+    with pytest.raises(EEGReadError, match=r"x\.fdt holds 138000 bytes, which is not nbchan 69 x pnts 499 x 4"):
+        read_eeg(_write_small_set(tmp_path, pnts=499, data_samples=500))
+    with pytest.raises(EEGReadError, match=r"x\.fdt truncated: it holds 137724 bytes, which is not nbchan 69 x pnts 500"):
+        read_eeg(_write_small_set(tmp_path, data_samples=499))
+
+
+def test_brainvision_header_disagreeing_with_its_data(tmp_path):
+    """NumberOfChannels one fewer than [Channel Infos] (MNE drops the last entry with a warning), and a
+    header that lists one channel fewer consistently but gives DataPoints: errors, not scrambled channels."""
+    import pybv
+
+    n_times = 68 * 8  # the data of 69 channels are also whole samples of 68: the size alone cannot tell
+    names = [f"C{i}" for i in range(69)]
+    pybv.write_brainvision(data=np.random.default_rng(1).normal(0, 1e-5, (69, n_times)), sfreq=SFREQ,
+                           ch_names=names, fname_base="bv", folder_out=tmp_path)  # fmt: skip
+    vhdr = tmp_path / "bv.vhdr"
+    text = vhdr.read_text()
+    assert read_eeg(vhdr).info["nchan"] == 69
+    vhdr.write_text(text.replace("NumberOfChannels=69", "NumberOfChannels=68"))
+    with pytest.raises(EEGReadError, match=r"bv\.vhdr: the header gives NumberOfChannels 68 but its \[Channel "
+                                           r"Infos\] list 69 channels"):  # fmt: skip
+        read_eeg(vhdr)
+    lines = [ln for ln in text.replace("NumberOfChannels=69", f"NumberOfChannels=68\nDataPoints={n_times}")
+             .splitlines() if not ln.startswith("Ch69=")]  # fmt: skip
+    vhdr.write_text("\n".join(lines) + "\n")
+    with pytest.raises(EEGReadError, match=rf"bv\.eeg holds {69 * n_times * 4} bytes, which is not DataPoints "
+                                           rf"{n_times} x NumberOfChannels 68 x 4 bytes"):  # fmt: skip
+        read_eeg(vhdr)
+
+
 def test_bad_curry(tmp_path):
     cdt, _dpa, _cef = _copy(tmp_path, CURRY, Path(f"{CURRY}.dpa"), Path(f"{CURRY}.cef"))
     cdt.write_bytes(cdt.read_bytes()[:30_000])

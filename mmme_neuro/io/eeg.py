@@ -27,6 +27,7 @@ is not written to FIF), in ``raw.info["temp"]["mmme_neuro"]``:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -47,7 +48,9 @@ from .markers import TEMP_KEY, parse_marker_code, read_eeg_markers
 __all__ = [
     "EEGReadError",
     "SUPPORTED_EXTENSIONS",
+    "EEGLAB_IDENTITY_FIELDS",
     "check_data_file",
+    "header_identity",
     "parse_marker_code",
     "read_eeg",
     "read_eeg_markers",
@@ -475,19 +478,27 @@ def _read_eeglab(fname: Path, *, preload: bool, verbose: Any) -> mne.io.BaseRaw:
 
 
 def check_data_file(raw: mne.io.BaseRaw, fname: str | Path) -> None:
-    """Raise :class:`EEGReadError` if the data file of an opened recording is truncated.
+    """Raise :class:`EEGReadError` if the header of an opened recording disagrees with its data.
 
     MNE opens a truncated data file without complaint and fails only when the
     missing samples are read, with a message that names neither the file nor
-    the cause. Every reader of the package calls this after opening a
-    recording (:func:`read_eeg`, the BIDS sessions of
-    :func:`mmme_neuro.bids.read_bids_session`), whatever the format:
+    the cause; worse, a header that lists one channel fewer (or more) than
+    the data file holds is opened with one warning at most, and every
+    channel then holds the samples of others. Every reader of the package
+    calls this after opening a recording (:func:`read_eeg`, the BIDS sessions
+    of :func:`mmme_neuro.bids.read_bids_session`), before any data are
+    trusted; each inconsistency is an error naming the file and both numbers:
 
-    * EEGLAB (``.set`` + ``.fdt``): the ``.fdt`` must hold every channel x
-      sample the header gives as float32; a longer file is logged (warning).
-      A ``.set`` holding its data itself is not checked.
-    * BrainVision (``.vhdr``, binary data): the data file must hold whole
-      samples of all channels (its header gives no sample count).
+    * EEGLAB (``.set`` + ``.fdt``): the header's ``nbchan`` must equal the
+      number of its ``chanlocs`` (when it has any) and the number of channels
+      the reader made; its ``pnts`` the number of samples; the ``.fdt`` must
+      hold exactly ``nbchan x pnts x trials`` float32 values (a longer file is
+      an error too: its channels do not line up with the header's). Data
+      stored in the ``.set`` itself must be ``nbchan x pnts``.
+    * BrainVision (``.vhdr``, binary data): ``NumberOfChannels`` must equal
+      the number of ``[Channel Infos]`` entries; the data file must hold whole
+      samples of all channels, and exactly ``DataPoints`` of them when the
+      header gives ``DataPoints``.
     * Other formats: nothing to check here (Curry is checked before MNE opens
       it, EDF/BDF/CNT carry their size in their own header).
 
@@ -497,6 +508,11 @@ def check_data_file(raw: mne.io.BaseRaw, fname: str | Path) -> None:
         The recording as MNE (or mne-bids) opened it.
     fname : path-like
         Its header (``.set``, ``.vhdr`` ...), named in the message.
+
+    Raises
+    ------
+    EEGReadError
+        If the header and the data disagree.
     """
     fname = Path(fname)
     suffix = fname.suffix.lower()
@@ -506,45 +522,222 @@ def check_data_file(raw: mne.io.BaseRaw, fname: str | Path) -> None:
         _check_brainvision_data_file(raw, fname)
 
 
+#: EEGLAB header fields that may hold the participant's identity (see :func:`header_identity`).
+EEGLAB_IDENTITY_FIELDS: tuple[str, ...] = ("setname", "filename", "filepath", "datfile", "data", "subject")
+#: EEGLAB header fields read by :func:`_eeglab_header` (never the data).
+_EEGLAB_FIELDS: tuple[str, ...] = ("nbchan", "pnts", "trials", "chanlocs", *EEGLAB_IDENTITY_FIELDS)
+
+
+def _mat_int(value: Any) -> int | None:
+    arr = np.asarray(value).ravel()
+    if arr.size != 1 or arr.dtype.kind not in "iuf" or not np.isfinite(arr[0]):
+        return None
+    return int(arr[0])
+
+
+def _mat_str(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    arr = np.asarray(value)
+    if arr.dtype.kind == "U" and arr.size == 1:
+        return str(arr.ravel()[0])
+    return None
+
+
+def _eeglab_header(fname: Path) -> dict[str, Any]:
+    """What an EEGLAB header says about its data and its identity, without loading the data.
+
+    Returns ``nbchan``, ``pnts``, ``trials`` (int or None), ``n_chanlocs``
+    (None if the header has no ``chanlocs`` field), ``data_ref`` (the data
+    file name in ``EEG.data``, None when the data are in the ``.set``),
+    ``data_shape`` (shape of data stored in the ``.set``, else None) and
+    ``identity`` (:data:`EEGLAB_IDENTITY_FIELDS` -> their non-empty text).
+    """
+    from scipy.io import loadmat, whosmat
+
+    try:
+        try:
+            variables = {name: (shape, cls) for name, shape, cls in whosmat(str(fname))}
+            if "EEG" in variables:  # old style: one struct (loaded whole, as MNE does)
+                hdr = loadmat(str(fname), variable_names=["EEG"], simplify_cells=True)["EEG"]
+                data = hdr.get("data")
+                shape = None if isinstance(data, str) or data is None else tuple(np.shape(data))
+            else:
+                data_is_text = variables.get("data", (None, "char"))[1] == "char"
+                wanted = [f for f in _EEGLAB_FIELDS if f in variables and (f != "data" or data_is_text)]
+                hdr = loadmat(str(fname), variable_names=wanted, simplify_cells=True)
+                shape = None if data_is_text else tuple(variables["data"][0])
+        except NotImplementedError:  # MATLAB v7.3 (HDF5): MNE reads these with pymatreader
+            from pymatreader import read_mat
+
+            hdr = read_mat(str(fname), variable_names=[f for f in _EEGLAB_FIELDS if f != "data"])
+            hdr = hdr.get("EEG", hdr)
+            shape = None  # not known without loading the data; an .fdt is still checked by size
+    except Exception as err:  # noqa: BLE001 - the reader has opened it; report, check what we can
+        raise EEGReadError(f"{fname}: cannot read the EEGLAB header fields ({type(err).__name__}: {err})") from err
+    chanlocs = hdr.get("chanlocs")
+    if chanlocs is None:
+        n_chanlocs = None
+    elif isinstance(chanlocs, dict):
+        labels = chanlocs.get("labels")
+        n_chanlocs = len(labels) if isinstance(labels, list | np.ndarray) and np.ndim(labels) else 1
+    else:
+        n_chanlocs = len(chanlocs) if np.ndim(chanlocs) else 1
+    identity = {}
+    for field in EEGLAB_IDENTITY_FIELDS:
+        text = _mat_str(hdr.get(field))
+        if text and text.strip():
+            identity[field] = text.strip()
+    return {
+        "nbchan": _mat_int(hdr.get("nbchan")),
+        "pnts": _mat_int(hdr.get("pnts")),
+        "trials": _mat_int(hdr.get("trials")) if hdr.get("trials") is not None else 1,
+        "n_chanlocs": n_chanlocs,
+        "data_ref": identity.get("data"),
+        "data_shape": shape,
+        "identity": identity,
+    }
+
+
 def _check_eeglab_data_file(raw: mne.io.BaseRaw, fname: Path) -> None:
+    hdr = _eeglab_header(fname)
+    nbchan, pnts, trials, n_locs = hdr["nbchan"], hdr["pnts"], hdr["trials"] or 1, hdr["n_chanlocs"]
+    n_read = int(raw.info["nchan"])
+    if nbchan is not None and n_locs and n_locs != nbchan:
+        raise EEGReadError(
+            f"{fname}: the header gives nbchan {nbchan} but its chanlocs list {n_locs} channels; "
+            "the channel names cannot be matched to the data"
+        )
+    if nbchan is not None and nbchan != n_read:
+        raise EEGReadError(f"{fname}: the header gives nbchan {nbchan} but the reader found {n_read} channels")
+    if pnts is not None and pnts != raw.n_times:
+        raise EEGReadError(f"{fname}: the header gives pnts {pnts} but the reader found {raw.n_times} samples")
+    nbchan = n_read if nbchan is None else nbchan
+    pnts = raw.n_times if pnts is None else pnts
+    shape = hdr["data_shape"]
+    if shape is not None:
+        if tuple(shape[:2]) != (nbchan, pnts):
+            raise EEGReadError(
+                f"{fname}: the data stored in the header are {' x '.join(map(str, shape))}, "
+                f"not nbchan {nbchan} x pnts {pnts}"
+            )
+        return
     data_file = Path(raw.filenames[0])
     if data_file.suffix.lower() != ".fdt":
         return
-    expected = raw.info["nchan"] * raw.n_times * _FLOAT32_BYTES
+    expected = nbchan * pnts * trials * _FLOAT32_BYTES
     size = data_file.stat().st_size
-    if size < expected:
+    if size != expected:
+        per_channel, per_sample = pnts * trials * _FLOAT32_BYTES, nbchan * _FLOAT32_BYTES
+        hint = (f"; it would hold {size // per_channel} channels of {pnts} samples" if size % per_channel == 0
+                else f"; it would hold {size // per_sample} samples of {nbchan} channels" if size % per_sample == 0
+                else "")  # fmt: skip
         raise EEGReadError(
-            f"{fname}: data file {data_file.name} truncated: {raw.info['nchan']} channels x "
-            f"{raw.n_times} samples need {expected} bytes of float32, the file has {size}."
+            f"{fname}: data file {data_file.name} {'truncated: it ' if size < expected else ''}holds {size} bytes, "
+            f"which is not nbchan {nbchan} x pnts {pnts}{f' x trials {trials}' if trials != 1 else ''} x "
+            f"{_FLOAT32_BYTES} bytes = {expected}{hint}; the header and the data disagree, so no channel "
+            "can be trusted"
         )
-    if size > expected:
-        logger.warning(
-            "%s: %s has %d bytes, more than the %d the header describes",
-            fname.name, data_file.name, size, expected,
-        )  # fmt: skip
+
+
+def _brainvision_header(fname: Path) -> str:
+    return fname.read_text(encoding="utf-8", errors="replace")
+
+
+def _brainvision_entry(text: str, key: str) -> str | None:
+    match = re.search(rf"^\s*{key}\s*=\s*(.+?)\s*$", text, flags=re.MULTILINE | re.IGNORECASE)
+    return match.group(1) if match else None
 
 
 def _brainvision_data_file(fname: Path) -> Path:
-    text = fname.read_text(encoding="utf-8", errors="replace")
-    match = re.search(r"^\s*DataFile\s*=\s*(.+?)\s*$", text, flags=re.MULTILINE)
-    if not match:
+    name = _brainvision_entry(_brainvision_header(fname), "DataFile")
+    if not name:
         raise EEGReadError(f"{fname}: no DataFile entry in the BrainVision header.")
-    return fname.parent / match.group(1)
+    return fname.parent / name
 
 
 def _check_brainvision_data_file(raw: mne.io.BaseRaw, fname: Path) -> None:
+    text = _brainvision_header(fname)
+    declared = _brainvision_entry(text, "NumberOfChannels")
+    section = re.search(r"^\s*\[Channel Infos\]\s*$(.*?)(?=^\s*\[|\Z)", text,
+                        flags=re.MULTILINE | re.DOTALL | re.IGNORECASE)  # fmt: skip
+    n_infos = len(re.findall(r"^\s*Ch\d+\s*=", section.group(1), flags=re.MULTILINE | re.IGNORECASE)) if section else 0
+    if declared is not None and declared.strip().isdigit() and section is not None and int(declared) != n_infos:
+        raise EEGReadError(
+            f"{fname}: the header gives NumberOfChannels {int(declared)} but its [Channel Infos] list "
+            f"{n_infos} channels; the channel names cannot be matched to the data"
+        )
     fmt = raw._raw_extras[0].get("fmt")
     n_bytes = {"short": 2, "int": 4, "single": 4}.get(fmt) if isinstance(fmt, str) else None
     if not n_bytes:  # ASCII data: nothing to count
         return
     data_file = _brainvision_data_file(fname)
-    frame = raw.info["nchan"] * n_bytes  # binary data: the file holds whole samples of all channels
+    nchan = int(raw.info["nchan"])
+    frame = nchan * n_bytes  # binary data: the file holds whole samples of all channels
     size = data_file.stat().st_size
     if size % frame:
         raise EEGReadError(
-            f"{fname}: data file {data_file.name} truncated: {size} bytes is not a whole "
-            f"number of {frame}-byte samples ({raw.info['nchan']} channels x {n_bytes} bytes)."
+            f"{fname}: data file {data_file.name} truncated: it holds {size} bytes, which is not a whole "
+            f"number of samples of NumberOfChannels {nchan} x {n_bytes} bytes = {frame} bytes; the header "
+            "and the data disagree, so no channel can be trusted"
         )
+    points = _brainvision_entry(text, "DataPoints")
+    if points is not None and points.strip().isdigit() and size != int(points) * frame:
+        raise EEGReadError(
+            f"{fname}: data file {data_file.name} holds {size} bytes, which is not DataPoints {int(points)} x "
+            f"NumberOfChannels {nchan} x {n_bytes} bytes = {int(points) * frame}; the header and the data "
+            "disagree, so no channel can be trusted"
+        )
+
+
+def header_identity(path: str | os.PathLike) -> dict[str, str]:
+    """Text an EEG header stores about who and which file it is (never the data).
+
+    Renamed files keep their old names inside: EEGLAB's ``setname``,
+    ``filename``, ``filepath``, ``datfile``, ``data`` (the ``.fdt`` name) and
+    ``subject``; BrainVision's ``DataFile`` and ``MarkerFile`` (``.vhdr``) and
+    the ``DataFile`` of the ``.vmrk``. :func:`mmme_neuro.ingest.session_redactions`
+    hides these in every message and output.
+
+    Parameters
+    ----------
+    path : path-like
+        The entry file (``.set``, ``.vhdr``; other formats give ``{}``).
+
+    Returns
+    -------
+    identity : dict of str to str
+        Field -> its non-empty text (``vmrk:DataFile`` for the marker file's);
+        ``{}`` if the header cannot be read (the reader then reports why).
+    """
+    fname = Path(path)
+    try:
+        stat = fname.stat()
+    except OSError:
+        return {}
+    return dict(_header_identity(str(fname), stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=64)
+def _header_identity(path: str, size: int, mtime_ns: int) -> dict[str, str]:
+    """:func:`header_identity`, read once per file version (size and mtime are the cache key)."""
+    fname = Path(path)
+    suffix = fname.suffix.lower()
+    try:
+        if suffix == ".set":
+            return dict(_eeglab_header(fname)["identity"])
+        if suffix == ".vhdr":
+            text = _brainvision_header(fname)
+            out = {k: v for k in ("DataFile", "MarkerFile") if (v := _brainvision_entry(text, k))}
+            vmrk = fname.parent / out.get("MarkerFile", fname.with_suffix(".vmrk").name)
+            if vmrk.is_file():
+                ref = _brainvision_entry(_brainvision_header(vmrk), "DataFile")
+                if ref:
+                    out["vmrk:DataFile"] = ref
+            return out
+    except (OSError, EEGReadError) as err:
+        logger.debug("%s: header fields not read (%s)", fname.name, err)
+    return {}
 
 
 def _read_brainvision(fname: Path, *, preload: bool, verbose: Any) -> mne.io.BaseRaw:
