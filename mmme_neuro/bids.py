@@ -20,6 +20,7 @@ Layout (``sub-01`` etc. are the coding file's pseudonyms; names never appear)::
         derivatives/mmme-neuro/
             dataset_description.json
             coding_report.csv      one row per coding-file row (pseudonyms only)
+            coded_expressions.tsv  the coding file's kept expressions (+ .json; pseudonyms only)
             exclusions.tsv         every coded expression that is not analysed
             sync.tsv               EEG -> physiology clock fit per subject
             markers.tsv            dropped / flagged markers per subject and modality
@@ -163,7 +164,7 @@ from .ingest import (
     no_recording_exclusions,
     session_redactions,
 )
-from .io.coding import CodingResult, read_coding, write_coding_report
+from .io.coding import CodingResult, read_coding, write_coding_report, write_expressions_table
 from .io.eeg import check_data_file
 
 __all__ = [
@@ -1497,6 +1498,7 @@ def convert_study(
     exclusions = exclusions.sort_values(["source_row", "scope"], kind="stable").reset_index(drop=True)
     _write_tsv(deriv / "exclusions.tsv", exclusions)
     write_coding_report(coding, deriv / "coding_report.csv")
+    write_expressions_table(coding, deriv / "coded_expressions.tsv")  # the dataset summary of the study reads it
     sync = pd.DataFrame(sync_rows, columns=list(SYNC_COLUMNS)).sort_values("participant_id", kind="stable")
     _write_tsv(deriv / "sync.tsv", sync)
     markers = pd.DataFrame(marker_rows, columns=list(MARKER_COLUMNS))
