@@ -133,6 +133,7 @@ import json
 import logging
 import os
 import queue
+import re
 import shutil
 import threading
 import time
@@ -161,6 +162,7 @@ from .ingest import (
     SessionIngest,
     find_sessions,
     ingest_session,
+    near_matches,
     no_recording_exclusions,
     session_redactions,
 )
@@ -530,9 +532,11 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _scrub(text: str, redactions: Mapping[str, str]) -> str:
+    """``text`` with each key of ``redactions`` replaced by its value, in any letter case (a file renamed
+    ``WANGTAO_...`` still names ``wangtao_...`` in its EEGLAB header, and errors may quote that)."""
     for hide, show in sorted(redactions.items(), key=lambda kv: -len(kv[0])):
         if hide:
-            text = text.replace(hide, show)
+            text = re.sub(re.escape(hide), lambda _m, show=show: show, text, flags=re.IGNORECASE)
     return text
 
 
@@ -1406,7 +1410,7 @@ def convert_study(
     base_fp = {"package_version": __version__, "conversion_settings": conversion_settings_hash(config),
                "coding_sha256": coding.sha256, "task": task}  # fmt: skip
     excl_parts = [_coding_exclusions(coding)]
-    nrec = no_recording_exclusions(coding.expressions, sessions)
+    nrec = no_recording_exclusions(coding.expressions, sessions, near_matches(coding, sessions))
     if len(nrec):
         nrec = nrec.assign(stage="conversion")
         excl_parts.append(nrec)
@@ -1547,7 +1551,16 @@ def convert_study(
                                 elapsed_s=time.perf_counter() - t0)  # fmt: skip
     logger.info("BIDS conversion: %d converted, %d skipped, %d failed in %.1f s", len(summary.converted),
                 len(summary.skipped), len(summary.failed), summary.elapsed_s)  # fmt: skip
+    _report_no_recording(nrec)
     return summary
+
+
+def _report_no_recording(nrec: pd.DataFrame) -> None:
+    """One warning per coded participant with a session that has no recording (pseudonyms only), at the end of a
+    conversion: they are in the counts and exclusions.tsv, and are said where the conversion's problems are."""
+    for subject, rows in nrec.groupby("subject", sort=True) if len(nrec) else ():
+        logger.warning("no recording: %s: %d coded expression(s) not converted (%s)", subject, len(rows),
+                       rows["reason"].iloc[0])  # fmt: skip
 
 
 def _convert_one(files: SessionFiles, coding: CodingResult, config: Config, bids_root: Path, task: str,
