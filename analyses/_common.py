@@ -211,13 +211,11 @@ def write_timing(out_dir: Path, step: Any, group_start: float) -> Path:
 
 
 def run_script(args: argparse.Namespace, body: Callable[[Config, Path], Any],
-               errors: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, ValueError,
-                                                          PermissionError)) -> int:  # fmt: skip
+               errors: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, ValueError)) -> int:  # fmt: skip
     """:func:`setup`, then ``body(config, out_dir)``; the exit code of a script's ``main``.
 
-    Invalid input or configuration (``errors``; :class:`PermissionError`: e.g.
-    a first-level cache that cannot be written in a read-only study) is logged
-    as one clear line by the script's logger and gives exit code 1; success gives 0.
+    Invalid input or configuration (``errors``) is logged as one clear line
+    by the script's logger and gives exit code 1; success gives 0.
     """
     try:
         config, out_dir = setup(args)

@@ -133,7 +133,6 @@ import json
 import logging
 import os
 import queue
-import re
 import shutil
 import threading
 import time
@@ -532,11 +531,9 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _scrub(text: str, redactions: Mapping[str, str]) -> str:
-    """``text`` with each key of ``redactions`` replaced by its value, in any letter case (a file renamed
-    ``WANGTAO_...`` still names ``wangtao_...`` in its EEGLAB header, and errors may quote that)."""
     for hide, show in sorted(redactions.items(), key=lambda kv: -len(kv[0])):
         if hide:
-            text = re.sub(re.escape(hide), lambda _m, show=show: show, text, flags=re.IGNORECASE)
+            text = text.replace(hide, show)
     return text
 
 

@@ -18,12 +18,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from .bids import BidsSession, convert_study, read_bids_session
 from .config import Config
-from .io.coding import CodingResult, read_stored_coding
 
 __all__ = ["bids_root_for", "coded_exclusions", "iter_sessions", "list_subjects", "prepare_bids", "stored_coding"]
 
@@ -119,6 +119,10 @@ def coded_exclusions(bids_root: str | Path, subjects: Sequence[str]) -> pd.DataF
                                                 na_position="last").reset_index(drop=True)  # fmt: skip
 
 
+if TYPE_CHECKING:
+    from .io.coding import CodingResult
+
+
 def stored_coding(bids_root: str | Path) -> tuple[CodingResult, dict[str, Path]]:
     """The coding file of a converted study, from the pseudonymised copy the conversion stored.
 
@@ -143,6 +147,8 @@ def stored_coding(bids_root: str | Path) -> tuple[CodingResult, dict[str, Path]]
     mmme_neuro.io.coding.CodingFileError
         A stored table is unreadable.
     """
+    from .io.coding import read_stored_coding
+
     deriv = Path(bids_root) / "derivatives" / "mmme-neuro"
     inputs = {"coded_expressions": deriv / "coded_expressions.tsv", "coding_report": deriv / "coding_report.csv"}
     for path in inputs.values():

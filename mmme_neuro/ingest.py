@@ -50,8 +50,6 @@ import csv
 import datetime as dt
 import logging
 import re
-import unicodedata
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -292,10 +290,12 @@ def find_sessions(
 
 def _fold(name: str) -> str:
     """A name compared up to letter case and Unicode width (NFKC + case folding)."""
+    import unicodedata
+
     return unicodedata.normalize("NFKC", str(name)).casefold().strip()
 
 
-def near_matches(coding: CodingResult, sessions: Sequence[SessionFiles]) -> dict[str, list[str]]:
+def near_matches(coding: CodingResult, sessions: list[SessionFiles]) -> dict[str, list[str]]:
     """Coded participants without any recording whose name matches a recorded participant's up to letter case.
 
     Names are compared after NFKC normalisation and case folding (``WangTao``
@@ -308,7 +308,7 @@ def near_matches(coding: CodingResult, sessions: Sequence[SessionFiles]) -> dict
     coding : CodingResult
         The coding file, after :func:`find_sessions` (its ``mapping`` then
         also holds the recorded participants that have no coded expression).
-    sessions : sequence of SessionFiles
+    sessions : list of SessionFiles
         The sessions found.
 
     Returns
@@ -331,7 +331,7 @@ def near_matches(coding: CodingResult, sessions: Sequence[SessionFiles]) -> dict
 
 
 def no_recording_exclusions(expressions: pd.DataFrame, sessions: list[SessionFiles],
-                            near: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:  # fmt: skip
+                            near: dict[str, list[str]] | None = None) -> pd.DataFrame:  # fmt: skip
     """Exclusion rows for coded expressions whose session has no recording.
 
     ``near`` (:func:`near_matches`): coded pseudonym -> pseudonyms of
@@ -441,18 +441,18 @@ def _ingest(files: SessionFiles, expressions: pd.DataFrame, config: Config) -> S
             praw, pevents, preport = read_physio(files.physio)
         except (ValueError, OSError) as err:
             raise IngestError(f"{label}: physiology unreadable: {_anonymous(err, files)}") from err
-        if not len(pevents):  # nothing to place it on the EEG clock with: as if there were no physiology file
+        try:
+            # no trigger markers (no digital lines): nothing to place the physiology on the EEG clock with
+            matched = match_markers(eeg_events, pevents) if len(pevents) else None
+            clock = None if matched is None else fit_clock(matched, config.sync, sfreq_eeg=sf,
+                                                           sfreq_physio=float(praw.info["sfreq"]), label=label)  # fmt: skip
+        except SyncError as err:
+            raise IngestError(str(err)) from err
+        if clock is None:  # kept as a session without a physiology file is: the EEG, not the physiology
             physio_problem = (f"the physiology file ({files.physio.suffix}) has no trigger markers (no digital lines, "
                               "or nothing coded on them): it cannot be placed on the EEG clock and is not used")  # fmt: skip
             logger.warning("%s: %s; the EEG is kept", label, physio_problem)
             praw = pevents = preport = None
-        else:
-            try:
-                matched = match_markers(eeg_events, pevents)
-                clock = fit_clock(matched, config.sync, sfreq_eeg=sf, sfreq_physio=float(praw.info["sfreq"]),
-                                  label=label)  # fmt: skip
-            except SyncError as err:
-                raise IngestError(str(err)) from err
 
     clips, repeated = _clip_table(eeg_events, sf)
     if clock is not None:

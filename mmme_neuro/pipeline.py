@@ -90,7 +90,7 @@ from .bids import recorded_file_hashes
 from .config import Config
 from .containers import load_netcdf, save_netcdf
 
-__all__ = ["RunReport", "Step", "Upstream", "cache_dir", "derivatives_root", "load_result", "local_cluster", "remember_failures", "run_steps",
+__all__ = ["CacheNotWritableError", "RunReport", "Step", "Upstream", "cache_dir", "derivatives_root", "load_result", "local_cluster", "remember_failures", "run_steps",
            "run_subjects", "save_result", "subject_key"]
 
 logger = logging.getLogger(__name__)
@@ -111,6 +111,14 @@ CACHE_VERSION = 8
 _NA = "\\N"  # CSV marker of a missing value (keeps "" apart from None/NaN)
 #: Failures remembered inside :func:`remember_failures`: (study, stage, subject, key) -> error.
 _FAILURES: ContextVar[dict[tuple[str, str, str, str], str] | None] = ContextVar("_FAILURES", default=None)
+
+
+class CacheNotWritableError(PermissionError, ValueError):
+    """The first-level cache cannot be written where the configuration puts it (a read-only study ...).
+
+    A :class:`PermissionError` and, as a configuration problem, a :class:`ValueError`: the
+    analysis scripts report it as one line with exit code 1.
+    """
 
 
 # ----------------------------------------------------------------------------- storage
@@ -808,7 +816,7 @@ def run_steps(
     ValueError
         No step, a step listed twice, one stage defined twice with different
         settings, or ``workers < 1``.
-    PermissionError
+    CacheNotWritableError
         The cache is on but its directory cannot be written (a read-only
         study): the message names it and the two ways out
         (``paths.derivatives_dir``, ``run.cache = false``).
@@ -877,13 +885,14 @@ def run_steps(
 
 
 def _check_writable(directory: Path) -> None:
-    """Raise PermissionError (naming ``directory`` and the settings that avoid it) if the cache cannot be written there."""
+    """Raise :class:`CacheNotWritableError` (naming ``directory`` and the settings that avoid it) if the cache cannot
+    be written there."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=directory):
             pass
     except OSError as err:
-        raise PermissionError(f"cannot write the first-level cache in {directory} ({type(err).__name__}: "
+        raise CacheNotWritableError(f"cannot write the first-level cache in {directory} ({type(err).__name__}: "
                               f"{err.strerror or err}): a read-only study? Set paths.derivatives_dir to a writable "
                               "directory, or run.cache = false to write no cache") from err  # fmt: skip
 

@@ -186,17 +186,17 @@ def write_summary(out_dir: str | os.PathLike, summary: Mapping[str, Any], markdo
 #: them made the dataset_hash differ between two conversions of the same data.
 #: conversion_summary.json records the configuration hash of the conversion: hashing it
 #: made the dataset_hash change with any new configuration key, the data unchanged.
-#: coded_expressions.tsv/.json: the coding file's table kept for the dataset summary (which
-#: hashes it as its own input); the analyses of the recordings do not read it (their events are
-#: in events.tsv and exclusions.tsv), and it would have changed the dataset_hash of every study.
 _NOT_INPUT_PATHS: tuple[str, ...] = (
-    "derivatives/mmme-neuro/coded_expressions.json",
-    "derivatives/mmme-neuro/coded_expressions.tsv",
     "derivatives/mmme-neuro/conversion_summary.json",
     "derivatives/mmme-neuro/first-level",
     "derivatives/mmme-neuro/conversion",
     "derivatives/mmme-neuro/physio-binary",
     "derivatives/mmme-neuro/qa",
+    # the coding file's table kept for the dataset summary (which hashes it as its own input); the analyses of
+    # the recordings do not read it (their events are in events.tsv, exclusions.tsv), and it would have changed
+    # the dataset_hash of every study
+    "derivatives/mmme-neuro/coded_expressions.json",
+    "derivatives/mmme-neuro/coded_expressions.tsv",
 )
 
 
@@ -221,7 +221,7 @@ def hash_inputs(inputs: Mapping[str, str | os.PathLike]) -> dict[str, str]:
         relative paths and contents of all its files, except mmme-neuro's own
         records, caches and reports in a BIDS tree (``derivatives/mmme-neuro/``
         ``first-level``, ``conversion``, ``physio-binary``, ``qa``,
-        ``conversion_summary.json``, ``coded_expressions.tsv``/``.json``). A value that is already
+        ``conversion_summary.json``). A value that is already
         a SHA-256 hex digest (64 lower-case hex characters, not an existing
         path) is taken as is.
 

@@ -174,6 +174,17 @@ def _strip_digital_lines(mat_path) -> None:
     scipy.io.savemat(mat_path, out)
 
 
+def _rename_eeglab_header(set_path, old: str, new: str) -> None:
+    """Replace ``old`` by ``new`` in the text fields of an EEGLAB header (its own and its .fdt's file names)."""
+    import numpy as np
+    import scipy.io
+
+    m = scipy.io.loadmat(set_path, appendmat=False)
+    out = {k: (np.array([str(v[0]).replace(old, new)]) if isinstance(v, np.ndarray) and v.dtype.kind == "U" and v.size
+               else v) for k, v in m.items() if not k.startswith("__")}  # fmt: skip
+    scipy.io.savemat(set_path, out, appendmat=False)
+
+
 def test_hostile_sessions_are_reported_and_keep_what_is_usable(ci_study, tmp_path, caplog):
     """Issue 24: (3) a recording whose file name differs from the coded name only in letter case was silently
     `no_recording`, and coded subjects without a recording were not reported: now a warning, a reason naming the
@@ -185,12 +196,13 @@ def test_hostile_sessions_are_reported_and_keep_what_is_usable(ci_study, tmp_pat
     inv = {p: n for n, p in coding.mapping.items()}
     raw = tmp_path / "raw"
     shutil.copytree(ci_study.raw_dir, raw)
-    # sub-02's recordings named in another letter case (the .fdt keeps its name: the EEGLAB header names it)
+    # sub-02's recordings named in another letter case (the EEGLAB header renamed with them)
     renamed = inv["sub-02"].swapcase()
     assert renamed != inv["sub-02"]
     for p in sorted(raw.glob(f"{inv['sub-02']}_*")):
-        if p.suffix != ".fdt":
-            p.rename(p.with_name(p.name.replace(inv["sub-02"], renamed)))
+        if p.suffix == ".set":
+            _rename_eeglab_header(p, inv["sub-02"], renamed)
+        p.rename(p.with_name(p.name.replace(inv["sub-02"], renamed)))
     # sub-05 has no recording at all; sub-04's physiology has no digital lines
     for p in raw.glob(f"{inv['sub-05']}_*"):
         p.unlink()
@@ -204,10 +216,9 @@ def test_hostile_sessions_are_reported_and_keep_what_is_usable(ci_study, tmp_pat
     n_coded = coding.expressions["subject"].value_counts()
 
     # (3) the case-only near match: named (by pseudonym) in the warning and in every exclusion reason
-    # the renamed recordings became a participant without coded rows (whose copy fails here: the EEGLAB header
-    # still names the .set as it was, and the error quoting it names the pseudonym, not the name)
-    recorded_as = sorted({s["participant_id"] for s in summary.subjects} - set(coding.expressions["subject"]))
-    assert len(recorded_as) == 1
+    # the renamed recordings became a participant without coded rows
+    recorded_as = sorted(set(summary.converted) - set(coding.expressions["subject"]))
+    assert len(recorded_as) == 1 and not summary.failed
     near = excl[(excl["subject"] == "sub-02") & (excl["reason_code"] == "no_recording")]
     assert len(near) == n_coded["sub-02"]
     assert near["reason"].str.contains(f"near match: the recording of {recorded_as[0]} is named like this "
