@@ -92,7 +92,7 @@ def _first_level_line(first: dict[str, Any]) -> str:
         counts = "; ".join(f"{n}: {c['computed']} computed, {c['cached']} cached, {c['failed']} failed"
                            for n, c in first["stages"].items())  # fmt: skip
         return f"First level of the analyses as one task graph: {first['seconds']:.1f} s ({counts})."
-    if first.get("status") == "failed":
+    if first.get("status") in ("failed", "skipped"):
         return f"First level as one task graph not run ({first['error']}): each analysis ran its own."
     return "No analysis with a per-subject step."
 
@@ -173,8 +173,9 @@ def first_level(analyses: Sequence[str], script_args: Sequence[str]) -> dict[str
     Returns
     -------
     row : dict
-        ``status`` (``ok``, ``failed`` or ``none``: no analysis with a
-        per-subject step), ``seconds``, ``error``, and per stage the numbers
+        ``status`` (``ok``, ``failed``, ``none``: no analysis with a
+        per-subject step, or ``skipped``: ``run.cache = false``, so nothing
+        computed here would reach the scripts, which compute their own), ``seconds``, ``error``, and per stage the numbers
         of subjects ``computed``, ``cached`` and ``failed``. A failure here
         (e.g. an invalid configuration) is logged as a warning: each script
         then runs its own step and reports the error itself.
@@ -192,6 +193,8 @@ def first_level(analyses: Sequence[str], script_args: Sequence[str]) -> dict[str
         args, _ = build_parser("first level of the analyses", analysis="first_level").parse_known_args(list(script_args))
         configure_logging(args.verbose)
         config = effective_config(args)
+        if not config.run.cache:  # nothing would be kept for the scripts: each computes its own
+            return {"status": "skipped", "seconds": 0.0, "error": "run.cache = false", "stages": {}}
         bids_root = prepare_bids(config, progress=True)
         # the results stay on disk here (load=()): each script reads what its group level needs
         reports = run_steps([replace(m.first_level_step(config), load=()) for m in modules], bids_root, progress=True)

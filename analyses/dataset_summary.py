@@ -1,11 +1,15 @@
 """Describe a coded expression dataset: MMME Fig. 2 and Table 1 for any coding file.
 
-``python -m analyses.dataset_summary [--coding PATH] [--config FILE] [--out DIR] ...``
+``python -m analyses.dataset_summary [--coding PATH] [--bids-root PATH] [--config FILE] [--out DIR] ...``
 
 Reads the coding file (``--coding``, else ``paths.coding_file`` of the
-configuration, else the synthetic default study of ``simulation.scale/null``
-and the seed), validates and pseudonymises it with
-:func:`mmme_neuro.io.coding.read_coding`, and writes to ``--out`` (default
+configuration), validates and pseudonymises it with
+:func:`mmme_neuro.io.coding.read_coding`. Without a coding file it describes
+the study analysed: a BIDS study (``--bids-root`` / ``paths.bids_root``) from
+the pseudonymised copy of its coding that the conversion stored
+(:func:`mmme_neuro.dataset.stored_coding`), a raw study (``paths.raw_root``)
+from its coding file, else the synthetic default study of
+``simulation.scale/null`` and the seed. It writes to ``--out`` (default
 ``figures/dataset_summary/``):
 
 * figures (PNG 300 dpi + PDF): ``overview`` (panels a-f), ``emotion_counts``,
@@ -54,11 +58,21 @@ logger = logging.getLogger(f"analyses.{ANALYSIS}")
 
 
 def resolve_coding_file(coding: Path | None, config: Config) -> Path:
-    """The coding file to describe: ``--coding``, ``paths.coding_file`` or the synthetic default study's."""
+    """What to describe: ``--coding``, ``paths.coding_file``, the BIDS study of ``paths.bids_root`` (a directory:
+    its stored coding), the coding file of ``paths.raw_root``, or the synthetic default study's coding file."""
     if coding is not None:
         return Path(coding)
     if config.paths.coding_file is not None:
         return Path(config.paths.coding_file)
+    if config.paths.bids_root is not None:
+        return Path(config.paths.bids_root)
+    if config.paths.raw_root is not None:
+        from mmme_neuro.bids import ConversionError, _find_coding_file
+
+        try:
+            return _find_coding_file(Path(config.paths.raw_root), None, config)
+        except ConversionError as err:
+            raise FileNotFoundError(str(err)) from err
     from mmme_neuro.simulate.study import ensure_study
 
     study = ensure_study(config)
@@ -109,10 +123,15 @@ def _round(x: Any, ndigits: int = 3) -> Any:
     return None if x is None or not np.isfinite(x) else round(float(x), ndigits)
 
 
-def build_summary(result: CodingResult, config: Config, coding_file: Path, tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
-    """The summary.json content (``docs/summary-json.md``) of the dataset description."""
+def build_summary(result: CodingResult, config: Config, coding_file: Path | dict[str, Path],
+                  tables: dict[str, pd.DataFrame]) -> dict[str, Any]:  # fmt: skip
+    """The summary.json content (``docs/summary-json.md``) of the dataset description.
+
+    ``coding_file``: the coding file, or the input files read (name -> path, e.g. a BIDS study's stored coding).
+    """
     expr, report = result.expressions, result.report
-    summary = base_summary(ANALYSIS, config, inputs={"coding_file": coding_file})
+    inputs = dict(coding_file) if isinstance(coding_file, dict) else {"coding_file": coding_file}
+    summary = base_summary(ANALYSIS, config, inputs=inputs)
     subjects = sorted(expr["subject"].astype(str).unique())
     summary["subjects"] = subjects
     summary["n_subjects"] = len(subjects)
@@ -148,6 +167,7 @@ def build_summary(result: CodingResult, config: Config, coding_file: Path, table
             s: {k: int(n) for k, n in zip(g["kind"], g["count"], strict=True)} for s, g in subj.groupby("subject", sort=True)
         },
         "me_rule": config.coding.me_rule.model_dump(mode="json"),
+        **({} if "coding_file" in inputs else {"coding_sha256": result.sha256}),  # described from a stored copy
         "duplicate_policy": config.coding.duplicate_policy,
         "reference_mmme": {
             "n_me": MMME_N_ME,
@@ -174,10 +194,14 @@ def build_markdown(summary: dict[str, Any], tables: dict[str, pd.DataFrame]) -> 
         return dur.get((kind, measure), "n/a")
 
     emo = tables["emotion_counts"].pivot_table(index=["emotion", "label"], columns="kind", values="count", sort=False)
+    if "coding_file" in summary["inputs"]:
+        origin = f"Coding file `{res['source']}` (sha256 `{summary['inputs']['coding_file'][:12]}`)"
+    else:  # a BIDS study's stored copy of its coding
+        origin = f"Coding file `{res['source']}` (sha256 `{res['coding_sha256'][:12]}`; the copy its BIDS study stored)"
     lines = [
         "# Dataset summary",
         "",
-        f"Coding file `{res['source']}` (sha256 `{summary['inputs']['coding_file'][:12]}`), "
+        f"{origin}, "
         f"configuration hash `{summary['config_hash']}`, mmme-neuro {summary['package_version']}.",
         "",
         f"- **{summary['n_subjects']} subjects**, {counts['rows_in']} coded rows: {counts['kept']} kept "
@@ -202,17 +226,32 @@ def build_markdown(summary: dict[str, Any], tables: dict[str, pd.DataFrame]) -> 
     return "\n".join(lines)
 
 
+def load_coding(source: Path, config: Config) -> tuple[CodingResult, dict[str, Path]]:
+    """The coding result of ``source`` and the input files read (name -> path).
+
+    ``source`` is a coding file (read with :func:`mmme_neuro.io.coding.read_coding`)
+    or a BIDS study directory (its stored coding: :func:`mmme_neuro.dataset.stored_coding`).
+    """
+    if Path(source).is_dir():
+        from mmme_neuro.dataset import stored_coding
+
+        logger.info("describing the BIDS study %s from the coding it stored", source)
+        return stored_coding(source)
+    return read_coding(source, config.coding), {"coding_file": Path(source)}
+
+
 def run(coding_file: Path, config: Config, out_dir: Path) -> dict[str, Any]:
-    """Describe ``coding_file`` into ``out_dir``; return the summary written to summary.json."""
-    result = read_coding(coding_file, config.coding)
-    inputs = [coding_file]
+    """Describe ``coding_file`` (or a BIDS study directory: its stored coding) into ``out_dir``;
+    return the summary written to summary.json."""
+    result, sources = load_coding(coding_file, config)
+    inputs = list(sources.values())
     tables = make_tables(result)
     for name, table in tables.items():
         _write_csv(table, out_dir / f"{name}.csv", inputs)
     write_coding_report(result, out_dir / "coding_report.csv")
     for name, fig in make_figures(result, config).items():
         save_figure(fig, out_dir / name, FIGURE_FORMATS, inputs=inputs)
-    summary = build_summary(result, config, coding_file, tables)
+    summary = build_summary(result, config, sources, tables)
     write_summary(out_dir, summary, build_markdown(summary, tables))
     logger.info("%s: %d ME, %d MaE, %d subjects -> %s", result.source, summary["results"]["expressions"]["ME"],
                 summary["results"]["expressions"]["MaE"], summary["n_subjects"], out_dir)  # fmt: skip
@@ -223,10 +262,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (0 success, 1 invalid input or configuration)."""
     parser = build_parser(__doc__.split("\n", 1)[0], analysis=ANALYSIS)
     parser.add_argument("--coding", metavar="PATH", type=Path, default=None,
-                        help="coding file (xlsx/csv); default: paths.coding_file, else the synthetic default study")  # fmt: skip
+                        help="coding file (xlsx/csv); default: paths.coding_file, else the coding the BIDS study "
+                             "(--bids-root) stored, else the synthetic default study")  # fmt: skip
     args = parser.parse_args(argv)
     return run_script(args, lambda config, out_dir: run(resolve_coding_file(args.coding, config), config, out_dir),
-                      errors=(ConfigError, CodingFileError, FileExistsError))  # fmt: skip
+                      errors=(ConfigError, CodingFileError, FileExistsError, FileNotFoundError))  # fmt: skip
 
 
 if __name__ == "__main__":

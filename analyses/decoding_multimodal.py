@@ -90,9 +90,9 @@ def collect(bids_root: Path, config: Config, *, progress: bool = False
             ) -> tuple[pd.DataFrame, xr.DataArray, pd.DataFrame, RunReport]:  # fmt: skip
     """Features of every subject (:func:`mmme_neuro.features.first_level`), in parallel and cached.
 
-    Per-subject results are cached under ``derivatives/mmme-neuro/first-level/decoding-features``
-    of the BIDS study (:func:`mmme_neuro.pipeline.run_steps`, ``run`` section of the
-    configuration); failed subjects are logged and listed (``report.failed``).
+    Per-subject results are cached under ``<paths.derivatives_dir>/first-level/decoding-features``
+    (default: ``derivatives/mmme-neuro`` of the BIDS study; :func:`mmme_neuro.pipeline.run_steps`,
+    ``run`` section of the configuration); failed subjects are logged and listed (``report.failed``).
     """
     report = run_steps([first_level_step(config)], bids_root, progress=progress)["decoding-features"]
     report.require(2)

@@ -20,6 +20,7 @@ Layout (``sub-01`` etc. are the coding file's pseudonyms; names never appear)::
         derivatives/mmme-neuro/
             dataset_description.json
             coding_report.csv      one row per coding-file row (pseudonyms only)
+            coded_expressions.tsv  the coding file's kept expressions (+ .json; pseudonyms only)
             exclusions.tsv         every coded expression that is not analysed
             sync.tsv               EEG -> physiology clock fit per subject
             markers.tsv            dropped / flagged markers per subject and modality
@@ -182,10 +183,11 @@ from .ingest import (
     SessionIngest,
     find_sessions,
     ingest_session,
+    near_matches,
     no_recording_exclusions,
     session_redactor,
 )
-from .io.coding import CodingResult, read_coding, write_coding_report
+from .io.coding import CodingResult, read_coding, write_coding_report, write_expressions_table
 from .io.eeg import check_data_file
 from .manifest import DERIVATIVES, mark_in_progress, study_lock, write_manifest
 
@@ -1577,7 +1579,7 @@ def _convert_locked(bids_root: Path, config: Config, coding: CodingResult, sessi
     base_fp = {"package_version": __version__, "conversion_settings": conversion_settings_hash(config),
                "coding_sha256": coding.sha256, "task": task}  # fmt: skip
     excl_parts = [_coding_exclusions(coding)]
-    nrec = no_recording_exclusions(coding.expressions, sessions)
+    nrec = no_recording_exclusions(coding.expressions, sessions, near_matches(coding, sessions))
     if len(nrec):
         nrec = nrec.assign(stage="conversion")
         excl_parts.append(nrec)
@@ -1669,6 +1671,7 @@ def _convert_locked(bids_root: Path, config: Config, coding: CodingResult, sessi
     exclusions = exclusions.sort_values(["source_row", "scope"], kind="stable").reset_index(drop=True)
     _write_tsv(deriv / "exclusions.tsv", exclusions)
     write_coding_report(coding, deriv / "coding_report.csv")
+    write_expressions_table(coding, deriv / "coded_expressions.tsv")  # the dataset summary of the study reads it
     sync = pd.DataFrame(sync_rows, columns=list(SYNC_COLUMNS)).sort_values("participant_id", kind="stable")
     _write_tsv(deriv / "sync.tsv", sync)
     markers = pd.DataFrame(marker_rows, columns=list(MARKER_COLUMNS))
@@ -1719,7 +1722,16 @@ def _convert_locked(bids_root: Path, config: Config, coding: CodingResult, sessi
                                 elapsed_s=time.perf_counter() - t0, stale=stale)  # fmt: skip
     logger.info("BIDS conversion: %d converted, %d skipped, %d failed in %.1f s", len(summary.converted),
                 len(summary.skipped), len(summary.failed), summary.elapsed_s)  # fmt: skip
+    _report_no_recording(nrec)
     return summary
+
+
+def _report_no_recording(nrec: pd.DataFrame) -> None:
+    """One warning per coded participant with a session that has no recording (pseudonyms only), at the end of a
+    conversion: they are in the counts and exclusions.tsv, and are said where the conversion's problems are."""
+    for subject, rows in nrec.groupby("subject", sort=True) if len(nrec) else ():
+        logger.warning("no recording: %s: %d coded expression(s) not converted (%s)", subject, len(rows),
+                       rows["reason"].iloc[0])  # fmt: skip
 
 
 def _convert_one(files: SessionFiles, coding: CodingResult, config: Config, bids_root: Path, task: str,

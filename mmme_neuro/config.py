@@ -82,6 +82,16 @@ class PathsConfig(_Section):
     )
     bids_root: Path | None = Field(None, description="BIDS root of a converted study. None: derived from raw_root.")
     coding_file: Path | None = Field(None, description="MMME coding file (xlsx/csv). None: the one found in raw_root.")
+    derivatives_dir: Path | None = Field(
+        None,
+        description=(
+            "Where the analyses write into a study: the first-level cache and its index of input-file hashes "
+            "(<derivatives_dir>/first-level/). None: <bids_root>/derivatives/mmme-neuro, beside the conversion's "
+            "records. Set it (one directory per study) to analyse a read-only BIDS study: nothing is then written "
+            "under bids_root. The conversion's records (exclusions.tsv, coding report, ...) are read where the "
+            "conversion wrote them. Where results are written never changes them (not part of the configuration hash)."
+        ),
+    )
 
 
 class MeRule(_Section):
@@ -584,7 +594,8 @@ class RunConfig(_Section):
     workers: int = Field(1, ge=1, description="Local worker processes: dask workers of the per-subject steps (1: in-process, no cluster), "
                          "and at least as many parallel permutations of the decoding test (results do not depend on it).")
     scheduler: str | None = Field(None, description="Address of an existing dask scheduler (e.g. tcp://host:8786); overrides workers.")
-    cache: bool = Field(True, description="Reuse per-subject results cached under derivatives/mmme-neuro/first-level when inputs, configuration and version are unchanged.")
+    cache: bool = Field(True, description="Reuse per-subject results cached under <paths.derivatives_dir>/first-level when inputs, configuration and version are unchanged. "
+                        "false: every subject is computed and no cache is written (intermediate results go to a temporary directory, removed at the end of the run).")
     threads: int = Field(1, description="Threads of one subject's EEG preprocessing (spans read and low-passed, high-pass) (-1: all cores); "
                          "with several workers, workers x threads should not exceed the cores. Results do not depend on it.")
 
@@ -690,11 +701,13 @@ class Config(_Section):
     def hash(self) -> str:
         """Return a short, stable hash of the effective configuration (16 hex digits).
 
-        The ``run`` section (workers, scheduler, cache) is left out: how a run
-        is executed never changes its results, so result files written with 1
-        or 2 workers carry the same hash and are identical.
+        The ``run`` section (workers, scheduler, cache) and ``paths.derivatives_dir``
+        are left out: how a run is executed and where its cache goes never
+        change its results, so result files written with 1 or 2 workers, or
+        with the cache elsewhere, carry the same hash and are identical.
         """
-        canonical = json.dumps(self.model_dump(mode="json", exclude={"run"}), sort_keys=True, separators=(",", ":"))
+        dump = self.model_dump(mode="json", exclude={"run": True, "paths": {"derivatives_dir"}})
+        canonical = json.dumps(dump, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -30,7 +31,7 @@ from .bids import BidsSession, convert_study, read_bids_session
 from .config import Config
 from .manifest import check_study
 
-__all__ = ["bids_root_for", "coded_exclusions", "iter_sessions", "list_subjects", "prepare_bids"]
+__all__ = ["bids_root_for", "coded_exclusions", "iter_sessions", "list_subjects", "prepare_bids", "stored_coding"]
 
 logger = logging.getLogger(__name__)
 
@@ -133,3 +134,45 @@ def coded_exclusions(bids_root: str | Path, subjects: Sequence[str]) -> pd.DataF
     ex = ex[(ex.get("scope", "all") == "all") & ex["subject"].isin(set(subjects))]
     return ex.reindex(columns=cols).sort_values(["subject", "reason_code", "expression_id"], kind="stable",
                                                 na_position="last").reset_index(drop=True)  # fmt: skip
+
+
+if TYPE_CHECKING:
+    from .io.coding import CodingResult
+
+
+def stored_coding(bids_root: str | Path) -> tuple[CodingResult, dict[str, Path]]:
+    """The coding file of a converted study, from the pseudonymised copy the conversion stored.
+
+    Reads ``derivatives/mmme-neuro/coded_expressions.tsv`` (kept expressions)
+    and ``coding_report.csv`` (one row per coding-file row) with
+    :func:`mmme_neuro.io.coding.read_stored_coding`: the study is described
+    without its coding file, and without names.
+
+    Returns
+    -------
+    coding : CodingResult
+        As :func:`mmme_neuro.io.coding.read_coding` returns it, without the
+        name -> pseudonym mapping.
+    inputs : dict of str to Path
+        The two files read (input name -> path), for the provenance.
+
+    Raises
+    ------
+    FileNotFoundError
+        The study holds no stored copy (converted by an earlier version): the
+        message says how to add it.
+    mmme_neuro.io.coding.CodingFileError
+        A stored table is unreadable.
+    """
+    from .io.coding import read_stored_coding
+
+    deriv = Path(bids_root) / "derivatives" / "mmme-neuro"
+    inputs = {"coded_expressions": deriv / "coded_expressions.tsv", "coding_report": deriv / "coding_report.csv"}
+    for path in inputs.values():
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{bids_root}: no stored copy of the coding ({path.relative_to(bids_root).as_posix()} is missing; "
+                "mmme-neuro convert writes it): convert the study again (unchanged subjects are skipped) or give "
+                "the coding file (--coding / paths.coding_file)"
+            )
+    return read_stored_coding(inputs["coded_expressions"], inputs["coding_report"]), inputs

@@ -23,11 +23,21 @@ the physiology):
     Onset or offset falls outside the EEG data.
 ``outside_physio_recording`` (physio)
     The mapped physiology onset or offset falls outside the physiology data.
+``physio_unusable`` (physio)
+    The physiology file has no trigger markers (no digital lines, or nothing
+    coded on them), so it cannot be placed on the EEG clock: the session is
+    kept with its EEG, as a session without a physiology file is, and the
+    physiology is not used (:attr:`SessionIngest.physio_problem`).
 ``session_failed`` (all)
     The session could not be ingested (unreadable file, clocks that cannot
     be matched ...); the reason names the error.
 ``no_recording`` (all)
-    The coding file lists a participant/session with no recording.
+    The coding file lists a participant/session with no recording. When a
+    recorded participant's file name differs from the coded name only in
+    letter case (``WangTao`` coded, ``wangtao_<date>.set`` recorded), the two
+    are not paired (names must match exactly, or be paired by a session map),
+    but :func:`find_sessions` warns and the reason names the near match by its
+    pseudonym (:func:`near_matches`).
 
 Flags (the expression is kept): ``beyond_clip_end`` (offset after the rest
 marker that ends the clip), ``repeated_clip_marker`` (the clip marker occurs
@@ -68,6 +78,7 @@ __all__ = [
     "SessionIngest",
     "find_sessions",
     "ingest_session",
+    "near_matches",
     "no_recording_exclusions",
     "session_redactions",
     "session_redactor",
@@ -144,6 +155,9 @@ class SessionIngest:
         :data:`EXCLUSION_COLUMNS`, one row per expression not analysable in a
         scope (``all``: removed from ``expressions``; ``physio``: kept with
         ``in_physio`` False).
+    physio_problem : str | None
+        Why the session's physiology file is not used (no trigger markers to
+        place it on the EEG clock); None if it is used or there is none.
     """
 
     files: SessionFiles
@@ -157,6 +171,7 @@ class SessionIngest:
     clips: pd.DataFrame
     expressions: pd.DataFrame
     exclusions: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=EXCLUSION_COLUMNS))
+    physio_problem: str | None = None
 
     @property
     def subject(self) -> str:
@@ -272,15 +287,73 @@ def find_sessions(
         for p in (s.eeg, s.physio):
             if p is not None and not p.is_file():
                 raise IngestError(f"{s.subject}: listed {p.suffix} file does not exist")
-    return sorted(sessions, key=lambda s: (s.subject, s.session_date))
+    sessions = sorted(sessions, key=lambda s: (s.subject, s.session_date))
+    for coded, recorded in near_matches(coding, sessions).items():  # pseudonyms only: a log record may be kept
+        logger.warning("%s is coded but has no recording; the recording of %s is named like it up to letter case. "
+                       "They are not paired (names must match exactly): if they are one participant, rename the "
+                       "files to the coded name or pair them with a session map (--session-map); otherwise the "
+                       "coded expressions of %s are excluded as no_recording", coded, " and ".join(recorded), coded)  # fmt: skip
+    return sessions
 
 
-def no_recording_exclusions(expressions: pd.DataFrame, sessions: list[SessionFiles]) -> pd.DataFrame:
-    """Exclusion rows for coded expressions whose session has no recording."""
+def _fold(name: str) -> str:
+    """A name compared up to letter case and Unicode width (NFKC + case folding)."""
+    import unicodedata
+
+    return unicodedata.normalize("NFKC", str(name)).casefold().strip()
+
+
+def near_matches(coding: CodingResult, sessions: list[SessionFiles]) -> dict[str, list[str]]:
+    """Coded participants without any recording whose name matches a recorded participant's up to letter case.
+
+    Names are compared after NFKC normalisation and case folding (``WangTao``
+    and ``wangtao``, full-width letters). They are never paired automatically:
+    the coding file and the file names disagree, and only the user can say
+    which is right (rename, or a session map).
+
+    Parameters
+    ----------
+    coding : CodingResult
+        The coding file, after :func:`find_sessions` (its ``mapping`` then
+        also holds the recorded participants that have no coded expression).
+    sessions : list of SessionFiles
+        The sessions found.
+
+    Returns
+    -------
+    near : dict of str to list of str
+        Pseudonym of a coded participant with no session -> pseudonyms of
+        the recorded participants (with no coded row) whose names match up to
+        case. Names never leave this function.
+    """
+    recorded = {s.subject for s in sessions}
+    coded = set(coding.expressions["subject"].dropna().astype(str))
+    coded |= {str(p) for p in coding.report["subject"].dropna() if str(p)}
+    names = {p: n for n, p in coding.mapping.items()}
+    recorded_only = {_fold(names[p]): [] for p in recorded - coded if p in names}
+    for p in sorted(recorded - coded):
+        if p in names:
+            recorded_only[_fold(names[p])].append(p)
+    return {p: recorded_only[_fold(names[p])] for p in sorted(coded - recorded)
+            if p in names and _fold(names[p]) in recorded_only}  # fmt: skip
+
+
+def no_recording_exclusions(expressions: pd.DataFrame, sessions: list[SessionFiles],
+                            near: dict[str, list[str]] | None = None) -> pd.DataFrame:  # fmt: skip
+    """Exclusion rows for coded expressions whose session has no recording.
+
+    ``near`` (:func:`near_matches`): coded pseudonym -> pseudonyms of
+    recordings named like it up to letter case, named in the reason.
+    """
     have = {(s.subject, s.session_date) for s in sessions}
     dates = pd.to_datetime(expressions["session_date"]).dt.date
     lost = expressions[[(sub, d) not in have for sub, d in zip(expressions["subject"], dates, strict=True)]]
-    return _exclusion_rows(lost, "no_recording", "all", "no EEG recording of this session in the raw directory")
+    base = "no EEG recording of this session in the raw directory"
+    reasons = [base if not (near or {}).get(sub) else
+               f"{base}; near match: the recording of {' and '.join(near[sub])} is named like this participant up to "
+               "letter case (not paired: rename its files to the coded name or use a session map)"
+               for sub in lost["subject"]]  # fmt: skip
+    return _exclusion_rows(lost, "no_recording", "all", reasons)
 
 
 # ----------------------------------------------------------------------------- ingestion
@@ -483,6 +556,7 @@ def _ingest(files: SessionFiles, expressions: pd.DataFrame, config: Config, reda
     sf = float(raw.info["sfreq"])
     praw = pevents = preport = None
     clock = None
+    physio_problem = None
     if files.physio is not None:
         try:
             praw, pevents, preport = read_physio(files.physio)
@@ -490,10 +564,17 @@ def _ingest(files: SessionFiles, expressions: pd.DataFrame, config: Config, reda
             raise IngestError(f"{label}: physiology unreadable: {redactor(str(err))}") from err
         _redact_channels(praw, names_only, "physiology", label)
         try:
-            matched = match_markers(eeg_events, pevents)
-            clock = fit_clock(matched, config.sync, sfreq_eeg=sf, sfreq_physio=float(praw.info["sfreq"]), label=label)
+            # no trigger markers (no digital lines): nothing to place the physiology on the EEG clock with
+            matched = match_markers(eeg_events, pevents) if len(pevents) else None
+            clock = None if matched is None else fit_clock(matched, config.sync, sfreq_eeg=sf,
+                                                           sfreq_physio=float(praw.info["sfreq"]), label=label)  # fmt: skip
         except SyncError as err:
             raise IngestError(str(err)) from err
+        if clock is None:  # kept as a session without a physiology file is: the EEG, not the physiology
+            physio_problem = (f"the physiology file ({files.physio.suffix}) has no trigger markers (no digital lines, "
+                              "or nothing coded on them): it cannot be placed on the EEG clock and is not used")  # fmt: skip
+            logger.warning("%s: %s; the EEG is kept", label, physio_problem)
+            praw = pevents = preport = None
 
     clips, repeated = _clip_table(eeg_events, sf)
     if clock is not None:
@@ -533,6 +614,8 @@ def _ingest(files: SessionFiles, expressions: pd.DataFrame, config: Config, reda
         for col in ("physio_onset_sample", "physio_offset_sample"):
             ex[col] = pd.array([pd.NA] * len(ex), dtype="Int64")
         ex["in_physio"] = False
+        if physio_problem is not None and len(ex):
+            excl.append(_exclusion_rows(ex, "physio_unusable", "physio", physio_problem))
 
     end = ex["marker"].map(dict(zip(clips["marker"], clips["end_time_s"], strict=True)))
     flags = []
@@ -544,7 +627,7 @@ def _ingest(files: SessionFiles, expressions: pd.DataFrame, config: Config, reda
     return SessionIngest(
         files=files, eeg_raw=raw, eeg_events=eeg_events, eeg_marker_report=eeg_report,
         physio_raw=praw, physio_events=pevents, physio_marker_report=preport, clock=clock,
-        clips=clips, expressions=ex.reset_index(drop=True), exclusions=exclusions,
+        clips=clips, expressions=ex.reset_index(drop=True), exclusions=exclusions, physio_problem=physio_problem,
     )  # fmt: skip
 
 

@@ -8,8 +8,10 @@ returns a mapping name -> :class:`xarray.DataArray`, :class:`xarray.Dataset`,
 
 * **cache** - each subject's result is written (atomically: temporary
   directory + rename) to
-  ``<bids_root>/derivatives/mmme-neuro/first-level/<stage>/<subject>/``
-  with a ``manifest.json`` holding its key: SHA-256 over the subject's input
+  ``<derivatives>/first-level/<stage>/<subject>/``, where ``<derivatives>``
+  is ``paths.derivatives_dir`` of the configuration, by default
+  ``<bids_root>/derivatives/mmme-neuro`` (:func:`derivatives_root`; set it
+  elsewhere and nothing is written under a read-only BIDS root), with a ``manifest.json`` holding its key: SHA-256 over the subject's input
   files (``sub-XX/`` of the BIDS study and the study's exclusion report),
   the settings, the stage name and the package version. The manifest also
   records each file's size, modification time and hash: an unchanged file is
@@ -17,7 +19,10 @@ returns a mapping name -> :class:`xarray.DataArray`, :class:`xarray.Dataset`,
   (``first-level/.file-hashes/<subject>.json``) shares these hashes between
   stages, so a subject's 1.2 GB of input is hashed once, not once per stage.
   A re-run loads every subject whose key still matches and recomputes only
-  the others; a run interrupted half-way resumes where it stopped.
+  the others; a run interrupted half-way resumes where it stopped. With
+  ``run.cache = false`` nothing is cached: every subject is computed, the
+  results pass through a temporary directory removed at the end of the run,
+  and the hash index is not written.
 * **parallel** - subjects run on a dask.distributed cluster: a
   ``LocalCluster`` of ``workers`` single-threaded processes, or an existing
   scheduler (``scheduler="tcp://host:8786"``, e.g. started on an HPC cluster
@@ -85,7 +90,7 @@ from .bids import recorded_file_hashes
 from .config import Config
 from .containers import load_netcdf, save_netcdf
 
-__all__ = ["RunReport", "Step", "Upstream", "cache_dir", "load_result", "local_cluster", "remember_failures", "run_steps",
+__all__ = ["CacheNotWritableError", "RunReport", "Step", "Upstream", "cache_dir", "derivatives_root", "load_result", "local_cluster", "remember_failures", "run_steps",
            "run_subjects", "save_result", "subject_key"]
 
 logger = logging.getLogger(__name__)
@@ -106,6 +111,14 @@ CACHE_VERSION = 8
 _NA = "\\N"  # CSV marker of a missing value (keeps "" apart from None/NaN)
 #: Failures remembered inside :func:`remember_failures`: (study, stage, subject, key) -> error.
 _FAILURES: ContextVar[dict[tuple[str, str, str, str], str] | None] = ContextVar("_FAILURES", default=None)
+
+
+class CacheNotWritableError(PermissionError, ValueError):
+    """The first-level cache cannot be written where the configuration puts it (a read-only study ...).
+
+    A :class:`PermissionError` and, as a configuration problem, a :class:`ValueError`: the
+    analysis scripts report it as one line with exit code 1.
+    """
 
 
 # ----------------------------------------------------------------------------- storage
@@ -318,12 +331,36 @@ def subject_key(bids_root: str | os.PathLike, subject: str, config: Config, stag
     and :data:`CACHE_VERSION`: any change recomputes the subject.
     """
     root = Path(bids_root)
-    return _key(config, stage, params, _input_files(root, subject, _known_files(root, subject, [stage])))
+    known = _known_files(root, subject, [stage], derivatives_root(root, config))
+    return _key(config, stage, params, _input_files(root, subject, known))
 
 
-def cache_dir(bids_root: str | os.PathLike, stage: str, subject: str) -> Path:
-    """``<bids_root>/derivatives/mmme-neuro/first-level/<stage>/<subject>``."""
-    return Path(bids_root) / "derivatives" / "mmme-neuro" / "first-level" / stage / subject
+def derivatives_root(bids_root: str | os.PathLike, config: Config | None = None) -> Path:
+    """Where the analyses write for a study: ``paths.derivatives_dir``, or ``<bids_root>/derivatives/mmme-neuro``.
+
+    Parameters
+    ----------
+    bids_root : path-like
+        The BIDS study.
+    config : Config | None
+        Its ``paths.derivatives_dir`` (None, or a configuration without it:
+        the default inside the BIDS root, where the conversion's records are).
+
+    Returns
+    -------
+    directory : pathlib.Path
+        Holds ``first-level/`` (the cache and its hash index).
+    """
+    chosen = None if config is None else config.paths.derivatives_dir
+    return Path(chosen) if chosen is not None else Path(bids_root) / "derivatives" / "mmme-neuro"
+
+
+def cache_dir(bids_root: str | os.PathLike, stage: str, subject: str,
+              derivatives_dir: str | os.PathLike | None = None) -> Path:  # fmt: skip
+    """``<derivatives>/first-level/<stage>/<subject>``; ``<derivatives>`` is ``derivatives_dir``,
+    by default ``<bids_root>/derivatives/mmme-neuro`` (:func:`derivatives_root`)."""
+    base = Path(derivatives_dir) if derivatives_dir is not None else derivatives_root(bids_root)
+    return base / "first-level" / stage / subject
 
 
 def _manifest(directory: Path) -> dict[str, Any]:
@@ -334,12 +371,12 @@ def _manifest(directory: Path) -> dict[str, Any]:
         return {}
 
 
-def _hash_index(bids_root: str | os.PathLike, subject: str) -> Path:
-    """Study-wide record of a subject's input-file hashes, shared by every stage."""
-    return Path(bids_root) / "derivatives" / "mmme-neuro" / "first-level" / ".file-hashes" / f"{subject}.json"
+def _hash_index(deriv: Path, subject: str) -> Path:
+    """Study-wide record of a subject's input-file hashes, shared by every stage (``deriv``: :func:`derivatives_root`)."""
+    return deriv / "first-level" / ".file-hashes" / f"{subject}.json"
 
 
-def _known_files(root: Path, subject: str, stages: Sequence[str]) -> dict[str, list[Any]]:
+def _known_files(root: Path, subject: str, stages: Sequence[str], deriv: Path) -> dict[str, list[Any]]:
     """``relpath -> [size, mtime_ns, sha256]`` known for a subject: the manifests of its ``stages``, its
     study-wide hash index (so the first run of a new stage does not hash 1.2 GB again) and the hashes
     the BIDS conversion recorded of the files it wrote (so neither does the first run of all). An entry
@@ -347,17 +384,17 @@ def _known_files(root: Path, subject: str, stages: Sequence[str]) -> dict[str, l
     known: dict[str, list[Any]] = {}
     known.update(recorded_file_hashes(root, subject))
     try:
-        known.update(json.loads(_hash_index(root, subject).read_text(encoding="utf-8")))
+        known.update(json.loads(_hash_index(deriv, subject).read_text(encoding="utf-8")))
     except (OSError, ValueError):
         pass
     for stage in stages:
-        known.update({f[0]: f[1:] for f in _manifest(cache_dir(root, stage, subject)).get("files", [])})
+        known.update({f[0]: f[1:] for f in _manifest(cache_dir(root, stage, subject, deriv)).get("files", [])})
     return known
 
 
-def _remember_files(bids_root: str | os.PathLike, subject: str, files: list[list[Any]]) -> None:
+def _remember_files(deriv: Path, subject: str, files: list[list[Any]]) -> None:
     """Record the hashes of ``files`` in the subject's hash index (atomic; a stale index only costs a re-hash)."""
-    index = _hash_index(bids_root, subject)
+    index = _hash_index(deriv, subject)
     entries = {f[0]: list(f[1:]) for f in files}
     try:
         old = json.loads(index.read_text(encoding="utf-8"))
@@ -396,16 +433,17 @@ class Upstream:
     config: Config | None = None
 
 
-def _upstream_result(up: Upstream, session: Any, bids_root: str, config: Config, key: str,
+def _upstream_result(up: Upstream, session: Any, store: str, config: Config, key: str,
                      files: list[list[Any]]) -> tuple[dict[str, Any], float]:  # fmt: skip
     """Cached result of an upstream step for ``session`` (computed and cached first if missing); its seconds.
 
     ``key`` is the upstream step's cache key for this subject (computed by
     :func:`run_steps` from the input ``files``). :func:`run_steps` computes a
     missing or stale upstream result in a task of its own before the steps
-    that read it, so this normally only reads it.
+    that read it, so this normally only reads it. ``store`` holds ``first-level/``
+    (the derivatives directory, or a run's temporary one).
     """
-    directory = cache_dir(bids_root, up.stage, session.subject)
+    directory = cache_dir("", up.stage, session.subject, store)
     t0 = time.perf_counter()
     if _manifest(directory).get("key") != key:
         result = up.func(session, up.config or config, **up.params)
@@ -419,9 +457,11 @@ def _upstream_result(up: Upstream, session: Any, bids_root: str, config: Config,
 def _compute(func: FirstLevel, bids_root: str, subject: str, config: Config, stage: str,
              params: Mapping[str, Any], key: str, files: list[list[Any]],
              upstream: Mapping[str, Upstream] | None = None, upstream_keys: Mapping[str, str] | None = None,
-             after: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:  # fmt: skip
+             after: Sequence[Mapping[str, Any]] = (), store: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Worker task: open the session, get the upstream results, run ``func``, write the cache; return a small status record.
 
+    ``store`` is the directory holding ``first-level/`` (default: the
+    derivatives of ``bids_root``; a temporary directory when nothing is cached).
     ``upstream_keys`` maps each upstream stage to its cache key for this
     subject (same input ``files``). ``after`` holds the status records of the upstream tasks this one waited
     for (dask passes them in place of their futures): if one failed, this
@@ -431,6 +471,7 @@ def _compute(func: FirstLevel, bids_root: str, subject: str, config: Config, sta
 
     t0 = time.perf_counter()
     up_s = 0.0
+    store = os.fspath(derivatives_root(bids_root)) if store is None else store
     broken = [a for a in after if a["status"] == "failed"]
     if broken:
         why = "; ".join(f"upstream step {a['stage']} failed: {a['error']}" for a in broken)
@@ -444,11 +485,11 @@ def _compute(func: FirstLevel, bids_root: str, subject: str, config: Config, sta
         with threadpool_limits(limits=1):
             inputs = {}
             for name, up in (upstream or {}).items():
-                inputs[name], sec = _upstream_result(up, session, bids_root, config, (upstream_keys or {})[up.stage], files)
+                inputs[name], sec = _upstream_result(up, session, store, config, (upstream_keys or {})[up.stage], files)
                 up_s += sec
             result = func(session, config, **params, **inputs)
             del inputs
-        save_result(result, cache_dir(bids_root, stage, subject), {"key": key, "stage": stage, "subject": subject,
+        save_result(result, cache_dir(bids_root, stage, subject, store), {"key": key, "stage": stage, "subject": subject,
                                                                     "mmme_neuro_version": __version__, "files": files})  # fmt: skip
     except Exception as err:  # noqa: BLE001 - one failing subject must not take the study down
         return {"subject": subject, "stage": stage, "status": "failed", "error": f"{type(err).__name__}: {err}",
@@ -750,9 +791,13 @@ def run_steps(
         Address of an existing dask scheduler (overrides ``workers``;
         default ``run.scheduler``).
     cache : bool | None
-        False: recompute every subject, upstream steps included (the cache
-        is still written), and retry the failures :func:`remember_failures`
-        holds. Default ``run.cache``.
+        False: compute every subject, upstream steps included, write no
+        cache (results pass through a temporary directory, removed before
+        returning: the system's temporary directory, or with ``scheduler``,
+        which may run on other machines, one under the derivatives
+        directory), and retry the failures :func:`remember_failures` holds.
+        Default ``run.cache``. The cache (and the input-hash index) go to
+        :func:`derivatives_root` of the first step's configuration.
     progress : bool
         Progress bar over (step, subject) tasks.
 
@@ -771,6 +816,10 @@ def run_steps(
     ValueError
         No step, a step listed twice, one stage defined twice with different
         settings, or ``workers < 1``.
+    CacheNotWritableError
+        The cache is on but its directory cannot be written (a read-only
+        study): the message names it and the two ways out
+        (``paths.derivatives_dir``, ``run.cache = false``).
     """
     from .dataset import list_subjects
 
@@ -784,10 +833,14 @@ def run_steps(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     subjects = list(list_subjects(root) if subjects is None else subjects)
+    deriv = derivatives_root(root, steps[0].config)
+    if cache:
+        _check_writable(deriv / "first-level")
 
     def input_files(s: str) -> list[list[Any]]:  # the same for every stage: listed and checked once per subject
-        found = _input_files(root, s, _known_files(root, s, list(tasks)))
-        _remember_files(root, s, found)
+        found = _input_files(root, s, _known_files(root, s, list(tasks), deriv))
+        if cache:
+            _remember_files(deriv, s, found)
         return found
 
     # input hashes of a first run (~1 s per GB): as many threads as workers (hashlib releases the GIL)
@@ -795,7 +848,7 @@ def run_steps(
         files = dict(zip(subjects, pool.map(input_files, subjects), strict=True))
     keys = {s: {n: _key(t.config, n, t.key_params, files[s]) for n, t in tasks.items()} for s in subjects}
     cached = {(n, s) for n in tasks for s in subjects
-              if cache and _manifest(cache_dir(root, n, s)).get("key") == keys[s][n]}  # fmt: skip
+              if cache and _manifest(cache_dir(root, n, s, deriv)).get("key") == keys[s][n]}  # fmt: skip
     memo = _FAILURES.get()
     study = os.fspath(root.resolve())
     known = {} if memo is None or not cache else {
@@ -816,6 +869,50 @@ def run_steps(
     for (n, s), error in known.items():  # the same failure, not computed again
         rows[(n, s)] = {"subject": s, "stage": n, "status": "failed", "error": error, "seconds": 0.0, "upstream_s": 0.0,
                         "peak_rss_mb": float("nan")}  # fmt: skip
+    # without a cache the results pass through a temporary directory (shared storage for a remote scheduler)
+    scratch = None if cache else Path(tempfile.mkdtemp(prefix="mmme-neuro-run-", dir=_scratch_parent(deriv, scheduler)))
+    store = os.fspath(deriv if scratch is None else scratch)
+    try:
+        reports = _run_tasks(tasks, stages, list(steps), root, subjects, files, keys, rows, todo, n_steps, store,
+                             workers, scheduler, progress, memo, study)  # fmt: skip
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    wall = time.perf_counter() - t_start
+    for rep in reports.values():
+        rep.wall_seconds = wall
+    return reports
+
+
+def _check_writable(directory: Path) -> None:
+    """Raise :class:`CacheNotWritableError` (naming ``directory`` and the settings that avoid it) if the cache cannot
+    be written there."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as err:
+        raise CacheNotWritableError(f"cannot write the first-level cache in {directory} ({type(err).__name__}: "
+                              f"{err.strerror or err}): a read-only study? Set paths.derivatives_dir to a writable "
+                              "directory, or run.cache = false to write no cache") from err  # fmt: skip
+
+
+def _scratch_parent(deriv: Path, scheduler: str | None) -> str | None:
+    """Parent of a run's temporary directory when nothing is cached: the system's (None), or with a remote
+    scheduler, whose workers may be on other machines, the derivatives directory (shared storage)."""
+    if scheduler is None:
+        return None
+    deriv.mkdir(parents=True, exist_ok=True)
+    return os.fspath(deriv)
+
+
+def _run_tasks(tasks: Mapping[str, _Task], stages: list[str], steps: list[Step], root: Path, subjects: list[str],
+               files: Mapping[str, list[list[Any]]], keys: Mapping[str, Mapping[str, str]],
+               rows: dict[tuple[str, str], dict[str, Any]], todo: list[tuple[str, str]], n_steps: int, store: str,
+               workers: int, scheduler: str | None, progress: bool, memo: dict[tuple[str, str, str, str], str] | None,
+               study: str) -> dict[str, RunReport]:  # fmt: skip
+    """The computing part of :func:`run_steps`: run ``todo`` (in-process or on dask) with the results in ``store``,
+    then read them back into one :class:`RunReport` per step."""
     bar = tqdm(total=n_steps, desc=stages[0] if len(stages) == 1 else "first level",
                unit="subject" if len(stages) == 1 else "task", disable=not progress or not n_steps)  # fmt: skip
 
@@ -829,10 +926,13 @@ def run_steps(
         return (t.func, os.fspath(root), s, t.config, n, dict(t.params), keys[s][n], files[s], t.upstream,
                 {a: keys[s][a] for a in t.after})  # fmt: skip
 
+    def compute_here(n: str, s: str) -> dict[str, Any]:
+        return _compute(*submit_args(n, s), after=[rows[(a, s)] for a in tasks[n].after if (a, s) in rows], store=store)
+
     try:
         if todo and scheduler is None and workers == 1:
             for n, s in todo:  # subject by subject, upstream first: its files are still in the page cache when read
-                done(_compute(*submit_args(n, s), after=[rows[(a, s)] for a in tasks[n].after if (a, s) in rows]))
+                done(compute_here(n, s))
         elif todo:
             from distributed import Client, as_completed
 
@@ -851,7 +951,8 @@ def run_steps(
                             # upstream futures, or the records of upstream results not computed here (cached, failed)
                             after = [futures[(a, s)] if (a, s) in futures else rows[(a, s)]
                                      for a in t.after if (a, s) in futures or (a, s) in rows]  # fmt: skip
-                            futures[(n, s)] = client.submit(_compute, *submit_args(n, s), after=after, key=f"{n}-{s}-{keys[s][n][:12]}",
+                            futures[(n, s)] = client.submit(_compute, *submit_args(n, s), after=after, store=store,
+                                                            key=f"{n}-{s}-{keys[s][n][:12]}",
                                                             priority=tier * big + big - 1 - rank[s], pure=False)  # fmt: skip
                         for fut in as_completed(list(futures.values())):
                             done(fut.result())
@@ -878,11 +979,9 @@ def run_steps(
         for r in status[status["status"] == "failed"].itertuples():
             logger.warning("%s: %s failed: %s", n, r.subject, r.error)
         load = next(st.load for st in steps if st.stage == n)
-        results = {s: load_result(cache_dir(root, n, s), load) for s in subjects if rows[(n, s)]["status"] != "failed"}
+        results = {s: load_result(cache_dir(root, n, s, store), load) for s in subjects
+                   if rows[(n, s)]["status"] != "failed"}  # fmt: skip
         reports[n] = RunReport(results, status, 0.0, n)
-    wall = time.perf_counter() - t_start
-    for rep in reports.values():
-        rep.wall_seconds = wall
     return reports
 
 
@@ -929,7 +1028,7 @@ def run_subjects(
     scheduler : str | None
         Address of an existing dask scheduler (overrides ``workers``).
     cache : bool | None
-        False: recompute every subject, upstream steps included (the cache is still written).
+        False: compute every subject, upstream steps included, and write no cache (see :func:`run_steps`).
     progress : bool
         Progress bar over subjects.
     params : mapping | None

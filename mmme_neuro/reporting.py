@@ -194,6 +194,11 @@ _NOT_INPUT_PATHS: tuple[str, ...] = (
     "derivatives/mmme-neuro/conversion",
     "derivatives/mmme-neuro/physio-binary",
     "derivatives/mmme-neuro/qa",
+    # the coding file's table kept for the dataset summary (which hashes it as its own input); the analyses of
+    # the recordings do not read it (their events are in events.tsv, exclusions.tsv), and it would have changed
+    # the dataset_hash of every study
+    "derivatives/mmme-neuro/coded_expressions.json",
+    "derivatives/mmme-neuro/coded_expressions.tsv",
 )
 
 

@@ -247,6 +247,56 @@ def test_synthetic_default_study(tmp_path: Path) -> None:
     assert summary["inputs"]["coding_file"] == hashlib.sha256(Path(paths.coding_file).read_bytes()).hexdigest()
 
 
+def test_bids_root_is_described_from_its_stored_coding(ci_bids: Path, ci_study, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Issue 24: ``--bids-root X`` described a freshly simulated synthetic study, not X. Now X's coding, from the
+    pseudonymised copy its conversion stored: the counts are those of X's events and exclusions, and the same as
+    the coding file gives; no name reaches an output; ``mmme-neuro run --bids-root X`` does the same."""
+    import mmme_neuro.simulate.study as sim
+    from mmme_neuro.cli import main
+
+    def no_synthetic(*args, **kwargs):
+        raise AssertionError("the synthetic default study was used instead of the BIDS study")
+
+    monkeypatch.setattr(sim, "ensure_study", no_synthetic)
+    out = tmp_path / "out"
+    assert ds.main(["--bids-root", str(ci_bids), "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    # X's events (kept expressions) plus the coded expressions its conversion excluded after the coding stage
+    events = pd.concat([pd.read_csv(f, sep="\t", dtype=str) for f in sorted(ci_bids.glob("sub-*/eeg/*_events.tsv"))])
+    events = events[events["trial_type"].isin(["ME", "MaE"])]
+    excl = pd.read_csv(ci_bids / "derivatives" / "mmme-neuro" / "exclusions.tsv", sep="\t", dtype=str)
+    lost = excl[(excl["scope"] == "all") & (excl["stage"] != "coding")]
+    for kind in ("ME", "MaE"):
+        assert summary["results"]["expressions"][kind] == int((events["kind"] == kind).sum()) + int((lost["kind"] == kind).sum())
+    coded = read_coding(ci_study.coding_file)
+    assert summary["results"]["coding_counts"] == coded.counts()
+    assert summary["subjects"] == sorted(coded.expressions["subject"].unique())
+    assert set(summary["inputs"]) == {"coded_expressions", "coding_report"}
+    # the same description as from the coding file itself
+    direct = tmp_path / "direct"
+    assert ds.main(["--coding", str(ci_study.coding_file), "--out", str(direct)]) == 0
+    from_file = json.loads((direct / "summary.json").read_text(encoding="utf-8"))
+    assert {k: v for k, v in summary["results"].items() if k != "coding_sha256"} == from_file["results"]
+    assert summary["results"]["coding_sha256"] == coded.sha256
+    for name in TABLES:
+        assert (out / f"{name}.csv").read_bytes() == (direct / f"{name}.csv").read_bytes(), name
+    names = [n for n in coded.mapping if len(n) > 2]
+    assert names
+    for f in sorted(out.iterdir()):
+        text = _file_text(f)
+        assert not [n for n in names if n in text], f.name
+    # mmme-neuro run --bids-root X --analyses dataset
+    assert main(["run", "--bids-root", str(ci_bids), "--analyses", "dataset", "--out", str(tmp_path / "run")]) == 0
+    ran = json.loads((tmp_path / "run" / "dataset_summary" / "summary.json").read_text(encoding="utf-8"))
+    assert ran["results"] == summary["results"]
+    # a study converted before the copy was stored: a clear error naming the missing file and the remedy
+    old = tmp_path / "old-bids"
+    (old / "derivatives" / "mmme-neuro").mkdir(parents=True)
+    (old / "dataset_description.json").write_text("{}", encoding="utf-8")
+    assert ds.main(["--bids-root", str(old), "--out", str(tmp_path / "o")]) == 1
+
+
 # --------------------------------------------------------------------------- analyses._common
 
 

@@ -189,3 +189,91 @@ def test_dataset_prepares_synthetic_bids_and_iterates(tmp_path):
     prepare_bids(cfg, progress=False)
     assert before == {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in root.glob("sub-*/**/*.*")}
     assert study_tables == {p: p.read_bytes() for p in (root / "derivatives").rglob("*.tsv")}
+
+
+def _strip_digital_lines(mat_path) -> None:
+    """Rewrite an AcqKnowledge .mat export without its 8 digital lines (no trigger markers)."""
+    import numpy as np
+    import scipy.io
+
+    m = scipy.io.loadmat(mat_path)
+    keep = [i for i, label in enumerate(m["labels"]) if not str(label).startswith("Digital")]
+    out = {k: v for k, v in m.items() if not k.startswith("__")}
+    out.update(data=m["data"][:, keep], labels=np.asarray(m["labels"])[keep], units=np.asarray(m["units"])[keep])
+    scipy.io.savemat(mat_path, out)
+
+
+def _rename_eeglab_header(set_path, old: str, new: str) -> None:
+    """Replace ``old`` by ``new`` in the text fields of an EEGLAB header (its own and its .fdt's file names)."""
+    import numpy as np
+    import scipy.io
+
+    m = scipy.io.loadmat(set_path, appendmat=False)
+    out = {k: (np.array([str(v[0]).replace(old, new)]) if isinstance(v, np.ndarray) and v.dtype.kind == "U" and v.size
+               else v) for k, v in m.items() if not k.startswith("__")}  # fmt: skip
+    scipy.io.savemat(set_path, out, appendmat=False)
+
+
+def test_hostile_sessions_are_reported_and_keep_what_is_usable(ci_study, tmp_path, caplog):
+    """Issue 24: (3) a recording whose file name differs from the coded name only in letter case was silently
+    `no_recording`, and coded subjects without a recording were not reported: now a warning, a reason naming the
+    near match by its pseudonym, and one line per such subject at the end of the conversion; (4) a physiology
+    file without digital lines discarded the EEG too: now the EEG is kept and the physiology marked unusable."""
+    from mmme_neuro.bids import convert_study, read_bids_session
+
+    coding = read_coding(ci_study.coding_file)
+    inv = {p: n for n, p in coding.mapping.items()}
+    raw = tmp_path / "raw"
+    shutil.copytree(ci_study.raw_dir, raw)
+    # sub-02's recordings named in another letter case (the EEGLAB header renamed with them)
+    renamed = inv["sub-02"].swapcase()
+    assert renamed != inv["sub-02"]
+    for p in sorted(raw.glob(f"{inv['sub-02']}_*")):
+        if p.suffix == ".set":
+            _rename_eeglab_header(p, inv["sub-02"], renamed)
+        p.rename(p.with_name(p.name.replace(inv["sub-02"], renamed)))
+    # sub-05 has no recording at all; sub-04's physiology has no digital lines
+    for p in raw.glob(f"{inv['sub-05']}_*"):
+        p.unlink()
+    _strip_digital_lines(next(raw.glob(f"{inv['sub-04']}_*.mat")))
+
+    root = tmp_path / "bids"
+    with caplog.at_level(logging.WARNING, logger="mmme_neuro"):
+        summary = convert_study(raw, root, qa=False, progress=False)
+    assert summary.accounting_ok
+    excl = pd.read_csv(root / "derivatives" / "mmme-neuro" / "exclusions.tsv", sep="\t", dtype=str)
+    n_coded = coding.expressions["subject"].value_counts()
+
+    # (3) the case-only near match: named (by pseudonym) in the warning and in every exclusion reason
+    # the renamed recordings became a participant without coded rows
+    recorded_as = sorted(set(summary.converted) - set(coding.expressions["subject"]))
+    assert len(recorded_as) == 1 and not summary.failed
+    near = excl[(excl["subject"] == "sub-02") & (excl["reason_code"] == "no_recording")]
+    assert len(near) == n_coded["sub-02"]
+    assert near["reason"].str.contains(f"near match: the recording of {recorded_as[0]} is named like this "
+                                       "participant up to letter case").all()  # fmt: skip
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(m.startswith(f"sub-02 is coded but has no recording; the recording of {recorded_as[0]}") for m in warnings)
+    plain = excl[(excl["subject"] == "sub-05") & (excl["reason_code"] == "no_recording")]
+    assert len(plain) == n_coded["sub-05"] and not plain["reason"].str.contains("near match").any()
+    # one line per coded subject without a recording, at the end of the conversion
+    tail = [m for m in warnings if m.startswith("no recording: ")]
+    assert [m.split(":")[1].strip() for m in tail] == ["sub-02", "sub-05"]
+    assert warnings[-2:] == tail and f"{n_coded['sub-05']} coded expression(s) not converted" in tail[1]
+    assert "near match" in tail[0] and "near match" not in tail[1]
+
+    # (4) no digital lines: the EEG and every coded expression are kept, the physiology is marked unusable
+    assert "sub-04" in summary.converted
+    session = read_bids_session(root, "sub-04")
+    lost = (excl["subject"] == "sub-04") & (excl["scope"] == "all") & (excl["stage"] != "coding")
+    assert len(session.expressions) == n_coded["sub-04"] - int(lost.sum())
+    assert session.physio_file is None and not session.expressions["in_physio"].any()
+    unusable = excl[(excl["subject"] == "sub-04") & (excl["reason_code"] == "physio_unusable")]
+    assert len(unusable) == len(session.expressions) > 0 and (unusable["scope"] == "physio").all()
+    assert unusable["reason"].str.contains("no trigger markers").all()
+    assert summary.counts["by_reason_code"]["physio_unusable"] == len(unusable)
+
+    # no name anywhere: log records, exclusion reasons
+    names = [n.lower() for n in coding.mapping]
+    assert not any(n in caplog.text.lower() for n in names)
+    assert not any(n in " ".join(excl["reason"].fillna("")).lower() for n in names)

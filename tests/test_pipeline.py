@@ -472,3 +472,81 @@ def test_first_run_reuses_the_hashes_the_conversion_recorded(bids, monkeypatch):
     rep = pl.run_subjects(scaled_first_level, bids, load_config(None), stage="toy-fresh", subjects=subjects, progress=False)
     assert (rep.status["status"] == "computed").all()
     assert [h for h in hashed if h.startswith("sub-")] == [], hashed
+
+
+def _tree_state(root: Path) -> dict[str, tuple[int, int, str]]:
+    """Every file and directory under ``root``: size, modification time and SHA-256 (directories: '')."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = p.stat()
+        out[p.relative_to(root).as_posix()] = (st.st_size if p.is_file() else 0, st.st_mtime_ns,
+                                               pl.sha256_file(p) if p.is_file() else "")  # fmt: skip
+    return out
+
+
+def _read_only(root: Path) -> None:
+    """Remove the write permission of every file and directory under ``root`` (no effect on root's own writes)."""
+    for p in [root, *root.rglob("*")]:
+        p.chmod(p.stat().st_mode & ~0o222)
+
+
+def _writable(root: Path) -> None:
+    for p in [root, *root.rglob("*")]:
+        p.chmod(p.stat().st_mode | 0o200)
+
+
+def test_read_only_study_is_analysed_with_the_derivatives_elsewhere(_ci_bids_pristine, tmp_path_factory, tmp_path):
+    """Issue 24: ``run`` wrote its cache inside the BIDS root, so shared read-only data could not be analysed.
+    With ``paths.derivatives_dir`` nothing under the BIDS root is created or modified (checked by the files'
+    sizes, modification times and hashes: the tests may run as root, whom chmod does not stop)."""
+    from mmme_neuro.cli import main
+
+    bids = convert_ci(_ci_bids_pristine, tmp_path_factory, "read_only_bids")
+    deriv = tmp_path / "my-derivatives"
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(f"[paths]\nderivatives_dir = '{deriv.as_posix()}'\n\n[preprocessing]\nica = false\n\n"
+                   "[stats]\nn_permutations = 100\n", encoding="utf-8")  # fmt: skip
+    before = _tree_state(bids)
+    _read_only(bids)
+    try:
+        out = tmp_path / "out"
+        code = main(["run", "--bids-root", str(bids), "--config", str(cfg), "--analyses", "physio", "--workers", "1",
+                     "--out", str(out)])  # fmt: skip
+        assert code == 0
+        assert _tree_state(bids) == before
+        assert len(sorted((deriv / "first-level" / "physio").glob("sub-*/manifest.json"))) == 8
+        assert len(sorted((deriv / "first-level" / ".file-hashes").glob("sub-*.json"))) == 8
+        # the cache elsewhere is a cache: a second run reads it
+        again = pl.run_steps([__import__("analyses.physio_concordance").physio_concordance.first_level_step(
+            load_config(cfg))], bids, progress=False)["physio"]  # fmt: skip
+        assert again.status["status"].eq("cached").all()
+    finally:
+        _writable(bids)
+    # without derivatives_dir and a BIDS root that cannot be written: one clear error naming both ways out
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the derivatives directory would be", encoding="utf-8")
+    with pytest.raises(PermissionError, match=r"first-level cache in .*blocked.*paths.derivatives_dir.*run.cache"):
+        pl.run_subjects(toy_first_level, bids, load_config(None, paths={"derivatives_dir": str(blocked)}),
+                        stage="toy", subjects=["sub-01"], progress=False)  # fmt: skip
+
+
+def test_no_cache_writes_no_cache(bids, tmp_path, monkeypatch):
+    """Issue 24: ``run.cache = false`` still wrote the cache (into the BIDS root). Now nothing is written: not in the
+    BIDS root, not in derivatives_dir, and the temporary directory the results pass through is removed."""
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    deriv = tmp_path / "deriv"
+    before = _tree_state(bids)
+    CALLS.clear()
+    for where, workers in (({}, 1), ({"derivatives_dir": str(deriv)}, 1), ({"derivatives_dir": str(deriv)}, 2)):
+        cfg = load_config(None, run={"cache": False}, paths=where)
+        reps = pl.run_steps(_graph(cfg, "nc")[:3], bids, subjects=["sub-01", "sub-02"], workers=workers, progress=False)
+        assert reps["nc-a"].status["status"].eq("computed").all() and sorted(reps["nc-b"].results) == ["sub-01", "sub-02"]
+        assert reps["nc-b"].results["sub-01"]["t"]["first"].iloc[0] == 2 * reps["nc-a"].results["sub-01"]["t"]["first"].iloc[0]
+    assert len(CALLS) == 4  # in-process runs: the shared upstream step once per subject and run
+    after = _tree_state(bids)
+    assert {k: v for k, v in after.items() if before.get(k) != v} == {} and set(before) == set(after)
+    assert not deriv.exists() and list(scratch.glob("mmme-neuro-*")) == []  # (dask keeps its own scratch space)

@@ -162,6 +162,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import logging
 import math
 import os
@@ -187,7 +188,9 @@ __all__ = [
     "CodingResult",
     "read_coding",
     "read_pseudonym_mapping",
+    "read_stored_coding",
     "write_coding_report",
+    "write_expressions_table",
     "write_pseudonym_mapping",
 ]
 
@@ -635,6 +638,113 @@ def write_coding_report(result: CodingResult, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         result.report.to_csv(tmp, index=False, encoding="utf-8")
     return Path(path)
+
+
+#: How the columns of :data:`EXPRESSION_COLUMNS` are typed when a stored table is read back
+#: (:func:`read_stored_coding`); the others are text.
+_STORED_KINDS: dict[str, str] = {
+    **dict.fromkeys(("source_row", "marker", "clip_order", "n_aus"), "int"),
+    **dict.fromkeys(("onset_frame", "apex_frame", "offset_frame", "dif"), "Int64"),
+    **dict.fromkeys(("session_date", "annotated_at"), "datetime"),
+    **dict.fromkeys(("onset_s", "apex_s", "offset_s", "duration_s", "onset_to_apex_s", "onset_wallclock_s",
+                     "apex_wallclock_s", "offset_wallclock_s", "fps_effective"), "float"),
+}  # fmt: skip
+
+
+def write_expressions_table(result: CodingResult, path: str | os.PathLike) -> Path:
+    """Store the kept expressions (pseudonyms only) as a TSV with a JSON sidecar, atomically.
+
+    The table (:data:`EXPRESSION_COLUMNS`, ``n/a`` for missing values) holds no
+    name: ``subject`` is the pseudonym, and neither ``Filename`` nor ``Subject``
+    is among its columns. The sidecar (same stem, ``.json``) records the coding
+    file's name and SHA-256. With the coding report
+    (:func:`write_coding_report`) it describes the coding file without it:
+    :func:`read_stored_coding`. BIDS conversion stores both in
+    ``derivatives/mmme-neuro/``.
+
+    Parameters
+    ----------
+    result : CodingResult
+        Result of :func:`read_coding`.
+    path : path-like
+        Destination ``.tsv``.
+
+    Returns
+    -------
+    path : pathlib.Path
+    """
+    path = Path(path)
+    expr = result.expressions.reindex(columns=list(EXPRESSION_COLUMNS))
+    with atomic_path(path) as tmp:
+        expr.to_csv(tmp, sep="\t", index=False, encoding="utf-8", lineterminator="\n", na_rep="n/a")
+    sidecar = {"coding_file": result.source, "coding_sha256": result.sha256,
+               "description": "Kept expressions of the coding file (mmme_neuro.io.coding.read_coding), pseudonyms "
+                              "only; the per-row validation report is coding_report.csv."}  # fmt: skip
+    with atomic_path(path.with_suffix(".json")) as tmp:
+        Path(tmp).write_text(json.dumps(sidecar, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def read_stored_coding(expressions: str | os.PathLike, report: str | os.PathLike) -> CodingResult:
+    """The :class:`CodingResult` of a coding file from its stored tables, without the file (and without names).
+
+    Parameters
+    ----------
+    expressions : path-like
+        Table written by :func:`write_expressions_table` (its ``.json`` sidecar,
+        if present, gives :attr:`CodingResult.source` and ``sha256``).
+    report : path-like
+        Report written by :func:`write_coding_report`.
+
+    Returns
+    -------
+    result : CodingResult
+        ``expressions`` and ``report`` typed as :func:`read_coding` types them;
+        ``mapping`` is empty (the names were never stored).
+
+    Raises
+    ------
+    CodingFileError
+        A table is missing, unreadable or lacks a column (the message names it).
+    """
+    expressions, report = Path(expressions), Path(report)
+    tables = []
+    for path, columns in ((expressions, EXPRESSION_COLUMNS), (report, REPORT_COLUMNS)):
+        if not path.is_file():
+            raise CodingFileError(f"stored coding table not found: {path}")
+        try:
+            df = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", dtype=str, keep_default_na=False,
+                             na_values=["n/a"] if path.suffix == ".tsv" else [], encoding="utf-8")  # fmt: skip
+        except (ValueError, UnicodeDecodeError) as err:
+            raise CodingFileError(f"{path}: not a readable table ({type(err).__name__}: {err})") from err
+        missing = [c for c in columns if c not in df.columns]
+        if missing:
+            raise CodingFileError(f"{path}: lacks the column(s) {missing}")
+        tables.append(df.reindex(columns=list(columns)))
+    expr, rep = tables
+    try:
+        for col in expr.columns:
+            kind = _STORED_KINDS.get(col, "str")
+            if kind == "int":
+                expr[col] = expr[col].astype(np.int64)
+            elif kind == "Int64":
+                expr[col] = pd.array([None if pd.isna(v) else int(v) for v in expr[col]], dtype="Int64")
+            elif kind == "float":
+                expr[col] = expr[col].astype(float)
+            elif kind == "datetime":
+                expr[col] = pd.to_datetime(expr[col])
+            else:
+                expr[col] = expr[col].astype(object).where(expr[col].notna(), None)
+        rep["source_row"] = rep["source_row"].astype(np.int64)
+        rep["marker"] = pd.array([None if v == "" else int(float(v)) for v in rep["marker"]], dtype="Int64")
+    except (ValueError, TypeError) as err:
+        raise CodingFileError(f"{expressions} / {report}: a value does not have its column's type ({err})") from err
+    source, sha = expressions.name, sha256_file(expressions)
+    sidecar = expressions.with_suffix(".json")
+    if sidecar.is_file():
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        source, sha = str(meta.get("coding_file", source)), str(meta.get("coding_sha256", sha))
+    return CodingResult(expressions=expr, report=rep, mapping={}, source=source, sha256=sha)
 
 
 # --------------------------------------------------------------------------- row checks
