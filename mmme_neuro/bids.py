@@ -151,6 +151,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from ._privacy import redact_names
 from ._utils import atomic_path, atomic_write_text, sha256_file, stat_key, time_to_sample
+from .channels import check_converted
 from .config import Config
 from .constants import CLIP_EMOTION, CLIP_MARKERS, REST_MARKER
 from .ingest import (
@@ -1083,6 +1084,9 @@ def convert_session(session: SessionIngest, bids_root: str | os.PathLike, *, tas
             for companion in (data_file, data_file.with_suffix(".vmrk")):
                 if companion.is_file():
                     _scrub_text_file(companion, redactions)
+        # non-finite / flat channels marked bad in channels.tsv (the data are copied as they are), missing ones logged
+        channel_issues = check_converted(session.eeg_raw, bp.copy().update(suffix="channels", extension=".tsv").fpath,
+                                         data_file.name)  # fmt: skip
 
         events = _events_table(session)
         ev_path = bp.copy().update(suffix="events", extension=".tsv").fpath
@@ -1105,6 +1109,7 @@ def convert_session(session: SessionIngest, bids_root: str | os.PathLike, *, tas
         "n_me": int((kinds == "ME").sum()),
         "n_mae": int((kinds == "MaE").sum()),
         "eeg_copied": bool(copied),
+        "channel_issues": channel_issues,
     }
 
 
@@ -1471,6 +1476,8 @@ def convert_study(
                        "n_expressions": result["n_expressions"], "n_me": result["n_me"], "n_mae": result["n_mae"],
                        "n_excluded_all": int((excl["scope"] == "all").sum()),
                        "n_excluded_physio": int((excl["scope"] == "physio").sum())}  # fmt: skip
+            if result.get("channel_issues"):  # bad channels marked in channels.tsv, missing montage channels
+                summary["channel_issues"] = result["channel_issues"]
             record = {"record_version": _RECORD_VERSION, "subject": subject, "status": "converted",
                       "fingerprint": base_fp, "inputs": inputs_rec, "files": result["files"],
                       "bids_files": _bids_file_hashes(bids_root, subject, inputs_rec),

@@ -23,6 +23,8 @@ the physiology):
     Onset or offset falls outside the EEG data.
 ``outside_physio_recording`` (physio)
     The mapped physiology onset or offset falls outside the physiology data.
+``no_physio_recording`` (physio)
+    The session has no physiology recording (the EEG is analysed).
 ``session_failed`` (all)
     The session could not be ingested (unreadable file, clocks that cannot
     be matched ...); the reason names the error.
@@ -411,6 +413,8 @@ def _ingest(files: SessionFiles, expressions: pd.DataFrame, config: Config) -> S
         for col in ("physio_onset_sample", "physio_offset_sample"):
             ex[col] = pd.array([pd.NA] * len(ex), dtype="Int64")
         ex["in_physio"] = False
+        if praw is None and len(ex):
+            excl.append(_exclusion_rows(ex, "no_physio_recording", "physio", "no physiology recording of this session"))
 
     end = ex["marker"].map(dict(zip(clips["marker"], clips["end_time_s"], strict=True)))
     flags = []
