@@ -39,6 +39,18 @@ CNT, EDF/BDF whose header holds a patient name, FIF) is converted to
 BrainVision, which **loads the whole recording into memory**. Channel types
 come from the reader (EOG, ECG, EMG, TRIG in ``channels.tsv``).
 
+Bad channels (:func:`mmme_neuro.channels.check_converted`): the recording is
+scanned in 64-MiB chunks; a channel with NaN/Inf samples or constant data is
+marked ``bad`` in ``channels.tsv`` with the reason in ``status_description``
+(``non-finite values in 8.0 s (from 12.0 s)``, ``flat: constant over the
+recording``), and a montage channel absent from the recording is reported
+(it has no row); each is logged as a warning naming the BIDS file and the
+channel, and recorded in ``conversion_summary.json`` (``channel_issues`` of
+the subject). The data are not altered: the EEGLAB copy keeps the NaN/Inf
+bytes, and the BrainVision conversion (IEEE float32) writes them as NaN/Inf,
+which read back unchanged; the analyses never filter them
+(:mod:`mmme_neuro.preprocessing`).
+
 Events
 ------
 ``events.tsv`` is written by this module (not from the recording's
@@ -264,7 +276,9 @@ class ConversionSummary:
     subjects : list of dict
         Per subject: ``participant_id``, ``status`` (``converted``,
         ``skipped`` (unchanged inputs) or ``failed``), ``n_expressions``,
-        ``n_excluded_all``, ``n_excluded_physio``, ``reason``.
+        ``n_excluded_all``, ``n_excluded_physio``, ``reason``; ``channel_issues``
+        (``bad``: channels marked bad in ``channels.tsv`` with the reason,
+        ``missing``: montage channels absent) only when there is one.
     accounting_ok : bool
         ``coding_rows == expressions_in_events + exclusions_all``.
     elapsed_s : float
@@ -1052,7 +1066,8 @@ def convert_session(session: SessionIngest, bids_root: str | os.PathLike, *, tas
     result : dict
         ``participant_id``, ``files`` (paths relative to ``bids_root``),
         ``n_expressions``, ``n_me``, ``n_mae``, ``eeg_copied`` (True: the
-        EEG file was copied without loading the data).
+        EEG file was copied without loading the data), ``channel_issues``
+        (:func:`mmme_neuro.channels.check_converted`).
     """
     import mne_bids
 

@@ -613,6 +613,11 @@ def make_epochs(
     ------
     ValueError
         On missing columns, an empty session or a non-string subject.
+    mmme_neuro.preprocessing.BadChannelsError
+        ``"sub-01: bad channel in the recording: CZ (missing from the recording); ..."``
+        when the recording's bad scalp channels are not interpolated
+        (``preprocessing.bad_channels = "exclude"``, or too many); checked
+        before reading for those marked in ``channels.tsv`` or missing.
 
     Notes
     -----

@@ -57,9 +57,19 @@ recorded in ``report["steps"]``, which goes into provenance attributes):
    reference and ICA application 4x cheaper; the 0.1-Hz high-pass ~1.5x). The
    margin is kept when ICA is off too, so bad channels are found on the same
    data either way.
-4. **bad channels** (:func:`detect_bad_channels`, on the kept windows): robust z-scores of
-   channel amplitude and of correlation with the nearest neighbours; flagged channels
-   are interpolated by spherical splines (montage positions, Quik-Cap).
+4. **bad channels**: first those the recording brings (:mod:`mmme_neuro.channels`): channels
+   marked bad in ``channels.tsv`` (the conversion marks NaN/Inf and flat ones) and rows
+   with NaN/Inf found while reading are zero-filled as each span is read, before any
+   filter (an FFT convolution spreads one NaN over its whole block; ICA refuses it), and
+   scalp channels missing from the recording are added (zeros, template position mapped
+   into the recording's frame); ``preprocessing.bad_channels = "exclude"`` refuses the
+   recording instead (:class:`BadChannelsError`, as more than
+   :data:`MAX_INTERPOLATED_FRACTION` of the scalp channels do). Then
+   :func:`detect_bad_channels` (on the kept windows, the channels above left out):
+   robust z-scores of channel amplitude and of correlation with the nearest neighbours.
+   All are interpolated by spherical splines (montage positions, Quik-Cap). A bad EOG
+   channel is left out of the ocular ICA search, bad EMG or temporal channels out of the
+   EMG measures (:mod:`mmme_neuro.epochs`).
 5. **re-reference**: common average of the 62 scalp channels, or linked
    mastoids (M1 + M2) / 2; M1/M2 are then dropped from analysis.
 6. **ICA** (ocular): the one step *fitted on all segments together*:
@@ -976,6 +986,9 @@ def read_segments(
         Preloaded, the spans in time order. Joins carry ``BAD boundary`` and
         ``EDGE boundary`` annotations; :func:`get_segment_map` returns the map
         from original to segment samples (stored in ``info["temp"]``).
+        Channels marked bad in the recording (:func:`mmme_neuro.channels.marked_bad`)
+        and channels holding NaN/Inf are zero-filled and in ``info["bads"]``
+        (:func:`recording_bads` says which and why).
 
     Raises
     ------
@@ -1591,11 +1604,20 @@ def preprocess_segments(
     report : dict
         ``steps`` (what ran, with parameters: goes into provenance attrs),
         ``bad_channels``, ``bad_channel_scores`` (records), ``ica``,
+        ``recording_bad_channels`` (only when the recording brings bad scalp
+        channels: ``[{"channel", "reason"}]``, also in ``steps``),
         ``resample``, ``segments`` (:meth:`SegmentMap.to_dict` of the spans
         read), ``cleaned`` (the windows kept after the high-pass:
         ``n_windows``, ``n_samples`` of ``of_samples``, ``margin_s``; None
         if whole spans were kept, for segments without an epoch-window
         record or with a non-integer resampling ratio).
+
+    Raises
+    ------
+    BadChannelsError
+        If the recording's bad scalp channels (:func:`recording_bads`, and
+        scalp channels missing from ``segments``) are not to be interpolated
+        (:func:`check_recording_bads`).
 
     Notes
     -----
