@@ -52,7 +52,7 @@ from mmme_neuro import features as ft
 from mmme_neuro import steps
 from mmme_neuro.config import Config
 from mmme_neuro.containers import provenance, save_netcdf
-from mmme_neuro.dataset import coded_exclusions, prepare_bids
+from mmme_neuro.dataset import analysis_exclusions, prepare_bids
 from mmme_neuro.pipeline import RunReport, Step, run_steps
 from mmme_neuro.reporting import base_summary, format_p, make_contrast, p_text, write_summary
 from mmme_neuro.viz import decoding as vdec
@@ -219,7 +219,7 @@ def run(config: Config, out_dir: Path, *, tasks: Sequence[str] = TASKS, n_permut
     results, skipped = run_decoding(table, config, tasks, n_permutations=n_permutations, progress=progress)
     scores = dec.summary_table(results)
     # every coded expression of the analysed subjects: analysed, an epoch rejected with its reason, or excluded upstream
-    exclusions = coded_exclusions(bids_root, sorted(set(md["subject"].astype(str))))
+    exclusions = analysis_exclusions(bids_root, sorted(set(md["subject"].astype(str))), failed)
     # the fusion model of the main table, exactly as decoded (EMG-prone columns out, early fusion)
     leak = dec.pipeline_leakage_check(table, "me_vs_mae", "eeg+physio", config=config,
                                       exclude_columns=ft.emg_prone_columns(table.columns, config))  # fmt: skip

@@ -23,7 +23,8 @@ covariate, and the paired ME vs MaE test of the EMG measures. Writes to
   the EMG covariates), ``mixed_models`` (with and without ``emg_rms_uv``),
   ``emg_confound`` (paired tests), ``emg_per_subject``, ``epochs`` (every
   planned epoch, kept or rejected with its reason), ``exclusions`` (coded
-  expressions that never became epochs), ``min_count``;
+  expressions that never became epochs, those of subjects the analysis failed
+  on included, with the failure), ``min_count``;
 * figures (PNG 300 dpi + PDF): ``erp_overview`` (waveforms, EMG confound,
   topomaps), ``erp_waveforms``, ``topomaps_me_vs_mae``, ``topomaps_me_vs_ne``,
   ``emg_confound``;
@@ -58,7 +59,7 @@ from mmme_neuro import epochs as ep_mod
 from mmme_neuro import erp, matching, steps
 from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
-from mmme_neuro.dataset import coded_exclusions, prepare_bids
+from mmme_neuro.dataset import analysis_exclusions, prepare_bids
 from mmme_neuro.pipeline import Step, run_steps
 from mmme_neuro.preprocessing import ica_stability_table
 from mmme_neuro.reporting import (
@@ -580,7 +581,8 @@ def run(config: Config, out_dir: Path, *, progress: bool = True, figures: bool =
     write_csv(ep_mod.emg_summary(md), out_dir / "emg_per_subject.csv")
     write_csv(md, out_dir / "epochs.csv")
     write_csv(report, out_dir / "min_count.csv")
-    excl = coded_exclusions(bids_root, sorted(set(step.results) | set(md["subject"])))
+    # every coded expression of every subject: an epoch (epochs.csv), or here with its reason (failed subjects too)
+    excl = analysis_exclusions(bids_root, sorted(set(step.results) | set(md["subject"])), failed)
     write_csv(excl, out_dir / "exclusions.csv")
     ica_stab = None
     if config.preprocessing.ica_stability_refits:

@@ -49,7 +49,7 @@ from mmme_neuro import matching, steps
 from mmme_neuro import netanalysis as na
 from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
-from mmme_neuro.dataset import prepare_bids
+from mmme_neuro.dataset import analysis_exclusions, failed_exclusions, prepare_bids
 from mmme_neuro.pipeline import Step, run_steps
 from mmme_neuro.reporting import (
     base_summary,
@@ -539,6 +539,11 @@ def run(config: Config, out_dir: Path, *, progress: bool = True) -> dict[str, An
     summary = build_summary(
         config, inputs, conn, md, report, nodal, nbs, glob_df, models, failed, planned, matched
     )
+    lost = failed_exclusions(bids_root, failed)
+    if len(lost):  # the coded expressions of failed subjects, with why (written only then: clean outputs unchanged)
+        write_csv(analysis_exclusions(bids_root, sorted(set(md["subject"].astype(str))), failed),
+                  out_dir / "exclusions.csv")  # fmt: skip
+        summary["exclusions_by_reason"] = ep_mod.exclusion_counts(md, lost)
     write_summary(out_dir, summary, build_markdown(summary))
     write_timing(out_dir, step, t_group)
     logger.info("%s: %d subjects -> %s", ANALYSIS, summary["n_subjects"], os.fspath(out_dir))

@@ -21,7 +21,10 @@ response: the previous response decays through the baseline).
 Writes to ``--out`` (default ``figures/physio_concordance/``):
 ``physio_timecourses.nc`` ``(subject, condition, signal, time)``; CSV
 ``epoch_features``, ``window_features``, ``concordance``, ``scr_rates``,
-``quality`` (per subject x signal x reason), ``brain_body`` (if EEG); figures
+``quality`` (per subject x signal x reason), ``brain_body`` (if EEG),
+``exclusions`` (only when a subject failed, e.g. it has no physiology
+recording: every coded expression of the study's subjects that is not
+analysed, the failed subject's with the failure); figures
 ``timecourses``, ``concordance_me_vs_mae``, ``concordance_me_vs_ne``,
 ``latencies``, ``brain_body``; ``summary.json`` and ``summary.md``.
 """
@@ -44,7 +47,7 @@ from mmme_neuro import concordance as co
 from mmme_neuro import physio as ph
 from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
-from mmme_neuro.dataset import prepare_bids
+from mmme_neuro.dataset import analysis_exclusions, failed_exclusions, prepare_bids
 from mmme_neuro.pipeline import Step, run_steps
 from mmme_neuro.reporting import base_summary, format_p, make_contrast, model_fields, write_summary
 from mmme_neuro.stats import mixed_model
@@ -183,6 +186,11 @@ def run(config: Config, out_dir: Path, *, eeg_trials: Path | None = None, progre
         for code in filter(None, str(reason).split(";")):
             excl[code] = excl.get(code, 0) + 1
     excl["not_clean_baseline_hr_rsp"] = int((~main_conds["clean_baseline"].astype(bool)).sum())
+    lost = failed_exclusions(bids_root, failed)
+    if len(lost):  # subjects without a usable physiology (no recording ...): every coded expression, with why
+        write_csv(analysis_exclusions(bids_root, list(step.results), failed, scopes=("all", "physio")),
+                  out_dir / "exclusions.csv")  # fmt: skip
+        excl["subject_failed"] = len(lost)
     summary["exclusions_by_reason"] = dict(sorted(excl.items()))
     responses = {}
     for c in ("ME", "MaE", "NE"):

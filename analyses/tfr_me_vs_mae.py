@@ -54,7 +54,7 @@ from mmme_neuro import epochs as ep_mod
 from mmme_neuro import matching, steps, tfr
 from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
-from mmme_neuro.dataset import prepare_bids
+from mmme_neuro.dataset import analysis_exclusions, failed_exclusions, prepare_bids
 from mmme_neuro.pipeline import Step, run_steps
 from mmme_neuro.reporting import (
     base_summary,
@@ -471,6 +471,11 @@ def run(config: Config, out_dir: Path, *, method: str = "morlet", progress: bool
     summary = build_summary(
         config, inputs, group, md, clusters, models, emg, report, failed, planned, matched
     )
+    lost = failed_exclusions(bids_root, failed)
+    if len(lost):  # the coded expressions of failed subjects, with why (written only then: clean outputs unchanged)
+        write_csv(analysis_exclusions(bids_root, sorted(set(md["subject"].astype(str))), failed),
+                  out_dir / "exclusions.csv")  # fmt: skip
+        summary["exclusions_by_reason"] = ep_mod.exclusion_counts(md, lost)
     write_summary(out_dir, summary, build_markdown(summary))
     write_timing(out_dir, step, t_group)
     logger.info("%s: %d subjects -> %s", ANALYSIS, summary["n_subjects"], os.fspath(out_dir))

@@ -43,6 +43,18 @@ CNT, EDF/BDF whose header holds a patient name, FIF) is converted to
 BrainVision, which **loads the whole recording into memory**. Channel types
 come from the reader (EOG, ECG, EMG, TRIG in ``channels.tsv``).
 
+Bad channels (:func:`mmme_neuro.channels.check_converted`): the recording is
+scanned in 64-MiB chunks; a channel with NaN/Inf samples or constant data is
+marked ``bad`` in ``channels.tsv`` with the reason in ``status_description``
+(``non-finite values in 8.0 s (from 12.0 s)``, ``flat: constant over the
+recording``), and a montage channel absent from the recording is reported
+(it has no row); each is logged as a warning naming the BIDS file and the
+channel, and recorded in ``conversion_summary.json`` (``channel_issues`` of
+the subject). The data are not altered: the EEGLAB copy keeps the NaN/Inf
+bytes, and the BrainVision conversion (IEEE float32) writes them as NaN/Inf,
+which read back unchanged; the analyses never filter them
+(:mod:`mmme_neuro.preprocessing`).
+
 Events
 ------
 ``events.tsv`` is written by this module (not from the recording's
@@ -174,6 +186,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from ._privacy import Redactor, as_redactor, redact_names
 from ._utils import atomic_path, atomic_write_text, sha256_file, stat_key, time_to_sample
+from .channels import check_converted
 from .config import Config
 from .constants import CLIP_EMOTION, CLIP_MARKERS, REST_MARKER
 from .ingest import (
@@ -288,7 +301,9 @@ class ConversionSummary:
     subjects : list of dict
         Per subject: ``participant_id``, ``status`` (``converted``,
         ``skipped`` (unchanged inputs) or ``failed``), ``n_expressions``,
-        ``n_excluded_all``, ``n_excluded_physio``, ``reason``.
+        ``n_excluded_all``, ``n_excluded_physio``, ``reason``; ``channel_issues``
+        (``bad``: channels marked bad in ``channels.tsv`` with the reason,
+        ``missing``: montage channels absent) only when there is one.
     accounting_ok : bool
         ``coding_rows == expressions_in_events + exclusions_all``.
     elapsed_s : float
@@ -1170,7 +1185,8 @@ def convert_session(session: SessionIngest, bids_root: str | os.PathLike, *, tas
     result : dict
         ``participant_id``, ``files`` (paths relative to ``bids_root``),
         ``n_expressions``, ``n_me``, ``n_mae``, ``eeg_copied`` (True: the
-        EEG file was copied without loading the data).
+        EEG file was copied without loading the data), ``channel_issues``
+        (:func:`mmme_neuro.channels.check_converted`).
     """
     import mne_bids
 
@@ -1204,6 +1220,9 @@ def convert_session(session: SessionIngest, bids_root: str | os.PathLike, *, tas
             for companion in (data_file, data_file.with_suffix(".vmrk")):
                 if companion.is_file():
                     _scrub_text_file(companion, in_files)
+        # non-finite / flat channels marked bad in channels.tsv (the data are copied as they are), missing ones logged
+        channel_issues = check_converted(session.eeg_raw, bp.copy().update(suffix="channels", extension=".tsv").fpath,
+                                         data_file.name)  # fmt: skip
 
         events = _events_table(session)
         ev_path = bp.copy().update(suffix="events", extension=".tsv").fpath
@@ -1228,6 +1247,7 @@ def convert_session(session: SessionIngest, bids_root: str | os.PathLike, *, tas
         "n_me": int((kinds == "ME").sum()),
         "n_mae": int((kinds == "MaE").sum()),
         "eeg_copied": bool(copied),
+        "channel_issues": channel_issues,
     }
 
 
@@ -1645,6 +1665,8 @@ def _convert_locked(bids_root: Path, config: Config, coding: CodingResult, sessi
                        "n_expressions": result["n_expressions"], "n_me": result["n_me"], "n_mae": result["n_mae"],
                        "n_excluded_all": int((excl["scope"] == "all").sum()),
                        "n_excluded_physio": int((excl["scope"] == "physio").sum())}  # fmt: skip
+            if result.get("channel_issues"):  # bad channels marked in channels.tsv, missing montage channels
+                summary["channel_issues"] = result["channel_issues"]
             record = {"record_version": _RECORD_VERSION, "subject": subject, "status": "converted",
                       "fingerprint": base_fp, "inputs": inputs_rec, "files": result["files"],
                       "bids_files": _bids_file_hashes(bids_root, subject, inputs_rec),

@@ -177,6 +177,16 @@ class PreprocessingConfig(_Section):
     reference: Literal["average", "mastoids"] = Field("average", description="Re-reference: common average or linked mastoids M1/M2.")
     resample_sfreq: float | None = Field(250.0, gt=0, description="Sampling rate (Hz) after preprocessing, > 0; None keeps the original.")
     ica: bool = Field(True, description="Remove ocular (VEO/HEO) ICA components.")
+    bad_channels: Literal["interpolate", "exclude"] = Field(
+        "interpolate",
+        description=(
+            "Scalp channels the recording brings bad (marked bad in channels.tsv by the conversion: non-finite "
+            "values, flat; non-finite samples found when read; montage channels missing from the recording): "
+            "'interpolate' (zero-filled before any filter, then spherical-spline interpolation; at most a quarter "
+            "of the scalp channels) or 'exclude' (the subject is excluded from the EEG analyses, the reason naming "
+            "the channels)."
+        ),
+    )  # fmt: skip
     ica_stability_refits: int = Field(
         0, ge=0, le=50,
         description=(

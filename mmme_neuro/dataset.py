@@ -21,7 +21,7 @@ the number of subjects grows.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +31,8 @@ from .bids import BidsSession, convert_study, read_bids_session
 from .config import Config
 from .manifest import check_study
 
-__all__ = ["bids_root_for", "coded_exclusions", "iter_sessions", "list_subjects", "prepare_bids", "stored_coding"]
+__all__ = ["analysis_exclusions", "bids_root_for", "coded_exclusions", "failed_exclusions", "iter_sessions",
+           "list_subjects", "prepare_bids", "stored_coding"]
 
 logger = logging.getLogger(__name__)
 
@@ -114,11 +115,13 @@ def iter_sessions(bids_root: str | Path, subjects: list[str] | None = None, *,
         yield read_bids_session(bids_root, sub, physio=physio)
 
 
-def coded_exclusions(bids_root: str | Path, subjects: Sequence[str]) -> pd.DataFrame:
+def coded_exclusions(bids_root: str | Path, subjects: Sequence[str], *,
+                     scopes: Sequence[str] = ("all",)) -> pd.DataFrame:  # fmt: skip
     """Coded expressions of ``subjects`` that never became BIDS events, with their reasons.
 
     Reads ``derivatives/mmme-neuro/exclusions.tsv`` (rows of scope ``all``:
-    excluded from every modality); an empty table if the study has none.
+    excluded from every modality; ``scopes=("all", "physio")`` adds those
+    not analysable in the physiology); an empty table if the study has none.
 
     Returns
     -------
@@ -131,7 +134,8 @@ def coded_exclusions(bids_root: str | Path, subjects: Sequence[str]) -> pd.DataF
     if not path.is_file():
         return pd.DataFrame(columns=cols)
     ex = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False, dtype=str)
-    ex = ex[(ex.get("scope", "all") == "all") & ex["subject"].isin(set(subjects))]
+    scope = ex["scope"] if "scope" in ex else pd.Series("all", index=ex.index)
+    ex = ex[scope.isin(list(scopes)) & ex["subject"].isin(set(subjects))]
     return ex.reindex(columns=cols).sort_values(["subject", "reason_code", "expression_id"], kind="stable",
                                                 na_position="last").reset_index(drop=True)  # fmt: skip
 
@@ -176,3 +180,72 @@ def stored_coding(bids_root: str | Path) -> tuple[CodingResult, dict[str, Path]]
                 "the coding file (--coding / paths.coding_file)"
             )
     return read_stored_coding(inputs["coded_expressions"], inputs["coding_report"]), inputs
+def failed_exclusions(bids_root: str | Path, failed: Sequence[Mapping[str, str]]) -> pd.DataFrame:
+    """Every coded expression (ME/MaE row of ``events.tsv``) of the subjects an analysis failed on, with why.
+
+    Parameters
+    ----------
+    bids_root : path-like
+        The converted study.
+    failed : sequence of dict
+        ``[{"subject", "reason"}]``, e.g. :attr:`mmme_neuro.pipeline.RunReport.failed`.
+
+    Returns
+    -------
+    exclusions : pandas.DataFrame
+        The columns of :func:`coded_exclusions`; ``reason_code``
+        ``subject_failed``, ``stage`` ``analysis``, ``reason`` the failure
+        (``"upstream step clean-epochs failed: BadChannelsError: sub-01: bad channel ..."``).
+    """
+    cols = ["expression_id", "subject", "marker", "kind", "reason_code", "stage", "reason"]
+    parts = []
+    for f in failed:
+        sub = str(f["subject"])
+        path = Path(bids_root) / sub / "eeg" / f"{sub}_task-mmme_events.tsv"
+        if not path.is_file():
+            continue
+        ev = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False, dtype=str)
+        ev = ev[ev["trial_type"].isin(["ME", "MaE"])]
+        parts.append(pd.DataFrame({"expression_id": ev["expression_id"].to_numpy(), "subject": sub,
+                                   "marker": ev["marker"].to_numpy(), "kind": ev["trial_type"].to_numpy(),
+                                   "reason_code": "subject_failed", "stage": "analysis",
+                                   "reason": str(f["reason"])}, columns=cols))  # fmt: skip
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+
+
+def analysis_exclusions(bids_root: str | Path, subjects: Sequence[str], failed: Sequence[Mapping[str, str]] = (),
+                        *, scopes: Sequence[str] = ("all",)) -> pd.DataFrame:  # fmt: skip
+    """An analysis' exclusion table: the study's exclusions of its subjects, and every coded expression
+    of the subjects it failed on.
+
+    With the analysed epochs it accounts for every coded expression of every
+    subject of the study: ``rows_in == analysed + excluded``. Without
+    failures it is :func:`coded_exclusions` of ``subjects``.
+
+    Parameters
+    ----------
+    bids_root : path-like
+        The converted study.
+    subjects : sequence of str
+        Subjects analysed.
+    failed : sequence of dict
+        ``[{"subject", "reason"}]`` of the subjects the analysis failed on
+        (:attr:`mmme_neuro.pipeline.RunReport.failed`): their rows of
+        ``exclusions.tsv`` and their coded expressions (:func:`failed_exclusions`).
+    scopes : sequence of str
+        Scopes of ``exclusions.tsv`` that count (:func:`coded_exclusions`).
+
+    Returns
+    -------
+    exclusions : pandas.DataFrame
+        The columns of :func:`coded_exclusions`, sorted by subject, code and id.
+    """
+    names = sorted({str(f["subject"]) for f in failed})
+    if not names:
+        return coded_exclusions(bids_root, subjects, scopes=scopes)
+    lost = failed_exclusions(bids_root, failed)
+    coded = coded_exclusions(bids_root, sorted(set(subjects) | set(names)), scopes=scopes)
+    coded = coded[~coded["expression_id"].isin(set(lost["expression_id"].dropna()))]  # listed once, as failed
+    out = pd.concat([coded, lost], ignore_index=True) if len(coded) else lost
+    return out.sort_values(["subject", "reason_code", "expression_id"], kind="stable",
+                           na_position="last").reset_index(drop=True)  # fmt: skip

@@ -34,13 +34,16 @@ import numpy as np
 import pandas as pd
 
 from ._utils import time_to_sample
+from .channels import marked_bad, scalp_problems
 from .config import Config, EmgConfig, EpochConfig, RejectionConfig
 from .constants import CLIP_EMOTION, SCALP_CHANNELS
 from .containers import provenance
 from .preprocessing import (
+    BadChannelsError,
     PreprocessOptions,
     _read_decimated,
     _read_map,
+    check_recording_bads,
     decimation_factor,
     filter_pad_s,
     filter_spans,
@@ -49,6 +52,7 @@ from .preprocessing import (
     notch_kernel,
     preprocess_segments,
     read_segments,
+    recording_bads,
 )
 from .rejection import _too_few_epochs, autoreject_epochs
 
@@ -458,6 +462,14 @@ def emg_measures(
         })  # fmt: skip
 
 
+def _no_emg(durations_s: np.ndarray, epoch_config: EpochConfig) -> pd.DataFrame:
+    """The columns of :func:`emg_measures`, NaN: every EMG channel is bad in the recording."""
+    nan = np.full(len(durations_s), np.nan)
+    return pd.DataFrame({"emg_window_s": _emg_window_s(durations_s, epoch_config.tmax), "emg_rms_uv": nan,
+                         "emg_rms_baseline_uv": nan, "emg_rms_log_ratio": nan, "emg_temporal_power": nan,
+                         "emg_temporal_power_baseline": nan, "emg_temporal_power_log_ratio": nan})  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- epoching
 
 
@@ -601,6 +613,11 @@ def make_epochs(
     ------
     ValueError
         On missing columns, an empty session or a non-string subject.
+    mmme_neuro.preprocessing.BadChannelsError
+        ``"sub-01: bad channel in the recording: CZ (missing from the recording); ..."``
+        when the recording's bad scalp channels are not interpolated
+        (``preprocessing.bad_channels = "exclude"``, or too many); checked
+        before reading for those marked in ``channels.tsv`` or missing.
 
     Notes
     -----
@@ -617,6 +634,10 @@ def make_epochs(
     if len(clips) == 0:
         raise ValueError(f"{subject}: no clip in the recording")
     opts = options or PreprocessOptions()
+    try:  # before reading anything: channels marked bad in channels.tsv, montage channels missing
+        check_recording_bads(scalp_problems(marked_bad(raw), raw.ch_names), config.preprocessing)
+    except BadChannelsError as err:
+        raise BadChannelsError(f"{subject}: {err}") from None
     analysis = config.epochs
     ext = tuple(float(x) for x in extend_s)
     if len(ext) != 2 or min(ext) < 0 or not all(np.isfinite(ext)):
@@ -654,14 +675,29 @@ def make_epochs(
     else:
         segments = read_segments(raw, centers, ep.tmin, ep.tmax, pad)
         n_loaded = get_segment_map(segments).n_orig_samples
+    unmarked = recording_bads(segments).get("non_finite", [])
+    if unmarked:
+        logger.warning("%s: channel(s) %s hold non-finite values (NaN/Inf) but are not marked bad in the recording: "
+                       "zero-filled before filtering and treated as bad", subject, ", ".join(unmarked))  # fmt: skip
     emg_from = "the EEG spans read" if emg_seg is not None else "read apart"
     if emg_seg is None:
         emg_seg = read_segments(src, centers, analysis.tmin, analysis.tmax, emg_pad, picks=picks)
-    emg_seg = _emg_copy(emg_seg, config.emg, config.preprocessing.notch_freq)
     n_emg = get_segment_map(emg_seg).n_orig_samples
-    emg = emg_measures(emg_seg, plan["landmark_sample"].to_numpy(), plan["duration_s"].to_numpy(), analysis, config.emg)
+    emg_bad = [c for c in emg_seg.info["bads"] if c in emg_seg.ch_names]  # zero-filled while read: not measured
+    if len(emg_bad) < len(emg_seg.ch_names):
+        emg_seg = _emg_copy(emg_seg.drop_channels(emg_bad) if emg_bad else emg_seg, config.emg,
+                            config.preprocessing.notch_freq)  # fmt: skip
+        emg = emg_measures(emg_seg, plan["landmark_sample"].to_numpy(), plan["duration_s"].to_numpy(), analysis,
+                           config.emg)  # fmt: skip
+    else:
+        emg = _no_emg(plan["duration_s"].to_numpy(), analysis)
     del emg_seg
-    clean, prep = preprocess_segments(segments, config, options=opts, copy=False)
+    try:
+        clean, prep = preprocess_segments(segments, config, options=opts, copy=False)
+    except BadChannelsError as err:
+        raise BadChannelsError(f"{subject}: {err}") from None
+    if emg_bad:
+        prep["emg_bad_channels"] = emg_bad
     del segments
     prep["pad_s"] = pad
     prep["emg_pad_s"] = emg_pad

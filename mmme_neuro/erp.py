@@ -368,9 +368,18 @@ def stack_subjects(
     if len(set(subjects)) != len(subjects):
         raise ValueError(f"duplicate subject labels: {subjects}")
     ref = evokeds[0]
+    lists = [tuple(str(c) for c in ev["channel"].values) for ev in evokeds]
+    if len(set(lists)) > 1:  # name the subjects that differ from the most common channel list, and how
+        common = max(set(lists), key=lambda chs: (lists.count(chs), -lists.index(chs)))
+        odd = []
+        for s, chs in zip(subjects, lists, strict=True):
+            if chs != common:
+                lacks, extra = [c for c in common if c not in chs], [c for c in chs if c not in common]
+                how = "; ".join(p for p in (f"no {', '.join(lacks)}" if lacks else "",
+                                            f"extra {', '.join(extra)}" if extra else "") if p) or "another order"
+                odd.append(f"{s} ({how})")
+        raise ValueError(f"channels differ from those of the other subjects: {'; '.join(odd)}")
     for s, ev in zip(subjects, evokeds, strict=True):
-        if list(ev["channel"].values) != list(ref["channel"].values):
-            raise ValueError(f"{s}: channels differ from those of {subjects[0]}")
         if ev.sizes["time"] != ref.sizes["time"] or not np.allclose(ev["time"].values, ref["time"].values, atol=1e-9):
             raise ValueError(f"{s}: time points differ from those of {subjects[0]}")
     conditions = _ordered_conditions([c for ev in evokeds for c in ev["condition"].values])

@@ -28,6 +28,8 @@ the physiology):
     coded on them), so it cannot be placed on the EEG clock: the session is
     kept with its EEG, as a session without a physiology file is, and the
     physiology is not used (:attr:`SessionIngest.physio_problem`).
+``no_physio_recording`` (physio)
+    The session has no physiology recording (the EEG is analysed).
 ``session_failed`` (all)
     The session could not be ingested (unreadable file, clocks that cannot
     be matched ...); the reason names the error.
@@ -616,6 +618,8 @@ def _ingest(files: SessionFiles, expressions: pd.DataFrame, config: Config, reda
         ex["in_physio"] = False
         if physio_problem is not None and len(ex):
             excl.append(_exclusion_rows(ex, "physio_unusable", "physio", physio_problem))
+        elif praw is None and len(ex):
+            excl.append(_exclusion_rows(ex, "no_physio_recording", "physio", "no physiology recording of this session"))
 
     end = ex["marker"].map(dict(zip(clips["marker"], clips["end_time_s"], strict=True)))
     flags = []

@@ -666,7 +666,15 @@ def process_session(session: Any, config: Any, *, clean_baseline_s: float = 8.0,
         As :func:`process_physio`.
     events : pandas.DataFrame
         As :func:`session_events`, ``in_recording`` rows only.
+
+    Raises
+    ------
+    ValueError
+        ``"sub-XX: no physiology recording"`` if the session has none (the
+        physiology analysis then excludes the subject with that reason).
     """
+    if not session.has_physio:
+        raise ValueError(f"{session.subject}: no physiology recording")
     processed, info = process_physio(_signal_table(session), session_sampling_rate(session))
     events = session_events(session, config, clean_baseline_s=clean_baseline_s, clips=clips)
     return processed, info, events[events["in_recording"]].reset_index(drop=True)

@@ -57,9 +57,19 @@ recorded in ``report["steps"]``, which goes into provenance attributes):
    reference and ICA application 4x cheaper; the 0.1-Hz high-pass ~1.5x). The
    margin is kept when ICA is off too, so bad channels are found on the same
    data either way.
-4. **bad channels** (:func:`detect_bad_channels`, on the kept windows): robust z-scores of
-   channel amplitude and of correlation with the nearest neighbours; flagged channels
-   are interpolated by spherical splines (montage positions, Quik-Cap).
+4. **bad channels**: first those the recording brings (:mod:`mmme_neuro.channels`): channels
+   marked bad in ``channels.tsv`` (the conversion marks NaN/Inf and flat ones) and rows
+   with NaN/Inf found while reading are zero-filled as each span is read, before any
+   filter (an FFT convolution spreads one NaN over its whole block; ICA refuses it), and
+   scalp channels missing from the recording are added (zeros, template position mapped
+   into the recording's frame); ``preprocessing.bad_channels = "exclude"`` refuses the
+   recording instead (:class:`BadChannelsError`, as more than
+   :data:`MAX_INTERPOLATED_FRACTION` of the scalp channels do). Then
+   :func:`detect_bad_channels` (on the kept windows, the channels above left out):
+   robust z-scores of channel amplitude and of correlation with the nearest neighbours.
+   All are interpolated by spherical splines (montage positions, Quik-Cap). A bad EOG
+   channel is left out of the ocular ICA search, bad EMG or temporal channels out of the
+   EMG measures (:mod:`mmme_neuro.epochs`).
 5. **re-reference**: common average of the 62 scalp channels, or linked
    mastoids (M1 + M2) / 2; M1/M2 are then dropped from analysis.
 6. **ICA** (ocular): the one step *fitted on all segments together*:
@@ -111,10 +121,13 @@ import scipy.signal
 from numpy.typing import ArrayLike
 
 from ._utils import n_threads
+from .channels import add_missing_channels, as_records, describe_bad, marked_bad, scalp_problems
 from .config import Config, PreprocessingConfig
 from .constants import MASTOID_CHANNELS, SCALP_CHANNELS
 
 __all__ = [
+    "BadChannelsError",
+    "check_recording_bads",
     "PreprocessOptions",
     "SegmentMap",
     "decimation_factor",
@@ -129,6 +142,7 @@ __all__ = [
     "preprocess",
     "preprocess_segments",
     "read_segments",
+    "recording_bads",
 ]
 
 logger = logging.getLogger(__name__)
@@ -136,6 +150,9 @@ logger = logging.getLogger(__name__)
 _TEMP_KEY = "mmme_segment_map"
 _WIN_KEY = "mmme_epoch_windows"  # (orig first sample, orig stop) of every epoch window
 _LP_KEY = "mmme_lowpassed"  # set when the segments were low-passed (+ decimated) while read
+_BAD_KEY = "mmme_recording_bads"  # channels the recording brings bad: {"marked": {ch: why}, "non_finite": [ch]}
+#: At most this fraction of the scalp channels can be bad in the recording and still be interpolated.
+MAX_INTERPOLATED_FRACTION = 0.25
 _PAD_MARGIN_S = 0.1
 _FILTER_TYPES = ["eeg", "eog", "ecg", "emg"]
 
@@ -447,6 +464,40 @@ def _thread_map(fn: Callable[[Any], Any], items: list[Any], n_jobs: int) -> list
         return [fn(x) for x in items]
     with ThreadPoolExecutor(threads, thread_name_prefix="mmme-prep") as pool:
         return list(pool.map(fn, items))
+
+
+def _zero_bad_rows(x: np.ndarray, marked_rows: Sequence[int]) -> list[int]:
+    """Zero-fill (in place) the rows of channels marked bad and the rows holding non-finite values.
+
+    No NaN or Inf may reach a filter: an FFT convolution spreads one over the
+    whole block, and ICA refuses it. Returns the rows with non-finite values
+    that were not marked (found here).
+    """
+    if len(marked_rows):
+        x[list(marked_rows)] = 0.0
+    if np.isfinite(x).all():
+        return []
+    rows = np.flatnonzero(~np.isfinite(x).all(axis=1)).tolist()
+    x[rows] = 0.0
+    return [r for r in rows if r not in set(marked_rows)]
+
+
+def _record_bads(segments: mne.io.BaseRaw, marked: Mapping[str, str], found: set[str]) -> None:
+    """Keep what :func:`_zero_bad_rows` zero-filled on ``segments`` (bads and the segments' temp record)."""
+    if not marked and not found:
+        return
+    names = sorted(found, key=segments.ch_names.index)
+    if names:  # make_epochs warns, naming the subject
+        logger.info("channel(s) %s hold non-finite values (NaN/Inf) the recording does not mark bad: zero-filled "
+                    "before filtering and treated as bad", ", ".join(names))  # fmt: skip
+    segments.info["bads"] = sorted(set(segments.info["bads"]) | set(marked) | found, key=segments.ch_names.index)
+    _set_temp(segments, _BAD_KEY, {"marked": dict(marked), "non_finite": names})
+
+
+def recording_bads(segments: mne.io.BaseRaw) -> dict[str, Any]:
+    """What the reader of ``segments`` zero-filled: ``marked`` (channel -> reason, from the recording's
+    ``channels.tsv``) and ``non_finite`` (channels with NaN/Inf found while reading); empty if nothing."""
+    return dict(_get_temp(segments, _BAD_KEY) or {})
 
 
 def _concat(pieces: list[mne.io.BaseRaw]) -> mne.io.BaseRaw:
@@ -777,6 +828,8 @@ def _read_decimated(
         raise ValueError(f"{sf} Hz -> {config.resample_sfreq} Hz is not an integer decimation")
     starts, stops, c, wins = _spans(raw, centers_s, tmin, tmax, pad_s)
     ch_names, info = _read_picks(raw, picks)
+    marked = {ch: why for ch, why in marked_bad(raw).items() if ch in ch_names}
+    marked_rows = [ch_names.index(ch) for ch in marked]
     idx = _filter_idx(info)
     new_sf = sf / k
     with info._unlock():
@@ -804,19 +857,21 @@ def _read_decimated(
         h = fir_kernel(new_sf, config.l_freq, None) if config.l_freq is not None else None
     emg_plan = _emg_plan(raw, centers_s, emg, a_arr, b_arr) if emg is not None else None
 
-    def one(i: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def one(i: int) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
         x = raw.get_data(picks=ch_names, start=int(a_arr[i]), stop=int(b_arr[i]))
+        found = _zero_bad_rows(x, marked_rows)
         emg_pieces = [] if emg_plan is None else \
             [x[emg_plan["rows"], ea - int(a_arr[i]):eb - int(a_arr[i])] for ea, eb in emg_plan["by_span"].get(i, [])]
         y = _lowpass_notch_decimate(x, sf, config, idx, k)
         del x
         if crop is None:
-            return [y], emg_pieces
+            return [y], emg_pieces, found
         s0 = int(smap.seg_start[i])
-        return _highpassed_windows(y, [(a - s0, b - s0) for a, b in by_span.get(i, [])], h, idx), emg_pieces
+        return _highpassed_windows(y, [(a - s0, b - s0) for a, b in by_span.get(i, [])], h, idx), emg_pieces, found
 
     done = _thread_map(one, list(range(smap.n_spans)), n_jobs)
-    pieces = [p for ps, _ in done for p in ps]
+    pieces = [p for ps, _, _ in done for p in ps]
+    found = {ch_names[r] for _, _, rows in done for r in rows}
     lp = {"steps": _lowpass_steps(sf, config), "resample": _decim_report(sf, k), "read_map": smap}
     if crop is None:
         segments = _assemble(pieces, info)
@@ -826,13 +881,16 @@ def _read_decimated(
                                                margin)  # fmt: skip
     _set_temp(segments, _WIN_KEY, wins)
     _set_temp(segments, _LP_KEY, lp)
+    _record_bads(segments, marked, found)
     logger.info("read + low-passed + decimated (%d -> %g Hz) %d spans (%d samples = %.1f s) around %d centres",
                 sf, new_sf, smap.n_spans, smap.n_orig_samples, smap.n_orig_samples / sf, c.size)  # fmt: skip
     emg_raw = None
     if emg_plan is not None:
-        emg_raw = _assemble([p for _, ps in done for p in ps], emg_plan["info"])
+        emg_raw = _assemble([p for _, ps, _ in done for p in ps], emg_plan["info"])
         _set_segment_map(emg_raw, emg_plan["map"])
         _set_temp(emg_raw, _WIN_KEY, emg_plan["wins"])
+        _record_bads(emg_raw, {ch: why for ch, why in marked.items() if ch in emg_raw.ch_names},
+                     {ch for ch in found if ch in emg_raw.ch_names})  # fmt: skip
     return segments, emg_raw
 
 
@@ -928,6 +986,9 @@ def read_segments(
         Preloaded, the spans in time order. Joins carry ``BAD boundary`` and
         ``EDGE boundary`` annotations; :func:`get_segment_map` returns the map
         from original to segment samples (stored in ``info["temp"]``).
+        Channels marked bad in the recording (:func:`mmme_neuro.channels.marked_bad`)
+        and channels holding NaN/Inf are zero-filled and in ``info["bads"]``
+        (:func:`recording_bads` says which and why).
 
     Raises
     ------
@@ -938,14 +999,23 @@ def read_segments(
     starts, stops, c, wins = _spans(raw, centers_s, tmin, tmax, pad_s)
     sf = float(raw.info["sfreq"])
     ch_names, info = _read_picks(raw, picks)
-    pieces = [mne.io.RawArray(raw.get_data(picks=ch_names, start=int(a), stop=int(b)), info.copy(), verbose=False)
-              for a, b in zip(starts, stops, strict=True)]  # fmt: skip
+    marked = {ch: why for ch, why in marked_bad(raw).items() if ch in ch_names}
+    marked_rows = [ch_names.index(ch) for ch in marked]
+    found: set[str] = set()
+
+    def read(a: int, b: int) -> np.ndarray:
+        x = raw.get_data(picks=ch_names, start=int(a), stop=int(b))
+        found.update(ch_names[r] for r in _zero_bad_rows(x, marked_rows))
+        return x
+
+    pieces = [mne.io.RawArray(read(a, b), info.copy(), verbose=False) for a, b in zip(starts, stops, strict=True)]
     segments = _concat(pieces)
     lengths = stops - starts
     seg_stop = np.cumsum(lengths)
     smap = SegmentMap(starts, stops, seg_stop - lengths, seg_stop, sf, sf)
     _set_segment_map(segments, smap)
     _set_temp(segments, _WIN_KEY, wins)
+    _record_bads(segments, marked, found)
     logger.info(
         "read %d spans (%d samples = %.1f s, %.1f %% of the recording) around %d centres",
         smap.n_spans, smap.n_orig_samples, smap.n_orig_samples / sf,
@@ -1063,6 +1133,31 @@ def check_rates(sfreq: float, cfg: PreprocessingConfig) -> None:
     if cfg.resample_sfreq is not None and cfg.resample_sfreq > sfreq and not np.isclose(cfg.resample_sfreq, sfreq):
         raise ValueError(f"preprocessing.resample_sfreq = {cfg.resample_sfreq} Hz is above the recording's rate "
                          f"({sfreq:g} Hz): set it to {sfreq:g} Hz or less, or null to keep the rate")  # fmt: skip
+
+
+class BadChannelsError(ValueError):
+    """The recording's bad scalp channels cannot be interpolated, or ``preprocessing.bad_channels`` excludes them."""
+
+
+def check_recording_bads(problems: Mapping[str, str], cfg: PreprocessingConfig) -> None:
+    """Refuse a recording whose bad scalp channels (channel -> reason) the configuration does not interpolate.
+
+    Raises
+    ------
+    BadChannelsError
+        With ``bad_channels = "exclude"`` if there is any, or if more than
+        :data:`MAX_INTERPOLATED_FRACTION` of the scalp channels are bad; the
+        message names each channel and its reason.
+    """
+    if not problems:
+        return
+    what = f"bad channel{'s' if len(problems) > 1 else ''} in the recording: {describe_bad(problems)}"
+    if cfg.bad_channels == "exclude":
+        raise BadChannelsError(f"{what}; excluded (preprocessing.bad_channels = 'exclude')")
+    limit = int(MAX_INTERPOLATED_FRACTION * len(SCALP_CHANNELS))
+    if len(problems) > limit:
+        raise BadChannelsError(f"{what}; {len(problems)} of {len(SCALP_CHANNELS)} scalp channels, more than can be "
+                               f"interpolated ({limit})")  # fmt: skip
 
 
 def decimation_factor(sfreq: float, target: float | None) -> int | None:
@@ -1435,7 +1530,7 @@ def ica_stability_table(preprocessing: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def _run_ica(raw: mne.io.BaseRaw, opts: PreprocessOptions, seed: int, *, refits: int = 0) -> dict[str, Any]:
-    eog = _eeg_present(raw, opts.eog_channels)
+    eog = [c for c in _eeg_present(raw, opts.eog_channels) if c not in raw.info["bads"]]  # a bad EOG was zero-filled
     picks_eeg = [c for c in _eeg_present(raw, SCALP_CHANNELS) if c not in raw.info["bads"]]
     fit_raw = _ica_fit_raw(raw, picks_eeg + eog, opts)
     sf = float(raw.info["sfreq"])
@@ -1509,11 +1604,20 @@ def preprocess_segments(
     report : dict
         ``steps`` (what ran, with parameters: goes into provenance attrs),
         ``bad_channels``, ``bad_channel_scores`` (records), ``ica``,
+        ``recording_bad_channels`` (only when the recording brings bad scalp
+        channels: ``[{"channel", "reason"}]``, also in ``steps``),
         ``resample``, ``segments`` (:meth:`SegmentMap.to_dict` of the spans
         read), ``cleaned`` (the windows kept after the high-pass:
         ``n_windows``, ``n_samples`` of ``of_samples``, ``margin_s``; None
         if whole spans were kept, for segments without an epoch-window
         record or with a non-integer resampling ratio).
+
+    Raises
+    ------
+    BadChannelsError
+        If the recording's bad scalp channels (:func:`recording_bads`, and
+        scalp channels missing from ``segments``) are not to be interpolated
+        (:func:`check_recording_bads`).
 
     Notes
     -----
@@ -1526,6 +1630,9 @@ def preprocess_segments(
     cfg = config.preprocessing
     smap = get_segment_map(segments)
     done = _get_temp(segments, _LP_KEY)  # low-passed + decimated while read (_read_decimated)
+    bad_rec = recording_bads(segments)
+    problems = scalp_problems(bad_rec.get("marked", {}), segments.ch_names, bad_rec.get("non_finite", []))
+    check_recording_bads(problems, cfg)
     raw = segments.copy() if copy else segments
     steps: dict[str, Any] = {}
     report: dict[str, Any] = {"bad_channels": [], "bad_channel_scores": [], "ica": None}
@@ -1567,8 +1674,14 @@ def preprocess_segments(
     if opts.filter:
         steps["bandpass"] = _highpass(raw, cfg, native_sf, done=kept is not None)
     report["cleaned"] = kept
+    if problems:  # the recording's own bad scalp channels: zero-filled while read, missing ones added here
+        added = add_missing_channels(raw, [c for c in problems if c not in raw.ch_names])
+        report["recording_bad_channels"] = as_records(problems)
+        steps["recording_bad_channels"] = {"policy": cfg.bad_channels, "channels": as_records(problems),
+                                           "added": added}  # fmt: skip
     if opts.detect_bads:
-        bads, scores = detect_bad_channels(raw, z_threshold=opts.bad_z_threshold,
+        picks = [c for c in _eeg_present(raw, SCALP_CHANNELS) if c not in raw.info["bads"]] if raw.info["bads"] else None
+        bads, scores = detect_bad_channels(raw, picks=picks, z_threshold=opts.bad_z_threshold,
                                            min_neighbor_corr=opts.bad_min_neighbor_corr,
                                            n_neighbors=opts.bad_n_neighbors)  # fmt: skip
         raw.info["bads"] = sorted(set(raw.info["bads"]) | set(bads), key=raw.ch_names.index)
