@@ -101,7 +101,8 @@ def end_to_end(seeds: list[int], work: Path, scale: str = "ci") -> list[dict]:
     Each seed's null study (``--null``: every planted condition difference removed) is
     simulated, converted and analysed with ``mmme-neuro run``; every ``contrasts`` record
     of every ``summary.json`` is counted by analysis and kind, significant when its p (the
-    corrected one where the record has one) is below .05.
+    corrected one where the record has one: ``p`` is corrected unless ``correction`` is
+    ``none``, then ``p_fdr`` when present) is below .05.
     """
     import subprocess
 
@@ -121,6 +122,8 @@ def end_to_end(seeds: list[int], work: Path, scale: str = "ci") -> list[dict]:
                 if rec.get("kind") in ("emg",):  # the EMG measures differ by design (ME and MaE move differently)
                     continue
                 p = rec.get("p")
+                if rec.get("correction") == "none" and rec.get("p_fdr") is not None:  # e.g. global measures
+                    p = rec["p_fdr"]
                 kinds.setdefault(rec["kind"], []).append(p is not None and p < 0.05)
             for kind, sig in kinds.items():
                 row = rows.setdefault((path.parent.name, kind), {"analysis": path.parent.name, "kind": kind,
