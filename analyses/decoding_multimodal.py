@@ -190,7 +190,7 @@ def build_markdown(summary: dict[str, Any]) -> str:
         elif v.get("exact"):
             perms = f", all {n_perm} arrangements (exact)"
         elif v.get("null"):  # the count includes the observed labelling
-            perms = f", {n_perm - 1} random arrangements plus the observed"
+            perms = f", {n_perm - 1} random label-swap permutations plus the observed"
         else:
             perms = f", {n_perm} permutations"
         first = v["first_significant_s"]

@@ -475,7 +475,8 @@ def build_markdown(summary: dict[str, Any]) -> str:
     if "with_emg_covariate" not in mm:
         verdict = "The model with the EMG covariate could not be fitted."
     elif surv is None:
-        verdict = (f"Without the EMG covariate the ME - MaE P3 effect is not significant ({p_text(plain['p'])}), so "
+        verdict = (f"Without the EMG covariate the ME - MaE P3 effect is not significant (t({_f(plain['df'], '.0f')}) = "
+                   f"{_f(plain['t'], '.2f')}, {p_text(plain['p'])}), so "
                    "there is no effect for the covariate to explain; the adjusted model is reported for completeness.")
     else:
         verdict = ("The ME - MaE P3 effect " + ("**survives**" if surv else "does **not** survive")

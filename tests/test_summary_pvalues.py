@@ -302,7 +302,7 @@ def test_decoding_markdown():
     row = next(line for line in md.splitlines() if line.startswith(first))
     assert row.count(f"<= {floor}") == 2
     assert f"label permutation test (within subject), {n} permutations" in md
-    text = f"one-sided; null: {TIME_NULL}, 999 random arrangements plus the observed): 0.328-0.508 s, p <= 0.001."
+    text = f"one-sided; null: {TIME_NULL}, 999 random label-swap permutations plus the observed): 0.328-0.508 s, p <= 0.001."
     assert md.count(text) >= 1
     # no label permutations: p is n/a, not 0
     s["results"]["n_permutations"] = 0
