@@ -95,18 +95,30 @@ def run(families: list, n: int, n_power: int, hs: tuple[float, ...], jobs: int, 
     return rows
 
 
+README = Path(__file__).parent / "README.md"
+_BEGIN, _END = "<!-- calibration:begin (bench_calibration.py writes this block) -->", "<!-- calibration:end -->"
+
+
+def update_readme(text: str, readme: Path = README) -> None:
+    """Put the calibration tables between the calibration markers of ``benchmarks/README.md`` (atomic write)."""
+    old = readme.read_text(encoding="utf-8")
+    start, stop = old.index(_BEGIN) + len(_BEGIN), old.index(_END)
+    tmp = readme.with_suffix(".md.tmp")
+    tmp.write_text(old[:start] + "\n" + text + "\n" + old[stop:], encoding="utf-8")
+    tmp.replace(readme)
+
+
 def end_to_end(seeds: list[int], work: Path, scale: str = "ci") -> list[dict]:
     """Null studies from the synthetic generator, every analysis run: significant records per kind.
 
-    Each seed's null study (``--null``: every planted condition difference removed) is
-    simulated, converted and analysed with ``mmme-neuro run``; every ``contrasts`` record
-    of every ``summary.json`` is counted by analysis and kind, significant when its p (the
-    corrected one where the record has one: ``p`` is corrected unless ``correction`` is
-    ``none``, then ``p_fdr`` when present) is below .05.
+    Each seed's null study (``--null``: every planted population ME - MaE difference removed;
+    subjects keep their drawn deviations, and MaE keep their larger facial EMG, a property of
+    the movement, not a planted effect) is simulated, converted and analysed with
+    ``mmme-neuro run``; the records are then counted by :func:`tally_null_studies`.
     """
     import subprocess
 
-    rows: dict[tuple[str, str], dict] = {}
+    outs = []
     for seed in seeds:
         out = work / f"null-{scale}-{seed}"
         cmd = [sys.executable, "-m", "mmme_neuro.cli", "run", "--scale", scale, "--null", "--seed", str(seed),
@@ -115,34 +127,54 @@ def end_to_end(seeds: list[int], work: Path, scale: str = "ci") -> list[dict]:
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         print(f"end-to-end null study seed {seed}: exit {done.returncode} in {time.perf_counter() - t0:.0f} s",
               file=sys.stderr, flush=True)
+        outs.append(out)
+    return tally_null_studies(outs)
+
+
+def _contrast_group(rec: dict) -> str:
+    """``ME-MaE`` (null in a null study) or ``ME-NE`` (expression vs none: differs by the movement itself)."""
+    c = str(rec.get("contrast") or rec.get("task") or "")
+    return "ME-MaE" if c.replace("_vs_", "-").lower() == "me-mae" else ("ME-NE" if c else "other")
+
+
+def tally_null_studies(outs: list[Path]) -> list[dict]:
+    """Every ``contrasts`` record of every ``summary.json`` of the null-study outputs ``outs``, by
+    analysis, kind and contrast: significant when its p is below .05 (the corrected one where the
+    record has one: ``p`` is corrected unless ``correction`` is ``none``, then ``p_fdr`` when present).
+    Records of kind ``emg`` are left out (ME and MaE move differently by design)."""
+    rows: dict[tuple[str, str, str], dict] = {}
+    for out in outs:
         for path in sorted(out.glob("*/summary.json")):
             summary = json.loads(path.read_text())
-            kinds: dict[str, list[bool]] = {}
+            kinds: dict[tuple[str, str], list[bool]] = {}
             for rec in summary.get("contrasts", []):
-                if rec.get("kind") in ("emg",):  # the EMG measures differ by design (ME and MaE move differently)
+                if rec.get("kind") in ("emg",):
                     continue
                 p = rec.get("p")
                 if rec.get("correction") == "none" and rec.get("p_fdr") is not None:  # e.g. global measures
                     p = rec["p_fdr"]
-                kinds.setdefault(rec["kind"], []).append(p is not None and p < 0.05)
-            for kind, sig in kinds.items():
-                row = rows.setdefault((path.parent.name, kind), {"analysis": path.parent.name, "kind": kind,
-                                                                 "studies": 0, "records": 0, "significant": 0,
-                                                                 "studies_with_any": 0})
+                kinds.setdefault((rec["kind"], _contrast_group(rec)), []).append(p is not None and p < 0.05)
+            for (kind, group), sig in kinds.items():
+                row = rows.setdefault((path.parent.name, kind, group), {
+                    "analysis": path.parent.name, "kind": kind, "contrast": group, "studies": 0, "records": 0,
+                    "significant": 0, "studies_with_any": 0})  # fmt: skip
                 row["studies"] += 1
                 row["records"] += len(sig)
                 row["significant"] += int(sum(sig))
                 row["studies_with_any"] += int(any(sig))
-    return list(rows.values())
+    return sorted(rows.values(), key=lambda r: (r["contrast"], r["analysis"], r["kind"]))
 
 
 def end_to_end_markdown(rows: list[dict], seeds: list[int]) -> str:
     """The table of :func:`end_to_end`."""
     lines = [f"End-to-end null studies (seeds {', '.join(map(str, seeds))}): significant records (p < .05, "
-             "corrected where the record is) by analysis and kind.", "",
-             "| analysis | kind | studies | records | significant | studies with any |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['analysis']} | {r['kind']} | {r['studies']} | {r['records']} | {r['significant']} | "
-              f"{r['studies_with_any']} |" for r in rows]
+             "corrected where the record is) by analysis, kind and contrast. Some kinds have records only when "
+             "something is significant (nodes, NBS components, time-decoding clusters). ME-NE is not null: an "
+             "expression differs from no expression by its movement (EMG).", "",
+             "| contrast | analysis | kind | studies | records | significant | studies with any |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.get('contrast', '')} | {r['analysis']} | {r['kind']} | {r['studies']} | {r['records']} | "
+              f"{r['significant']} | {r['studies_with_any']} |" for r in rows]
     return "\n".join(lines)
 
 
@@ -199,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         md = args.out.with_suffix(".md")
         md.with_suffix(".md.tmp").write_text(text + "\n")
         md.with_suffix(".md.tmp").replace(md)
+        if args.out == RESULTS / "calibration.json":  # the committed results: also into benchmarks/README.md
+            update_readme(text)
 
     rows = run(fams, args.n, args.n_power, tuple(args.s), args.jobs, args.seed, save=save)
     if rows:
