@@ -26,6 +26,7 @@ from typing import Any
 
 import mne
 import numpy as np
+import pandas as pd
 
 from .constants import EEG_CHANNELS, SCALP_CHANNELS
 
@@ -146,7 +147,10 @@ def describe_bad(channels: Mapping[str, str]) -> str:
 def mark_channels_tsv(path: str | os.PathLike, bad: Mapping[str, str]) -> list[str]:
     """Mark channels ``bad`` in a BIDS ``channels.tsv``: ``status`` ``bad``, ``status_description`` the reason.
 
-    The file is edited as text (only the two fields of the named rows change;
+    Not :func:`mne_bids.mark_channels`: in mne-bids 0.20 a list of
+    descriptions raises ``UnboundLocalError`` (``write_descriptions`` is set
+    only for a single string), and its rewrite of the whole table is not
+    atomic. The file is edited as text (only the two fields of the named rows change;
     a ``status``/``status_description`` column is added if missing) and
     replaced atomically; nothing is written if ``bad`` is empty.
 
@@ -189,6 +193,11 @@ def mark_channels_tsv(path: str | os.PathLike, bad: Mapping[str, str]) -> list[s
     return marked
 
 
+def _read_channels_tsv(path: Path) -> pd.DataFrame:
+    """A ``channels.tsv`` as strings ("n/a" kept as text)."""
+    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+
+
 def _channels_tsv_of(raw: mne.io.BaseRaw) -> Path | None:
     """The BIDS ``*_channels.tsv`` beside the recording's data file, if it is a BIDS file with one."""
     names = [f for f in (getattr(raw, "filenames", None) or ()) if f]
@@ -216,12 +225,10 @@ def marked_bad(raw: mne.io.BaseRaw) -> dict[str, str]:
     tsv = _channels_tsv_of(raw)
     if tsv is not None:
         try:
-            rows = [line.split("\t") for line in tsv.read_text(encoding="utf-8").splitlines()]
-            head = rows[0]
-            if "status_description" in head:
-                i_name, i_desc = head.index("name"), head.index("status_description")
-                desc = {r[i_name]: r[i_desc] for r in rows[1:] if len(r) > max(i_name, i_desc)}
-        except (OSError, ValueError, IndexError):
+            table = _read_channels_tsv(tsv)
+            if "status_description" in table:
+                desc = dict(zip(table["name"], table["status_description"], strict=True))
+        except (OSError, ValueError, KeyError):
             desc = {}
     return {c: desc[c] if desc.get(c) not in (None, "", "n/a") else "marked bad in channels.tsv" for c in bads}
 

@@ -201,6 +201,22 @@ def test_erp_markdown():
     assert violations(md2) == []
 
 
+def test_erp_verdict_needs_an_effect_to_survive():
+    """'does not survive the EMG covariate' only when the uncovaried effect was significant."""
+    from analyses.erp_me_vs_mae import build_markdown
+
+    s = _summary("erp_me_vs_mae")
+    mm = s["results"]["mixed_models_p3_mean"]
+    _model_row(mm["without_covariate"], 0.5, t=0.7)
+    _model_row(mm["with_emg_covariate"], 0.6)
+    s["results"]["erp_effect_survives_emg_covariate"] = None
+    md = build_markdown(s)
+    assert "is not significant (t(9) = 0.70, p = 0.5)" in md and "survive" not in md
+    _model_row(mm["without_covariate"], 0.01)
+    s["results"]["erp_effect_survives_emg_covariate"] = False
+    assert "does **not** survive the EMG covariate" in build_markdown(s)
+
+
 def test_tfr_markdown():
     from analyses.tfr_me_vs_mae import build_markdown
 
