@@ -8,8 +8,8 @@ window means, nodal efficiency, event-related physiology and the facial-EMG
 measures. Over subjects, per task (``decoding`` section of the
 configuration): leave-one-subject-out cross-validation of EEG-only,
 physiology-only, early and late EEG+physiology fusion and EMG-only (the
-confound baseline) feature sets, with a within-subject label-permutation test
-for chance. The ``eeg`` sets leave out the EMG-prone features (temporal
+confound baseline) feature sets, with a label test for chance whose null
+renames the classes of random subjects (``decoding.null``). The ``eeg`` sets leave out the EMG-prone features (temporal
 channels, gamma band; :func:`mmme_neuro.features.emg_prone_columns`);
 ``eeg_all`` keeps them, to show how much the muscle artefact adds. A leakage
 check of the fusion pipeline (:func:`mmme_neuro.decoding.pipeline_leakage_check`)
@@ -148,6 +148,13 @@ def feature_array(table: pd.DataFrame) -> xr.DataArray:
                         attrs={"units": "see docs: mmme_neuro.features", "analysis": ANALYSIS})  # fmt: skip
 
 
+#: How the summary names the null of :func:`mmme_neuro.decoding.decode` (``decoding.null``).
+NULL_TEXT = {
+    "relabel_subjects": "the classes of random subjects renamed, ME <-> MaE",
+    "shuffle_within_subject": "labels shuffled within subject",
+}
+
+
 def _fmt(x: Any, f: str = ".3f") -> str:
     return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(x, f)
 
@@ -158,12 +165,13 @@ def build_markdown(summary: dict[str, Any]) -> str:
     r = summary["results"]
     opt = " **(OPTIMISTIC: within-subject folds)**" if r["optimistic"] else ""
     n_null = r["n_permutations"]
-    p_test = (f"p: label permutation test (within subject), {n_null} permutations plus the observed "
-              f"labels, uncorrected; `<=` marks the smallest possible p, 1/{n_null + 1}." if n_null
+    null = NULL_TEXT.get(r.get("null", "shuffle_within_subject"), "label permutations")
+    p_test = (f"p: label permutation test ({null}, the cross-validation re-run), {n_null} arrangements plus the "
+              f"observed labels, uncorrected; `<=` marks the smallest possible p, 1/{n_null + 1}." if n_null
               else "p: n/a (no label permutations run).")  # fmt: skip
     lines = [f"# {ANALYSIS}", "", f"Subjects: {summary['n_subjects']}; epochs: {summary['epochs_per_condition']}", "",
              f"Cross-validation: {r['cv']}{opt}; classifier {r['classifier']}, selection {r['feature_selection']} "
-             f"(k = {r['n_features']}), {n_null} within-subject label permutations.", "",
+             f"(k = {r['n_features']}), {n_null} label permutations ({null}).", "",
              "`eeg` leaves out the EMG-prone features (temporal channels, gamma); `eeg_all` keeps them; `emg` is the "
              "muscle confound alone.", "", p_test, "",
              "| task | feature set | fusion | n | UF1 | chance | p (label permutation) | UAR | chance "
@@ -291,6 +299,7 @@ def run(config: Config, out_dir: Path, *, tasks: Sequence[str] = TASKS, n_permut
         "cv": dcfg.cv, "optimistic": dcfg.cv != "loso", "classifier": dcfg.classifier,
         "feature_selection": dcfg.feature_selection, "n_features": dcfg.n_features,
         "n_permutations": int(dcfg.n_permutations if n_permutations is None else n_permutations),
+        "null": dcfg.null,
         "emg_prone_features_removed": len(ft.emg_prone_columns(table.columns, config)),
         "scores": scores.to_dict(orient="records"),
         "leakage": {"verdict": "leak detected" if leak["leak"].any() else "passed",

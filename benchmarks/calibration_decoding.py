@@ -39,9 +39,10 @@ smoother (6 cm, 4 samples).
 ``decoding_permutation`` decodes a 12-column feature table named as
 :mod:`mmme_neuro.features` names it (``eeg_psd__<band>__<channel>``:
 theta/alpha/beta/gamma band power at FZ, CZ, PZ; the set ``eeg_psd``) and
-reports the within-subject label-permutation p of UF1
-(:attr:`mmme_neuro.decoding.DecodingResult.p_values`), the p the analysis
-reports. ``decoding_time_cluster`` runs
+reports the p of UF1 (:attr:`mmme_neuro.decoding.DecodingResult.p_values`)
+the analysis reports, whose null renames the classes of random subjects
+(``decoding.null = "relabel_subjects"``); ``decoding_permutation_within``
+the p of the null before, labels shuffled within subject. ``decoding_time_cluster`` runs
 :func:`mmme_neuro.decoding.time_resolved` (no generalisation) on
 ``(epoch, channel, time)`` series of 8 channels x 25 samples (0-0.48 s at
 the default 50 Hz) and rejects when a cluster of AUC > 0.5 has p < .05.
@@ -128,11 +129,11 @@ def _space_time_roots(width_m: float, width_t: float) -> tuple[np.ndarray, np.nd
 
 
 @functools.cache
-def _config():
+def _config(null: str = "relabel_subjects"):
     from mmme_neuro.config import Config
 
     return Config(
-        decoding={"n_permutations": N_PERM_DECODE, "n_jobs": 1},
+        decoding={"n_permutations": N_PERM_DECODE, "n_jobs": 1, "null": null},
         stats={"n_permutations": N_PERM_TIME},
     )
 
@@ -194,14 +195,14 @@ def _feature_table(
     return pd.concat([table, feats], axis=1)
 
 
-def _decode(table: pd.DataFrame, rng: np.random.Generator):
+def _decode(table: pd.DataFrame, rng: np.random.Generator, null: str = "relabel_subjects"):
     from mmme_neuro.decoding import decode
 
     return decode(
         table,
         "me_vs_mae",
         "eeg_psd",
-        config=_config(),
+        config=_config(null),
         n_permutations=N_PERM_DECODE,
         seed=_seed(rng),
         n_jobs=1,
@@ -209,8 +210,13 @@ def _decode(table: pd.DataFrame, rng: np.random.Generator):
 
 
 def decoding_null(rng: np.random.Generator, s: float) -> bool:
-    """LOSO decoding of ME vs MaE; the UF1 permutation p of null features."""
+    """LOSO decoding of ME vs MaE; the UF1 p (null: subjects' classes relabelled) of null features."""
     return bool(_decode(_feature_table(rng, s), rng).p_values["uf1"] < ALPHA)
+
+
+def decoding_null_within(rng: np.random.Generator, s: float) -> bool:
+    """As :func:`decoding_null` with labels shuffled within subject (the null before)."""
+    return bool(_decode(_feature_table(rng, s), rng, "shuffle_within_subject").p_values["uf1"] < ALPHA)
 
 
 def decoding_power(rng: np.random.Generator, s: float) -> dict[str, bool]:
@@ -280,14 +286,24 @@ def time_cluster_power(rng: np.random.Generator, s: float) -> dict[str, bool]:
 FAMILIES: list[Family] = [
     Family(
         name="decoding_permutation",
-        title=f"decode(me_vs_mae, eeg_psd, LOSO, logreg): UF1 within-subject label-permutation p, "
-        f"12 features, {N_PERM_DECODE} permutations",
+        title=f"decode(me_vs_mae, eeg_psd, LOSO, logreg): UF1 p, 12 features, null: {N_PERM_DECODE} "
+        f"relabellings of random subjects (ME <-> MaE), LOSO re-run",
         level="epoch",
         error_rate="per test",
         null=decoding_null,
         power=decoding_power,
         effect="ME - MaE shift of 0.4 trial SDs on alpha/beta power at CZ, PZ (4 of 12 features); "
         "subject-level: one-sided t of per-subject UAR - 0.5",
+        cost=20.0,
+    ),
+    Family(
+        name="decoding_permutation_within",
+        title=f"decode(me_vs_mae, eeg_psd, LOSO, logreg): UF1 p, null: {N_PERM_DECODE} label shuffles "
+        f"within subject, LOSO re-run (before)",
+        level="epoch",
+        error_rate="per test",
+        null=decoding_null_within,
+        effect="(null only)",
         cost=20.0,
     ),
     Family(

@@ -580,7 +580,13 @@ class DecodingConfig(_Section):
         "anova", description="Feature selection fitted inside each training fold: ANOVA F (fast) or random-forest importance (as in the ME literature)."
     )
     n_features: int = Field(40, ge=1, description="Features kept by the selection (all if fewer).")
-    n_permutations: int = Field(100, ge=10, description="Label permutations (within subject) of the chance-level test; each re-runs the whole cross-validation.")
+    n_permutations: int = Field(100, ge=10, description="Label arrangements of the chance-level test (see null); each re-runs the whole cross-validation.")
+    null: Literal["relabel_subjects", "shuffle_within_subject"] = Field(
+        "relabel_subjects",
+        description="Null of the chance-level test: rename each subject's classes by its own random permutation (ME <-> MaE "
+        "for a random half of the subjects; keeps every subject's own difference between its classes, so the p holds when "
+        "subjects differ) or shuffle labels within subject (kept for comparison: liberal when subjects differ).",
+    )
     feature_window: tuple[float, float] = Field((0.0, 1.0), description="Window (s after the landmark) of the band-power (periodogram) features.")
     erp_window_step: float = Field(0.1, gt=0, description="Width (s) of the consecutive ERP mean-amplitude windows from 0.1 s to feature_window end.")
     time_sfreq: float = Field(50.0, gt=0, description="Sampling rate (Hz) of the time-resolved decoding (epochs decimated/averaged to it).")

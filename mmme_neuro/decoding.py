@@ -28,10 +28,21 @@ Honest evaluation
 * Permutations run in parallel with ``decoding.n_jobs`` (joblib); each has
   its own seed, so the null distribution does not depend on ``n_jobs``.
 * Chance level is not 1/n_classes (classes are unbalanced: ~6 ME vs ~26 MaE
-  per subject): a permutation test shuffles labels *within subject* (keeping
-  every subject's class counts) and re-runs the whole cross-validation; the
-  null mean is the reported chance level, p = (1 + #null >= observed) /
-  (1 + n_permutations).
+  per subject). A permutation test re-runs the whole cross-validation with
+  the classes of every subject renamed by its own random permutation (two
+  classes: ME <-> MaE for a random half of the subjects;
+  ``decoding.null = "relabel_subjects"``) and scores the predictions, mapped
+  back, against the observed labels; the null mean is the reported chance
+  level, p = (1 + #null >= observed) / (1 + n_permutations). Renaming whole
+  subjects keeps each subject's own difference between its classes, which
+  real subjects have (their own muscle pattern, their own strategy) even
+  when the population has none; shuffling labels within subject (the option
+  ``"shuffle_within_subject"``, what this module did before) erases it, and
+  since every subject's labels train the classifiers of all other folds,
+  the held-out scores vary more than that null says (see the calibration
+  benchmark). Every fit weighs each subject's classes equally
+  (:func:`subject_class_weights`), so that renaming a subject moves no
+  weight between classes.
 
 Fusion
 ------
@@ -89,6 +100,7 @@ __all__ = [
     "LateFusionClassifier",
     "Task",
     "TimeDecodingResult",
+    "WeightedKBest",
     "anova_f",
     "cross_val_proba",
     "cv_splits",
@@ -97,6 +109,7 @@ __all__ = [
     "make_pipeline",
     "pipeline_leakage_check",
     "scores",
+    "subject_class_weights",
     "summary_table",
     "task_data",
     "time_resolved",
@@ -216,7 +229,7 @@ def _cfg(config: Config | DecodingConfig | None) -> DecodingConfig:
 
 
 def make_pipeline(config: Config | DecodingConfig | None = None, *, n_features: int | None = None, seed: int = 0,
-                  impute: bool = True, label_free: bool = True) -> Pipeline:  # fmt: skip
+                  impute: bool = True, label_free: bool = True, class_weight: str | None = "balanced") -> Pipeline:  # fmt: skip
     """The decoding pipeline: impute -> drop constants -> select -> scale -> classify.
 
     Every step is fitted on training data only when the pipeline is fitted
@@ -240,6 +253,13 @@ def make_pipeline(config: Config | DecodingConfig | None = None, *, n_features: 
         columns dropped). False for data that went through them already
         (:func:`decode` fits them once per fold and reuses them for every
         permutation of the labels).
+    class_weight : {'balanced', None}
+        Class weights of the classifier (and of the forest of the
+        ``rf_importance`` selection). ``None`` for fits with sample weights
+        that balance the classes themselves: :func:`decode` fits with
+        :func:`subject_class_weights` (``fit(X, y, select__sample_weight=w,
+        classify__sample_weight=w)``; the ANOVA selection weighs its class
+        means and variances by them).
 
     Returns
     -------
@@ -251,20 +271,20 @@ def make_pipeline(config: Config | DecodingConfig | None = None, *, n_features: 
     if dec.feature_selection != "none" and (n_features is None or n_features > k):
         # both selectors are invariant to per-feature scaling: select first, scale only the k kept
         if dec.feature_selection == "anova":
-            steps.append(("select", SelectKBest(anova_f, k=k)))
+            steps.append(("select", WeightedKBest(anova_f, k=k)))
         else:
-            forest = RandomForestClassifier(n_estimators=200, class_weight="balanced", random_state=seed, n_jobs=1)
+            forest = RandomForestClassifier(n_estimators=200, class_weight=class_weight, random_state=seed, n_jobs=1)
             steps.append(("select", SelectFromModel(forest, max_features=k, threshold=-np.inf)))
     steps.append(("scale", StandardScaler()))
     clf: Any
     if dec.classifier == "logreg":
-        clf = LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000)
+        clf = LogisticRegression(C=1.0, class_weight=class_weight, max_iter=5000)
     elif dec.classifier == "svm":
-        clf = SVC(kernel="linear", C=1.0, class_weight="balanced", probability=True, random_state=seed)
+        clf = SVC(kernel="linear", C=1.0, class_weight=class_weight, probability=True, random_state=seed)
     elif dec.classifier == "rf":
-        clf = RandomForestClassifier(n_estimators=300, class_weight="balanced", random_state=seed, n_jobs=1)
+        clf = RandomForestClassifier(n_estimators=300, class_weight=class_weight, random_state=seed, n_jobs=1)
     else:
-        clf = HistGradientBoostingClassifier(class_weight="balanced", random_state=seed)
+        clf = HistGradientBoostingClassifier(class_weight=class_weight, random_state=seed)
     steps.append(("classify", clf))
     return Pipeline(steps)
 
@@ -278,7 +298,7 @@ def _label_free_steps(impute: bool) -> list[tuple[str, Any]]:
     return steps[0 if impute else 1 :]
 
 
-def anova_f(X: np.ndarray, y: np.ndarray) -> np.ndarray:  # noqa: N803 (sklearn naming)
+def anova_f(X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:  # noqa: N803 (sklearn naming)
     """One-way ANOVA F of every column of ``X`` between the classes of ``y``.
 
     The F values of :func:`sklearn.feature_selection.f_classif` (equal to
@@ -296,6 +316,10 @@ def anova_f(X: np.ndarray, y: np.ndarray) -> np.ndarray:  # noqa: N803 (sklearn 
         ``(n_samples, n_features)``.
     y : numpy.ndarray
         ``(n_samples,)`` class labels.
+    sample_weight : numpy.ndarray | None
+        ``(n_samples,)`` positive weights (frequency weights scaled to sum
+        to ``n_samples``): weighted class means and sums of squares, the
+        degrees of freedom of the unweighted test. None: all 1.
 
     Returns
     -------
@@ -309,18 +333,74 @@ def anova_f(X: np.ndarray, y: np.ndarray) -> np.ndarray:  # noqa: N803 (sklearn 
     classes, code = np.unique(y, return_inverse=True)
     if classes.size < 2:
         raise ValueError(f"ANOVA F needs at least 2 classes, got {classes.size}")
+    w = np.ones(code.size)
+    if sample_weight is not None:
+        w = np.asarray(sample_weight, dtype=float)
+        if w.shape != (code.size,) or not (np.isfinite(w).all() and (w > 0).all()):
+            raise ValueError(f"sample_weight must be {code.size} positive finite weights, got shape {w.shape}")
+        w = w * (code.size / w.sum())
     onehot = np.zeros((code.size, classes.size))
-    onehot[np.arange(code.size), code] = 1.0
+    onehot[np.arange(code.size), code] = w
     n_per_class = onehot.sum(axis=0)
     sums = onehot.T @ X  # (n_classes, n_features)
     total = sums.sum(axis=0)
     correction = total**2 / code.size
     ss_between = (sums**2 / n_per_class[:, None]).sum(axis=0) - correction
-    ss_within = np.einsum("ij,ij->j", X, X) - correction - ss_between
+    ss_within = np.einsum("ij,ij,i->j", X, X, w) - correction - ss_between
     with np.errstate(divide="ignore", invalid="ignore"):
         f = (ss_between / (classes.size - 1)) / (ss_within / (code.size - classes.size))
     f[X.max(axis=0) == X.min(axis=0)] = np.nan  # both sums of squares are round-off there: not a score
     return f
+
+
+class WeightedKBest(SelectKBest):
+    """:class:`~sklearn.feature_selection.SelectKBest` whose ``fit`` takes sample weights.
+
+    ``fit(X, y, sample_weight=w)`` scores the columns with
+    ``score_func(X, y, sample_weight=w)`` (:func:`anova_f` takes them);
+    without weights it is ``SelectKBest``.
+    """
+
+    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> WeightedKBest:  # noqa: N803
+        """Score the columns (weighted if ``sample_weight``) and keep the ``k`` best."""
+        if sample_weight is None:
+            return super().fit(X, y)
+        X = np.asarray(X, dtype=float)  # noqa: N806
+        self._check_params(X, y)
+        self.scores_ = np.asarray(self.score_func(X, np.asarray(y), sample_weight=sample_weight), dtype=float)
+        self.pvalues_ = None
+        self.n_features_in_ = X.shape[1]
+        return self
+
+
+def subject_class_weights(y: Sequence[Any], groups: Sequence[Any]) -> np.ndarray:
+    """Sample weights that give every subject's every class the same total weight (mean weight 1).
+
+    An epoch of class ``c`` of subject ``s`` weighs ``n / (n_cells x n_sc)``
+    (``n_sc`` epochs of ``c`` in ``s``; ``n_cells`` subject x class cells
+    present). Every subject then contributes the same weight to each class,
+    whatever its class counts, so that its own mean level (shared by its
+    classes) cancels from the class contrast the classifier learns. This is
+    what makes :func:`decode`'s null, which renames the classes of whole
+    subjects, exchangeable: renaming moves no weight between subjects (with
+    weights balanced over all epochs instead, a renamed subject with 25
+    "ME" epochs outweighs the others in the ME class and its level biases
+    the classifier; that null rejected 7.5 % of null data sets). With equal
+    class proportions in every subject these are the usual balanced weights.
+    """
+    cell = pd.Series(np.asarray(groups).astype(str)) + "\x00" + pd.Series(np.asarray(y).astype(str))
+    counts = cell.map(cell.value_counts()).to_numpy(float)
+    return cell.size / (cell.nunique() * counts)
+
+
+def _fit_weighted(est: Any, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None) -> Any:  # noqa: N803
+    """``est.fit(X, y)`` with ``sample_weight`` routed to the steps of a pipeline that take it."""
+    if sample_weight is None:
+        return est.fit(X, y)
+    if isinstance(est, Pipeline):
+        params = {f"{name}__sample_weight": sample_weight for name, _ in est.steps if name in ("select", "classify")}
+        return est.fit(X, y, **params)
+    return est.fit(X, y, sample_weight=sample_weight)
 
 
 class LateFusionClassifier(ClassifierMixin, BaseEstimator):
@@ -341,11 +421,11 @@ class LateFusionClassifier(ClassifierMixin, BaseEstimator):
         self.groups = groups
         self.weights = weights
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> LateFusionClassifier:  # noqa: N803 (sklearn naming)
-        """Fit one clone per column group on the same rows."""
+    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> LateFusionClassifier:  # noqa: N803
+        """Fit one clone per column group on the same rows (with the same ``sample_weight``, if given)."""
         X = np.asarray(X)
         self.classes_ = np.unique(y)
-        self.estimators_ = [clone(self.estimator).fit(X[:, list(g)], y) for g in self.groups]
+        self.estimators_ = [_fit_weighted(clone(self.estimator), X[:, list(g)], y, sample_weight) for g in self.groups]
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
@@ -411,8 +491,13 @@ def cv_splits(y: Sequence[Any], groups: Sequence[Any], *, cv: str = "loso", n_fo
 
 
 def cross_val_proba(X: np.ndarray, y: np.ndarray, splits: Sequence[tuple[np.ndarray, np.ndarray]], estimator: Any,  # noqa: N803
-                    classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+                    classes: Sequence[str], *, groups: Sequence[Any] | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Out-of-fold class probabilities.
+
+    With ``groups`` (subjects) each training fold is fitted with
+    :func:`subject_class_weights` of its rows (a pipeline: routed to its
+    ``select`` and ``classify`` steps; else ``fit(..., sample_weight=)``),
+    as :func:`decode` does.
 
     Returns
     -------
@@ -423,7 +508,7 @@ def cross_val_proba(X: np.ndarray, y: np.ndarray, splits: Sequence[tuple[np.ndar
         Test fold of each row (-1: none).
     """
     folds = [_Fold(tr, te, X[tr], X[te], []) for tr, te in splits]
-    return _folds_proba(folds, y, lambda _: clone(estimator), classes)
+    return _folds_proba(folds, y, lambda _: clone(estimator), classes, None if groups is None else np.asarray(groups))
 
 
 @dataclass
@@ -466,14 +551,18 @@ def _prepare_folds(X: np.ndarray, splits: Sequence[tuple[np.ndarray, np.ndarray]
 
 
 def _folds_proba(folds: Sequence[_Fold], y: np.ndarray, estimator_for: Callable[[_Fold], Any],
-                 classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Fit ``estimator_for(fold)`` on each fold's training rows; out-of-fold probabilities (see :func:`cross_val_proba`)."""
+                 classes: Sequence[str], groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Fit ``estimator_for(fold)`` on each fold's training rows; out-of-fold probabilities (see :func:`cross_val_proba`).
+
+    With ``groups``, every fit has the :func:`subject_class_weights` of its training rows.
+    """
     classes = np.asarray(classes)
     n = len(y)
     proba = np.full((n, classes.size), np.nan)
     fold_of = np.full(n, -1)
     for i, f in enumerate(folds):
-        est = estimator_for(f).fit(f.X_train, y[f.train])
+        w = None if groups is None else subject_class_weights(y[f.train], groups[f.train])
+        est = _fit_weighted(estimator_for(f), f.X_train, y[f.train], w)
         out = np.zeros((f.test.size, classes.size))
         out[:, np.searchsorted(classes, est.classes_)] = est.predict_proba(f.X_test)
         proba[f.test] = out
@@ -505,6 +594,26 @@ def _shuffle_within(y: np.ndarray, groups: np.ndarray, rng: np.random.Generator)
         idx = np.flatnonzero(groups == s)
         out[idx] = y[rng.permutation(idx)]
     return out
+
+
+def _relabel_subjects(y: np.ndarray, groups: np.ndarray, classes: Sequence[str],
+                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Rename each subject's classes by its own random permutation of ``classes``.
+
+    Returns the relabelled ``y`` and, per row, the inverse permutation as
+    class codes (``back[k, j]``: the original class of row ``k``'s subject
+    named ``classes[j]`` in the relabelled data), so that predictions can be
+    scored against the original labels: a prediction is right for the
+    relabelled data exactly when its inverse image is right for the original
+    labels, and scoring with the original labels keeps the class prevalences
+    of the observed data, on which F1 depends. With two classes this swaps
+    the labels of a random half of the subjects.
+    """
+    cls = np.asarray(classes)
+    _, g = np.unique(groups, return_inverse=True)
+    perm = np.array([rng.permutation(cls.size) for _ in range(g.max() + 1)])
+    back = np.argsort(perm, axis=1)
+    return cls[perm[g, pd.Index(cls).get_indexer(y)]], back[g]
 
 
 # ----------------------------------------------------------------------------- results
@@ -625,20 +734,26 @@ def _estimator(dec: DecodingConfig, n_columns: int, col_groups: list[list[int]],
     """The estimator :func:`decode` cross-validates: one pipeline (early fusion) or one per set (late).
 
     It expects data after :func:`_prepare_folds`; ``label_free=True`` puts
-    the constant-column step back (no imputer) for data without NaN.
+    the constant-column step back (no imputer) for data without NaN. It has
+    no class weights: :func:`_cross_validate` fits it with
+    :func:`subject_class_weights`.
     """
     if len(col_groups) > 1 and fusion == "late":
-        return LateFusionClassifier(_GroupPipeline(dec, seed, impute=False, label_free=label_free), col_groups)
-    return make_pipeline(dec, n_features=n_columns, seed=seed, impute=False, label_free=label_free)
+        return LateFusionClassifier(_GroupPipeline(dec, seed, impute=False, label_free=label_free, class_weight=None), col_groups)
+    return make_pipeline(dec, n_features=n_columns, seed=seed, impute=False, label_free=label_free, class_weight=None)
 
 
-def _cross_validate(X: np.ndarray, y: np.ndarray, splits: Sequence[tuple[np.ndarray, np.ndarray]],  # noqa: N803
+def _cross_validate(X: np.ndarray, y: np.ndarray, groups: np.ndarray, splits: Sequence[tuple[np.ndarray, np.ndarray]],  # noqa: N803
                     col_groups: list[list[int]], dec: DecodingConfig, fusion: str, seed: int,
                     classes: Sequence[str], folds: Sequence[_Fold] | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Out-of-fold probabilities of :func:`decode`'s estimator; ``folds`` from :func:`_prepare_folds` if at hand."""
+    """Out-of-fold probabilities of :func:`decode`'s estimator, fitted with :func:`subject_class_weights`.
+
+    ``folds`` from :func:`_prepare_folds` if at hand.
+    """
     if folds is None:
         folds = _prepare_folds(X, splits, col_groups)
-    return _folds_proba(folds, y, lambda f: _estimator(dec, f.X_train.shape[1], f.col_groups, fusion, seed), classes)
+    return _folds_proba(folds, y, lambda f: _estimator(dec, f.X_train.shape[1], f.col_groups, fusion, seed), classes,
+                        np.asarray(groups))  # fmt: skip
 
 
 @_one_thread
@@ -656,7 +771,12 @@ def decode(
     label: str | None = None,
     n_jobs: int | None = None,
 ) -> DecodingResult:
-    """Cross-validated decoding with a within-subject label-permutation test.
+    """Cross-validated decoding with a label-permutation test whose null renames whole subjects' classes.
+
+    The classifier of every fold is fitted with
+    :func:`subject_class_weights` (each subject's classes weigh the same).
+    The test (``decoding.null``, see the module docstring) re-runs the
+    cross-validation ``n_permutations`` times.
 
     Parameters
     ----------
@@ -703,7 +823,7 @@ def decode(
     splits = cv_splits(y, groups, cv=dec.cv, n_folds=dec.n_folds, seed=seed)
     # leave-one-subject-out folds do not depend on labels: their label-free steps serve every permutation
     folds = _prepare_folds(X, splits, col_groups) if dec.cv == "loso" else None
-    proba, fold = _cross_validate(X, y, splits, col_groups, dec, fusion, seed, classes, folds)
+    proba, fold = _cross_validate(X, y, groups, splits, col_groups, dec, fusion, seed, classes, folds)
     cls = np.asarray(classes)
     pred = cls[np.argmax(proba, axis=1)]
     sc = scores(y, pred, classes)
@@ -711,10 +831,17 @@ def decode(
 
     def one_permutation(i: int) -> dict[str, float]:
         # each permutation has its own seed: the null is the same whatever n_jobs
-        yp = _shuffle_within(y, groups, np.random.default_rng([seed, 7919, i]))
+        rng = np.random.default_rng([seed, 7919, i])
+        if dec.null == "relabel_subjects":
+            yp, back = _relabel_subjects(y, groups, classes, rng)
+        else:
+            yp, back = _shuffle_within(y, groups, rng), None
         sp = splits if folds is not None else cv_splits(yp, groups, cv=dec.cv, n_folds=dec.n_folds, seed=seed)
-        pp, _ = _cross_validate(X, yp, sp, col_groups, dec, fusion, seed, classes, folds)
-        return scores(yp, cls[np.argmax(pp, axis=1)], classes)
+        pp, _ = _cross_validate(X, yp, groups, sp, col_groups, dec, fusion, seed, classes, folds)
+        code = np.argmax(pp, axis=1)
+        if back is None:
+            return scores(yp, cls[code], classes)
+        return scores(y, cls[back[np.arange(code.size), code]], classes)
 
     perms = tqdm(range(n_perm), desc=f"{task_name}/{feature_set} permutations", disable=not progress, leave=False)
     null_rows = Parallel(n_jobs=dec.n_jobs if n_jobs is None else int(n_jobs))(delayed(one_permutation)(i) for i in perms)
@@ -734,7 +861,7 @@ def decode(
     cm = confusion_matrix(y, pred, labels=classes)
     conf = xr.DataArray(cm, dims=("true", "predicted"), coords={"true": classes, "predicted": classes}, name="confusion",
                         attrs={"units": "epochs"})  # fmt: skip
-    attrs = {"mmme_neuro_version": __version__, "config_hash": config.hash(), "seed": seed,
+    attrs = {"mmme_neuro_version": __version__, "config_hash": config.hash(), "seed": seed, "null": dec.null,
              "classifier": dec.classifier, "feature_selection": dec.feature_selection, "n_features_selected": dec.n_features}  # fmt: skip
     attrs["excluded_columns"] = sorted(set(exclude_columns) & set(rows.columns))
     attrs["epochs_without_features"] = left_out  # not decoded: every feature of the set is missing
@@ -745,15 +872,18 @@ def decode(
 class _GroupPipeline(BaseEstimator):
     """A decoding pipeline whose selection size adapts to the number of columns it is fitted on."""
 
-    def __init__(self, config: DecodingConfig, seed: int = 0, impute: bool = True, label_free: bool = True):
+    def __init__(self, config: DecodingConfig, seed: int = 0, impute: bool = True, label_free: bool = True,
+                 class_weight: str | None = "balanced"):  # fmt: skip
         self.config = config
         self.seed = seed
         self.impute = impute
         self.label_free = label_free
+        self.class_weight = class_weight
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> _GroupPipeline:  # noqa: N803
-        self.pipeline_ = make_pipeline(self.config, n_features=X.shape[1], seed=self.seed, impute=self.impute,
-                                       label_free=self.label_free).fit(X, y)  # fmt: skip
+    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> _GroupPipeline:  # noqa: N803
+        pipe = make_pipeline(self.config, n_features=X.shape[1], seed=self.seed, impute=self.impute,
+                             label_free=self.label_free, class_weight=self.class_weight)  # fmt: skip
+        self.pipeline_ = _fit_weighted(pipe, X, y, sample_weight)
         self.classes_ = self.pipeline_.classes_
         return self
 
@@ -839,7 +969,7 @@ def pipeline_leakage_check(table: pd.DataFrame, task: str | Task, feature_set: s
 
     def evaluate(Xe: np.ndarray, ye: np.ndarray, ge: np.ndarray) -> np.ndarray:  # noqa: N803
         splits = cv_splits(ye, ge, cv=dec.cv, n_folds=dec.n_folds, seed=config.seed)
-        return _cross_validate(Xe, ye, splits, col_groups, dec, fusion, config.seed, classes)[0]
+        return _cross_validate(Xe, ye, ge, splits, col_groups, dec, fusion, config.seed, classes)[0]
 
     return leakage_check(evaluate, X, y, rows["subject"].astype(str).to_numpy(), n_subjects=n_subjects, seed=config.seed)
 

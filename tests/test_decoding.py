@@ -180,6 +180,30 @@ def test_anova_f_equals_sklearn_f_classif():
             dec.anova_f(bad_x, bad_y)
 
 
+def test_weighted_anova_f_and_subject_class_weights():
+    rng = np.random.default_rng(8)
+    y = np.asarray(["a", "b", "c"])[rng.integers(0, 3, 60)]
+    X = rng.normal(0, 1, (60, 5)) + (y == "b")[:, None] * 0.7
+    reps = rng.integers(1, 4, 60)  # integer weights: the F of the rows repeated that often
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ref = f_classif(np.repeat(X, reps, axis=0), np.repeat(y, reps))[0]
+    # frequency weights rescaled to n: the same class means and sums of squares, n - k df instead of sum(w) - k
+    n, k, m = 60, 3, reps.sum()
+    np.testing.assert_allclose(dec.anova_f(X, y, sample_weight=reps), ref * (n - k) / (m - k), rtol=1e-10)
+    np.testing.assert_allclose(dec.anova_f(X, y, sample_weight=np.full(60, 2.5)), dec.anova_f(X, y), rtol=1e-12)
+    with pytest.raises(ValueError, match="positive"):
+        dec.anova_f(X, y, sample_weight=np.zeros(60))
+    sel = dec.WeightedKBest(dec.anova_f, k=2).fit(X, y, sample_weight=reps)
+    assert sel.get_support().sum() == 2 and sel.transform(X).shape == (60, 2)
+    # every subject x class cell weighs the same; the mean weight is 1
+    g = np.repeat(["s1", "s2"], [10, 30])
+    yy = np.r_[["ME"] * 2, ["MaE"] * 8, ["ME"] * 6, ["MaE"] * 24]
+    w = dec.subject_class_weights(yy, g)
+    assert w.mean() == pytest.approx(1.0)
+    cells = pd.Series(w).groupby([g, yy]).sum()
+    np.testing.assert_allclose(cells.to_numpy(), 10.0)
+
+
 @pytest.mark.parametrize("fusion", ["early", "late"])
 def test_decode_equals_refitting_the_whole_pipeline_per_fold(fusion):
     # decode fits the label-free steps (imputation, constant columns) once per fold for every permutation:
@@ -195,12 +219,13 @@ def test_decode_equals_refitting_the_whole_pipeline_per_fold(fusion):
     eeg, phys = ft.feature_columns(rows, "eeg"), ft.feature_columns(rows, "physio")
     X = rows[eeg + phys].to_numpy(float)
     if fusion == "early":
-        est = dec.make_pipeline(cfg, n_features=X.shape[1])
+        est = dec.make_pipeline(cfg, n_features=X.shape[1], class_weight=None)
     else:
-        est = dec.LateFusionClassifier(dec._GroupPipeline(cfg.decoding, cfg.seed), [list(range(len(eeg))),
-                                       list(range(len(eeg), X.shape[1]))])  # fmt: skip
+        est = dec.LateFusionClassifier(dec._GroupPipeline(cfg.decoding, cfg.seed, class_weight=None),
+                                       [list(range(len(eeg))), list(range(len(eeg), X.shape[1]))])  # fmt: skip
+    g = rows["subject"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
-        ref, _ = dec.cross_val_proba(X, y, dec.cv_splits(y, rows["subject"].to_numpy()), est, classes)
+        ref, _ = dec.cross_val_proba(X, y, dec.cv_splits(y, g), est, classes, groups=g)
     np.testing.assert_allclose(r.predictions[[f"proba_{c}" for c in classes]].to_numpy(), ref, rtol=1e-12, atol=1e-15)
     if fusion == "late":  # a set left without any varying column is named, as the pipeline itself would fail
         t.loc[:, [c for c in t.columns if c.startswith("physio__")]] = 2.0
@@ -212,7 +237,8 @@ def test_decode_equals_refitting_the_whole_pipeline_per_fold(fusion):
 
 
 def test_planted_effects_recovered_fusion_beats_single_modalities():
-    t = _table(3, eeg_effect=1.0, phys_effect=1.0)
+    # 12 subjects: the null renames whole subjects' classes, so its resolution is set by their number
+    t = _table(3, n_subjects=12, eeg_effect=1.0, phys_effect=1.0)
     cfg = _config(n_permutations=30)
     res = {(s, f): dec.decode(t, "me_vs_mae", s, config=cfg, fusion=f)
            for s, f in (("eeg", "early"), ("physio", "early"), ("eeg+physio", "early"), ("eeg+physio", "late"))}  # fmt: skip
@@ -225,7 +251,7 @@ def test_planted_effects_recovered_fusion_beats_single_modalities():
     assert res[("eeg+physio", "late")].fusion == "late" and res[("eeg", "early")].fusion == "none"
     r = res[("eeg+physio", "early")]
     assert int(r.confusion.sum()) == len(r.predictions) == len(t)
-    assert set(r.per_subject["subject"]) == set(t["subject"]) and r.per_subject["n_ME"].sum() == 64
+    assert set(r.per_subject["subject"]) == set(t["subject"]) and r.per_subject["n_ME"].sum() == 96
     # deterministic: same inputs + config + seed give the same predictions and null, in parallel too
     again = dec.decode(t, "me_vs_mae", "eeg+physio", config=_config(n_permutations=30, n_jobs=2))
     pd.testing.assert_frame_equal(again.predictions, r.predictions)
@@ -238,6 +264,35 @@ def test_null_tables_false_positive_rate():
          for s in range(10)]  # fmt: skip
     # 10 null tables: expected 0.5 false positives at alpha = .05; >= 3 has probability 1.2 %
     assert sum(v < ALPHA for v in p) <= 2, p
+
+
+def test_relabel_null_renames_whole_subjects_and_scores_on_the_observed_labels():
+    groups = np.repeat(["s1", "s2", "s3", "s4", "s5", "s6"], [3, 4, 2, 5, 3, 4])
+    y = np.where(np.arange(groups.size) % 3 == 0, "ME", "MaE")
+    rng = np.random.default_rng(0)
+    swapped = []
+    for _ in range(50):
+        yp, back = dec._relabel_subjects(y, groups, ["MaE", "ME"], rng)
+        for g in np.unique(groups):
+            m = groups == g
+            same, flipped = (yp[m] == y[m]).all(), (yp[m] != y[m]).all()
+            assert same or flipped  # a subject's labels are kept or swapped as a whole
+            swapped.append(flipped)
+        # mapping a prediction back: right for the relabelled labels <=> right for the observed ones
+        pred = rng.integers(0, 2, y.size)
+        cls = np.array(["MaE", "ME"])
+        assert np.array_equal(cls[pred] == yp, cls[back[np.arange(y.size), pred]] == y)
+    assert 0.35 < np.mean(swapped) < 0.65
+    # more classes: every subject's classes are renamed by one permutation (a bijection per subject)
+    y3 = np.asarray(["a", "b", "c"] * 8)
+    g3 = np.repeat(["s1", "s2", "s3"], 8)
+    yp3, back3 = dec._relabel_subjects(y3, g3, ["a", "b", "c"], rng)
+    for g in ("s1", "s2", "s3"):
+        m = g3 == g
+        pairs = set(zip(y3[m], yp3[m], strict=True))
+        assert len(pairs) == 3 and len({b for _, b in pairs}) == 3
+    r = dec.decode(_table(5), "me_vs_mae", "eeg", config=_config(n_permutations=10))
+    assert r.attrs["null"] == "relabel_subjects" and len(r.null) == 10
 
 
 def test_optimistic_cv_is_labelled():

@@ -299,7 +299,7 @@ def test_physio_markdown():
 
 
 def test_decoding_markdown():
-    from analyses.decoding_multimodal import build_markdown
+    from analyses.decoding_multimodal import NULL_TEXT, build_markdown
 
     s = _summary("decoding_multimodal")
     scores = s["results"]["scores"]
@@ -317,7 +317,8 @@ def test_decoding_markdown():
     first = f"| {scores[0]['task']} | {scores[0]['feature_set']} |"
     row = next(line for line in md.splitlines() if line.startswith(first))
     assert row.count(f"<= {floor}") == 2
-    assert f"label permutation test (within subject), {n} permutations" in md
+    assert f"label permutation test ({NULL_TEXT[s['results'].get('null', 'shuffle_within_subject')]}, the " \
+        f"cross-validation re-run), {n} arrangements" in md
     text = f"one-sided; null: {TIME_NULL}, 999 random label-swap permutations plus the observed): 0.328-0.508 s, p <= 0.001."
     assert md.count(text) >= 1
     # no label permutations: p is n/a, not 0
