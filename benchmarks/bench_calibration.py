@@ -63,10 +63,11 @@ def markdown(rows: list[dict]) -> str:
             + " | power | power, subject-level test | planted effect (power, s = 0.5) | s per data set |")
     lines = ["False-positive rate at alpha = .05 over the null data sets of each row and s (exact binomial 95 % CI; "
              f"target [{TARGET[0]}, {TARGET[1]}]; **!**: the CI lies outside the target, off target beyond chance). "
-             "Rows marked (before) are the random-intercept Wald models this project used before, kept to show "
-             "that the test can fail.", "", head, "|" + "---|" * (len(hs) + 7)]
+             "Rows marked (before) are the tests this project used before (random-intercept Wald models, "
+             "within-subject label shuffles), kept to show that the test can fail.", "", head, "|" + "---|" * (len(hs) + 7)]
     for row in rows:
-        cells = " | ".join(_cell(r) for r in row["null"])
+        by_s = {r["s"]: r for r in row["null"]}
+        cells = " | ".join(_cell(by_s[s]) if s in by_s else "not run" for s in hs)
         n_sets = "/".join(sorted({str(r["n"]) for r in row["null"]}))
         lines.append(f"| {row['title']} | {row['error_rate']} | {n_sets} | {cells} | {_power_cell(row['power'], 'family')} | "
                      f"{_power_cell(row['power'], 'subject_level')} | {row['effect']} | {row['seconds_per_set']:.2f} |")

@@ -202,7 +202,9 @@ from .ingest import (
 )
 from .io.coding import CodingResult, read_coding, write_coding_report, write_expressions_table
 from .io.eeg import check_data_file
+from .io.markers import TEMP_KEY
 from .manifest import DERIVATIVES, mark_in_progress, study_lock, write_manifest
+from .montage import TEMPLATE_SPACE, make_quikcap64_montage
 
 __all__ = [
     "BidsSession",
@@ -213,6 +215,7 @@ __all__ = [
     "convert_session",
     "convert_study",
     "read_bids_session",
+    "read_participants_table",
 ]
 
 logger = logging.getLogger(__name__)
@@ -276,7 +279,10 @@ _COPY_EXTENSIONS = (".set", ".vhdr")  # BIDS-valid EEG formats copied without lo
 _RECORD_VERSION = 1
 _EXPR_VALUE = {"ME": 1, "MaE": 2}
 #: Warnings that are expected here (events.tsv is written by this module, not by mne-bids).
-_EXPECTED_WARNINGS = ("No events found or provided",)
+#: Warnings of the libraries that the conversion expects (logged at DEBUG): the events go to
+#: events.tsv, written by the conversion itself, not by mne-bids; MMME's auxiliary channels
+#: (HEO, VEO, EKG, EMG, trigger) have no scalp position.
+_EXPECTED_WARNINGS = ("No events found or provided", "Not setting positions of")
 
 
 class ConversionError(ValueError):
@@ -752,7 +758,6 @@ def _events_json(session: SessionIngest) -> dict[str, Any]:
     out["apex_s"]["Units"] = "s"
     out["trial_type"]["Levels"] = levels
     out["value"]["Levels"] = {"1": "ME", "2": "MaE", "100": "rest", **{str(m): f"clip {m} ({e})" for m, e in sorted(CLIP_EMOTION.items())}}
-    out["SamplingFrequency"] = session.eeg_sfreq
     return out
 
 
@@ -1157,7 +1162,7 @@ def _bids_label(subject: str) -> str:
 
 
 def convert_session(session: SessionIngest, bids_root: str | os.PathLike, *, task: str = "mmme",
-                    redactor: Redactor | None = None) -> dict[str, Any]:  # fmt: skip
+                    redactor: Redactor | None = None, config: Config | None = None) -> dict[str, Any]:  # fmt: skip
     """Write one ingested session as a BIDS subject under ``bids_root``.
 
     Writes directly into ``bids_root`` (:func:`convert_study` passes a
@@ -1179,6 +1184,10 @@ def convert_session(session: SessionIngest, bids_root: str | os.PathLike, *, tas
         in its file stems and headers, its raw folder, and in log records
         its file stems); every text file written is scrubbed with it
         (:func:`_scrub_outputs`).
+    config : Config | None
+        ``bids`` (amplifier, cap, reference and ground written to
+        ``*_eeg.json``) and ``preprocessing.notch_freq`` (its
+        ``PowerLineFrequency``); default :class:`~mmme_neuro.config.Config`.
 
     Returns
     -------
@@ -1191,15 +1200,18 @@ def convert_session(session: SessionIngest, bids_root: str | os.PathLike, *, tas
     import mne_bids
 
     bids_root = Path(bids_root)
+    config = config or Config()
     files = session.files
     label = _bids_label(session.subject)
     redactions = redactor if redactor is not None else session_redactor(files)
     in_files = redactor if redactor is not None else session_redactor(files, stems=False)
     t_start = time.perf_counter()
-    with redact_names(redactions), _warnings_to_log():
+    # mne-bids' warnings reach the user (as redacted log records), but for the expected ones
+    with redact_names(redactions), _warnings_to_log(logging.WARNING):
         bp = mne_bids.BIDSPath(subject=label, task=task, datatype="eeg", root=bids_root)
         raw = session.eeg_raw.copy()
         raw.set_annotations(None)  # markers and expressions go to events.tsv, written below
+        raw.info["line_freq"] = config.preprocessing.notch_freq  # eeg.json PowerLineFrequency
         ext = files.eeg.suffix.lower()
         copied = ext in _COPY_EXTENSIONS and not raw.preload
         if copied:
@@ -1213,6 +1225,10 @@ def convert_session(session: SessionIngest, bids_root: str | os.PathLike, *, tas
         del raw
         t_eeg = time.perf_counter()
         data_file = written.fpath
+        mne_bids.update_sidecar_json(bp.copy().update(suffix="eeg", extension=".json"), _eeg_json_entries(config),
+                                     verbose=False)  # fmt: skip
+        if _has_template_positions(session.eeg_raw):
+            _declare_template_positions(bp, session.eeg_raw)
         if data_file.suffix == ".set":
             _finish_eeglab_set(data_file, files.eeg, in_files, data_source=Path(session.eeg_raw.filenames[0]),
                                subject=session.subject)  # fmt: skip
@@ -1249,6 +1265,56 @@ def convert_session(session: SessionIngest, bids_root: str | os.PathLike, *, tas
         "eeg_copied": bool(copied),
         "channel_issues": channel_issues,
     }
+
+
+def _eeg_json_entries(config: Config) -> dict[str, Any]:
+    """``*_eeg.json`` fields of the recording setup (``bids`` section of the configuration)."""
+    b = config.bids
+    return {"Manufacturer": b.manufacturer, "ManufacturersModelName": b.manufacturers_model_name,
+            "CapManufacturer": b.cap_manufacturer, "CapManufacturersModelName": b.cap_model,
+            "EEGPlacementScheme": b.placement_scheme, "EEGReference": b.eeg_reference, "EEGGround": b.eeg_ground}  # fmt: skip
+
+
+def _has_template_positions(raw: mne.io.BaseRaw) -> bool:
+    """Whether the reader gave the EEG channels the Quik-Cap template positions (:func:`mmme_neuro.io.eeg.read_eeg`)."""
+    store = (raw.info.get("temp") or {}).get(TEMP_KEY) or {}
+    return str((store.get("channels") or {}).get("montage", "")).startswith("Quik-Cap 64 template")
+
+
+def _declare_template_positions(bp: Any, raw: mne.io.BaseRaw) -> None:
+    """Declare the electrode positions mne-bids wrote as what they are: a template, not a digitisation.
+
+    mne-bids writes positions in MNE's head frame as ``space-CapTrak``, the
+    frame of digitised positions. The Quik-Cap positions are MNE's
+    ``standard_1005`` template, in MNI coordinates of the Colin27 head
+    (:data:`mmme_neuro.montage.TEMPLATE_SPACE`), so their files are
+    rewritten as ``space-MNIColin27`` with the same values and a description
+    (mne-bids would put a template ``space`` into the EEG data file names
+    too, which BIDS does not allow there).
+    """
+    eeg_dir = bp.copy().update(suffix="eeg").fpath.parent
+    sub = f"sub-{bp.subject}"
+    old = {k: eeg_dir / f"{sub}_space-CapTrak_{k}" for k in ("electrodes.tsv", "electrodes.json", "coordsystem.json")}
+    if not old["electrodes.tsv"].is_file():
+        return
+    space = TEMPLATE_SPACE
+    new = {k: eeg_dir / f"{sub}_space-{space}_{k}" for k in old}
+    atomic_write_text(new["electrodes.tsv"], old["electrodes.tsv"].read_text(encoding="utf-8"))
+    atomic_write_text(new["electrodes.json"], _json_text({"SpatialReference": space}))
+    fid = raw.get_montage().get_positions()
+    coords = {"EEGCoordinateSystem": space, "EEGCoordinateUnits": "m",
+              "EEGCoordinateSystemDescription": (
+                  "Template positions, not digitised: the Neuroscan Quik-Cap 64 sites at the 10-05 positions of "
+                  "MNE-Python's standard_1005 template (FieldTrip's standard_1005.elc, fitted on the Colin27 head in "
+                  "MNI coordinates); CB1/CB2 at I1/I2. The same for every participant.")}  # fmt: skip
+    landmarks = {k: fid[m] for k, m in (("NAS", "nasion"), ("LPA", "lpa"), ("RPA", "rpa")) if fid.get(m) is not None}
+    if landmarks:
+        coords |= {"AnatomicalLandmarkCoordinates": {k: [float(x) for x in v] for k, v in landmarks.items()},
+                   "AnatomicalLandmarkCoordinateSystem": space, "AnatomicalLandmarkCoordinateUnits": "m",
+                   "AnatomicalLandmarkCoordinateSystemDescription": "The template's fiducials, in its coordinates."}  # fmt: skip
+    atomic_write_text(new["coordsystem.json"], _json_text(coords))
+    for path in old.values():
+        path.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------- study
@@ -1403,7 +1469,98 @@ def _remove_subject(bids_root: Path, subject: str, record_path: Path) -> None:
         shutil.rmtree(trash)
 
 
-def _write_dataset_files(bids_root: Path, participants: list[str], task: str) -> None:
+#: Accepted spellings of the participants table's sex and handedness values -> BIDS level.
+_SEX = {"m": "M", "male": "M", "f": "F", "female": "F", "o": "O", "other": "O"}
+_HAND = {"r": "R", "right": "R", "l": "L", "left": "L", "a": "A", "ambidextrous": "A", "both": "A"}
+
+
+def read_participants_table(path: str | os.PathLike, mapping: Mapping[str, str]) -> pd.DataFrame:
+    """Read an optional participants table into BIDS ``participants.tsv`` columns, keyed by pseudonym.
+
+    Parameters
+    ----------
+    path : path-like
+        CSV, TSV or XLSX with a ``participant_id`` column (pseudonym:
+        ``sub-01`` or ``01``) or a ``subject`` column (the participant's name
+        as in the coding file), and any of ``age`` (years), ``sex``
+        (M/F/O, or male/female/other) and ``handedness`` or ``hand``
+        (R/L/A, or right/left/ambidextrous). Other columns are ignored.
+    mapping : mapping of str to str
+        Name -> pseudonym (:attr:`mmme_neuro.io.coding.CodingResult.mapping`).
+        Names are used to look pseudonyms up and are never written.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        ``participant_id``, ``age``, ``sex``, ``hand`` (missing: None).
+
+    Raises
+    ------
+    ValueError
+        Naming the file, the row (1-based, as a spreadsheet numbers data
+        rows) and the column of a value that is not understood, of a name not
+        in the coding file, or of a participant listed twice. Names are not
+        repeated in the message.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".xlsx", ".xlsm"):
+        df = pd.read_excel(path, dtype=object)
+    else:
+        df = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=object, keep_default_na=False,
+                         na_values=["", "n/a", "NA", "nan"])  # fmt: skip
+    df.columns = [str(c).strip().lower() for c in df.columns]
+    if "participant_id" not in df and "subject" not in df:
+        raise ValueError(f"{path.name}: needs a 'participant_id' (pseudonym) or 'subject' (name) column, "
+                         f"has {list(df.columns)}")  # fmt: skip
+    rows = []
+    lower = {str(k).strip().casefold(): v for k, v in mapping.items()}
+    for i, r in enumerate(df.to_dict(orient="records"), start=2):  # row 1 is the header
+        where = f"{path.name}, row {i}"
+        if "participant_id" in df and pd.notna(r["participant_id"]):
+            pid = str(r["participant_id"]).strip()
+            pid = pid if pid.startswith("sub-") else f"sub-{pid}"
+        else:
+            name = r.get("subject")
+            if pd.isna(name) or str(name).strip().casefold() not in lower:
+                raise ValueError(f"{where}: the subject is not a participant of the coding file")
+            pid = lower[str(name).strip().casefold()]
+        out: dict[str, Any] = {"participant_id": pid, "age": None, "sex": None, "hand": None}
+        if "age" in df and pd.notna(r["age"]):
+            try:
+                out["age"] = float(r["age"])
+            except ValueError:
+                raise ValueError(f"{where}, column 'age': {r['age']!r} is not a number of years") from None
+            if not 0 < out["age"] < 130:
+                raise ValueError(f"{where}, column 'age': {out['age']} years is not an age")
+        for col, levels, key in (("sex", _SEX, "sex"), ("handedness", _HAND, "hand"), ("hand", _HAND, "hand")):
+            if col in df and pd.notna(r[col]):
+                value = levels.get(str(r[col]).strip().casefold())
+                if value is None:
+                    raise ValueError(f"{where}, column {col!r}: {r[col]!r} is not one of {sorted(set(levels.values()))}")
+                out[key] = value
+        rows.append(out)
+    table = pd.DataFrame(rows, columns=["participant_id", "age", "sex", "hand"])
+    twice = table["participant_id"][table["participant_id"].duplicated()]
+    if len(twice):
+        raise ValueError(f"{path.name}: {sorted(set(twice))[0]} is listed more than once")
+    return table
+
+
+def _participants(participants: list[str], config: Config, mapping: Mapping[str, str]) -> pd.DataFrame:
+    """``participants.tsv``: every converted participant, with ``bids.participants_file``'s values if given."""
+    df = pd.DataFrame({"participant_id": participants, "age": None, "sex": None, "hand": None})
+    path = config.bids.participants_file
+    if path is None:
+        return df
+    known = read_participants_table(path, mapping).set_index("participant_id")
+    absent = sorted(set(participants) - set(known.index))
+    if absent:
+        logger.warning("participants file %s: no row for %s (n/a written)", Path(path).name, ", ".join(absent))
+    return df[["participant_id"]].join(known, on="participant_id")
+
+
+def _write_dataset_files(bids_root: Path, participants: pd.DataFrame, task: str) -> None:
     import mne_bids
 
     stage = bids_root / STAGING / "dataset"
@@ -1418,12 +1575,11 @@ def _write_dataset_files(bids_root: Path, participants: list[str], task: str) ->
         )  # fmt: skip
     desc = json.loads((stage / "dataset_description.json").read_text(encoding="utf-8"))
     atomic_write_text(bids_root / "dataset_description.json", _json_text(desc))
-    df = pd.DataFrame({"participant_id": participants, "age": None, "sex": None, "hand": None})
-    _write_tsv(bids_root / "participants.tsv", df)
+    _write_tsv(bids_root / "participants.tsv", participants)
     atomic_write_text(bids_root / "participants.json", _json_text({
         "participant_id": {"Description": "Pseudonym from the MMME coding file (names are never stored)."},
         "age": {"Description": "Age of the participant", "Units": "year"},
-        "sex": {"Description": "Sex of the participant", "Levels": {"M": "male", "F": "female"}},
+        "sex": {"Description": "Sex of the participant", "Levels": {"M": "male", "F": "female", "O": "other"}},
         "hand": {"Description": "Handedness of the participant", "Levels": {"R": "right", "L": "left", "A": "ambidextrous"}},
     }))  # fmt: skip
     readme = (
@@ -1451,12 +1607,15 @@ def _write_dataset_files(bids_root: Path, participants: list[str], task: str) ->
 
 
 def conversion_settings_hash(config: Config) -> str:
-    """Hash (16 hex digits) of the settings the conversion uses: ``coding`` and ``sync``.
+    """Hash (16 hex digits) of the settings the conversion uses: ``coding``, ``sync``, ``bids`` and the line frequency.
 
     Part of each subject's fingerprint: a change of an analysis setting
     (epochs, bands, decoding...) must not re-convert the study.
     """
-    dump = json.dumps(config.model_dump(mode="json", include={"coding", "sync"}), sort_keys=True, separators=(",", ":"))
+    # participants_file only feeds participants.tsv, rewritten by every run: no subject is re-converted for it
+    settings = config.model_dump(mode="json", include={"coding", "sync", "bids"}, exclude={"bids": {"participants_file"}})
+    settings["line_freq"] = config.preprocessing.notch_freq  # eeg.json PowerLineFrequency
+    dump = json.dumps(settings, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(dump.encode()).hexdigest()[:16]
 
 
@@ -1683,7 +1842,7 @@ def _convert_locked(bids_root: Path, config: Config, coding: CodingResult, sessi
     stale = sorted(set(participants) - {s["participant_id"] for s in subjects if s["status"] != "failed"})
     for s in stale:
         logger.warning("%s is in the BIDS root but not among the sessions of the raw directory", s)
-    _write_dataset_files(bids_root, participants, task)
+    _write_dataset_files(bids_root, _participants(participants, config, coding.mapping), task)
 
     exclusions = pd.concat([e for e in excl_parts if len(e)], ignore_index=True) if any(len(e) for e in excl_parts) \
         else pd.DataFrame(columns=list(EXCLUSION_TSV_COLUMNS))  # fmt: skip
@@ -1781,7 +1940,7 @@ def _convert_one(files: SessionFiles, coding: CodingResult, config: Config, bids
             _remove_subject(bids_root, subject, record_path)
             return {"status": "failed", "reason": reason}
         try:
-            result = convert_session(session, stage_root, task=task)
+            result = convert_session(session, stage_root, task=task, config=config)
             _scrub_staged(stage_root, in_files)  # the names of the whole coding file too
         except (OSError, ValueError, RuntimeError) as err:
             reason = _scrub(f"{files.label}: writing BIDS failed: {type(err).__name__}: {err}", redactions)
@@ -1855,6 +2014,10 @@ def read_bids_session(bids_root: str | os.PathLike, subject: str, *, task: str =
         raise FileNotFoundError(f"{subject}: no events.tsv in {bids_root} (not converted?)")
     with _warnings_to_log(logging.DEBUG):
         raw = mne_bids.read_raw_bids(bp, verbose=False)
+    if any(bp.fpath.parent.glob(f"sub-{label}_space-{TEMPLATE_SPACE}_electrodes.tsv")):
+        # template positions (written by _declare_template_positions): MNE's head frame, as the reader set them
+        with _warnings_to_log(logging.DEBUG):
+            raw.set_montage(make_quikcap64_montage(), on_missing="ignore", verbose="error")
     check_data_file(raw, bp.fpath)  # a truncated data file: an error naming it now, not MNE's at read time
     events = pd.read_csv(ev_path, sep="\t", na_values=["n/a"], keep_default_na=False,
                          dtype={"trial_type": str, "expression_id": str, "ingest_flags": str, "coding_issues": str,

@@ -168,6 +168,42 @@ class SyncConfig(_Section):
     max_residual_ms: float = Field(2.0, gt=0, description="Largest tolerated marker residual after the offset+drift fit (ms).")
 
 
+class BidsConfig(_Section):
+    """Metadata the conversion writes into the BIDS sidecars (``*_eeg.json``, ``participants.tsv``).
+
+    The defaults describe the MMME recordings: a Neuroscan amplifier (the
+    published specifications, 64 unipolar channels, 20 kHz per channel,
+    10 GOhm input impedance, CMRR 110 dB, are those of the SynAmps RT) with a
+    64-channel Quik-Cap. MMME does not state the online reference: the
+    defaults are the Quik-Cap's own REF and GND electrodes; set them if your
+    recordings differ. The power-line frequency is ``preprocessing.notch_freq``.
+    """
+
+    manufacturer: str = Field("Compumedics Neuroscan", min_length=1, description="EEG amplifier manufacturer (eeg.json Manufacturer).")
+    manufacturers_model_name: str = Field("SynAmps RT", min_length=1, description="Amplifier model (eeg.json ManufacturersModelName).")
+    cap_manufacturer: str = Field("Compumedics Neuroscan", min_length=1, description="EEG cap manufacturer (eeg.json CapManufacturer).")
+    cap_model: str = Field("Quik-Cap 64", min_length=1, description="EEG cap model (eeg.json CapManufacturersModelName).")
+    placement_scheme: str = Field(
+        "10-10 (extended 10-20; Quik-Cap 64 with the cerebellar sites CB1/CB2)", min_length=1,
+        description="Electrode placement scheme (eeg.json EEGPlacementScheme).",
+    )
+    eeg_reference: str = Field(
+        "Quik-Cap REF electrode between CZ and CPZ (the cap's default online reference; not stated by MMME)",
+        min_length=1, description="Online reference (eeg.json EEGReference).",
+    )
+    eeg_ground: str = Field(
+        "Quik-Cap GND electrode at AFZ (the cap's default; not stated by MMME)", min_length=1,
+        description="Ground electrode (eeg.json EEGGround).",
+    )
+    participants_file: Path | None = Field(
+        None,
+        description="Optional participants table (CSV, TSV or XLSX) with a 'participant_id' column (pseudonym: sub-01) or "
+        "a 'subject' column (the name as in the coding file: mapped to its pseudonym and never written), and any of "
+        "'age' (years), 'sex' (M/F/O), 'handedness' or 'hand' (R/L/A); written to participants.tsv. A relative path is relative "
+        "to the working directory.",
+    )
+
+
 class PreprocessingConfig(_Section):
     """EEG preprocessing applied to padded segments around epochs."""
 
@@ -631,6 +667,7 @@ class Config(_Section):
     coding: CodingConfig = Field(default_factory=CodingConfig)
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
+    bids: BidsConfig = Field(default_factory=BidsConfig)
     bands: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: dict(DEFAULT_BANDS),
         description="Frequency bands (Hz), [low, high). MMME defaults: delta 1-4, theta 4-8, alpha 8-13, beta 13-30, gamma 30-47.",

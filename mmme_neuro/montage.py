@@ -23,6 +23,14 @@ def _template_positions() -> dict[str, np.ndarray]:
     return {name.upper(): pos for name, pos in template.get_positions()["ch_pos"].items()}
 
 
+#: BIDS name of the template's coordinate system. MNE's ``standard_1005``
+#: (``colin27_1005`` since MNE 1.13) is FieldTrip's ``standard_1005.elc``:
+#: 10-05 positions fitted on the Colin27 head, in MNI coordinates, which
+#: MNE takes unchanged as its head frame. The BIDS conversion declares the
+#: positions in this space (they are a template, not digitised).
+TEMPLATE_SPACE = "MNIColin27"
+
+
 def quikcap64_positions() -> dict[str, np.ndarray]:
     """Return head-frame positions (m) of the 64 Quik-Cap electrodes.
 
