@@ -155,6 +155,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         script_args.append("--null")
     script_args += ["-v"] * int(args.verbose)
     out = Path(args.out) if args.out is not None else Path(cfg.paths.figures_dir)
+    if args.bids_root is None and cfg.paths.bids_root is None and cfg.paths.raw_root is None:
+        # say so: a user who forgot --bids-root must not mistake the synthetic study's results for theirs
+        scale = args.scale or "default"
+        kind = "null synthetic study" if args.null else "synthetic study"
+        print(f"no --bids-root and no paths.bids_root or paths.raw_root in the configuration: analysing the {kind} "
+              f"(scale {scale}, seed {args.seed if args.seed is not None else cfg.seed}), generated under "
+              f"{cfg.paths.data_dir}", file=sys.stderr)  # fmt: skip
     try:
         failures, rows = run_study(names, script_args, out_root=out)
     except StudyError as err:

@@ -336,6 +336,8 @@ def test_run_passes_between_subject_sd_on(monkeypatch: pytest.MonkeyPatch, capsy
     seen = []
     monkeypatch.setattr(runner, "run_study", lambda names, script_args, out_root: (seen.append(script_args), (0, []))[1])
     assert main(["run", "--analyses", "erp", "--null", "--between-subject-sd", "0.5", "--out", "o"]) == 0
+    # without a study it says that it analyses the synthetic one
+    assert "no --bids-root" in capsys.readouterr().err
     args = seen[0]
     assert args[args.index("--between-subject-sd") + 1] == "0.5" and "--null" in args
     assert main(["run", "--analyses", "erp", "--between-subject-sd", "11"]) == 1
