@@ -254,3 +254,32 @@ def test_null_study_no_significant_nodes(ci_null_study):
             # FDR: no more discoveries than the nominal rate allows
             assert tab["significant_fdr"].mean() <= cfg.stats.alpha
         assert n_sig <= 1, n_sig  # max-stat FWER 5 % per band-contrast family (10 families)
+
+
+def test_connectome_figure_panels_colour_scale_and_mni_positions(tmp_path):
+    """The NBS figure: one glass-brain panel per band (nilearn), a symmetric colour scale, template MNI nodes."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from mmme_neuro.constants import SCALP_CHANNELS
+    from mmme_neuro.viz import network as vnet
+
+    nodes = list(SCALP_CHANNELS)
+    coords = vnet._mni_coords(nodes)
+    cz, oz, fpz = (coords[nodes.index(c)] for c in ("CZ", "OZ", "FPZ"))
+    assert cz[2] > 60 and abs(cz[0]) < 5 and fpz[1] > 60 > -oz[1] - 100  # mm: vertex up, nose forward
+    edges = pd.DataFrame({"node": ["FC3", "FC3", "CP1"], "node_other": ["CP4", "C4", "PZ"], "t": [3.5, 4.1, -3.2],
+                          "band": ["alpha", "alpha", "beta"]})  # fmt: skip
+    adj = vnet._adjacency(edges, nodes)
+    assert adj[nodes.index("CP1"), nodes.index("PZ")] == adj[nodes.index("PZ"), nodes.index("CP1")] == -3.2
+    assert np.count_nonzero(adj) == 6
+    fig = vnet.plot_connectome(edges, nodes, title="NBS ME-MaE", bands=["alpha", "beta", "theta"])
+    texts = [t.get_text() for t in fig.findobj(plt.Text)]
+    assert {"alpha: 2 edges", "beta: 1 edge", "theta: 0 edges", "NBS ME-MaE"} <= set(texts)
+    # a colour scale per panel with an edge, symmetric around 0 at the largest |t|, the same for all
+    scales = [ax.get_ylim() for ax in fig.axes if np.allclose(np.abs(ax.get_ylim()), 4.1)]
+    assert len(scales) == 2 and all(lo == -hi for lo, hi in scales)
+    fig.savefig(tmp_path / "nbs.png")
+    plt.close(fig)
+    with pytest.raises(ValueError, match="no Quik-Cap 64 position"):
+        vnet._mni_coords(["CZ", "X9"])

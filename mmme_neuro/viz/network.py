@@ -3,8 +3,10 @@
 - :func:`plot_nodal_topomaps` - topomaps of the condition contrast of a nodal
   measure (e.g. nodal-efficiency AUC, ME - MaE) per band, significant nodes
   marked (``mne.viz.plot_topomap(mask=...)``, Quik-Cap 64 positions).
-- :func:`plot_connectome` - 2-D head plot (the same projected positions)
-  with the edges of significant NBS components as lines coloured by t.
+- :func:`plot_connectome` - the edges of significant NBS components on a
+  glass brain per band (nilearn), coloured by t with a colour scale, at the
+  template MNI positions of the Quik-Cap; :func:`view_connectome` the same
+  as an interactive 3-D view.
 - :func:`plot_density_curves` - a metric against edge density per condition,
   mean over subjects with its 95 % t confidence interval.
 """
@@ -12,19 +14,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-import matplotlib.pyplot as plt
 import mne
 import numpy as np
 import pandas as pd
 import xarray as xr
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from scipy import stats
 
 from .style import condition_color, new_figure, publication_style
 
-__all__ = ["plot_connectome", "plot_density_curves", "plot_nodal_topomaps", "sensor_info"]
+__all__ = ["plot_connectome", "plot_density_curves", "plot_nodal_topomaps", "sensor_info", "view_connectome"]
 
 
 def sensor_info(channels: Sequence[str]) -> mne.Info:
@@ -101,58 +102,96 @@ def plot_nodal_topomaps(
     return fig
 
 
+def _mni_coords(channels: Sequence[str]) -> np.ndarray:
+    """``(n, 3)`` template positions of ``channels`` in MNI coordinates, mm.
+
+    The Quik-Cap positions (:func:`mmme_neuro.montage.quikcap64_positions`) are
+    MNE's ``standard_1005`` template, which is in MNI coordinates of the
+    Colin27 head (:data:`mmme_neuro.montage.TEMPLATE_SPACE`).
+    """
+    from ..montage import quikcap64_positions
+
+    pos = quikcap64_positions()
+    missing = [c for c in channels if str(c) not in pos]
+    if missing:
+        raise ValueError(f"no Quik-Cap 64 position for channel(s) {missing}")
+    return 1000.0 * np.array([pos[str(c)] for c in channels])
+
+
+def _adjacency(edges: pd.DataFrame, channels: Sequence[str]) -> np.ndarray:
+    """Symmetric ``(n, n)`` matrix of the edges' t (0: no edge)."""
+    idx = {str(c): i for i, c in enumerate(channels)}
+    adj = np.zeros((len(channels), len(channels)))
+    for row in edges.itertuples():
+        i, j = idx[str(row.node)], idx[str(row.node_other)]
+        adj[i, j] = adj[j, i] = float(row.t)
+    return adj
+
+
 def plot_connectome(
     edges: pd.DataFrame,
     channels: Sequence[str],
     *,
     title: str = "",
-    ax: Axes | None = None,
+    bands: Sequence[str] | None = None,
 ) -> Figure:
-    """2-D head plot of edges (e.g. significant NBS edges) coloured by their t.
+    """Edges (e.g. significant NBS edges) on a glass brain, one panel per band, coloured by t.
+
+    nilearn's :func:`~nilearn.plotting.plot_connectome` (axial view) at the
+    template MNI positions of the Quik-Cap electrodes (:func:`_mni_coords`):
+    scalp electrodes, so the nodes lie outside the brain outline. The colour
+    scale is symmetric around 0 and shared by the panels; every panel with an
+    edge has it.
 
     Parameters
     ----------
     edges : pandas.DataFrame
-        ``node``, ``node_other``, ``t`` (and optionally ``band``).
+        ``node``, ``node_other``, ``t`` (and ``band``: one panel per band).
     channels : sequence of str
-        All nodes (drawn as small dots at their projected Quik-Cap positions).
+        All nodes (drawn as small dots).
     title : str
-        Axes title.
-    ax : Axes | None
-        Target axes; None: a new single-column figure.
+        Figure title.
+    bands : sequence of str | None
+        Panels, in order (default: the bands of ``edges``; one panel if it
+        has no ``band`` column or no edge).
 
     Returns
     -------
     fig : matplotlib.figure.Figure
     """
-    from mne.channels.layout import _find_topomap_coords
+    from nilearn import plotting
 
-    info = sensor_info(channels)
-    pos = _find_topomap_coords(info, picks=list(range(len(channels))), sphere=None)
-    idx = {c: i for i, c in enumerate(channels)}
-    if ax is None:
-        fig, ax = new_figure("single", 85.0)
-    else:
-        fig = ax.figure
+    coords = _mni_coords(channels)
+    if bands is None:
+        bands = [str(b) for b in pd.unique(edges["band"])] if "band" in edges and len(edges) else [""]
+    lim = float(np.max(np.abs(edges["t"]))) if len(edges) else 1.0
+    fig, axes = new_figure("double", 55.0, 1, max(len(bands), 1))
+    axes = np.atleast_1d(axes)
     with publication_style():
-        r = float(np.max(np.linalg.norm(pos, axis=1))) * 1.1
-        ax.add_patch(plt.Circle((0, 0), r, fill=False, lw=0.8, color="k"))
-        ax.plot([-0.1 * r, 0, 0.1 * r], [r, 1.1 * r, r], color="k", lw=0.8)
-        ax.scatter(pos[:, 0], pos[:, 1], s=4, color="0.5", zorder=2)
-        lim = float(np.max(np.abs(edges["t"]))) if len(edges) else 1.0
-        cmap = plt.get_cmap("RdBu_r")
-        for row in edges.itertuples():
-            i, j = idx[str(row.node)], idx[str(row.node_other)]
-            ax.plot(pos[[i, j], 0], pos[[i, j], 1], color=cmap(0.5 + 0.5 * float(row.t) / lim), lw=1.0, alpha=0.8, zorder=1)
-        used = sorted({str(n) for n in edges.get("node", [])} | {str(n) for n in edges.get("node_other", [])})
-        for c in used:
-            ax.annotate(c, pos[idx[c]], fontsize=5, ha="center", va="bottom", xytext=(0, 2), textcoords="offset points")
-        ax.set_xlim(-1.2 * r, 1.2 * r)
-        ax.set_ylim(-1.2 * r, 1.25 * r)
-        ax.set_aspect("equal")
-        ax.axis("off")
-        ax.set_title(title or f"{len(edges)} edges", fontweight="normal")
+        for ax, band in zip(axes, bands, strict=True):
+            sub = edges[edges["band"].astype(str) == band] if band and "band" in edges else edges
+            display = plotting.plot_connectome(
+                _adjacency(sub, channels), coords, node_color="0.4", node_size=4, edge_cmap="RdBu_r",
+                edge_vmin=-lim, edge_vmax=lim, display_mode="z", figure=fig, axes=ax, annotate=False,
+                colorbar=bool(len(sub)), alpha=0.8, edge_kwargs={"linewidth": 1.0},
+            )  # fmt: skip
+            n = f"{len(sub)} edge{'s' if len(sub) != 1 else ''}"
+            display.title(f"{band}: {n}" if band else n, size=7, color="black", bgcolor="white", alpha=0.0)
+        if title:
+            fig.suptitle(title)
     return fig
+
+
+def view_connectome(edges: pd.DataFrame, channels: Sequence[str], *, title: str = "") -> Any:
+    """Interactive 3-D view of edges at the template MNI positions (nilearn :func:`~nilearn.plotting.view_connectome`).
+
+    Returns the view (``.save_as_html(path)``; shown inline in Jupyter).
+    Edges of all rows are drawn (select a band first).
+    """
+    from nilearn import plotting
+
+    return plotting.view_connectome(_adjacency(edges, channels), _mni_coords(channels), node_size=4.0,
+                                    title=title or None, node_labels=[str(c) for c in channels])  # fmt: skip
 
 
 def plot_density_curves(
