@@ -35,10 +35,13 @@ ANALYSES: tuple[str, ...] = (
     "physio_concordance",  # after the ERP: its brain-body coupling reads the ERP trial table
     "decoding_multimodal",  # last: the per-epoch features of every first-level analysis
 )
+#: Analyses run only when asked for (``mmme-neuro run --analyses report``), after the others: the
+#: per-subject preprocessing reports and MNE derivatives (~15 s a subject, outputs in the study's derivatives).
+OPTIONAL_ANALYSES: tuple[str, ...] = ("preprocessing_report",)
 #: Short names of ``mmme-neuro run --analyses``.
 SHORT_NAMES: dict[str, str] = {"dataset": "dataset_summary", "erp": "erp_me_vs_mae", "tfr": "tfr_me_vs_mae",
                                "network": "network_nodal_efficiency", "physio": "physio_concordance",
-                               "decoding": "decoding_multimodal"}  # fmt: skip
+                               "decoding": "decoding_multimodal", "report": "preprocessing_report"}  # fmt: skip
 
 logger = logging.getLogger("analyses")
 
@@ -56,11 +59,12 @@ def resolve(names: Sequence[str]) -> list[str]:
         n = n.strip()
         if n in SHORT_NAMES:
             full.append(SHORT_NAMES[n])
-        elif n in ANALYSES:
+        elif n in ANALYSES + OPTIONAL_ANALYSES:
             full.append(n)
         else:
-            raise ValueError(f"unknown analysis {n!r}; known: {sorted(SHORT_NAMES)} (or the script names {list(ANALYSES)})")
-    return [a for a in ANALYSES if a in full]
+            raise ValueError(f"unknown analysis {n!r}; known: {sorted(SHORT_NAMES)} (or the script names "
+                             f"{list(ANALYSES + OPTIONAL_ANALYSES)})")  # fmt: skip
+    return [a for a in ANALYSES + OPTIONAL_ANALYSES if a in full]
 
 
 def _stage_summary(path: Path) -> dict[str, Any]:

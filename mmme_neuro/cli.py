@@ -223,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_run = sub.add_parser("run", help="run analyses in data-flow order on a study, with a run summary")
     p_run.add_argument("--analyses", default="dataset,erp,tfr,network,physio,decoding",
-                       help="comma-separated: dataset, erp, tfr, network, physio, decoding")  # fmt: skip
+                       help="comma-separated: dataset, erp, tfr, network, physio, decoding; report (the per-subject "
+                       "preprocessing reports and MNE derivatives) runs only when named")  # fmt: skip
     p_run.add_argument("--bids-root", default=None, help="BIDS study (default: configured or synthetic study)")
     p_run.add_argument("--config", default=None, help="TOML configuration (default: built-in defaults)")
     p_run.add_argument("--out", default=None, help="output root (default: paths.figures_dir)")

@@ -48,6 +48,7 @@ from .preprocessing import (
     filter_pad_s,
     filter_spans,
     fir_kernel,
+    fitted_ica,
     get_segment_map,
     notch_kernel,
     preprocess_segments,
@@ -560,7 +561,8 @@ def make_epochs(
     options: PreprocessOptions | None = None,
     pad_s: float | None = None,
     extend_s: tuple[float, float] = (0.0, 0.0),
-) -> tuple[mne.Epochs, pd.DataFrame]:
+    return_ica: bool = False,
+) -> tuple[mne.Epochs, pd.DataFrame] | tuple[mne.Epochs, pd.DataFrame, mne.preprocessing.ICA | None]:
     """Cut clean ME, MaE and NE epochs of one session, with EMG measures and a rejection log.
 
     Parameters
@@ -595,6 +597,9 @@ def make_epochs(
         that several analyses crop, :func:`from_clean`). Epochs are planned
         and cut with the extended window, but the amplitude rejection and
         the EMG measures use the analysis window ``tmin..tmax`` only.
+    return_ica : bool
+        Also return the fitted ICA (:func:`~mmme_neuro.preprocessing.fitted_ica`;
+        None when ICA is off).
 
     Returns
     -------
@@ -608,6 +613,9 @@ def make_epochs(
         Every planned epoch (:data:`METADATA_COLUMNS`), kept or not;
         ``attrs`` hold ``preprocessing`` (report), ``ne`` (NE report) and
         ``provenance``.
+    ica : mne.preprocessing.ICA | None
+        With ``return_ica``: the ICA fitted on the session and applied
+        (``ica.exclude``: the removed components).
 
     Raises
     ------
@@ -759,6 +767,8 @@ def make_epochs(
     md.attrs["provenance"] = provenance(config, preprocessing=prep["steps"], align=ep.align, subject=subject)
     counts = md.groupby("condition")["kept"].agg(["size", "sum"]).to_dict(orient="index")
     logger.info("%s: epochs (planned, kept) per condition: %s", subject, counts)
+    if return_ica:
+        return epochs, md, fitted_ica(clean)
     return epochs, md
 
 
@@ -804,17 +814,22 @@ def first_level(session: Any, config: Config, *, extend_s: tuple[float, float] =
     -------
     result : dict
         ``epochs`` (the kept epochs, :func:`make_epochs`, without metadata),
-        ``metadata`` (every planned epoch with its fate) and ``report``
+        ``metadata`` (every planned epoch with its fate), ``report``
         (the metadata ``attrs``: preprocessing report, NE report,
-        provenance). :func:`from_clean` turns it back into epochs + metadata.
+        provenance) and, when ICA ran, ``ica`` (the fitted ICA, ``exclude``
+        = the removed components). :func:`from_clean` turns it back into
+        epochs + metadata.
     """
-    epochs, md = epochs_from_session(session, config, extend_s=tuple(extend_s))
+    epochs, md, ica = epochs_from_session(session, config, extend_s=tuple(extend_s), return_ica=True)
     report = dict(md.attrs)
     md = md.copy()
     md.attrs = {}
     with mne.utils.use_log_level("WARNING"):
         epochs.metadata = None  # the full table is stored on its own (FIF metadata would not round-trip every dtype)
-    return {"epochs": epochs, "metadata": md, "report": report}
+    out = {"epochs": epochs, "metadata": md, "report": report}
+    if ica is not None:
+        out["ica"] = ica
+    return out
 
 
 def planned_config(clean: Any, config: Config) -> Config:

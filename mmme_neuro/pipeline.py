@@ -106,8 +106,8 @@ FirstLevel = Callable[[Any, Config], Mapping[str, Any]]
 #: 7: only the epoch windows are cleaned after the high-pass (bad channels found on them; round-off elsewhere),
 #: landmarks on half samples round up);
 #: 8: the high-pass of the epoch windows by overlap-save FFTs (round-off; ICA then converges elsewhere), EMG power
-#: batched by window length (bit-identical)).
-CACHE_VERSION = 8
+#: batched by window length (bit-identical); 9: the shared clean step keeps its fitted ICA (``ica-ica.fif``)).
+CACHE_VERSION = 9
 _NA = "\\N"  # CSV marker of a missing value (keeps "" apart from None/NaN)
 #: Failures remembered inside :func:`remember_failures`: (study, stage, subject, key) -> error.
 _FAILURES: ContextVar[dict[tuple[str, str, str, str], str] | None] = ContextVar("_FAILURES", default=None)
@@ -192,7 +192,8 @@ def save_result(result: Mapping[str, Any], directory: str | os.PathLike, manifes
     Parameters
     ----------
     result : mapping
-        Name -> DataArray / Dataset (netCDF) or DataFrame (CSV + dtypes).
+        Name -> DataArray / Dataset (netCDF), DataFrame (CSV + dtypes),
+        Epochs or ICA (FIF) or dict (JSON).
     directory : path-like
         Target directory; replaced if it exists.
     manifest : mapping | None
@@ -221,13 +222,16 @@ def save_result(result: Mapping[str, Any], directory: str | os.PathLike, manifes
                 # result must equal the computed one
                 obj.save(tmp / f"{name}-epo.fif", fmt="double", overwrite=True, verbose=False)
                 entries[name] = {"type": "epochs"}
+            elif isinstance(obj, mne.preprocessing.ICA):
+                obj.save(tmp / f"{name}-ica.fif", overwrite=True, verbose=False)
+                entries[name] = {"type": "ica"}
             elif isinstance(obj, dict):
                 (tmp / f"{name}.json").write_text(json.dumps(obj, indent=1, sort_keys=True, default=_jsonable),
                                                   encoding="utf-8")  # fmt: skip
                 entries[name] = {"type": "json"}
             else:
                 raise TypeError(f"result {name!r}: cannot store {type(obj).__name__} "
-                                "(DataArray, Dataset, DataFrame, Epochs or dict)")  # fmt: skip
+                                "(DataArray, Dataset, DataFrame, Epochs, ICA or dict)")  # fmt: skip
         doc = {**(manifest or {}), "entries": entries}
         (tmp / "manifest.json").write_text(json.dumps(doc, indent=1, sort_keys=True), encoding="utf-8")
         if directory.exists():
@@ -240,7 +244,7 @@ def save_result(result: Mapping[str, Any], directory: str | os.PathLike, manifes
 
 
 def load_result(directory: str | os.PathLike, names: Sequence[str] | None = None) -> dict[str, Any]:
-    """Read a result written by :func:`save_result` (name -> DataArray / Dataset / DataFrame / Epochs / dict).
+    """Read a result written by :func:`save_result` (name -> DataArray / Dataset / DataFrame / Epochs / ICA / dict).
 
     ``names`` reads only those entries (e.g. leaving large per-epoch arrays on disk).
     """
@@ -257,6 +261,8 @@ def load_result(directory: str | os.PathLike, names: Sequence[str] | None = None
             out[name] = _read_table(directory / f"{name}.csv", dict(e["columns"]))
         elif e["type"] == "epochs":
             out[name] = mne.read_epochs(directory / f"{name}-epo.fif", preload=True, verbose=False)
+        elif e["type"] == "ica":
+            out[name] = mne.preprocessing.read_ica(directory / f"{name}-ica.fif", verbose=False)
         elif e["type"] == "json":
             out[name] = json.loads((directory / f"{name}.json").read_text(encoding="utf-8"))
         else:

@@ -135,6 +135,7 @@ __all__ = [
     "filter_pad_s",
     "filter_spans",
     "fir_kernel",
+    "fitted_ica",
     "fir_zero_phase",
     "get_segment_map",
     "ica_stability_table",
@@ -394,6 +395,19 @@ def get_segment_map(raw: mne.io.BaseRaw) -> SegmentMap:
     if not isinstance(temp, dict) or _TEMP_KEY not in temp:
         raise ValueError("raw has no segment map: make it with mmme_neuro.preprocessing.read_segments")
     return temp[_TEMP_KEY]
+
+
+#: ``info["temp"]`` key of the fitted :class:`mne.preprocessing.ICA` on the cleaned Raw (:func:`fitted_ica`).
+ICA_KEY = "mmme_neuro_ica"
+
+
+def fitted_ica(clean: mne.io.BaseRaw) -> mne.preprocessing.ICA | None:
+    """The ICA :func:`preprocess_segments` fitted and applied to ``clean`` (``exclude``: the removed components).
+
+    None when ICA was off. It lives in ``clean.info["temp"]``, which MNE does
+    not write to FIF: save it with :meth:`mne.preprocessing.ICA.save`.
+    """
+    return _get_temp(clean, ICA_KEY)
 
 
 def _set_temp(raw: mne.io.BaseRaw, key: str, value: Any) -> None:
@@ -1542,6 +1556,8 @@ def _run_ica(raw: mne.io.BaseRaw, opts: PreprocessOptions, seed: int, *, refits:
     exclude = removal["excluded_components"]
     before = raw.copy() if refits else None
     ica.apply(raw, exclude=exclude, verbose=False)
+    ica.exclude = list(exclude)  # the fitted ICA, kept with the cleaned data (ICA_KEY): reports and derivatives
+    _set_temp(raw, ICA_KEY, ica)
     stability = None
     if before is not None:
         stability = _ica_stability(before, raw, ica, removal, fit_raw, picks_eeg, eog, opts,
