@@ -41,7 +41,7 @@ from mmme_neuro._utils import atomic_write_text
 from mmme_neuro.bids import read_bids_session
 from mmme_neuro.config import Config
 from mmme_neuro.dataset import analysis_exclusions, prepare_bids
-from mmme_neuro.pipeline import derivatives_root, run_subjects
+from mmme_neuro.pipeline import derivative_paths, derivatives_root, run_subjects
 from mmme_neuro.reporting import base_summary, write_summary
 
 ANALYSIS = "preprocessing_report"
@@ -77,7 +77,7 @@ def run(config: Config, out_dir: Path, *, subjects: Sequence[str] | None = None,
                              progress=False).results[s]  # fmt: skip
         files = cr.write_subject_derivatives(clean, deriv, s, config)
         raw = read_bids_session(bids_root, s).raw
-        path = cr.derivative_paths(deriv, s)["report"]
+        path = derivative_paths(deriv, s)["report"]
         cr.save_report(cr.subject_report(clean, config, subject=s, raw=raw), path)
         files["report"] = path
         written[s] = {k: Path(v).relative_to(deriv).as_posix() for k, v in files.items()}

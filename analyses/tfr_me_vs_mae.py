@@ -33,6 +33,10 @@ Writes to ``--out`` (default ``figures/tfr_me_vs_mae/``):
   ME - MaE cluster (``clusters_me_vs_mae.csv``, summary.json, summary.md);
 * ``summary.json`` (every cluster: channels, frequency and time extent,
   mass, p, dz) and ``summary.md``.
+
+And into the study's derivatives, per subject, ``sub-XX/eeg/sub-XX_task-mmme_tfr.h5``: its
+power and ITC per condition as MNE ``AverageTFR`` objects (:func:`mne.time_frequency.read_tfrs`;
+:func:`mmme_neuro.tfr.to_average_tfr` / :func:`~mmme_neuro.tfr.from_average_tfr` convert).
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ from mmme_neuro import matching, steps, tfr
 from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
 from mmme_neuro.dataset import analysis_exclusions, failed_exclusions, prepare_bids
-from mmme_neuro.pipeline import Step, run_steps
+from mmme_neuro.pipeline import Step, derivative_paths, derivatives_root, run_steps
 from mmme_neuro.reporting import (
     base_summary,
     cluster_test_name,
@@ -430,6 +434,9 @@ def run(config: Config, out_dir: Path, *, method: str = "morlet", progress: bool
     step.require(2)
     results, failed = list(step.results.values()), step.failed
     t_group = time.perf_counter()
+    deriv = derivatives_root(bids_root, config)
+    for s, r in sorted(step.results.items()):  # MNE objects for MNE users: power and ITC per condition
+        tfr.write_tfr_derivative(r["tfr"], derivative_paths(deriv, s)["tfr"])
     md = pd.concat([r["epochs"] for r in results], ignore_index=True) if results else pd.DataFrame()
     group, report = group_tfr([r["tfr"] for r in results], md, config)
     clusters = cluster_tests(group["ersp"], CONTRASTS, config=config, n_jobs=group_jobs(config))

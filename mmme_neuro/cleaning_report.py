@@ -45,11 +45,11 @@ from . import erp
 from .config import Config
 from .constants import SCALP_CHANNELS
 from .epochs import CONDITIONS, from_clean, reason_code
+from .pipeline import derivative_paths
 
 __all__ = [
     "SECTIONS",
     "cleaning_table",
-    "derivative_paths",
     "save_report",
     "study_report",
     "subject_report",
@@ -79,31 +79,6 @@ def _atomic(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def derivative_paths(deriv_root: str | os.PathLike, subject: str, task: str = "mmme") -> dict[str, Path]:
-    """BIDS-derivative file names of a subject's MNE objects and report.
-
-    Parameters
-    ----------
-    deriv_root : path-like
-        The derivatives folder (:func:`mmme_neuro.pipeline.derivatives_root`).
-    subject : str
-        Pseudonym (``sub-01``).
-    task : str
-        BIDS task label.
-
-    Returns
-    -------
-    paths : dict
-        ``epochs``, ``ica``, ``evoked``, ``report``.
-    """
-    if not subject.startswith("sub-"):
-        raise ValueError(f"subject must be a BIDS pseudonym like 'sub-01', got {subject!r}")
-    d = Path(deriv_root) / subject / "eeg"
-    stem = f"{subject}_task-{task}"
-    return {"epochs": d / f"{stem}_proc-clean_epo.fif", "ica": d / f"{stem}_ica.fif",
-            "evoked": d / f"{stem}_ave.fif", "report": d / f"{stem}_report.html"}  # fmt: skip
 
 
 def _analysis_epochs(clean: Mapping[str, Any], config: Config) -> tuple[mne.BaseEpochs, pd.DataFrame]:

@@ -90,7 +90,8 @@ from .bids import recorded_file_hashes
 from .config import Config
 from .containers import load_netcdf, save_netcdf
 
-__all__ = ["CacheNotWritableError", "RunReport", "Step", "Upstream", "cache_dir", "derivatives_root", "load_result", "local_cluster", "remember_failures", "run_steps",
+__all__ = ["CacheNotWritableError", "RunReport", "Step", "Upstream", "cache_dir", "derivative_paths", "derivatives_root",
+           "load_result", "local_cluster", "remember_failures", "run_steps",
            "run_subjects", "save_result", "subject_key"]
 
 logger = logging.getLogger(__name__)
@@ -339,6 +340,33 @@ def subject_key(bids_root: str | os.PathLike, subject: str, config: Config, stag
     root = Path(bids_root)
     known = _known_files(root, subject, [stage], derivatives_root(root, config))
     return _key(config, stage, params, _input_files(root, subject, known))
+
+
+def derivative_paths(deriv_root: str | os.PathLike, subject: str, task: str = "mmme") -> dict[str, Path]:
+    """BIDS-derivative file names of a subject's MNE objects and report.
+
+    Parameters
+    ----------
+    deriv_root : path-like
+        The derivatives folder (:func:`mmme_neuro.pipeline.derivatives_root`).
+    subject : str
+        Pseudonym (``sub-01``).
+    task : str
+        BIDS task label.
+
+    Returns
+    -------
+    paths : dict
+        ``epochs`` (cleaned epochs), ``ica``, ``evoked`` (per condition),
+        ``tfr`` (time-frequency power and ITC per condition), ``report``
+        (:mod:`mmme_neuro.cleaning_report`).
+    """
+    if not subject.startswith("sub-"):
+        raise ValueError(f"subject must be a BIDS pseudonym like 'sub-01', got {subject!r}")
+    d = Path(deriv_root) / subject / "eeg"
+    stem = f"{subject}_task-{task}"
+    return {"epochs": d / f"{stem}_proc-clean_epo.fif", "ica": d / f"{stem}_ica.fif", "evoked": d / f"{stem}_ave.fif",
+            "tfr": d / f"{stem}_tfr.h5", "report": d / f"{stem}_report.html"}  # fmt: skip
 
 
 def derivatives_root(bids_root: str | os.PathLike, config: Config | None = None) -> Path:
@@ -921,11 +949,16 @@ def _run_tasks(tasks: Mapping[str, _Task], stages: list[str], steps: list[Step],
     then read them back into one :class:`RunReport` per step."""
     bar = tqdm(total=n_steps, desc=stages[0] if len(stages) == 1 else "first level",
                unit="subject" if len(stages) == 1 else "task", disable=not progress or not n_steps)  # fmt: skip
+    t_start, n_done = time.perf_counter(), [0]
 
     def done(r: dict[str, Any]) -> None:
         rows[(r["stage"], r["subject"])] = r
         if r["stage"] in stages:
             bar.update()
+            n_done[0] += 1
+        # progress in the log too (-v): a bar is drawn on a terminal only, and a batch job's log would be silent
+        logger.info("%s %s: %s in %.1f s (%d/%d done, %.0f s elapsed)", r["stage"], r["subject"], r["status"],
+                    float(r.get("seconds") or 0.0), n_done[0], n_steps, time.perf_counter() - t_start)  # fmt: skip
 
     def submit_args(n: str, s: str) -> tuple[Any, ...]:
         t = tasks[n]

@@ -69,8 +69,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import mne
@@ -93,6 +95,7 @@ __all__ = [
     "DEFAULT_WINDOW",
     "METHODS",
     "TFRResult",
+    "TFR_KINDS",
     "authors_band_psd",
     "band_average",
     "baseline_normalize",
@@ -104,7 +107,10 @@ __all__ = [
     "first_level",
     "padded_config",
     "periodogram_band_power",
+    "from_average_tfr",
     "stack_subjects",
+    "to_average_tfr",
+    "write_tfr_derivative",
 ]
 
 logger = logging.getLogger(__name__)
@@ -833,6 +839,83 @@ def band_average(tfr: xr.DataArray, bands: Mapping[str, tuple[float, float]] | N
 
 
 # ----------------------------------------------------------------------------- authors' features
+
+
+#: Variables of a subject's TFR dataset written as MNE objects, and their units.
+TFR_KINDS: dict[str, str] = {"power": "V**2", "induced": "V**2", "itc": "1"}
+
+
+def to_average_tfr(tfr: xr.Dataset, condition: str, kind: str = "power") -> mne.time_frequency.AverageTFRArray:
+    """One condition of a subject's TFR dataset as an :class:`mne.time_frequency.AverageTFR`.
+
+    Parameters
+    ----------
+    tfr : xarray.Dataset
+        :attr:`TFRResult.tfr` (``(condition, channel, freq, time)``).
+    condition : str
+        Condition.
+    kind : {'power', 'induced', 'itc'}
+        Variable: total or induced power (V**2, not baseline-normalised) or
+        inter-trial coherence (0-1).
+
+    Returns
+    -------
+    tfr : mne.time_frequency.AverageTFRArray
+        EEG channels with the Quik-Cap 64 positions; ``comment``
+        ``"<kind>/<condition>"``, ``nave`` the epochs averaged.
+    """
+    from .montage import make_quikcap64_montage
+
+    if kind not in TFR_KINDS:
+        raise ValueError(f"kind must be one of {sorted(TFR_KINDS)}, got {kind!r}")
+    if condition not in [str(c) for c in tfr["condition"].values]:
+        raise ValueError(f"no condition {condition!r} in the TFR (has {[str(c) for c in tfr['condition'].values]})")
+    da = tfr[kind].sel(condition=condition).transpose("channel", "freq", "time")
+    channels = [str(c) for c in da["channel"].values]
+    times = da["time"].values.astype(float)
+    sfreq = 1.0 / float(np.median(np.diff(times))) if times.size > 1 else 1.0
+    info = mne.create_info(channels, sfreq, "eeg")
+    info.set_montage(make_quikcap64_montage(), on_missing="ignore", verbose="error")
+    count = "n_epochs_itc" if kind == "itc" and "n_epochs_itc" in tfr.coords else "n_epochs"
+    nave = int(tfr[count].sel(condition=condition)) if count in tfr.coords else None
+    return mne.time_frequency.AverageTFRArray(info=info, data=np.asarray(da.values, dtype=float), times=times,
+                                              freqs=da["freq"].values.astype(float), nave=nave,
+                                              comment=f"{kind}/{condition}", method="morlet")  # fmt: skip
+
+
+def from_average_tfr(avg: mne.time_frequency.AverageTFR) -> xr.DataArray:
+    """An :class:`~mne.time_frequency.AverageTFR` as a ``(channel, freq, time)`` DataArray (the inverse of :func:`to_average_tfr`).
+
+    ``comment`` ``"<kind>/<condition>"`` gives the name and a ``condition``
+    coordinate; units from :data:`TFR_KINDS`.
+    """
+    kind, _, condition = str(avg.comment or "").partition("/")
+    da = xr.DataArray(avg.data, dims=("channel", "freq", "time"),
+                      coords={"channel": list(avg.ch_names), "freq": _freq_coord(avg.freqs), "time": _time_coord(avg.times)},
+                      name=kind or "tfr", attrs={"units": TFR_KINDS.get(kind, "")})  # fmt: skip
+    if condition:
+        da = da.assign_coords(condition=condition)
+    return da
+
+
+def write_tfr_derivative(tfr: xr.Dataset, path: str | os.PathLike, *, kinds: Sequence[str] = ("power", "itc")) -> Path:
+    """Write a subject's TFR as MNE ``AverageTFR`` objects in one HDF5 file (:func:`mne.time_frequency.read_tfrs`).
+
+    One object per kind and condition with epochs (``comment``
+    ``"<kind>/<condition>"``), written to a temporary name and renamed.
+    """
+    path = Path(path)
+    objs = [to_average_tfr(tfr, str(c), k) for k in kinds for c in tfr["condition"].values
+            if ("n_epochs" not in tfr.coords or int(tfr["n_epochs"].sel(condition=c)) > 0)]  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        with mne.utils.use_log_level("WARNING"):
+            mne.time_frequency.write_tfrs(tmp, objs, overwrite=True)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def clip_tail_centers(clip_end_s: Sequence[float], duration_s: float = 40.0, window_s: float = 1.0) -> np.ndarray:

@@ -15,7 +15,13 @@ from mmme_neuro import erp, steps
 from mmme_neuro.bids import read_bids_session
 from mmme_neuro.config import load_config
 from mmme_neuro.epochs import from_clean
-from mmme_neuro.pipeline import derivatives_root, load_result, run_subjects, save_result
+from mmme_neuro.pipeline import (
+    derivative_paths,
+    derivatives_root,
+    load_result,
+    run_subjects,
+    save_result,
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +44,7 @@ def test_derivatives_open_in_mne_and_equal_the_analyses_results(reported):
     up = steps.upstream(config)["clean"]
     clean = run_subjects(up.func, root, up.config, stage=up.stage, params=up.params, subjects=["sub-02"],
                          progress=False).results["sub-02"]  # fmt: skip
-    paths = cr.derivative_paths(deriv, "sub-02")
+    paths = derivative_paths(deriv, "sub-02")
     # epochs: the analysis window of the shared pass, with every kept epoch's metadata
     epochs = mne.read_epochs(paths["epochs"], verbose=False)
     ref, md = from_clean(clean, config.epochs.tmin, config.epochs.tmax)
@@ -72,7 +78,7 @@ def test_derivatives_open_in_mne_and_equal_the_analyses_results(reported):
 def test_subject_and_study_reports(reported):
     root, out = reported
     deriv = derivatives_root(root, load_config(None))
-    page = cr.derivative_paths(deriv, "sub-02")["report"].read_text(encoding="utf-8")
+    page = derivative_paths(deriv, "sub-02")["report"].read_text(encoding="utf-8")
     for title in cr.SECTIONS:
         assert title in page, title
     assert page.count("data:image") >= 6  # spectra, ICA maps, drop log, EMG, evoked responses
@@ -93,4 +99,4 @@ def test_reports_are_opt_in_and_named():
     assert "preprocessing_report" not in ANALYSES
     assert resolve(["report", "erp"]) == ["erp_me_vs_mae", "preprocessing_report"]
     with pytest.raises(ValueError, match="subject must be a BIDS pseudonym"):
-        cr.derivative_paths("d", "01")
+        derivative_paths("d", "01")

@@ -357,3 +357,27 @@ def test_null_false_positive_rate(tmp_path):
         study = simulate_study(tmp_path / f"null{seed}", scale="ci", seed=seed, null=True, progress=False)
         hits += int(_null_clusters(study, seed).n_significant > 0)
     assert hits <= 1  # P(>= 2 of 5 | alpha = .05) = 0.023
+
+
+def test_tfr_derivatives_open_in_mne_and_equal_the_netcdf(script_out, ci_bids):
+    """The script's per-subject AverageTFR files (mne.time_frequency.read_tfrs) hold the power and ITC of tfr.nc."""
+    import mne
+
+    from mmme_neuro.pipeline import derivative_paths, derivatives_root
+
+    ds = load_netcdf(script_out / "tfr.nc")
+    path = derivative_paths(derivatives_root(ci_bids), "sub-01")["tfr"]
+    objs = mne.time_frequency.read_tfrs(path, verbose=False)
+    objs = objs if isinstance(objs, list) else [objs]
+    got = {o.comment: o for o in objs}
+    assert {f"{k}/{c}" for k in ("power", "itc") for c in ("ME", "MaE", "NE")} <= set(got)
+    for kind in ("power", "itc"):
+        for cond in ("ME", "MaE", "NE"):
+            back = tfr.from_average_tfr(got[f"{kind}/{cond}"])
+            want = ds[kind].sel(subject="sub-01", condition=cond, channel=back["channel"]).transpose("channel", "freq", "time")
+            np.testing.assert_allclose(back.values, want.values, rtol=1e-12, atol=0)
+            np.testing.assert_allclose(back["freq"].values, want["freq"].values)
+            assert back.name == kind and str(back["condition"].values) == cond
+    assert got["power/ME"].nave == int(ds["n_epochs"].sel(subject="sub-01", condition="ME"))
+    with pytest.raises(ValueError, match="kind must be one of"):
+        tfr.to_average_tfr(ds.sel(subject="sub-01"), "ME", "ersp")
