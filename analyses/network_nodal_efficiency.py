@@ -50,7 +50,7 @@ from mmme_neuro import netanalysis as na
 from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
 from mmme_neuro.dataset import analysis_exclusions, failed_exclusions, prepare_bids
-from mmme_neuro.pipeline import Step, run_steps
+from mmme_neuro.pipeline import Step, derivative_paths, derivatives_root, run_steps
 from mmme_neuro.reporting import (
     base_summary,
     make_contrast,
@@ -463,6 +463,10 @@ def run(config: Config, out_dir: Path, *, progress: bool = True) -> dict[str, An
     failed = step.failed
     t_group = time.perf_counter()
     conns = {s: r["connectivity"] for s, r in step.results.items()}
+    deriv = derivatives_root(bids_root, config)
+    for s, c in sorted(conns.items()):  # mne-connectivity objects for MNE users, per condition
+        paths = derivative_paths(deriv, s)
+        na.write_connectivity_derivatives(c, config.bands, lambda cond, p=paths: p[f"connectivity_{cond}"])
     per_epoch = [r["epoch_metrics"] for r in step.results.values()]
     md = pd.concat([r["epochs"] for r in step.results.values()], ignore_index=True)
     conn, report = apply_min_count(na.stack_subjects(conns), md, config)

@@ -54,8 +54,11 @@ epochs of a condition, unbiased whatever their number.
 from __future__ import annotations
 
 import logging
+import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import mne
@@ -82,6 +85,7 @@ __all__ = [
     "epoch_metric_means",
     "epoch_networks",
     "first_level",
+    "from_connectivity",
     "global_contrasts",
     "global_table",
     "nbs_core",
@@ -92,7 +96,9 @@ __all__ = [
     "stack_subjects",
     "subject_connectivity",
     "subject_graph_metrics",
+    "to_connectivity",
     "trial_metric_table",
+    "write_connectivity_derivatives",
 ]
 
 logger = logging.getLogger(__name__)
@@ -295,6 +301,84 @@ def condition_networks(
     res.attrs = dict(per_epoch.attrs, estimator="within-epoch, mean over epochs", equalized=bool(equalize))
     res.name = per_epoch.name
     return res
+
+
+def to_connectivity(conn: xr.DataArray, condition: str, bands: Mapping[str, tuple[float, float]]) -> Any:
+    """One condition of a subject's networks as an mne-connectivity :class:`~mne_connectivity.SpectralConnectivity`.
+
+    Parameters
+    ----------
+    conn : xarray.DataArray
+        :func:`condition_networks` output, ``(condition, band, node, node_other)``.
+    condition : str
+        Condition.
+    bands : mapping
+        Band name -> (low, high) Hz (``Config.bands``): the object's
+        frequencies are the band centres; names and edges are kept in its
+        ``attrs`` (``band_names``, ``band_edges_hz``), with ``condition``.
+
+    Returns
+    -------
+    conn : mne_connectivity.SpectralConnectivity
+        All-to-all (``indices="all"``), ``method`` and ``n_epochs_used`` set;
+        ``get_data(output="dense")`` is ``(node, node, band)``.
+    """
+    import mne_connectivity
+
+    if condition not in [str(c) for c in conn["condition"].values]:
+        raise ValueError(f"no condition {condition!r} in the networks (has {[str(c) for c in conn['condition'].values]})")
+    da = conn.sel(condition=condition).transpose("band", "node", "node_other")
+    names = [str(b) for b in da["band"].values]
+    missing = [b for b in names if b not in bands]
+    if missing:
+        raise ValueError(f"no frequency range for band(s) {missing}")
+    n = da.sizes["node"]
+    edges = [[float(bands[b][0]), float(bands[b][1])] for b in names]
+    n_used = int(conn["n_epochs"].sel(condition=condition)) if "n_epochs" in conn.coords else None
+    return mne_connectivity.SpectralConnectivity(
+        np.asarray(da.values, dtype=float).reshape(len(names), n * n).T, freqs=[(lo + hi) / 2 for lo, hi in edges],
+        n_nodes=n, names=[str(c) for c in da["node"].values], indices="all", method=str(conn.attrs.get("method", "")),
+        n_epochs_used=n_used, band_names=names, band_edges_hz=edges, condition=condition,
+    )  # fmt: skip
+
+
+def from_connectivity(obj: Any) -> xr.DataArray:
+    """A :class:`~mne_connectivity.SpectralConnectivity` of :func:`to_connectivity` as ``(band, node, node_other)``."""
+    dense = np.moveaxis(np.asarray(obj.get_data(output="dense"), dtype=float), -1, 0)
+    bands = list(obj.attrs.get("band_names") or [str(f) for f in obj.freqs])
+    names = list(obj.names)
+    da = xr.DataArray(dense, dims=("band", "node", "node_other"),
+                      coords={"band": bands, "node": names, "node_other": names},
+                      name=f"connectivity_{obj.method}" if obj.method else "connectivity", attrs={"units": "1"})  # fmt: skip
+    if obj.attrs.get("condition"):
+        da = da.assign_coords(condition=str(obj.attrs["condition"]))
+    return da
+
+
+def write_connectivity_derivatives(conn: xr.DataArray, bands: Mapping[str, tuple[float, float]],
+                                   path_for: Any) -> list[Path]:  # fmt: skip
+    """Write each condition with epochs of a subject's networks as an mne-connectivity netCDF file.
+
+    ``path_for(condition) -> path``; read back with
+    :func:`mne_connectivity.read_connectivity`. Written to a temporary name
+    and renamed.
+    """
+    out = []
+    for c in [str(c) for c in conn["condition"].values]:
+        if "n_epochs" in conn.coords and int(conn["n_epochs"].sel(condition=c)) == 0:
+            continue
+        path = Path(path_for(c))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+        try:
+            with warnings.catch_warnings():  # h5netcdf: mne-connectivity's attributes are not plain netCDF-4
+                warnings.filterwarnings("ignore", message=".*invalid netcdf features.*", category=UserWarning)
+                to_connectivity(conn, c, bands).save(tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        out.append(path)
+    return out
 
 
 def subject_connectivity(

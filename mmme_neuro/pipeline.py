@@ -359,14 +359,18 @@ def derivative_paths(deriv_root: str | os.PathLike, subject: str, task: str = "m
     paths : dict
         ``epochs`` (cleaned epochs), ``ica``, ``evoked`` (per condition),
         ``tfr`` (time-frequency power and ITC per condition), ``report``
-        (:mod:`mmme_neuro.cleaning_report`).
+        (:mod:`mmme_neuro.cleaning_report`), ``connectivity_<condition>``
+        (the networks of ME, MaE, NE; mne-connectivity netCDF).
     """
     if not subject.startswith("sub-"):
         raise ValueError(f"subject must be a BIDS pseudonym like 'sub-01', got {subject!r}")
     d = Path(deriv_root) / subject / "eeg"
     stem = f"{subject}_task-{task}"
-    return {"epochs": d / f"{stem}_proc-clean_epo.fif", "ica": d / f"{stem}_ica.fif", "evoked": d / f"{stem}_ave.fif",
-            "tfr": d / f"{stem}_tfr.h5", "report": d / f"{stem}_report.html"}  # fmt: skip
+    out = {"epochs": d / f"{stem}_proc-clean_epo.fif", "ica": d / f"{stem}_ica.fif", "evoked": d / f"{stem}_ave.fif",
+           "tfr": d / f"{stem}_tfr.h5", "report": d / f"{stem}_report.html"}  # fmt: skip
+    for c in ("ME", "MaE", "NE"):
+        out[f"connectivity_{c}"] = d / f"{stem}_desc-{c}_conn.nc"
+    return out
 
 
 def derivatives_root(bids_root: str | os.PathLike, config: Config | None = None) -> Path:

@@ -283,3 +283,23 @@ def test_connectome_figure_panels_colour_scale_and_mni_positions(tmp_path):
     plt.close(fig)
     with pytest.raises(ValueError, match="no Quik-Cap 64 position"):
         vnet._mni_coords(["CZ", "X9"])
+
+
+def test_connectivity_derivatives_open_in_mne_connectivity(script_out, ci_bids):
+    """The script's per-subject networks as mne-connectivity files (read_connectivity) equal connectivity.nc."""
+    from mne_connectivity import read_connectivity
+
+    from mmme_neuro.pipeline import derivative_paths, derivatives_root
+
+    conn = load_netcdf(script_out / "connectivity.nc")
+    paths = derivative_paths(derivatives_root(ci_bids), "sub-01")
+    for cond in ("ME", "MaE", "NE"):
+        obj = read_connectivity(paths[f"connectivity_{cond}"])
+        assert obj.method == conn.attrs["method"] and obj.attrs["condition"] == cond
+        assert obj.n_epochs_used == int(conn["n_epochs"].sel(subject="sub-01", condition=cond))
+        back = na.from_connectivity(obj)
+        want = conn.sel(subject="sub-01", condition=cond).transpose("band", "node", "node_other")
+        assert list(back["band"].values) == list(want["band"].values)
+        np.testing.assert_allclose(back.values, want.values, rtol=1e-12, atol=0)
+        lo, hi = Config().bands[str(back["band"].values[0])]
+        assert obj.freqs[0] == pytest.approx((lo + hi) / 2)
