@@ -16,7 +16,7 @@
 #
 # Per-epoch features of every modality, computed per subject in parallel and cached
 # (`mmme_neuro.pipeline.run_subjects`), then leave-one-subject-out decoding with UF1/UAR and a
-# within-subject label-permutation chance level, a leakage check, and time-resolved decoding.
+# permutation chance level that renames whole subjects' classes, a leakage check, and time-resolved decoding.
 # Runs on the `ci` synthetic study (planted ERP, oscillation, coupling and physiological effects,
 # and facial EMG larger for MaE: the confound to keep out of "EEG" results).
 
