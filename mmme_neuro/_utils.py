@@ -59,7 +59,7 @@ def check_not_input(path: Path, inputs: Iterable[str | os.PathLike] = ()) -> Non
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = ()) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = (), keep_name: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; move it onto ``path`` on success.
 
     The temporary file lives in the same directory, so the final
@@ -72,6 +72,10 @@ def atomic_path(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] 
         Final destination.
     inputs : iterable of path-like
         Input files of the computation; writing onto one of them is refused.
+    keep_name : bool
+        End the temporary name with the final file name (``.tmp-XXXX-<name>``)
+        instead of ``.tmp``: writers that check names or extensions (MNE's
+        ``_epo.fif``, ``.h5``, ``.html``) accept it.
 
     Yields
     ------
@@ -81,7 +85,10 @@ def atomic_path(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] 
     path = Path(path)
     check_not_input(path, inputs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if keep_name:
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{path.name}", dir=path.parent)
+    else:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     # mkstemp creates 0600 files; give the result the permissions of an ordinary new file

@@ -28,11 +28,10 @@ derivatives of a study, not figures of the analyses.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from . import erp
+from ._utils import atomic_path
 from .config import Config
 from .constants import SCALP_CHANNELS
 from .epochs import CONDITIONS, from_clean, reason_code
@@ -67,18 +67,6 @@ SECTIONS: tuple[str, ...] = (
     "Facial EMG per epoch",
     "Evoked responses",
 )
-
-
-@contextlib.contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` that keeps its file name (MNE checks names and extensions); renamed on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _analysis_epochs(clean: Mapping[str, Any], config: Config) -> tuple[mne.BaseEpochs, pd.DataFrame]:
@@ -135,14 +123,14 @@ def write_subject_derivatives(clean: Mapping[str, Any], deriv_root: str | os.Pat
         epochs, md = _analysis_epochs(clean, config)
         evokeds = _evokeds(epochs, md, subject)
     written: dict[str, Path] = {}
-    with _atomic(paths["epochs"]) as tmp:
+    with atomic_path(paths["epochs"], keep_name=True) as tmp:
         epochs.save(tmp, fmt="double", overwrite=True, verbose=False)
     written["epochs"] = paths["epochs"]
-    with _atomic(paths["evoked"]) as tmp:
+    with atomic_path(paths["evoked"], keep_name=True) as tmp:
         mne.write_evokeds(tmp, evokeds, overwrite=True, verbose=False)
     written["evoked"] = paths["evoked"]
     if clean.get("ica") is not None:
-        with _atomic(paths["ica"]) as tmp:
+        with atomic_path(paths["ica"], keep_name=True) as tmp:
             clean["ica"].save(tmp, overwrite=True, verbose=False)
         written["ica"] = paths["ica"]
     return written
@@ -367,6 +355,6 @@ def save_report(report: mne.Report, path: str | os.PathLike) -> Path:
     """Write ``report`` as HTML atomically (temporary name, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _atomic(path) as tmp:
+    with atomic_path(path, keep_name=True) as tmp:
         report.save(tmp, open_browser=False, overwrite=True, verbose=False)
     return path

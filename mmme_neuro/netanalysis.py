@@ -54,7 +54,6 @@ epochs of a condition, unbiased whatever their number.
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -71,6 +70,7 @@ from scipy.sparse.csgraph import connected_components
 from . import connectivity as conn_mod
 from . import epochs as ep_mod
 from . import network as net_mod
+from ._utils import atomic_path
 from .config import Config
 from .containers import provenance
 from .stats import node_permutation_test, paired_test
@@ -368,15 +368,10 @@ def write_connectivity_derivatives(conn: xr.DataArray, bands: Mapping[str, tuple
         if "n_epochs" in conn.coords and int(conn["n_epochs"].sel(condition=c)) == 0:
             continue
         path = Path(path_for(c))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        try:
-            with warnings.catch_warnings():  # h5netcdf: mne-connectivity's attributes are not plain netCDF-4
-                warnings.filterwarnings("ignore", message=".*invalid netcdf features.*", category=UserWarning)
-                to_connectivity(conn, c, bands).save(tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_path(path, keep_name=True) as tmp, warnings.catch_warnings():
+            # h5netcdf: mne-connectivity's attributes are not plain netCDF-4
+            warnings.filterwarnings("ignore", message=".*invalid netcdf features.*", category=UserWarning)
+            to_connectivity(conn, c, bands).save(tmp)
         out.append(path)
     return out
 

@@ -81,6 +81,7 @@ import pandas as pd
 import xarray as xr
 from scipy.signal import periodogram
 
+from ._utils import atomic_path
 from .config import Config
 from .connectivity import centred_spectra
 from .containers import provenance, validate
@@ -907,14 +908,8 @@ def write_tfr_derivative(tfr: xr.Dataset, path: str | os.PathLike, *, kinds: Seq
     path = Path(path)
     objs = [to_average_tfr(tfr, str(c), k) for k in kinds for c in tfr["condition"].values
             if ("n_epochs" not in tfr.coords or int(tfr["n_epochs"].sel(condition=c)) > 0)]  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        with mne.utils.use_log_level("WARNING"):
-            mne.time_frequency.write_tfrs(tmp, objs, overwrite=True)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path, keep_name=True) as tmp, mne.utils.use_log_level("WARNING"):
+        mne.time_frequency.write_tfrs(tmp, objs, overwrite=True)
     return path
 
 
