@@ -42,6 +42,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 docs: install
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_notebooks.py  # executes the tutorials: rendered with outputs
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
 
 # Re-resolve and pin every dependency (run after changing pyproject.toml).

@@ -2,8 +2,10 @@
 
 Build with ``make docs`` (``python -m sphinx -W --keep-going -b html docs docs/_build/html``);
 ``tests/test_docs.py`` builds it with warnings as errors. Nothing is downloaded at build
-time: no intersphinx inventory, notebooks rendered as committed (not executed here: the
-test suite executes them, ``tests/test_notebooks.py``).
+time: no intersphinx inventory; the notebooks are not executed here: ``tests/test_notebooks.py``
+executes them on the ``ci`` study and keeps the executed copies in ``build/executed-notebooks``,
+which are rendered with their outputs while their cells are the notebooks' (``make docs`` runs
+that test first).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ intersphinx_mapping: dict[str, tuple[str, str | None]] = {}
 
 myst_enable_extensions = ["colon_fence", "dollarmath", "deflist"]
 myst_heading_anchors = 3
-nb_execution_mode = "off"  # notebooks are executed by tests/test_notebooks.py
+nb_execution_mode = "off"  # executed by tests/test_notebooks.py; their executed copies are rendered
 nb_merge_streams = True
 
 # -- HTML --------------------------------------------------------------------
@@ -82,18 +84,38 @@ html_copy_source = False
 
 # -- Tutorials: the notebooks of ../notebooks, copied into the source tree ----
 
+logger = logging.getLogger("mmme_neuro.docs")
 NOTEBOOKS = ROOT / "notebooks"
 TUTORIALS = DOCS / "tutorials" / "_nb"  # gitignored
+#: Executed copies written by tests/test_notebooks.py (``make docs`` runs it first): rendered with their outputs.
+EXECUTED = ROOT / "build" / "executed-notebooks"
+
+
+def _cell_sources(path: Path) -> list[tuple[str, str]]:
+    import json
+
+    cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+    return [(c["cell_type"], "".join(c["source"]).strip()) for c in cells]
 
 
 def _copy_notebooks() -> None:
-    """Mirror ``notebooks/*.ipynb`` into ``docs/tutorials/_nb/`` (unchanged files untouched)."""
+    """Mirror ``notebooks/*.ipynb`` into ``docs/tutorials/_nb/`` (unchanged files untouched).
+
+    A notebook's executed copy (``build/executed-notebooks``) is used instead when its cells are the
+    notebook's: the page then shows the outputs and figures of a run on the ``ci`` study. A stale
+    execution (the notebook changed since) is never shown.
+    """
     TUTORIALS.mkdir(parents=True, exist_ok=True)
     wanted = {p.name: p for p in sorted(NOTEBOOKS.glob("*.ipynb"))}
     for stale in TUTORIALS.glob("*.ipynb"):
         if stale.name not in wanted:
             stale.unlink()
     for name, src in wanted.items():
+        done = EXECUTED / name
+        if done.is_file() and _cell_sources(done) == _cell_sources(src):
+            src = done
+        else:
+            logger.info("tutorial %s rendered without outputs (run `make docs`, which executes it first)", name)
         dst = TUTORIALS / name
         if not (dst.is_file() and filecmp.cmp(src, dst, shallow=False)):
             tmp = dst.with_name(f".{name}.tmp")
@@ -109,7 +131,6 @@ _PLACEHOLDER = re.compile(r"^<([a-z_]+)>$")
 _HTML_TAGS = frozenset("a abbr b br code del details div em hr i img ins kbd li mark ol p pre s small span strong "
                        "sub summary sup table td th tr u ul".split())  # fmt: skip
 _SKLEARN_REQUEST = re.compile(r"^set_\w+_request$")
-logger = logging.getLogger("mmme_neuro.docs")
 
 
 def _skip_numpydoc_for_modules(app, what, name, obj, options, lines):

@@ -9,7 +9,10 @@ import pytest
 jupytext = pytest.importorskip("jupytext")
 nbclient = pytest.importorskip("nbclient")
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.py"))
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
+#: Where the executed tutorials go (gitignored): docs/conf.py renders them with their outputs.
+EXECUTED = ROOT / "build" / "executed-notebooks"
 
 
 def _sources(nb) -> list[tuple[str, str]]:
@@ -36,3 +39,11 @@ def test_notebook_pair_in_sync_and_runs(path, tmp_path, monkeypatch):
     client.execute()  # raises CellExecutionError naming the failing cell
     errors = [o for c in script.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+    # the executed notebook, outputs and figures included, for the documentation (docs/conf.py uses it while its
+    # cells are those of the notebook)
+    figures = [o for c in script.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert figures, f"{path.name} draws no figure"
+    EXECUTED.mkdir(parents=True, exist_ok=True)
+    tmp = EXECUTED / f".{paired.name}.tmp"
+    jupytext.write(script, tmp, fmt="ipynb")
+    tmp.replace(EXECUTED / paired.name)
