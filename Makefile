@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.mmme-installed
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: install figures figures-check test test-slow lint docs lock clean-data
+.PHONY: install figures figures-check test test-slow lint docs docs-online lock clean-data
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ lint: install
 docs: install
 	$(PY) -m pytest -q -p no:cacheprovider tests/test_notebooks.py  # executes the tutorials: rendered with outputs
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+
+# The same with links into the MNE, mne-bids, xarray, numpy, scipy, statsmodels, scikit-learn ... docs
+# (intersphinx inventories fetched from the web: needs a network, which CI does not have).
+docs-online: install
+	MMME_DOCS_INTERSPHINX=1 $(MAKE) --no-print-directory docs
 
 # Re-resolve and pin every dependency (run after changing pyproject.toml).
 lock:

@@ -11,6 +11,7 @@ that test first).
 from __future__ import annotations
 
 import filecmp
+import os
 import re
 import shutil
 import sys
@@ -57,8 +58,25 @@ numpydoc_show_class_members = False  # members are documented by autodoc, not li
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
 
-# No network at build time: cross-references to numpy, mne, xarray ... stay plain text.
-intersphinx_mapping: dict[str, tuple[str, str | None]] = {}
+# Cross-references to the libraries the toolkit builds on. Their inventories come from the web, which CI
+# and the tests do not reach: they are fetched only when MMME_DOCS_INTERSPHINX=1 (`make docs-online`);
+# otherwise those references stay plain text.
+_INVENTORIES: dict[str, tuple[str, str | None]] = {
+    "python": ("https://docs.python.org/3", None),
+    "mne": ("https://mne.tools/stable", None),
+    "mne_bids": ("https://mne.tools/mne-bids/stable", None),
+    "mne_connectivity": ("https://mne.tools/mne-connectivity/stable", None),
+    "xarray": ("https://docs.xarray.dev/en/stable", None),
+    "numpy": ("https://numpy.org/doc/stable", None),
+    "scipy": ("https://docs.scipy.org/doc/scipy", None),
+    "pandas": ("https://pandas.pydata.org/docs", None),
+    "statsmodels": ("https://www.statsmodels.org/stable", None),
+    "sklearn": ("https://scikit-learn.org/stable", None),
+    "nilearn": ("https://nilearn.github.io/stable", None),
+}
+intersphinx_mapping: dict[str, tuple[str, str | None]] = (
+    _INVENTORIES if os.environ.get("MMME_DOCS_INTERSPHINX") == "1" else {}
+)
 
 # -- MyST / MyST-NB ----------------------------------------------------------
 
