@@ -20,8 +20,11 @@ to ``--out`` (default ``figures/network_nodal_efficiency/``):
 ``connectivity.nc``, ``graph_metrics.nc``, ``nodal_efficiency_epochs.nc``, CSV tables (``nodal_<a>_vs_<b>``,
 ``nbs_components_*``, ``nbs_edges_*``, ``global_tests``, ``global_metrics``,
 ``trial_efficiency``, ``mixed_models``, ``epochs``, ``min_count``), figures
-(``topomaps_<a>_vs_<b>``, ``nbs_<a>_vs_<b>``, ``density_curves``) and
-``summary.json`` / ``summary.md``. Beside the node tests: the planned contrasts of
+(``topomaps_<a>_vs_<b>``, ``nbs_<a>_vs_<b>``: the significant NBS edges on a glass brain per
+band, ``density_curves``), interactive 3-D views ``nbs_<a>_vs_<b>_<band>_3d.html`` (nilearn;
+~3 MB each, not committed) and ``summary.json`` / ``summary.md``. Into the study's derivatives,
+per subject, ``sub-XX/eeg/sub-XX_task-mmme_desc-<condition>_conn.nc``: its networks as
+mne-connectivity objects (:func:`mne_connectivity.read_connectivity`). Beside the node tests: the planned contrasts of
 ``planned.network`` (nodal efficiency averaged over their nodes, paired t-tests,
 ``planned.csv``) and, with ``emg_matching.method`` not ``"off"`` (default
 ``"nearest"``), the node tests repeated on the EMG-matched ME and MaE epochs
@@ -50,6 +53,7 @@ from mmme_neuro import netanalysis as na
 from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
 from mmme_neuro.dataset import analysis_exclusions, failed_exclusions, prepare_bids
+from mmme_neuro._utils import atomic_write_text
 from mmme_neuro.pipeline import Step, derivative_paths, derivatives_root, run_steps
 from mmme_neuro.reporting import (
     base_summary,
@@ -536,6 +540,9 @@ def run(config: Config, out_dir: Path, *, progress: bool = True) -> dict[str, An
         edges = pd.concat([r.significant_edges().assign(band=k) for k, r in nbs[name].items()], ignore_index=True)
         title = f"NBS {name}: " + (", ".join(f"{k} {int((edges['band'] == k).sum())}" for k in edges["band"].unique()) or "no significant edge")
         save_figure(vnet.plot_connectome(edges, nodes, title=title), out_dir / f"nbs_{a.lower()}_vs_{b.lower()}", FIGURE_FORMATS)
+        for band, sub in edges.groupby("band", sort=True):  # interactive 3-D views (~3 MB each: not committed)
+            view = vnet.view_connectome(sub, nodes, title=f"NBS {name}, {band}: {len(sub)} edges (t)")
+            atomic_write_text(out_dir / f"nbs_{a.lower()}_vs_{b.lower()}_{band}_3d.html", view.get_standalone())
     save_figure(vnet.plot_density_curves(metrics, "global_efficiency"), out_dir / "density_curves", FIGURE_FORMATS)
 
     inputs = {"participants": Path(bids_root) / "participants.tsv"}

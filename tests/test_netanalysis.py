@@ -303,3 +303,15 @@ def test_connectivity_derivatives_open_in_mne_connectivity(script_out, ci_bids):
         np.testing.assert_allclose(back.values, want.values, rtol=1e-12, atol=0)
         lo, hi = Config().bands[str(back["band"].values[0])]
         assert obj.freqs[0] == pytest.approx((lo + hi) / 2)
+
+
+def test_interactive_connectome_views_written(script_out):
+    """An interactive 3-D view per contrast and band with significant NBS edges (nilearn view_connectome)."""
+    views = sorted(p.name for p in script_out.glob("nbs_*_3d.html"))
+    for a, b in (("me", "mae"), ("me", "ne")):
+        edges = pd.read_csv(script_out / f"nbs_edges_{a}_vs_{b}.csv")
+        bands = sorted(set(edges.loc[edges["significant"].astype(bool), "band"]))
+        assert [v for v in views if v.startswith(f"nbs_{a}_vs_{b}_")] == [f"nbs_{a}_vs_{b}_{x}_3d.html" for x in bands]
+    assert views, "no significant NBS edge in the ci study, whose alpha coupling is planted"
+    for v in views:
+        assert (script_out / v).read_text(encoding="utf-8")[:200].lower().startswith("<!doctype html")
