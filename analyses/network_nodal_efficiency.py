@@ -50,10 +50,10 @@ from analyses._common import build_parser, run_script, write_csv, write_timing
 from mmme_neuro import epochs as ep_mod
 from mmme_neuro import matching, steps
 from mmme_neuro import netanalysis as na
+from mmme_neuro._utils import atomic_write_text
 from mmme_neuro.config import Config
 from mmme_neuro.containers import save_netcdf
 from mmme_neuro.dataset import analysis_exclusions, failed_exclusions, prepare_bids
-from mmme_neuro._utils import atomic_write_text
 from mmme_neuro.pipeline import Step, derivative_paths, derivatives_root, run_steps
 from mmme_neuro.reporting import (
     base_summary,
