@@ -539,7 +539,8 @@ def run(config: Config, out_dir: Path, *, progress: bool = True) -> dict[str, An
         )
         edges = pd.concat([r.significant_edges().assign(band=k) for k, r in nbs[name].items()], ignore_index=True)
         title = f"NBS {name}: " + (", ".join(f"{k} {int((edges['band'] == k).sum())}" for k in edges["band"].unique()) or "no significant edge")
-        save_figure(vnet.plot_connectome(edges, nodes, title=title), out_dir / f"nbs_{a.lower()}_vs_{b.lower()}", FIGURE_FORMATS)
+        save_figure(vnet.plot_connectome(edges, nodes, title=title, bands=list(nbs[name])),
+                    out_dir / f"nbs_{a.lower()}_vs_{b.lower()}", FIGURE_FORMATS)  # fmt: skip
         for band, sub in edges.groupby("band", sort=True):  # interactive 3-D views (~3 MB each: not committed)
             view = vnet.view_connectome(sub, nodes, title=f"NBS {name}, {band}: {len(sub)} edges (t)")
             atomic_write_text(out_dir / f"nbs_{a.lower()}_vs_{b.lower()}_{band}_3d.html", view.get_standalone())

@@ -20,6 +20,8 @@ import mne
 import numpy as np
 import pandas as pd
 import xarray as xr
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from scipy import stats
 
@@ -140,8 +142,7 @@ def plot_connectome(
     nilearn's :func:`~nilearn.plotting.plot_connectome` (axial view) at the
     template MNI positions of the Quik-Cap electrodes (:func:`_mni_coords`):
     scalp electrodes, so the nodes lie outside the brain outline. The colour
-    scale is symmetric around 0 and shared by the panels; every panel with an
-    edge has it.
+    scale is symmetric around 0 (the largest |t|), one for all panels.
 
     Parameters
     ----------
@@ -165,7 +166,8 @@ def plot_connectome(
     if bands is None:
         bands = [str(b) for b in pd.unique(edges["band"])] if "band" in edges and len(edges) else [""]
     lim = float(np.max(np.abs(edges["t"]))) if len(edges) else 1.0
-    fig, axes = new_figure("double", 55.0, 1, max(len(bands), 1))
+    # no constrained layout: nilearn places its own axes, the colour scale goes beside them
+    fig, axes = new_figure("double", 55.0, 1, max(len(bands), 1), layout="none")
     axes = np.atleast_1d(axes)
     with publication_style():
         for ax, band in zip(axes, bands, strict=True):
@@ -173,10 +175,14 @@ def plot_connectome(
             display = plotting.plot_connectome(
                 _adjacency(sub, channels), coords, node_color="0.4", node_size=4, edge_cmap="RdBu_r",
                 edge_vmin=-lim, edge_vmax=lim, display_mode="z", figure=fig, axes=ax, annotate=False,
-                colorbar=bool(len(sub)), alpha=0.8, edge_kwargs={"linewidth": 1.0},
+                colorbar=False, alpha=0.8, edge_kwargs={"linewidth": 1.0},
             )  # fmt: skip
             n = f"{len(sub)} edge{'s' if len(sub) != 1 else ''}"
             display.title(f"{band}: {n}" if band else n, size=7, color="black", bgcolor="white", alpha=0.0)
+        # one colour scale for every panel, beside them
+        fig.subplots_adjust(left=0.01, right=0.9, bottom=0.02, top=0.85, wspace=0.05)
+        cax = fig.add_axes((0.92, 0.2, 0.012, 0.6))
+        fig.colorbar(ScalarMappable(norm=Normalize(-lim, lim), cmap="RdBu_r"), cax=cax, label="t")
         if title:
             fig.suptitle(title)
     return fig
