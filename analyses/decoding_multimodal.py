@@ -166,7 +166,7 @@ def build_markdown(summary: dict[str, Any]) -> str:
     opt = " **(OPTIMISTIC: within-subject folds)**" if r["optimistic"] else ""
     n_null = r["n_permutations"]
     null = NULL_TEXT.get(r.get("null", "shuffle_within_subject"), "label permutations")
-    p_test = (f"p: label permutation test ({null}, the cross-validation re-run), {n_null} arrangements plus the "
+    p_test = (f"p: label permutation test ({null}, the cross-validation re-run), {n_null} permutations plus the "
               f"observed labels, uncorrected; `<=` marks the smallest possible p, 1/{n_null + 1}." if n_null
               else "p: n/a (no label permutations run).")  # fmt: skip
     lines = [f"# {ANALYSIS}", "", f"Subjects: {summary['n_subjects']}; epochs: {summary['epochs_per_condition']}", "",

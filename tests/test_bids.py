@@ -361,11 +361,11 @@ def test_killed_run_leaves_no_half_subject(study, tmp_path, monkeypatch):
     root = tmp_path / "bids"
     real = bids.convert_session
 
-    def dying(session, stage_root, *, task="mmme"):
+    def dying(session, stage_root, *, task="mmme", **kwargs):
         if session.subject == "sub-02":
-            real(session, stage_root, task=task)  # staged files exist ...
+            real(session, stage_root, task=task, **kwargs)  # staged files exist ...
             raise KeyboardInterrupt  # ... and the process is killed before the move
-        return real(session, stage_root, task=task)
+        return real(session, stage_root, task=task, **kwargs)
 
     monkeypatch.setattr(bids, "convert_session", dying)
     with pytest.raises(KeyboardInterrupt):

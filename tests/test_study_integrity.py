@@ -93,10 +93,10 @@ def test_killed_reconversion_after_the_coding_file_changed_is_refused_then_repai
     _drop_last_coding_row(raw / study.coding_file.name)  # every subject's fingerprint changes
     real = bids.convert_session
 
-    def dying(session, stage_root, *, task="mmme"):
+    def dying(session, stage_root, *, task="mmme", **kwargs):
         if session.subject == "sub-02":
             raise KeyboardInterrupt  # the process is killed while sub-02 is written
-        return real(session, stage_root, task=task)
+        return real(session, stage_root, task=task, **kwargs)
 
     monkeypatch.setattr(bids, "convert_session", dying)
     with pytest.raises(KeyboardInterrupt):
@@ -229,7 +229,7 @@ def test_convert_exits_non_zero_when_every_subject_fails_on_a_full_disk(study, p
                                                                        capsys):  # fmt: skip
     raw, root = _copies(study, pristine, tmp_path)
 
-    def full(session, stage_root, *, task="mmme"):
+    def full(session, stage_root, *, task="mmme", **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(stage_root / session.subject))
 
     monkeypatch.setattr(bids, "convert_session", full)

@@ -318,7 +318,7 @@ def test_decoding_markdown():
     row = next(line for line in md.splitlines() if line.startswith(first))
     assert row.count(f"<= {floor}") == 2
     assert f"label permutation test ({NULL_TEXT[s['results'].get('null', 'shuffle_within_subject')]}, the " \
-        f"cross-validation re-run), {n} arrangements" in md
+        f"cross-validation re-run), {n} permutations" in md
     text = f"one-sided; null: {TIME_NULL}, 999 random label-swap permutations plus the observed): 0.328-0.508 s, p <= 0.001."
     assert md.count(text) >= 1
     # no label permutations: p is n/a, not 0

@@ -142,7 +142,7 @@ def plot_connectome(
     nilearn's :func:`~nilearn.plotting.plot_connectome` (axial view) at the
     template MNI positions of the Quik-Cap electrodes (:func:`_mni_coords`):
     scalp electrodes, so the nodes lie outside the brain outline. The colour
-    scale is symmetric around 0 (the largest |t|), one for all panels.
+    scale is symmetric around 0 (up to the largest absolute t), one for all panels.
 
     Parameters
     ----------
