@@ -31,7 +31,8 @@ def test_notebook_pair_in_sync_and_runs(path, tmp_path, monkeypatch):
     paired = path.with_suffix(".ipynb")
     assert paired.is_file(), f"{paired.name} missing: run `jupytext --sync {path.name}`"
     assert _sources(jupytext.read(paired)) == _sources(script), f"{path.name} and {paired.name} differ: jupytext --sync"
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    # the inline backend: figures become image/png outputs of the executed notebook (headless)
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     # the tutorials work in tempfile.mkdtemp() directories (studies, BIDS, caches: ~0.5 GB each): under pytest's
     # tmp_path they are cleaned up with it instead of piling up in /tmp run after run (it filled the disk once)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
@@ -44,6 +45,6 @@ def test_notebook_pair_in_sync_and_runs(path, tmp_path, monkeypatch):
     figures = [o for c in script.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert figures, f"{path.name} draws no figure"
     EXECUTED.mkdir(parents=True, exist_ok=True)
-    tmp = EXECUTED / f".{paired.name}.tmp"
+    tmp = EXECUTED / f".tmp-{paired.name}"  # jupytext writes by extension
     jupytext.write(script, tmp, fmt="ipynb")
     tmp.replace(EXECUTED / paired.name)
