@@ -263,6 +263,8 @@ def subject_report(clean: Mapping[str, Any], config: Config, *, subject: str, ra
     -------
     report : mne.Report
     """
+    if not (np.isfinite(raw_psd_s) and raw_psd_s > 0):
+        raise ValueError(f"raw_psd_s must be a positive number of seconds, got {raw_psd_s!r}")
     with mne.utils.use_log_level("WARNING"):
         return _subject_report(clean, config, subject, raw, raw_psd_s)
 

@@ -97,5 +97,7 @@ def test_reports_are_opt_in_and_named():
 
     assert "preprocessing_report" not in ANALYSES
     assert resolve(["report", "erp"]) == ["erp_me_vs_mae", "preprocessing_report"]
+    with pytest.raises(ValueError, match="raw_psd_s must be a positive"):
+        cr.subject_report({"report": {}}, load_config(None), subject="sub-01", raw_psd_s=0.0)
     with pytest.raises(ValueError, match="subject must be a BIDS pseudonym"):
         derivative_paths("d", "01")
